@@ -1,0 +1,188 @@
+"""The only code that knows where a blob lives: ``blobs/<hex[:2]>/<hex[2:]>``.
+
+Writing hashes first, so a dedupe hit writes nothing (invariant 9); reading
+checks every byte against its digest (invariant 7).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+from .backend import Backend
+from .digest import CHUNK, Hasher, hash_bytes, hash_file, is_hex_digest
+from .errors import BlobNotFoundError, IntegrityError
+
+__all__ = ["BlobStore", "PutResult", "blob_path", "BLOB_PREFIX"]
+
+BLOB_PREFIX = "blobs"
+# Small files are cheaper to read once than to mmap.
+_SMALL_FILE = 1 << 20
+
+
+def blob_path(hexdigest: str) -> str:
+    return f"{BLOB_PREFIX}/{hexdigest[:2]}/{hexdigest[2:]}"
+
+
+def digest_from_path(rel: str) -> str | None:
+    """The digest a ``blobs/..`` path stands for, or None for a foreign file."""
+    parts = rel.split("/")
+    if len(parts) == 3 and parts[0] == BLOB_PREFIX and len(parts[1]) == 2:
+        hexdigest = parts[1] + parts[2]
+        if is_hex_digest(hexdigest):
+            return hexdigest
+    return None
+
+
+@dataclass(frozen=True)
+class PutResult:
+    digest: str
+    size: int
+    written: bool  # False: the blob was already there (dedupe hit)
+
+
+class BlobStore:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def exists(self, hexdigest: str) -> bool:
+        return self.backend.exists(blob_path(hexdigest))
+
+    def size(self, hexdigest: str) -> int:
+        try:
+            return self.backend.size(blob_path(hexdigest))
+        except FileNotFoundError:
+            raise BlobNotFoundError(hexdigest) from None
+
+    # -- writing -------------------------------------------------------------
+
+    def put_bytes(self, data: bytes) -> PutResult:
+        hexdigest = hash_bytes(data)
+        written = self.backend.create_bytes(blob_path(hexdigest), data)
+        return PutResult(hexdigest, len(data), written)
+
+    def put_file(self, path: str | os.PathLike) -> PutResult:
+        path = os.fspath(path)
+        size = os.path.getsize(path)
+        if size <= _SMALL_FILE:
+            with open(path, "rb") as f:
+                data = f.read()
+            return self.put_bytes(data)
+        # Hash first: if the blob exists we never read the file again.
+        hexdigest, size = hash_file(path)
+        rel = blob_path(hexdigest)
+        if self.backend.exists(rel):
+            return PutResult(hexdigest, size, False)
+        written = self.backend.create_from_file(rel, path)
+        # The file may have changed between hashing and copying: check the copy.
+        if written and self.backend.size(rel) != size:
+            self.backend.remove(rel)
+            raise IntegrityError(hexdigest, "?", f"{path} changed while it was being saved")
+        return PutResult(hexdigest, size, written)
+
+    def put_stream(self, stream: BinaryIO) -> PutResult:
+        """A stream that cannot be re-read is hashed while spooled to a temp file."""
+        fd, tmp = self.backend.local_tempfile()
+        hasher = Hasher(threaded=True)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while block := stream.read(CHUNK):
+                    hasher.update(block)
+                    out.write(block)
+            hexdigest = hasher.hexdigest()
+            written = self.backend.create_from_file(blob_path(hexdigest), tmp, move=True)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return PutResult(hexdigest, hasher.size, written)
+
+    # -- reading -------------------------------------------------------------
+
+    def read_bytes(self, hexdigest: str) -> bytes:
+        try:
+            data = self.backend.read_bytes(blob_path(hexdigest))
+        except FileNotFoundError:
+            raise BlobNotFoundError(hexdigest) from None
+        actual = hash_bytes(data)
+        if actual != hexdigest:
+            raise IntegrityError(hexdigest, actual, blob_path(hexdigest))
+        return data
+
+    def open(self, hexdigest: str) -> "VerifyingReader":
+        try:
+            raw = self.backend.open_read(blob_path(hexdigest))
+        except FileNotFoundError:
+            raise BlobNotFoundError(hexdigest) from None
+        return VerifyingReader(raw, hexdigest)
+
+    def check(self, hexdigest: str) -> tuple[str, int]:
+        """Rehash a stored blob; returns (actual digest, size)."""
+        with self.open(hexdigest) as r:
+            h = Hasher(threaded=True)
+            while block := r.raw.read(CHUNK):
+                h.update(block)
+        return h.hexdigest(), h.size
+
+    def iter_digests(self) -> Iterator[tuple[str | None, str, int, float | None]]:
+        """(digest or None if foreign, path, size, mtime) for everything under blobs/."""
+        for e in self.backend.list(BLOB_PREFIX):
+            yield digest_from_path(e.path), e.path, e.size, e.mtime
+
+    def remove(self, hexdigest: str) -> None:
+        self.backend.remove(blob_path(hexdigest))
+
+
+class VerifyingReader(io.RawIOBase):
+    """Streams a blob and raises IntegrityError at EOF if it was not what we stored.
+
+    Sequential reads are hashed as they pass; after a seek the hash can no
+    longer be trusted, so verification is skipped for that reader (range reads
+    are for random access, ``cas verify`` covers the whole blob).
+    """
+
+    def __init__(self, raw: BinaryIO, hexdigest: str) -> None:
+        self.raw = raw
+        self.expected = hexdigest
+        self._hasher: Hasher | None = Hasher(threaded=False)
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self.raw.readinto(b) if hasattr(self.raw, "readinto") else self._readinto_fallback(b)
+        if self._hasher is not None:
+            if n:
+                self._hasher.update(memoryview(b)[:n])
+            else:
+                actual = self._hasher.hexdigest()
+                self._hasher = None
+                if actual != self.expected:
+                    raise IntegrityError(self.expected, actual, blob_path(self.expected))
+        self._pos += n
+        return n
+
+    def _readinto_fallback(self, b) -> int:
+        data = self.raw.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        pos = self.raw.seek(offset, whence)
+        if pos != self._pos:
+            self._hasher = None
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        if not self.closed:
+            self.raw.close()
+        super().close()

@@ -1,0 +1,351 @@
+"""The ``cas`` command: a thin click layer over :class:`cas.Store`.
+
+Every query command takes ``--json``; every error is one line on stderr and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+
+from . import __version__
+from .errors import CasError
+from .store import DEFAULT_GC_GRACE, Store, open_store
+from .version import ArtifactVersion
+
+EXIT_ERROR = 1
+EXIT_VERIFY_FAILED = 2
+
+
+class CasGroup(click.Group):
+    """Turns cas errors (and the OS errors they wrap) into one clear line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (CasError, OSError, ValueError, TypeError, KeyError) as e:
+            if isinstance(e, (click.ClickException, click.exceptions.Exit, click.Abort)):
+                raise
+            message = str(e) if not isinstance(e, KeyError) or isinstance(e, CasError) else f"not found: {e}"
+            click.echo(f"cas: error: {message}", err=True)
+            ctx.exit(EXIT_ERROR)
+
+
+def _store(ctx: click.Context, create: bool = False) -> Store:
+    url = ctx.obj.get("store")
+    store = open_store(url, create=create)
+    ctx.call_on_close(store.close)
+    return store
+
+
+def _emit(ctx: click.Context, as_json: bool, data: Any, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+    elif text is not None:
+        click.echo(text)
+
+
+@contextmanager
+def progress_bar(total: int | None, desc: str, unit: str = "B", quiet: bool = False) -> Iterator[Any]:
+    """A tqdm bar on stderr; silent when stderr is not a terminal or output is --json."""
+    from tqdm import tqdm
+
+    disable = True if quiet else None  # None: tqdm hides itself when not a tty
+    with tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", disable=disable, file=sys.stderr, leave=False) as bar:
+        yield bar.update
+
+
+def version_dict(v: ArtifactVersion) -> dict[str, Any]:
+    return {
+        "name": v.name,
+        "version": v.version,
+        "ref": v.ref,
+        "digest": str(v.digest),
+        "kind": v.kind,
+        "size": v.size,
+        "created_at": v.created_at.isoformat(),
+        "metadata": v.metadata,
+        "materializer": v.materializer,
+        "run_id": v.run_id,
+        "deleted": v.deleted,
+    }
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``2h``, ``7d``, ``1w`` -> seconds."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise click.BadParameter(f"{text!r} is not a duration like 30m, 12h or 7d")
+    scale = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+@click.group(cls=CasGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--store",
+    envvar="CAS_STORE",
+    default=None,
+    metavar="URL",
+    help="Store location: a path or fsspec URL (default: $CAS_STORE, else ./.cas).",
+)
+@click.version_option(__version__, prog_name="cas")
+@click.pass_context
+def cli(ctx: click.Context, store: str | None) -> None:
+    """cas: a content-addressed, versioned artifact store for ML pipelines.
+
+    Names are PIPELINE/STEP/ARTIFACT; a version is written NAME@N, NAME@latest
+    or NAME@ALIAS.
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["store"] = store
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def init(ctx: click.Context, as_json: bool) -> None:
+    """Create a store (nothing happens if one is already there)."""
+    store = _store(ctx, create=True)
+    _emit(ctx, as_json, {"store": store.url, "store_id": store.store_id}, f"initialised cas store at {store.url}")
+
+
+@cli.command()
+@click.argument("source", metavar="PATH")
+@click.argument("name")
+@click.option("--alias", "aliases", multiple=True, metavar="ALIAS", help="Also point ALIAS at the new version (repeatable).")
+@click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Attach metadata (repeatable).")
+@json_option
+@click.pass_context
+def put(ctx: click.Context, source: str, name: str, aliases: tuple[str, ...], meta: tuple[str, ...], as_json: bool) -> None:
+    """Save a file or directory (PATH, or - for stdin) as the next version of NAME."""
+    metadata = {}
+    for item in meta:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--meta")
+        metadata[key] = value
+    store = _store(ctx, create=True)
+    before = store.stats().stored_bytes
+    if source == "-":
+        v = store.save(sys.stdin.buffer, name, metadata=metadata, aliases=aliases)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise FileNotFoundError(f"no such file or directory: {source}")
+        total = sum(1 for _ in path.rglob("*") if _.is_file()) if path.is_dir() else path.stat().st_size
+        with progress_bar(total, f"saving {name}", "file" if path.is_dir() else "B", quiet=as_json) as update:
+            v = store.save(path, name, metadata=metadata, aliases=aliases, progress=update)
+    new_bytes = store.stats().stored_bytes - before
+    data = version_dict(v) | {"new_bytes": max(new_bytes, 0)}
+    _emit(ctx, as_json, data, f"{v.ref}  {v.digest.short}  {_human(v.size)}  ({_human(max(new_bytes, 0))} new)")
+
+
+@cli.command()
+@click.argument("ref", metavar="NAME[@VERSION]")
+@click.argument("dest", required=False, type=click.Path())
+@json_option
+@click.pass_context
+def get(ctx: click.Context, ref: str, dest: str | None, as_json: bool) -> None:
+    """Download a version to DEST (default: the artifact name in the current directory)."""
+    v = _store(ctx).get_artifact_version(ref)
+    target = v.download(dest or ".")
+    _emit(ctx, as_json, version_dict(v) | {"path": str(target)}, f"{v.ref} -> {target}")
+
+
+@cli.command()
+@click.argument("ref", metavar="NAME[@VERSION]")
+@click.argument("path", required=False)
+@click.pass_context
+def cat(ctx: click.Context, ref: str, path: str | None) -> None:
+    """Write a version's bytes (or PATH inside a directory version) to stdout."""
+    v = _store(ctx).get_artifact_version(ref)
+    out = sys.stdout.buffer
+    with v.open(path) as f:
+        while block := f.read(1 << 20):
+            out.write(block)
+    out.flush()
+
+
+@cli.command(name="ls")
+@click.argument("prefix", default="")
+@json_option
+@click.pass_context
+def ls_cmd(ctx: click.Context, prefix: str, as_json: bool) -> None:
+    """List artifacts (optionally under PREFIX) with their latest version."""
+    store = _store(ctx)
+    rows = []
+    for name in store.list_artifacts(prefix):
+        v = store.get_artifact_version(name)
+        rows.append(version_dict(v))
+    text = "\n".join(f"{r['name']}  v{r['version']}  {r['kind']}  {_human(r['size'])}" for r in rows)
+    _emit(ctx, as_json, rows, text or "(no artifacts)")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--all", "include_deleted", is_flag=True, help="Include deleted versions.")
+@json_option
+@click.pass_context
+def log(ctx: click.Context, name: str, include_deleted: bool, as_json: bool) -> None:
+    """Show the versions of NAME, newest first."""
+    store = _store(ctx)
+    versions = store.list_versions(name, include_deleted=include_deleted)
+    aliases = store.aliases(name)
+    by_version: dict[int, list[str]] = {}
+    for alias, number in aliases.items():
+        by_version.setdefault(number, []).append(alias)
+    rows = [version_dict(v) | {"aliases": sorted(by_version.get(v.version, []))} for v in reversed(versions)]
+    lines = []
+    for r in rows:
+        tags = ", ".join(r["aliases"]) + (" deleted" if r["deleted"] else "")
+        lines.append(
+            f"{r['ref']}  {r['digest'][7:19]}  {r['kind']}  {_human(r['size'])}  {r['created_at'][:19]}"
+            + (f"  ({tags.strip()})" if tags.strip() else "")
+        )
+    _emit(ctx, as_json, rows, "\n".join(lines))
+
+
+@cli.command()
+@click.argument("ref", metavar="NAME[@VERSION]")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Show one version: digest, size, metadata, and the files of a directory."""
+    v = _store(ctx).get_artifact_version(ref)
+    data = version_dict(v)
+    if v.kind == "tree":
+        data["files"] = [{"path": p, "digest": str(d), "size": s} for p, d, s in v.files()]
+    lines = [f"{k}: {data[k]}" for k in ("ref", "digest", "kind", "size", "created_at")]
+    if v.metadata:
+        lines.append("metadata: " + json.dumps(v.metadata, sort_keys=True))
+    for f in data.get("files", []):
+        lines.append(f"  {f['path']}  {f['digest'][7:19]}  {_human(f['size'])}")
+    _emit(ctx, as_json, data, "\n".join(lines))
+
+
+@cli.command()
+@click.argument("ref", metavar="NAME@VERSION")
+@click.argument("alias")
+@json_option
+@click.pass_context
+def alias(ctx: click.Context, ref: str, alias: str, as_json: bool) -> None:
+    """Point ALIAS (e.g. production) at a version of an artifact."""
+    v = _store(ctx).set_alias(ref, None, alias)
+    _emit(ctx, as_json, {"name": v.name, "alias": alias, "version": v.version}, f"{v.name}@{alias} -> {v.version}")
+
+
+@cli.command()
+@click.argument("ref", metavar="NAME@VERSION")
+@json_option
+@click.pass_context
+def rm(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """Delete a version (recorded; its bytes go only with `cas gc`)."""
+    if "@" not in ref:
+        raise click.BadParameter("name the version to delete: NAME@VERSION", param_hint="REF")
+    v = _store(ctx).delete_version(ref, None)
+    _emit(ctx, as_json, {"name": v.name, "version": v.version, "deleted": True}, f"deleted {v.ref}")
+
+
+@cli.command()
+@click.option("--deep", is_flag=True, help="Rehash every blob (reads all bytes).")
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, deep: bool, as_json: bool) -> None:
+    """Check the store: missing, corrupt, truncated and foreign blobs.  Exit 2 if any."""
+    store = _store(ctx)
+    with progress_bar(None, "verifying", quiet=as_json) as update:
+        report = store.verify(deep=deep, progress=update)
+    data = {"ok": report.ok, "checked": report.checked, "missing": report.missing, "corrupt": report.corrupt, "foreign": report.foreign}
+    lines = [f"checked {report.checked} blobs" + (" (deep)" if deep else "")]
+    lines += [f"missing  {d}" for d in report.missing] + [f"corrupt  {d}" for d in report.corrupt]
+    lines += [f"foreign  {p}" for p in report.foreign]
+    lines.append("ok" if report.ok else "PROBLEMS FOUND")
+    _emit(ctx, as_json, data, "\n".join(lines))
+    if not report.ok:
+        ctx.exit(EXIT_VERIFY_FAILED)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Report what would be removed, remove nothing.")
+@click.option("--grace", default=f"{int(DEFAULT_GC_GRACE // 3600)}h", show_default=True, help="Keep unreferenced blobs younger than this (30m, 12h, 7d).")
+@json_option
+@click.pass_context
+def gc(ctx: click.Context, dry_run: bool, grace: str, as_json: bool) -> None:
+    """Remove blobs that no live version needs."""
+    report = _store(ctx).gc(grace=parse_duration(grace), dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    data = {"removed": report.removed, "removed_bytes": report.removed_bytes, "kept": report.kept, "dry_run": dry_run}
+    _emit(ctx, as_json, data, f"{verb} {report.removed} blobs ({_human(report.removed_bytes)}), kept {report.kept}")
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """Logical bytes, stored bytes and the dedupe ratio."""
+    s = _store(ctx).stats()
+    data = {
+        "artifacts": s.artifacts,
+        "versions": s.versions,
+        "blobs": s.blobs,
+        "logical_bytes": s.logical_bytes,
+        "stored_bytes": s.stored_bytes,
+        "dedupe_ratio": round(s.dedupe_ratio, 3),
+    }
+    text = (
+        f"artifacts {s.artifacts}, versions {s.versions}, blobs {s.blobs}\n"
+        f"logical {_human(s.logical_bytes)}, stored {_human(s.stored_bytes)}, dedupe {s.dedupe_ratio:.2f}x"
+    )
+    _emit(ctx, as_json, data, text)
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def reindex(ctx: click.Context, as_json: bool) -> None:
+    """Rebuild the index from the records in the backend."""
+    store = _store(ctx)
+    with progress_bar(None, "reindexing", "ref", quiet=as_json) as update:
+        n = store.reindex(progress=update)
+    _emit(ctx, as_json, {"refs": n}, f"reindexed {n} refs from {store.url}")
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def refresh(ctx: click.Context, as_json: bool) -> None:
+    """Catch up with what other machines wrote to the same backend."""
+    store = _store(ctx)
+    n = store.refresh()
+    _emit(ctx, as_json, {"applied": n}, f"{n} new records")
+
+
+def main() -> None:
+    cli(prog_name="cas")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Every error cas raises, in one place.
+
+Each error also inherits the built-in a caller would naturally catch, with the
+OSError family first so ``errno`` and ``filename`` stay meaningful::
+
+    CasError
+    ├── InvalidNameError(ValueError)        malformed name, version, alias or path
+    ├── StoreNotFoundError(FileNotFoundError)   no store at that location
+    ├── UnsupportedFormatError              store written by a newer cas
+    ├── ArtifactNotFoundError(KeyError)      unknown artifact name
+    │   └── VersionNotFoundError            unknown version or alias
+    ├── VersionDeletedError(FileNotFoundError)  the version was deleted
+    ├── VersionExistsError(FileExistsError) a committed version cannot change
+    ├── ReadOnlyError(PermissionError)      a write that would change immutable data
+    ├── BlobNotFoundError(FileNotFoundError)   a blob the index points at is gone
+    ├── IntegrityError                      bytes do not match their digest
+    ├── UnsafeLoadError(PermissionError)    loading would run code (pickle)
+    ├── BackendError(OSError)               the storage backend failed
+    └── RunError(RuntimeError)             misuse of runs and steps
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+
+__all__ = [
+    "CasError",
+    "InvalidNameError",
+    "StoreNotFoundError",
+    "UnsupportedFormatError",
+    "ArtifactNotFoundError",
+    "VersionNotFoundError",
+    "VersionDeletedError",
+    "VersionExistsError",
+    "ReadOnlyError",
+    "BlobNotFoundError",
+    "IntegrityError",
+    "UnsafeLoadError",
+    "BackendError",
+    "RunError",
+]
+
+
+class CasError(Exception):
+    """Base class of every error cas raises on purpose."""
+
+    def __str__(self) -> str:
+        # OSError subclasses format as "[Errno 2] msg: 'file'"; one clear line is friendlier.
+        if isinstance(self, OSError) and self.strerror:
+            return self.strerror
+        return super().__str__()
+
+
+class InvalidNameError(ValueError, CasError):
+    """A name, version, alias or path that breaks the grammar."""
+
+
+class StoreNotFoundError(FileNotFoundError, CasError):
+    __str__ = CasError.__str__
+
+    def __init__(self, location: str):
+        super().__init__(_errno.ENOENT, f"no cas store at {location} (run `cas init`)", location)
+
+
+class UnsupportedFormatError(CasError):
+    """The store was written by a newer cas, or uses an unknown hash."""
+
+
+class ArtifactNotFoundError(KeyError, CasError):
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class VersionNotFoundError(ArtifactNotFoundError):
+    pass
+
+
+class VersionDeletedError(FileNotFoundError, CasError):
+    __str__ = CasError.__str__
+
+    def __init__(self, name: str, version: int):
+        super().__init__(_errno.ENOENT, f"{name}@{version} was deleted")
+        self.name = name
+        self.version = version
+
+
+class VersionExistsError(FileExistsError, CasError):
+    __str__ = CasError.__str__
+
+    def __init__(self, message: str, filename: str | None = None):
+        if filename is None:
+            super().__init__(_errno.EEXIST, message)
+        else:
+            super().__init__(_errno.EEXIST, message, filename)
+
+
+class ReadOnlyError(PermissionError, CasError):
+    __str__ = CasError.__str__
+
+    def __init__(self, message: str, filename: str | None = None):
+        if filename is None:
+            super().__init__(_errno.EACCES, message)
+        else:
+            super().__init__(_errno.EACCES, message, filename)
+
+
+class BlobNotFoundError(FileNotFoundError, CasError):
+    __str__ = CasError.__str__
+
+    def __init__(self, digest: str):
+        super().__init__(_errno.ENOENT, f"blob blake3:{digest} is missing from the backend")
+        self.digest = digest
+
+
+class IntegrityError(CasError):
+    """Content read back does not hash to the digest it is stored under."""
+
+    def __init__(self, expected: str, actual: str, where: str = ""):
+        self.expected = expected
+        self.actual = actual
+        where = f" ({where})" if where else ""
+        super().__init__(f"integrity error{where}: expected blake3:{expected}, got blake3:{actual}")
+
+
+class UnsafeLoadError(PermissionError, CasError):
+    __str__ = CasError.__str__
+
+    def __init__(self, message: str):
+        super().__init__(_errno.EACCES, message)
+
+
+class BackendError(OSError, CasError):
+    __str__ = CasError.__str__
+
+    def __init__(self, message: str, filename: str | None = None):
+        if filename is None:
+            super().__init__(_errno.EIO, message)
+        else:
+            super().__init__(_errno.EIO, message, filename)
+
+
+class RunError(RuntimeError, CasError):
+    pass

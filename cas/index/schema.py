@@ -1,0 +1,80 @@
+"""Schema migrations, applied in order and recorded in the database itself.
+
+Append new migrations to ``MIGRATIONS``; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_initial",
+        """
+        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+        CREATE TABLE IF NOT EXISTS records (
+            ref TEXT PRIMARY KEY,
+            digest TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS blobs (
+            digest TEXT PRIMARY KEY,
+            size INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS versions (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            created_at TEXT NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            materializer TEXT,
+            record TEXT NOT NULL,
+            run_id TEXT,
+            step_run_id TEXT,
+            deleted_at TEXT,
+            UNIQUE (name, version)
+        );
+        CREATE INDEX IF NOT EXISTS versions_digest ON versions (digest);
+        CREATE INDEX IF NOT EXISTS versions_step_run ON versions (step_run_id);
+        CREATE TABLE IF NOT EXISTS aliases (
+            name TEXT NOT NULL,
+            alias TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            PRIMARY KEY (name, alias)
+        );
+        CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY,
+            pipeline TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at TEXT,
+            ended_at TEXT,
+            params TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX IF NOT EXISTS runs_pipeline ON runs (pipeline, started_at);
+        CREATE TABLE IF NOT EXISTS step_runs (
+            id TEXT PRIMARY KEY,
+            run_id TEXT NOT NULL,
+            step TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at TEXT,
+            ended_at TEXT
+        );
+        CREATE INDEX IF NOT EXISTS step_runs_run ON step_runs (run_id);
+        CREATE TABLE IF NOT EXISTS step_inputs (
+            step_run_id TEXT NOT NULL,
+            version_id INTEGER NOT NULL,
+            PRIMARY KEY (step_run_id, version_id)
+        );
+        CREATE INDEX IF NOT EXISTS step_inputs_version ON step_inputs (version_id);
+        CREATE TABLE IF NOT EXISTS tree_entries (
+            tree TEXT NOT NULL,
+            path TEXT NOT NULL,
+            digest TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            PRIMARY KEY (tree, path)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS tree_entries_digest ON tree_entries (digest);
+        """,
+    ),
+]

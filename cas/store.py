@@ -1,0 +1,531 @@
+"""The Store facade: save, find, alias, delete, verify, gc, reindex.
+
+Every write publishes in order (invariant 4): blobs -> tree manifest ->
+version record -> create-only ref -> journal entry -> index row.  A crash at
+any point leaves, at worst, unreferenced blobs for ``gc``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterable
+
+from .backend import Backend, LocalBackend, open_backend, redact_url
+from .blobs import BlobStore, PutResult
+from .digest import Digest
+from .errors import (
+    ArtifactNotFoundError,
+    CasError,
+    InvalidNameError,
+    StoreNotFoundError,
+    VersionDeletedError,
+    VersionNotFoundError,
+)
+from .index import Index
+from .names import LATEST, ArtifactName, check_alias, parse_name, parse_ref, parse_version
+from .records import (
+    REFS,
+    RecordStore,
+    alias_ref,
+    deletion_ref,
+    now_iso,
+    version_ref,
+)
+from .tree import decode_manifest, encode_manifest, walk_files
+from .version import BLOB, TREE, ArtifactVersion
+
+__all__ = ["Store", "open_store", "VerifyReport", "GcReport", "StoreStats", "UnsupportedDataError", "Progress"]
+
+DEFAULT_STORE = "./.cas"
+DEFAULT_GC_GRACE = 24 * 3600.0
+INDEX_FILE = "index.sqlite"
+
+#: progress callback: (units done in this step, description); units are bytes or items
+Progress = Callable[[int], None]
+
+
+class UnsupportedDataError(TypeError, CasError):
+    """``save`` got a value it does not know how to store."""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)  # digests a version or record needs
+    corrupt: list[str] = field(default_factory=list)  # content does not match its name
+    foreign: list[str] = field(default_factory=list)  # files under blobs/ that are not blobs
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.corrupt or self.foreign)
+
+
+@dataclass(frozen=True)
+class GcReport:
+    removed: int
+    removed_bytes: int
+    kept: int
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    artifacts: int
+    versions: int
+    blobs: int
+    logical_bytes: int
+    stored_bytes: int
+
+    @property
+    def dedupe_ratio(self) -> float:
+        return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
+
+
+# Record appliers: record type -> fn(store, conn, record, record_digest).  Other
+# modules (lineage) add their own types here.
+APPLIERS: dict[str, Callable[["Store", Any, dict[str, Any], str], None]] = {}
+
+
+def applier(kind: str):
+    def register(fn):
+        APPLIERS[kind] = fn
+        return fn
+
+    return register
+
+
+def default_index_path(backend: Backend) -> str:
+    if isinstance(backend, LocalBackend):
+        return os.path.join(backend.root, INDEX_FILE)
+    key = hashlib.sha256(backend.url.encode()).hexdigest()[:24]
+    if backend.url.startswith("memory://"):
+        # memory:// lives and dies with this process; so does its index
+        base = os.path.join(tempfile.gettempdir(), f"cas-memory-{os.getuid()}-{os.getpid()}")
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.environ.get("CAS_INDEX_DIR") or os.path.join(cache, "cas", "indexes")
+    return os.path.join(base, f"{key}.sqlite")
+
+
+def open_store(url: str | os.PathLike | None = None, *, index: str | None = None, create: bool = True, **storage_options) -> "Store":
+    """Open (and by default create) the store at ``url``.
+
+    ``url`` defaults to ``$CAS_STORE``, else ``./.cas``.  Any fsspec URL works;
+    ``storage_options`` go to the fsspec filesystem and are never stored.
+    ``index`` overrides where the SQLite index lives.
+    """
+    if url is None:
+        url = os.environ.get("CAS_STORE") or DEFAULT_STORE
+    backend = open_backend(os.fspath(url), **storage_options)
+    return Store(backend, index=index, create=create)
+
+
+class Store:
+    def __init__(self, backend: Backend, *, index: str | None = None, create: bool = True) -> None:
+        self.backend = backend
+        self.blobs = BlobStore(backend)
+        self.records = RecordStore(backend, self.blobs)
+        fmt = self.records.read_format()
+        if fmt is None:
+            if not create:
+                raise StoreNotFoundError(backend.url)
+            fmt = self.records.init_format()
+        self.store_id: str = fmt["store_id"]
+        self.index = Index(index or default_index_path(backend))
+        if self.index.get_meta("store_id") != self.store_id:
+            self.reindex()  # a new index, or one left from another store at this place
+        else:
+            self.refresh()
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    def __repr__(self) -> str:
+        return f"Store({redact_url(self.url)!r})"
+
+    def close(self) -> None:
+        self.index.close()
+        self.backend.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- saving ----------------------------------------------------------------
+
+    def save(
+        self,
+        data: bytes | str | os.PathLike | BinaryIO,
+        name: str,
+        *,
+        metadata: dict[str, Any] | None = None,
+        aliases: Iterable[str] = (),
+        progress: Progress | None = None,
+        _extra: dict[str, Any] | None = None,
+    ) -> ArtifactVersion:
+        """Store ``data`` as the next version of ``name``.
+
+        ``data``: ``bytes``; ``str`` (saved as UTF-8 text); a ``pathlib.Path``
+        (or other ``os.PathLike``) to a file or a directory (saved as a tree);
+        or a binary file object.
+        """
+        aname = parse_name(name)
+        aliases = [check_alias(a) for a in aliases]
+        metadata = _check_metadata(metadata)
+        kind, result, entries = self._put_content(data, progress)
+        record = {
+            "type": "version",
+            "name": str(aname),
+            "digest": result.digest,
+            "kind": kind,
+            "size": result.size,
+            "created_at": now_iso(),
+            "metadata": metadata,
+            **(_extra or {}),
+        }
+        version = self._claim_version(aname, record, entries)
+        for alias in aliases:
+            self._move_alias(str(aname), alias, version)
+        return self._version(str(aname), version)
+
+    def _put_content(self, data, progress: Progress | None) -> tuple[str, PutResult, list | None]:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            with self.backend.batch():
+                return BLOB, self.blobs.put_bytes(bytes(data)), None
+        if isinstance(data, str):
+            with self.backend.batch():
+                return BLOB, self.blobs.put_bytes(data.encode("utf-8")), None
+        if isinstance(data, os.PathLike):
+            path = os.fspath(data)
+            if os.path.isdir(path):
+                return self._put_tree(path, progress)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"no such file or directory: {path}")
+            with self.backend.batch():
+                result = self.blobs.put_file(path)
+            if progress:
+                progress(result.size)
+            return BLOB, result, None
+        if hasattr(data, "read"):
+            with self.backend.batch():
+                return BLOB, self.blobs.put_stream(data), None
+        raise UnsupportedDataError(
+            f"cannot save a {type(data).__name__}: pass bytes, str, a pathlib.Path, or a binary file object"
+        )
+
+    def _put_tree(self, root: str, progress: Progress | None):
+        entries: list[tuple[str, str, int]] = []
+        with self.backend.batch():
+            for rel, abspath in walk_files(root):
+                result = self.blobs.put_file(abspath)
+                entries.append((rel, result.digest, result.size))
+                if progress:
+                    progress(1)
+            manifest = self.blobs.put_bytes(encode_manifest(entries))
+        total = sum(size for _, _, size in entries)
+        return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
+
+    def _claim_version(self, aname: ArtifactName, record: dict[str, Any], entries) -> int:
+        name = str(aname)
+        version = self.index.max_version(name) + 1
+        while True:
+            record["version"] = version
+            record_digest = self.records.put_record(record)
+            ref = version_ref(name, version)
+            if self.records.claim(ref, record_digest):
+                break
+            # Someone else holds this number: learn it, then try the next one.
+            self._learn_ref(ref)
+            version += 1
+        self._commit(ref, record_digest, record, entries)
+        return version
+
+    def _commit(self, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
+        """Journal a freshly claimed ref, then show it in the index."""
+        hint = int(self.index.get_meta("journal_hint", "0"))
+        seq = self.records.append_journal(ref, record_digest, hint)
+        with self.index.write() as c:
+            self.index.set_meta("journal_hint", str(seq + 1), c)
+            self._apply(c, ref, record_digest, record, entries)
+
+    def _learn_ref(self, ref: str) -> None:
+        if self.index.has_record(ref):
+            return
+        try:
+            record_digest = self.records.read_ref(ref)
+        except FileNotFoundError:
+            return
+        record = self.records.get_record(record_digest)
+        with self.index.write() as c:
+            self._apply(c, ref, record_digest, record)
+
+    def _apply(self, c, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
+        """Make one record visible in the index; applying twice changes nothing."""
+        if not self.index.add_record(c, ref, record_digest):
+            return
+        fn = APPLIERS.get(record.get("type", ""))
+        if fn is None:
+            return  # a record type from a newer cas: kept in the backend, ignored here
+        if record.get("type") == "version" and entries is not None:
+            fn(self, c, dict(record, _entries=entries), record_digest)
+        else:
+            fn(self, c, record, record_digest)
+
+    # -- aliases and deletion --------------------------------------------------
+
+    def set_alias(self, name: str, version: int | str, alias: str) -> ArtifactVersion:
+        """Point ``alias`` at ``version`` of ``name`` (moving it if it pointed elsewhere)."""
+        target = self.get_artifact_version(name, version)
+        self._move_alias(target.name, check_alias(alias), target.version)
+        return target
+
+    def _move_alias(self, name: str, alias: str, version: int) -> None:
+        seq = self.index.alias_seq(name, alias) + 1
+        while True:
+            record = {"type": "alias", "name": name, "alias": alias, "version": version, "seq": seq, "created_at": now_iso()}
+            record_digest = self.records.put_record(record)
+            ref = alias_ref(name, alias, seq)
+            if self.records.claim(ref, record_digest):
+                break
+            self._learn_ref(ref)
+            seq += 1
+        self._commit(ref, record_digest, record)
+
+    def delete_version(self, name: str, version: int | str) -> ArtifactVersion:
+        """Record that a version is deleted.  Its bytes stay until ``gc``."""
+        target = self.get_artifact_version(name, version)
+        record = {"type": "delete", "name": target.name, "version": target.version, "deleted_at": now_iso()}
+        record_digest = self.records.put_record(record)
+        ref = deletion_ref(target.name, target.version)
+        if not self.records.claim(ref, record_digest):
+            self._learn_ref(ref)
+            raise VersionDeletedError(target.name, target.version)
+        self._commit(ref, record_digest, record)
+        return target
+
+    # -- finding -----------------------------------------------------------------
+
+    def get_artifact_version(self, name: str, version: int | str | None = None) -> ArtifactVersion:
+        """``version``: an int, ``"latest"`` (default), or an alias; or ``name@version``."""
+        aname, spec = parse_ref(name, version)
+        try:
+            return self._resolve(str(aname), spec)
+        except (ArtifactNotFoundError, VersionNotFoundError):
+            # The index may be behind the backend (another machine wrote): catch up once.
+            if not self.refresh():
+                raise
+            return self._resolve(str(aname), spec)
+
+    def _resolve(self, name: str, spec: int | str) -> ArtifactVersion:
+        index = self.index
+        if spec == LATEST:
+            row = index.latest(name)
+            if row is None:
+                if index.name_exists(name):
+                    raise VersionNotFoundError(f"{name} has no live versions (all were deleted)")
+                raise ArtifactNotFoundError(f"no artifact named {name}")
+        else:
+            if isinstance(spec, str):
+                number = index.resolve_alias(name, spec)
+                if number is None:
+                    self._require_name(name)
+                    raise VersionNotFoundError(f"{name} has no alias {spec!r}")
+            else:
+                number = spec
+            row = index.get_version(name, number)
+            if row is None:
+                self._require_name(name)
+                raise VersionNotFoundError(f"{name} has no version {number}")
+            if row.deleted_at is not None:
+                raise VersionDeletedError(name, number)
+        return ArtifactVersion.from_row(self, row)
+
+    def _require_name(self, name: str) -> None:
+        if not self.index.name_exists(name):
+            raise ArtifactNotFoundError(f"no artifact named {name}")
+
+    def _version(self, name: str, version: int) -> ArtifactVersion:
+        row = self.index.get_version(name, version)
+        assert row is not None, "a committed version is in the index"
+        return ArtifactVersion.from_row(self, row)
+
+    def list_versions(self, name: str, *, include_deleted: bool = False) -> list[ArtifactVersion]:
+        aname = str(parse_name(name))
+        rows = self.index.list_versions(aname, include_deleted=include_deleted)
+        if not rows:
+            self._require_name(aname)
+        return [ArtifactVersion.from_row(self, r) for r in rows]
+
+    def list_artifacts(self, prefix: str = "") -> list[str]:
+        if not isinstance(prefix, str) or any(ord(ch) < 32 for ch in prefix) or "\\" in prefix:
+            raise InvalidNameError(f"invalid prefix {prefix!r}")
+        return self.index.list_artifacts(prefix)
+
+    def aliases(self, name: str) -> dict[str, int]:
+        return self.index.aliases_of(str(parse_name(name)))
+
+    def stats(self) -> StoreStats:
+        return StoreStats(**self.index.stats())
+
+    # -- keeping the index in step with the backend ---------------------------------
+
+    def refresh(self) -> int:
+        """Apply journal entries this index has not seen; returns how many were new.
+
+        Reads only what is new: one read per new entry, plus one to find the end.
+        """
+        seq = int(self.index.get_meta("journal_next", "0"))
+        applied = 0
+        while (entry := self.records.read_journal(seq)) is not None:
+            ref, record_digest = entry["ref"], entry["record"]
+            if not self.index.has_record(ref):
+                record = self.records.get_record(record_digest)
+                with self.index.write() as c:
+                    self._apply(c, ref, record_digest, record)
+                applied += 1
+            seq += 1
+        if applied or seq != int(self.index.get_meta("journal_next", "0")):
+            with self.index.write() as c:
+                self.index.set_meta("journal_next", str(seq), c)
+                if int(self.index.get_meta("journal_hint", "0")) < seq:
+                    self.index.set_meta("journal_hint", str(seq), c)
+        return applied
+
+    def reindex(self, progress: Progress | None = None) -> int:
+        """Rebuild the index from the backend alone; returns the number of refs applied."""
+        refs = sorted(self.records.iter_refs(), key=_ref_order)
+        journal_end = self.records.journal_end()
+        with self.index.write() as c:
+            for table in self.index.db.table_names():
+                if table != "migrations":
+                    c.execute(f"DELETE FROM [{table}]")
+            for ref, record_digest in refs:
+                self._apply(c, ref, record_digest, self.records.get_record(record_digest))
+                if progress:
+                    progress(1)
+            self.index.set_meta("store_id", self.store_id, c)
+            self.index.set_meta("journal_next", str(journal_end), c)
+            self.index.set_meta("journal_hint", str(journal_end), c)
+        return len(refs)
+
+    # -- verify and gc -------------------------------------------------------------
+
+    def verify(self, deep: bool = False, progress: Progress | None = None) -> VerifyReport:
+        """Check every blob a version or record needs is present with the right size;
+        with ``deep``, rehash every blob.  Finds missing, corrupt and foreign files."""
+        self.refresh()
+        present: dict[str, int] = {}
+        foreign: list[str] = []
+        for digest, path, size, _ in self.blobs.iter_digests():
+            if digest is None or (isinstance(self.backend, LocalBackend) and self.backend.is_symlink(path)):
+                foreign.append(path)
+            else:
+                present[digest] = size
+        needed: dict[str, int | None] = {}
+        for _, _, digest, kind in self.index.all_version_digests():
+            needed.setdefault(digest, None)
+        for row in self.index.conn.execute("SELECT digest, size FROM tree_entries"):
+            needed[row[0]] = row[1]
+        for row in self.index.conn.execute("SELECT digest, size FROM blobs"):
+            needed[row[0]] = row[1]
+        for digest in self.index.record_digests():
+            needed.setdefault(digest, None)
+        missing = sorted(d for d in needed if d not in present)
+        corrupt = sorted(d for d, size in needed.items() if size is not None and d in present and present[d] != size)
+        checked = 0
+        if deep:
+            bad = set(corrupt)
+            for digest, size in present.items():
+                try:
+                    actual, _ = self.blobs.check(digest)
+                except CasError:
+                    actual = ""
+                if actual != digest:
+                    bad.add(digest)
+                checked += 1
+                if progress:
+                    progress(size)
+            corrupt = sorted(bad)
+        else:
+            checked = len(needed)
+        return VerifyReport(checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign))
+
+    def gc(self, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -> GcReport:
+        """Remove blobs no live version or record needs, once older than ``grace`` seconds.
+
+        The grace period protects saves in flight elsewhere, whose blobs land
+        before their version is claimed.
+        """
+        if grace < 0:
+            raise InvalidNameError("grace must be >= 0 seconds")
+        self.refresh()
+        keep = self.index.live_digests() | self.index.record_digests()
+        keep.update(r[0] for r in self.index.conn.execute("SELECT digest FROM versions WHERE kind = 'tree'"))
+        cutoff = time.time() - grace
+        removed = removed_bytes = kept = 0
+        for digest, path, size, mtime in list(self.blobs.iter_digests()):
+            if digest is None or digest in keep or (mtime is not None and mtime > cutoff):
+                kept += 1
+                continue
+            if not dry_run:
+                self.blobs.remove(digest)
+            removed += 1
+            removed_bytes += size
+        if not dry_run:
+            for entry in list(self.backend.list("tmp")):
+                if entry.mtime is not None and entry.mtime <= cutoff:
+                    self.backend.remove(entry.path)
+        return GcReport(removed=removed, removed_bytes=removed_bytes, kept=kept, dry_run=dry_run)
+
+
+def _ref_order(item: tuple[str, str]) -> tuple[int, str, int]:
+    """Versions before what refers to them; numbered refs in numeric order."""
+    ref = item[0]
+    kind = ref[len(REFS) + 1 :].split("/", 1)[0]
+    rank = {"runs": 0, "versions": 1, "aliases": 2, "deletions": 3}.get(kind, 4)
+    head, _, tail = ref.rpartition("/")
+    return (rank, head, int(tail) if tail.isdigit() else -1)
+
+
+def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidNameError("metadata must be a dict")
+    try:
+        return json.loads(json.dumps(metadata, sort_keys=True, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise InvalidNameError(f"metadata must be JSON-serialisable: {e}") from None
+
+
+# -- appliers for the core record types ----------------------------------------
+
+
+@applier("version")
+def _apply_version(store: Store, c, record: dict[str, Any], record_digest: str) -> None:
+    store.index.insert_version(c, record, record_digest)
+    if record["kind"] == TREE and not store.index.has_tree(record["digest"]):
+        entries = record.get("_entries")
+        if entries is None:
+            entries = decode_manifest(store.blobs.read_bytes(record["digest"]))
+        store.index.insert_tree_entries(c, record["digest"], entries)
+
+
+@applier("alias")
+def _apply_alias(store: Store, c, record: dict[str, Any], record_digest: str) -> None:
+    store.index.set_alias(c, record["name"], record["alias"], record["version"], record["seq"])
+
+
+@applier("delete")
+def _apply_delete(store: Store, c, record: dict[str, Any], record_digest: str) -> None:
+    store.index.mark_deleted(c, record["name"], record["version"], record["deleted_at"])

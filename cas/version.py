@@ -1,0 +1,128 @@
+"""ArtifactVersion: one immutable name@version -> digest binding, and its bytes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from .digest import CHUNK, Digest
+from .errors import InvalidNameError
+from .tree import check_tree_path
+
+if TYPE_CHECKING:
+    from .index import VersionRow
+    from .store import Store
+
+__all__ = ["ArtifactVersion", "BLOB", "TREE"]
+
+BLOB = "blob"
+TREE = "tree"
+
+
+@dataclass(frozen=True)
+class ArtifactVersion:
+    name: str
+    version: int
+    digest: Digest
+    kind: str  # "blob" or "tree"
+    size: int  # bytes of content (a tree: the sum of its files)
+    created_at: datetime
+    metadata: dict[str, Any] = field(compare=False, hash=False)
+    materializer: str | None = None
+    run_id: str | None = None
+    step_run_id: str | None = None
+    deleted: bool = False
+    store: "Store" = field(default=None, repr=False, compare=False, hash=False)  # type: ignore[assignment]
+    id: int = field(default=0, repr=False, compare=False)
+
+    @classmethod
+    def from_row(cls, store: "Store", row: "VersionRow") -> "ArtifactVersion":
+        return cls(
+            name=row.name,
+            version=row.version,
+            digest=Digest(row.digest),
+            kind=row.kind,
+            size=row.size,
+            created_at=datetime.fromisoformat(row.created_at),
+            metadata=json.loads(row.metadata),
+            materializer=row.materializer,
+            run_id=row.run_id,
+            step_run_id=row.step_run_id,
+            deleted=row.deleted_at is not None,
+            store=store,
+            id=row.id,
+        )
+
+    @property
+    def ref(self) -> str:
+        """``pipeline/step/artifact@N``."""
+        return f"{self.name}@{self.version}"
+
+    def __str__(self) -> str:
+        return f"{self.ref} ({self.kind}, {self.size} bytes, {self.digest})"
+
+    # -- bytes ---------------------------------------------------------------
+
+    def files(self, prefix: str = "") -> list[tuple[str, Digest, int]]:
+        """(path, digest, size) of every file in a tree version."""
+        if self.kind != TREE:
+            return [("", self.digest, self.size)]
+        return [(p, Digest(d), s) for p, d, s in self.store.index.tree_entries(self.digest.hex, prefix)]
+
+    def _blob_for(self, path: str | None) -> str:
+        if self.kind == BLOB:
+            if path:
+                raise InvalidNameError(f"{self.ref} is a file, not a directory: no {path!r} inside it")
+            return self.digest.hex
+        if not path:
+            raise IsADirectoryError(f"{self.ref} is a directory; name a file inside it")
+        entry = self.store.index.tree_entry(self.digest.hex, check_tree_path(path))
+        if entry is None:
+            raise FileNotFoundError(f"{self.ref} has no file {path!r}")
+        return entry[0]
+
+    def open(self, path: str | None = None) -> BinaryIO:
+        """A buffered, seekable reader; a full sequential read is verified."""
+        return io.BufferedReader(self.store.blobs.open(self._blob_for(path)), CHUNK)  # type: ignore[return-value]
+
+    def read_bytes(self, path: str | None = None) -> bytes:
+        return self.store.blobs.read_bytes(self._blob_for(path))
+
+    def read_text(self, path: str | None = None, encoding: str = "utf-8") -> str:
+        return self.read_bytes(path).decode(encoding)
+
+    def download(self, dest: str | os.PathLike) -> Path:
+        """Write the file (or the directory tree) to ``dest``; returns what was written.
+
+        If ``dest`` is an existing directory, the artifact is written inside it
+        under its artifact name.  Each file appears only once complete and verified.
+        """
+        dest = Path(dest)
+        if dest.is_dir():
+            dest = dest / self.name.rsplit("/", 1)[-1]
+        if self.kind == BLOB:
+            _copy_verified(self.store, self.digest.hex, dest)
+        else:
+            for path, digest, _ in self.files():
+                _copy_verified(self.store, digest.hex, dest.joinpath(*path.split("/")))
+            dest.mkdir(parents=True, exist_ok=True)
+        return dest
+
+
+def _copy_verified(store: "Store", hexdigest: str, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.cas-{uuid.uuid4().hex[:8]}")
+    try:
+        with store.blobs.open(hexdigest) as src, open(tmp, "wb") as out:
+            shutil.copyfileobj(io.BufferedReader(src, CHUNK), out, CHUNK)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
