@@ -25,6 +25,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import itertools
 import os
 import shutil
 import stat as statmod
@@ -100,7 +101,10 @@ class Backend(ABC):
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Group writes so durability is paid once (local); a no-op elsewhere."""
+        """Group writes so durability is paid once (local); a no-op elsewhere.
+
+        Only content-addressed paths (blobs) may be written inside a batch:
+        their create-only answer is decided by the existence check alone."""
         yield
 
     def close(self) -> None:
@@ -144,12 +148,15 @@ class LocalBackend(Backend):
         self._batch: list[tuple[str, str]] | None = None
         self._batch_names: set[str] = set()
         self._lock = threading.Lock()
+        self._tmp_prefix: str | None = None
+        self._tmp_pid = 0
+        self._tmp_counter = itertools.count()
 
     def __repr__(self) -> str:
         return f"LocalBackend({self.root!r})"
 
     def abspath(self, rel: str) -> str:
-        return os.path.join(self.root, rel)
+        return f"{self.root}/{rel}" if rel else self.root
 
     def _open_nofollow(self, rel: str) -> int:
         try:
@@ -193,9 +200,13 @@ class LocalBackend(Backend):
         return tempfile.mkstemp(prefix="spool-", dir=tmpdir)
 
     def _new_tmp(self) -> str:
-        tmpdir = self.abspath(TMP_DIR)
-        self._ensure_dir(tmpdir)
-        return os.path.join(tmpdir, uuid.uuid4().hex)
+        if self._tmp_prefix is None or self._tmp_pid != os.getpid():
+            tmpdir = self.abspath(TMP_DIR)
+            self._ensure_dir(tmpdir)
+            # unique per process (and per fork); a counter is cheaper than uuid4 per file
+            self._tmp_pid = os.getpid()
+            self._tmp_prefix = f"{tmpdir}/{self._tmp_pid}-{uuid.uuid4().hex[:12]}-"
+        return f"{self._tmp_prefix}{next(self._tmp_counter)}"
 
     def _publish(self, tmp: str, rel: str) -> bool:
         """Link a durable temp file to its final name; create-only."""
@@ -210,6 +221,16 @@ class LocalBackend(Backend):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
         return created
+
+    def _publish_content_addressed(self, tmp: str, rel: str) -> None:
+        """Batches only hold content-addressed paths (blobs): a name that
+        already exists holds these very bytes, so one rename replaces link+unlink."""
+        final = self.abspath(rel)
+        try:
+            os.rename(tmp, final)
+        except FileNotFoundError:
+            self._ensure_dir(os.path.dirname(final))
+            os.rename(tmp, final)
 
     def _finish(self, tmp: str, rel: str, fd: int | None = None) -> bool:
         if self._batch is not None:
@@ -282,7 +303,7 @@ class LocalBackend(Backend):
                 # temp data durable first, then the names that point at it
                 _syncfs_path(self.root)
                 for tmp, rel in pending:
-                    self._publish(tmp, rel)
+                    self._publish_content_addressed(tmp, rel)
                 _syncfs_path(self.root)
         except BaseException:
             for tmp, _ in self._batch or ():

@@ -65,20 +65,29 @@ class BlobStore:
 
     def put_file(self, path: str | os.PathLike) -> PutResult:
         path = os.fspath(path)
-        size = os.path.getsize(path)
-        if size <= _SMALL_FILE:
-            with open(path, "rb") as f:
-                data = f.read()
-            return self.put_bytes(data)
+        before = os.stat(path)
+        if before.st_size <= _SMALL_FILE:
+            # os.read on a raw fd: the per-file cost matters for 20,000-file trees
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                data = os.read(fd, before.st_size + 1)  # +1 notices a file that grew
+            finally:
+                os.close(fd)
+            if len(data) == before.st_size:
+                return self.put_bytes(data)
         # Hash first: if the blob exists we never read the file again.
         hexdigest, size = hash_file(path)
         rel = blob_path(hexdigest)
         if self.backend.exists(rel):
             return PutResult(hexdigest, size, False)
         written = self.backend.create_from_file(rel, path)
-        # The file may have changed between hashing and copying: check the copy.
-        if written and self.backend.size(rel) != size:
-            self.backend.remove(rel)
+        # The file may have changed between hashing and copying.  The copy may not
+        # be visible yet (inside ``Backend.batch()``), so compare the source's stat
+        # instead; raising inside a batch discards the pending copy.
+        after = os.stat(path)
+        if _identity(after) != _identity(before) or size != before.st_size:
+            if written:
+                self.backend.remove(rel)
             raise IntegrityError(hexdigest, "?", f"{path} changed while it was being saved")
         return PutResult(hexdigest, size, written)
 
@@ -91,11 +100,13 @@ class BlobStore:
                 while block := stream.read(CHUNK):
                     hasher.update(block)
                     out.write(block)
-            hexdigest = hasher.hexdigest()
-            written = self.backend.create_from_file(blob_path(hexdigest), tmp, move=True)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        hexdigest = hasher.hexdigest()
+        # ``move`` hands the spool file over: the backend publishes or removes it
+        # (inside a batch, only when the batch ends - so it must not be unlinked here).
+        written = self.backend.create_from_file(blob_path(hexdigest), tmp, move=True)
         return PutResult(hexdigest, hasher.size, written)
 
     # -- reading -------------------------------------------------------------
@@ -132,6 +143,10 @@ class BlobStore:
 
     def remove(self, hexdigest: str) -> None:
         self.backend.remove(blob_path(hexdigest))
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class VerifyingReader(io.RawIOBase):

@@ -50,6 +50,28 @@ class CasError(Exception):
             return self.strerror
         return super().__str__()
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # In the OSError family, OSError's C-level __reduce__ comes before ours in the MRO.
+        if issubclass(cls, OSError) and "__reduce__" not in cls.__dict__:
+            cls.__reduce__ = CasError.__reduce__  # type: ignore[method-assign]
+
+    def __reduce__(self):
+        # Errors cross process boundaries (process pools, multiprocessing).  The
+        # built-in reduce hands ``args`` back to ``__init__``, whose signature
+        # ours change (``BlobNotFoundError(digest)``), so rebuild without it.
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> BaseException:
+    err = cls.__new__(cls, *args)
+    # ``args`` are already in their final form: give them to the built-in base's
+    # __init__ (OSError's sets errno/strerror/filename from them), not to ours.
+    builtin = next(b for b in cls.__mro__ if b.__module__ == "builtins")
+    builtin.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
+
 
 class InvalidNameError(ValueError, CasError):
     """A name, version, alias or path that breaks the grammar."""
@@ -141,3 +163,4 @@ class BackendError(OSError, CasError):
 
 class RunError(RuntimeError, CasError):
     pass
+

@@ -225,8 +225,11 @@ class Store:
 
     def _put_tree(self, root: str, progress: Progress | None):
         entries: list[tuple[str, str, int]] = []
+        # Walk (and validate every path) before writing anything: a refused
+        # symlink or bad file name must leave the store unchanged.
+        files = list(walk_files(root))
         with self.backend.batch():
-            for rel, abspath in walk_files(root):
+            for rel, abspath in files:
                 result = self.blobs.put_file(abspath)
                 entries.append((rel, result.digest, result.size))
                 if progress:
@@ -256,6 +259,9 @@ class Store:
         seq = self.records.append_journal(ref, record_digest, hint)
         with self.index.write() as c:
             self.index.set_meta("journal_hint", str(seq + 1), c)
+            if self.index.get_meta("journal_next", "0") == str(seq):
+                # every entry before ours is applied: the next refresh can start after it
+                self.index.set_meta("journal_next", str(seq + 1), c)
             self._apply(c, ref, record_digest, record, entries)
 
     def _learn_ref(self, ref: str) -> None:
