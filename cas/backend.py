@@ -474,8 +474,13 @@ def open_backend(url: str, **storage_options) -> Backend:
         return LocalBackend(os.path.expanduser(path))
     import fsspec
 
+    from .cloud import Scrubber, cloud_backend, cloud_options, secrets_of
+
+    storage_options = cloud_options(url, storage_options)
     try:
         fs, root = fsspec.core.url_to_fs(url, **storage_options)
     except (ImportError, ValueError) as e:
-        raise BackendError(f"cannot open {redact_url(url)}: {e}") from None
-    return FsspecBackend(fs, root, url)
+        detail = Scrubber(secrets_of(storage_options))(str(e))  # invariant 11: no secret in errors
+        raise BackendError(f"cannot open {redact_url(url)}: {detail}") from None
+    # S3, GCS and Azure get server-enforced create-only writes (cas.cloud)
+    return cloud_backend(fs, root, url, storage_options) or FsspecBackend(fs, root, url)

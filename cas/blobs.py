@@ -13,7 +13,7 @@ from typing import BinaryIO, Iterator
 
 from .backend import Backend
 from .digest import CHUNK, Hasher, hash_bytes, hash_file, is_hex_digest
-from .errors import BlobNotFoundError, IntegrityError
+from .errors import BlobNotFoundError, IntegrityError, InvalidNameError
 
 __all__ = ["BlobStore", "PutResult", "blob_path", "BLOB_PREFIX"]
 
@@ -108,6 +108,15 @@ class BlobStore:
         # (inside a batch, only when the batch ends - so it must not be unlinked here).
         written = self.backend.create_from_file(blob_path(hexdigest), tmp, move=True)
         return PutResult(hexdigest, hasher.size, written)
+
+    def put_spooled(self, tmp: str, hexdigest: str, size: int) -> PutResult:
+        """Publish a spool file from ``backend.local_tempfile()`` whose digest the
+        caller computed while writing it (a file-like writer that cannot rewind).
+        The spool is handed over: published, or removed if the blob already exists."""
+        if not is_hex_digest(hexdigest):
+            raise InvalidNameError(f"not a hex digest: {hexdigest!r}")
+        written = self.backend.create_from_file(blob_path(hexdigest), tmp, move=True)
+        return PutResult(hexdigest, size, written)
 
     # -- reading -------------------------------------------------------------
 

@@ -23,20 +23,64 @@ from .version import ArtifactVersion
 
 EXIT_ERROR = 1
 EXIT_VERIFY_FAILED = 2
+EXIT_INTERNAL = 3
+EXIT_BROKEN_PIPE = 141
+
+
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as one line (click's own shows usage and a hint over three)."""
+
+    def show(self, file: Any = None) -> None:
+        hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        click.echo(f"cas: error: {self.format_message()}{hint}", err=True)
 
 
 class CasGroup(click.Group):
-    """Turns cas errors (and the OS errors they wrap) into one clear line."""
+    """Turns cas errors (and the OS errors they wrap) into one clear line.
+
+    Anything else that escapes a command is a bug in cas, but still gets one
+    line and a non-zero exit; ``CAS_DEBUG=1`` shows the traceback instead.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as e:
+            raise _one_line(e) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort):
+            raise
+        except click.UsageError as e:
+            raise _one_line(e) from None
+        except click.ClickException:
+            raise
+        except BrokenPipeError:
+            # `cas cat x | head`: the reader left; end quietly as `cat` would (128 + SIGPIPE),
+            # and keep Python from complaining when it flushes stdout at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(EXIT_BROKEN_PIPE)
         except (CasError, OSError, ValueError, TypeError, KeyError) as e:
-            if isinstance(e, (click.ClickException, click.exceptions.Exit, click.Abort)):
-                raise
             message = str(e) if not isinstance(e, KeyError) or isinstance(e, CasError) else f"not found: {e}"
             click.echo(f"cas: error: {message}", err=True)
             ctx.exit(EXIT_ERROR)
+        except Exception as e:
+            if os.environ.get("CAS_DEBUG"):
+                raise
+            click.echo(f"cas: internal error: {type(e).__name__}: {e} (set CAS_DEBUG=1 for a traceback)", err=True)
+            ctx.exit(EXIT_INTERNAL)
+
+
+# `cas` alone shows the help (click >= 8.2 raises this usage error for it): keep it whole
+_NO_ARGS_IS_HELP: tuple[type, ...] = tuple(filter(None, [getattr(click.exceptions, "NoArgsIsHelpError", None)]))
+
+
+def _one_line(e: click.UsageError) -> click.UsageError:
+    if isinstance(e, (OneLineUsageError, *_NO_ARGS_IS_HELP)):
+        return e
+    return OneLineUsageError(e.format_message(), e.ctx)
 
 
 def _store(ctx: click.Context, create: bool = False) -> Store:
@@ -341,6 +385,184 @@ def refresh(ctx: click.Context, as_json: bool) -> None:
     store = _store(ctx)
     n = store.refresh()
     _emit(ctx, as_json, {"applied": n}, f"{n} new records")
+
+
+# -- sync: copy between stores (cas.sync) ------------------------------------------------
+
+
+def _storage_options(items: tuple[str, ...], hint: str) -> dict[str, Any]:
+    """KEY=VALUE pairs; a VALUE that parses as JSON (numbers, true, {...}) is taken as JSON."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {key or item!r}", param_hint=hint)  # never echo a value
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+@cli.command(name="sync")
+@click.argument("src")
+@click.argument("dst")
+@click.argument("names", nargs=-1, metavar="[NAME-PATTERN]...")
+@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+@click.option("-j", "--jobs", default=8, show_default=True, type=click.IntRange(1, 64), help="Parallel transfers.")
+@click.option("--src-option", "src_options", multiple=True, metavar="KEY=VALUE", help="fsspec storage option for SRC (repeatable).")
+@click.option("--dst-option", "dst_options", multiple=True, metavar="KEY=VALUE", help="fsspec storage option for DST (repeatable).")
+@json_option
+@click.pass_context
+def sync_cmd(
+    ctx: click.Context,
+    src: str,
+    dst: str,
+    names: tuple[str, ...],
+    dry_run: bool,
+    jobs: int,
+    src_options: tuple[str, ...],
+    dst_options: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Copy versions, aliases and lineage from SRC to DST, sending only the blobs DST lacks.
+
+    SRC and DST are store paths or fsspec URLs (./.cas, s3://bucket/cas,
+    gs://..., az://container/cas).  NAME-PATTERNs (globs or prefixes such as
+    'churn/train/*' or 'churn') limit what is copied.  Safe to interrupt and
+    rerun.  Credentials come from each cloud's usual environment variables,
+    FSSPEC_<PROTOCOL>_<KEY> variables, or --src-option/--dst-option.
+    Exits 1 if some artifact's history differs in DST (nothing of it is copied).
+    """
+    import uuid
+
+    from .errors import StoreNotFoundError
+    from .sync import status, transfer
+    from .sync import sync as run_sync
+
+    source = open_store(src, create=False, **_storage_options(src_options, "--src-option"))
+    ctx.call_on_close(source.close)
+    try:
+        target = open_store(dst, create=not dry_run, **_storage_options(dst_options, "--dst-option"))
+    except StoreNotFoundError:
+        # --dry-run writes nothing, not even a new store's format file: compare against an empty one.
+        target = open_store(f"memory://cas-dry-run-{uuid.uuid4().hex}")
+    ctx.call_on_close(target.close)
+    if dry_run:
+        result = run_sync(source, target, names, jobs=jobs, dry_run=True)
+    else:
+        plan = status(source, target, names, jobs=jobs)
+        with progress_bar(plan.bytes_missing, "syncing", quiet=as_json) as update:
+            result = transfer(source, target, plan, jobs=jobs, progress=update)
+    verb = "would send" if dry_run else "sent"
+    text = (
+        f"{verb} {result.blobs_sent} blobs ({_human(result.bytes_sent)}), "
+        f"skipped {result.blobs_skipped} already there ({_human(result.bytes_skipped)}); "
+        f"{verb} {result.refs_sent} refs, {result.refs_skipped} already there"
+    )
+    _emit(ctx, as_json, result.as_dict() | {"src": source.url, "dst": target.url}, text)
+    if result.conflicts:
+        click.echo(
+            f"cas: error: {len(result.conflicts)} artifact(s) have a different history in {target.url} "
+            f"and were not copied: {', '.join(result.conflicts)}",
+            err=True,
+        )
+        ctx.exit(EXIT_ERROR)
+
+
+# -- runs, lineage and the demo (cas.runs, cas.lineage, cas.demo) ------------------------
+
+
+def _run_line(r: Any) -> str:
+    duration = f"{r.duration:.2f}s" if r.duration is not None else "-"
+    started = r.started_at.isoformat(timespec="seconds") if r.started_at else "-"
+    return f"{r.id}  {r.pipeline:<16} {r.status:<9}  {len(r.steps):>2} steps  {duration:>8}  {started}"
+
+
+@cli.group(name="run")
+def run_group() -> None:
+    """Pipeline runs: each step, what it consumed and what it produced."""
+
+
+@run_group.command(name="list")
+@click.option("--pipeline", default=None, metavar="NAME", help="Only runs of this pipeline.")
+@click.option(
+    "--status", type=click.Choice(["running", "completed", "failed", "cancelled"]), default=None, help="Only runs with this status."
+)
+@click.option("--limit", type=click.IntRange(min=0), default=20, show_default=True, help="Show at most this many runs.")
+@json_option
+@click.pass_context
+def run_list(ctx: click.Context, pipeline: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """List runs, newest first."""
+    runs = _store(ctx).list_runs(pipeline, status=status, limit=limit)
+    _emit(ctx, as_json, [r.to_dict() for r in runs], "\n".join(_run_line(r) for r in runs) or "(no runs)")
+
+
+@run_group.command(name="show")
+@click.argument("run_id")
+@json_option
+@click.pass_context
+def run_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
+    """Show a run: its params and each step's status, inputs and outputs."""
+    r = _store(ctx).get_run(run_id)
+    lines = [f"run {r.id}", f"pipeline  {r.pipeline}", f"status    {r.status}" + (f"  ({r.error})" if r.error else "")]
+    lines.append(f"started   {r.started_at.isoformat() if r.started_at else '-'}")
+    lines.append(f"ended     {r.ended_at.isoformat() if r.ended_at else '-'}")
+    lines.append("params    " + json.dumps(r.params, sort_keys=True))
+    lines.append("steps")
+    for s in r.steps:
+        lines.append(f"  {s.step:<20} {s.status}" + (f"  ({s.error})" if s.error else ""))
+        for ref in [v.ref for v in s.inputs] + list(s.unknown_inputs):
+            lines.append(f"      in   {ref}")
+        for v in s.outputs:
+            lines.append(f"      out  {v.ref}" + ("  [deleted]" if v.deleted else ""))
+    _emit(ctx, as_json, r.to_dict(), "\n".join(lines))
+
+
+@cli.command()
+@click.argument("ref", metavar="NAME[@VERSION]")
+@click.option("--down", is_flag=True, help="Trace what was derived from the version (default: where it came from).")
+@click.option("--depth", type=click.IntRange(min=0), default=None, metavar="N", help="Follow at most N steps (default: all).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "dot", "mermaid", "openlineage"]),
+    default="text",
+    show_default=True,
+    help="text: a tree; json: nodes and edges; dot: Graphviz; mermaid: a flowchart; openlineage: run events.",
+)
+@json_option
+@click.pass_context
+def lineage(ctx: click.Context, ref: str, down: bool, depth: int | None, fmt: str, as_json: bool) -> None:
+    """Trace a version's lineage: up to its inputs, or --down to what was derived from it."""
+    graph = _store(ctx).lineage(ref, "down" if down else "up", depth)
+    click.echo(graph.export("json" if as_json else fmt))
+
+
+@cli.command()
+@click.option(
+    "--store",
+    "demo_store",
+    default=None,
+    metavar="URL",
+    help="Store to run the demo in (default: a fresh temporary directory, kept afterwards).",
+)
+@click.pass_context
+def demo(ctx: click.Context, demo_store: str | None) -> None:
+    """Run a small pipeline twice and show versions, dedupe, lineage and runs."""
+    import tempfile
+
+    from .demo import run_demo
+
+    root = ctx.find_root()
+    if demo_store is None and root.get_parameter_source("store") == click.core.ParameterSource.COMMANDLINE:
+        demo_store = root.params.get("store")  # `cas --store X demo` is as explicit as `cas demo --store X`
+    location = demo_store or tempfile.mkdtemp(prefix="cas-demo-")
+    store = open_store(location, create=True)
+    ctx.call_on_close(store.close)
+    click.echo(f"cas demo: store at {store.url}\n")
+    run_demo(store, say=click.echo)
+    click.echo(f"\nexplore it:  cas --store {location} lineage churn/train/model --format mermaid")
 
 
 def main() -> None:

@@ -1,11 +1,12 @@
 """BLAKE3-256 digests: the value type and streaming hashers.
 
-Large inputs hash on every core (``max_threads=AUTO``); files are hashed
-through mmap so the kernel hands pages straight to BLAKE3 with no copy.
+Large inputs hash on every core (``max_threads=AUTO``); files and streams
+are read in blocks into one page-aligned buffer, so memory stays flat.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 from dataclasses import dataclass
 from typing import BinaryIO, Iterable
@@ -17,6 +18,8 @@ from .errors import InvalidNameError
 __all__ = ["Digest", "hash_bytes", "hash_file", "hash_stream", "Hasher", "CHUNK", "is_hex_digest"]
 
 CHUNK = 1 << 20
+#: block size for hashing files: measured fastest of 1/4/16 MiB on ext4 (page cache hot)
+FILE_CHUNK = 4 << 20
 ALGORITHM = "blake3"
 _HEX = frozenset("0123456789abcdef")
 # Below this size one thread is faster than spinning up the pool.
@@ -74,24 +77,46 @@ def hash_bytes(data: bytes | bytearray | memoryview) -> str:
     return blake3.blake3(data, max_threads=threads).hexdigest()
 
 
+def page_aligned_buffer(size: int = FILE_CHUNK) -> mmap.mmap:
+    """An anonymous mapping: page-aligned, so the kernel and BLAKE3 copy at full speed."""
+    return mmap.mmap(-1, size)
+
+
 def hash_file(path: str | os.PathLike) -> tuple[str, int]:
-    """Hex digest and size of a local file, read through mmap."""
-    size = os.path.getsize(path)
-    if size == 0:
-        return blake3.blake3().hexdigest(), 0
-    threads = blake3.blake3.AUTO if size >= _THREADED_MIN else 1
-    h = blake3.blake3(max_threads=threads)
-    h.update_mmap(os.fspath(path))
-    return h.hexdigest(), size
+    """Hex digest and size of a local file.
+
+    Read in blocks into one page-aligned buffer rather than through mmap: it
+    is as fast, and peak memory stays flat whatever the file size (mapped
+    file pages count as resident, so mmap would show a 5 GiB file as 5 GiB of
+    RSS; invariant 9).  The size is what was read, not what stat said.
+    """
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        h = Hasher(threaded=size >= _THREADED_MIN)
+        if size <= FILE_CHUNK:
+            while block := f.read(FILE_CHUNK):
+                h.update(block)
+            return h.hexdigest(), h.size
+        buf = page_aligned_buffer()
+        try:
+            with memoryview(buf) as view:
+                while n := f.readinto(view):
+                    h.update(view[:n])
+        finally:
+            buf.close()
+    return h.hexdigest(), h.size
 
 
 def hash_stream(stream: BinaryIO | Iterable[bytes], chunk: int = CHUNK) -> tuple[str, int]:
     h = Hasher(threaded=True)
     if hasattr(stream, "readinto"):
-        buf = bytearray(chunk)
-        view = memoryview(buf)
-        while n := stream.readinto(view):
-            h.update(view[:n])
+        buf = page_aligned_buffer(chunk)
+        try:
+            with memoryview(buf) as view:
+                while n := stream.readinto(view):
+                    h.update(view[:n])
+        finally:
+            buf.close()
     elif hasattr(stream, "read"):
         while block := stream.read(chunk):
             h.update(block)

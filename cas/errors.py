@@ -13,8 +13,14 @@ OSError family first so ``errno`` and ``filename`` stay meaningful::
     ├── VersionExistsError(FileExistsError) a committed version cannot change
     ├── ReadOnlyError(PermissionError)      a write that would change immutable data
     ├── BlobNotFoundError(FileNotFoundError)   a blob the index points at is gone
+    ├── PathNotFoundError(FileNotFoundError)   no such cas:// path (name, version, alias or file)
+    ├── PathIsDirectoryError(IsADirectoryError)   a cas:// file operation on a directory
+    ├── PathNotDirectoryError(NotADirectoryError) a cas:// path below a file
+    ├── PathExistsError(FileExistsError)    a cas:// path that is already there (exclusive create, mkdir)
     ├── IntegrityError                      bytes do not match their digest
     ├── UnsafeLoadError(PermissionError)    loading would run code (pickle)
+    ├── UnsupportedDataError(TypeError)     no materializer can save this value
+    ├── MaterializerNotFoundError(LookupError)  a version's materializer is not installed here
     ├── BackendError(OSError)               the storage backend failed
     └── RunError(RuntimeError)             misuse of runs and steps
 """
@@ -34,8 +40,14 @@ __all__ = [
     "VersionExistsError",
     "ReadOnlyError",
     "BlobNotFoundError",
+    "PathNotFoundError",
+    "PathIsDirectoryError",
+    "PathNotDirectoryError",
+    "PathExistsError",
     "IntegrityError",
     "UnsafeLoadError",
+    "UnsupportedDataError",
+    "MaterializerNotFoundError",
     "BackendError",
     "RunError",
 ]
@@ -134,6 +146,46 @@ class BlobNotFoundError(FileNotFoundError, CasError):
         self.digest = digest
 
 
+class PathNotFoundError(FileNotFoundError, CasError):
+    """No such ``cas://`` path: unknown or deleted name, version, alias, or file in a tree."""
+
+    __str__ = CasError.__str__
+
+    def __init__(self, message: str, filename: str | None = None):
+        args = (_errno.ENOENT, message) if filename is None else (_errno.ENOENT, message, filename)
+        super().__init__(*args)
+
+
+class PathIsDirectoryError(IsADirectoryError, CasError):
+    """A file operation on a ``cas://`` directory (a pipeline, step, artifact or tree)."""
+
+    __str__ = CasError.__str__
+
+    def __init__(self, message: str, filename: str | None = None):
+        args = (_errno.EISDIR, message) if filename is None else (_errno.EISDIR, message, filename)
+        super().__init__(*args)
+
+
+class PathNotDirectoryError(NotADirectoryError, CasError):
+    """A ``cas://`` path that treats a file (a blob version or a file in a tree) as a directory."""
+
+    __str__ = CasError.__str__
+
+    def __init__(self, message: str, filename: str | None = None):
+        args = (_errno.ENOTDIR, message) if filename is None else (_errno.ENOTDIR, message, filename)
+        super().__init__(*args)
+
+
+class PathExistsError(FileExistsError, CasError):
+    """A ``cas://`` path that already exists where a new one was asked for."""
+
+    __str__ = CasError.__str__
+
+    def __init__(self, message: str, filename: str | None = None):
+        args = (_errno.EEXIST, message) if filename is None else (_errno.EEXIST, message, filename)
+        super().__init__(*args)
+
+
 class IntegrityError(CasError):
     """Content read back does not hash to the digest it is stored under."""
 
@@ -149,6 +201,14 @@ class UnsafeLoadError(PermissionError, CasError):
 
     def __init__(self, message: str):
         super().__init__(_errno.EACCES, message)
+
+
+class UnsupportedDataError(TypeError, CasError):
+    """``save`` got a value that no materializer knows how to store."""
+
+
+class MaterializerNotFoundError(LookupError, CasError):
+    """A version names a materializer this installation does not have (a missing extra or plugin)."""
 
 
 class BackendError(OSError, CasError):

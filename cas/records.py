@@ -100,6 +100,8 @@ class RecordStore:
             raw = self.backend.read_bytes(FORMAT_FILE)
         except FileNotFoundError:
             return None
+        except NotADirectoryError:
+            raise BackendError(f"cannot use {self.backend.url} as a store: it is a file, not a directory") from None
         try:
             fmt = json.loads(raw)
             version = int(fmt["format"])

@@ -17,15 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable
 
+from . import lineage as _lineage
+from . import materializers as _materializers
+from . import runs as _runs
 from .backend import Backend, LocalBackend, open_backend, redact_url
 from .blobs import BlobStore, PutResult
 from .digest import Digest
 from .errors import (
     ArtifactNotFoundError,
+    BlobNotFoundError,
     CasError,
+    IntegrityError,
     InvalidNameError,
     StoreNotFoundError,
+    UnsupportedDataError,
     VersionDeletedError,
+    VersionExistsError,
     VersionNotFoundError,
 )
 from .index import Index
@@ -38,7 +45,7 @@ from .records import (
     now_iso,
     version_ref,
 )
-from .tree import decode_manifest, encode_manifest, walk_files
+from .tree import check_tree_path, decode_manifest, encode_manifest, walk_files
 from .version import BLOB, TREE, ArtifactVersion
 
 __all__ = ["Store", "open_store", "VerifyReport", "GcReport", "StoreStats", "UnsupportedDataError", "Progress"]
@@ -49,10 +56,6 @@ INDEX_FILE = "index.sqlite"
 
 #: progress callback: (units done in this step, description); units are bytes or items
 Progress = Callable[[int], None]
-
-
-class UnsupportedDataError(TypeError, CasError):
-    """``save`` got a value it does not know how to store."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,10 @@ def applier(kind: str):
         return fn
 
     return register
+
+
+# Run and step events (cas.runs) are applied by that module's functions.
+APPLIERS.update(_runs.APPLIERS)
 
 
 def default_index_path(backend: Backend) -> str:
@@ -165,24 +172,44 @@ class Store:
 
     def save(
         self,
-        data: bytes | str | os.PathLike | BinaryIO,
+        data: Any,
         name: str,
         *,
         metadata: dict[str, Any] | None = None,
         aliases: Iterable[str] = (),
         progress: Progress | None = None,
+        materializer: str | None = None,
+        run_id: str | None = None,
+        step: str | None = None,
+        inputs: Iterable[Any] = (),
         _extra: dict[str, Any] | None = None,
     ) -> ArtifactVersion:
         """Store ``data`` as the next version of ``name``.
 
         ``data``: ``bytes``; ``str`` (saved as UTF-8 text); a ``pathlib.Path``
         (or other ``os.PathLike``) to a file or a directory (saved as a tree);
-        or a binary file object.
+        a binary file object; or any object a materializer handles (plain
+        JSON/msgpack data, numpy arrays, DataFrames, Arrow tables, plugins).
+        ``materializer`` picks one by name (``"pickle"`` only this way); the
+        choice is recorded so ``version.load()`` needs no hint.
+
+        Lineage (see :mod:`cas.runs`): inside ``with run.step(...)`` the version
+        is that step's output.  Frameworks name the producer instead:
+        ``run_id`` (started if new), ``step`` (default: the name's step part)
+        and ``inputs`` (versions or ``name@version`` strings it consumed).
         """
         aname = parse_name(name)
         aliases = [check_alias(a) for a in aliases]
         metadata = _check_metadata(metadata)
-        kind, result, entries = self._put_content(data, progress)
+        mat = _materializers.select(data, materializer)
+        extra = dict(_extra or {})
+        link = None
+        if "step_run_id" not in extra:
+            link = _runs.link_for_save(self, aname.pipeline, aname.step, run_id, step, inputs)
+        with _materializers.materialize(mat, data) as payload:
+            kind, result, entries = self._put_content(payload, progress)
+        if link is not None:
+            extra.update(link.commit())
         record = {
             "type": "version",
             "name": str(aname),
@@ -191,7 +218,8 @@ class Store:
             "size": result.size,
             "created_at": now_iso(),
             "metadata": metadata,
-            **(_extra or {}),
+            "materializer": mat.name,
+            **extra,
         }
         version = self._claim_version(aname, record, entries)
         for alias in aliases:
@@ -238,9 +266,132 @@ class Store:
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
 
-    def _claim_version(self, aname: ArtifactName, record: dict[str, Any], entries) -> int:
+    # -- versions of content already stored (metadata-only; used by the cas:// view) --
+
+    def next_version(self, name: str) -> int:
+        """The number the next version of ``name`` would get now (a hint: claiming decides)."""
+        return self.index.max_version(str(parse_name(name))) + 1
+
+    def link(
+        self,
+        name: str,
+        digest: str | Digest,
+        kind: str = BLOB,
+        *,
+        version: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        _extra: dict[str, Any] | None = None,
+    ) -> ArtifactVersion:
+        """Create a version of ``name`` bound to content that is already stored.
+
+        No content byte is read or written: only the version record, its ref
+        and the index row.  ``digest`` names a blob (``kind="blob"``) or a tree
+        manifest (``kind="tree"``) present in the backend, else BlobNotFoundError.
+        ``version``: claim exactly that number, which must be the next one
+        (VersionExistsError if it is taken, InvalidNameError if it would leave
+        a gap); by default the next free number is claimed.
+        """
+        aname = parse_name(name)
+        hexdigest = Digest.parse(digest).hex
+        metadata = _check_metadata(metadata)
+        exact = self._check_exact_version(str(aname), version)
+        entries = None
+        if kind == BLOB:
+            size = self.blobs.size(hexdigest)  # BlobNotFoundError if absent
+        elif kind == TREE:
+            if self.index.has_tree(hexdigest):
+                if not self.blobs.exists(hexdigest):
+                    raise BlobNotFoundError(hexdigest)
+                listed = self.index.tree_entries(hexdigest)
+            else:
+                listed = entries = decode_manifest(self.blobs.read_bytes(hexdigest))
+            if not any(row.deleted_at is None for row in self.index.versions_with_digest(hexdigest)):
+                # No live version protects these blobs from gc: check they are all there.
+                self._require_blobs((d, s) for _, d, s in listed)
+            size = sum(s for _, _, s in listed)
+        else:
+            raise InvalidNameError(f"invalid kind {kind!r}: expected {BLOB!r} or {TREE!r}")
+        record = {
+            "type": "version",
+            "name": str(aname),
+            "digest": hexdigest,
+            "kind": kind,
+            "size": size,
+            "created_at": now_iso(),
+            "metadata": metadata,
+            **(_extra or {}),  # lineage (run_id, step_run_id), as in save()
+        }
+        number = self._claim_version(aname, record, entries, exact=exact)
+        return self._version(str(aname), number)
+
+    def link_tree(
+        self,
+        name: str,
+        entries: Iterable[tuple[str, str, int]],
+        *,
+        version: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        _extra: dict[str, Any] | None = None,
+    ) -> ArtifactVersion:
+        """Create a tree version from blobs that are already stored.
+
+        ``entries``: (path inside the tree, blob digest, size).  Every blob must be
+        in the backend with that size (BlobNotFoundError / IntegrityError); only
+        the manifest (a dedupe hit if the same tree exists) and the version
+        record are written.  ``version`` as for :meth:`link`.
+        """
+        aname = parse_name(name)
+        metadata = _check_metadata(metadata)
+        clean = _check_entries(entries)
+        exact = self._check_exact_version(str(aname), version)
+        self._require_blobs((d, s) for _, d, s in clean)
+        manifest = self.blobs.put_bytes(encode_manifest(clean))
+        record = {
+            "type": "version",
+            "name": str(aname),
+            "digest": manifest.digest,
+            "kind": TREE,
+            "size": sum(s for _, _, s in clean),
+            "created_at": now_iso(),
+            "metadata": metadata,
+            **(_extra or {}),  # lineage (run_id, step_run_id), as in save()
+        }
+        number = self._claim_version(aname, record, clean, exact=exact)
+        return self._version(str(aname), number)
+
+    def _check_exact_version(self, name: str, version: int | None) -> int | None:
+        if version is None:
+            return None
+        number = parse_version(version)
+        if not isinstance(number, int):
+            raise InvalidNameError(f"cannot create {name}@{number}: new versions are numbers; aliases only point")
+        following = self.index.max_version(name) + 1
+        if number > following:
+            self.refresh()  # another machine may have written the versions in between
+            following = self.index.max_version(name) + 1
+        if number < following:
+            raise VersionExistsError(
+                f"{name}@{number} already exists or existed (numbers are never reused); the next is {following}",
+                f"{name}@{number}",
+            )
+        if number > following:
+            raise InvalidNameError(f"cannot create {name}@{number}: versions are numbered in order, the next is {following}")
+        return number
+
+    def _require_blobs(self, pairs: Iterable[tuple[str, int]]) -> None:
+        seen: set[str] = set()
+        for digest, size in pairs:
+            if digest in seen:
+                continue
+            seen.add(digest)
+            actual = self.blobs.size(digest)  # BlobNotFoundError if absent
+            if actual != size:
+                raise IntegrityError(digest, "?", f"blob is {actual} bytes, the entry says {size}")
+
+    def _claim_version(self, aname: ArtifactName, record: dict[str, Any], entries, exact: int | None = None) -> int:
+        """Claim the next free number, or exactly ``exact`` (VersionExistsError if taken)."""
         name = str(aname)
-        version = self.index.max_version(name) + 1
+        version = exact if exact is not None else self.index.max_version(name) + 1
         while True:
             record["version"] = version
             record_digest = self.records.put_record(record)
@@ -249,6 +400,8 @@ class Store:
                 break
             # Someone else holds this number: learn it, then try the next one.
             self._learn_ref(ref)
+            if exact is not None:
+                raise VersionExistsError(f"{name}@{version} was claimed by another writer", f"{name}@{version}")
             version += 1
         self._commit(ref, record_digest, record, entries)
         return version
@@ -383,6 +536,59 @@ class Store:
     def stats(self) -> StoreStats:
         return StoreStats(**self.index.stats())
 
+    # -- loading, runs and lineage (cas.materializers, cas.runs, cas.lineage) ------------
+
+    def load(self, name: str, version: int | str | None = None, *, allow_pickle: bool = False) -> Any:
+        """``get_artifact_version(name, version).load(allow_pickle=...)``."""
+        return self.get_artifact_version(name, version).load(allow_pickle=allow_pickle)
+
+    def run(self, pipeline: str, *, params: dict[str, Any] | None = None, run_id: str | None = None) -> _runs.ActiveRun:
+        """Start recording a run of ``pipeline`` (id generated unless given; a taken id is refused)."""
+        return _runs.ActiveRun(self, pipeline, params=params, run_id=run_id)
+
+    def get_run(self, run_id: str) -> _runs.PipelineRun:
+        """A run with its steps, each with the versions it consumed and produced."""
+        return _runs.get_run(self, run_id)
+
+    def list_runs(
+        self, pipeline: str | None = None, *, status: str | None = None, limit: int | None = None
+    ) -> list[_runs.PipelineRun]:
+        """Runs, newest first."""
+        return _runs.list_runs(self, pipeline, status, limit)
+
+    def end_step(self, run_id: str, step: str, status: str = _runs.COMPLETED, error: str | None = None) -> None:
+        """End a step recorded through ``save(..., run_id=, step=)`` (the framework form)."""
+        _runs.end_step(self, run_id, step, status, error)
+
+    def end_run(self, run_id: str, status: str = _runs.COMPLETED, error: str | None = None) -> None:
+        """End a run recorded through ``save(..., run_id=)`` (the framework form)."""
+        _runs.end_run(self, run_id, status, error)
+
+    def materialize(self, obj: Any, name: str, run_id: str, step_name: str, project_name: str = "default") -> str:
+        """FlowyML's ``ArtifactStore.materialize``: save ``obj`` as
+        ``<project_name>/<step_name>/<name>``, produced by that step of run
+        ``run_id``; returns the version's ``cas://`` path."""
+        v = self.save(obj, f"{project_name}/{step_name}/{name}", run_id=run_id, step=step_name)
+        return f"cas://{v.name}/{v.version}"
+
+    def lineage(
+        self, version: ArtifactVersion | str, direction: str = _lineage.UP, depth: int | None = None
+    ) -> _lineage.LineageGraph:
+        """The lineage graph of a version: ``"up"`` to what it came from, ``"down"``
+        to what was derived from it, ``depth`` steps at most (None: all)."""
+        if isinstance(version, str):
+            try:
+                version = self.get_artifact_version(version)
+            except VersionDeletedError as e:  # a deleted version keeps its lineage
+                version = self._version(e.name, e.version)
+        elif not isinstance(version, ArtifactVersion):
+            raise InvalidNameError(f"lineage needs an ArtifactVersion or 'name@version', not {type(version).__name__}")
+        return _lineage.build_graph(self, version, direction, depth)
+
+    def _note_read(self, version: ArtifactVersion) -> None:
+        # Every content read of a version comes here: inside a step it is an input.
+        _runs.note_read(version)
+
     # -- keeping the index in step with the backend ---------------------------------
 
     def refresh(self) -> int:
@@ -408,9 +614,14 @@ class Store:
         return applied
 
     def reindex(self, progress: Progress | None = None) -> int:
-        """Rebuild the index from the backend alone; returns the number of refs applied."""
+        """Rebuild the index from the backend alone; returns the number of refs applied.
+
+        Safe while others write: whatever they commit after the listing starts is
+        journaled at or after ``start`` and replayed by the closing refresh.
+        """
+        start = self.records.journal_end()
         refs = sorted(self.records.iter_refs(), key=_ref_order)
-        journal_end = self.records.journal_end()
+        journal_end = start
         with self.index.write() as c:
             for table in self.index.db.table_names():
                 if table != "migrations":
@@ -422,7 +633,26 @@ class Store:
             self.index.set_meta("store_id", self.store_id, c)
             self.index.set_meta("journal_next", str(journal_end), c)
             self.index.set_meta("journal_hint", str(journal_end), c)
+        self.refresh()
         return len(refs)
+
+    # -- sync ------------------------------------------------------------------------
+
+    def sync_to(
+        self,
+        other: "Store",
+        names: Iterable[str] = (),
+        *,
+        jobs: int | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ):
+        """Copy this store's versions, aliases and lineage (or those of ``names``,
+        glob patterns) into ``other``, sending only the blobs it lacks.
+        Returns a :class:`cas.sync.SyncResult`; see ``cas.sync`` for the rules."""
+        from .sync import DEFAULT_JOBS, sync
+
+        return sync(self, other, names, jobs=jobs or DEFAULT_JOBS, dry_run=dry_run, progress=progress)
 
     # -- verify and gc -------------------------------------------------------------
 
@@ -437,15 +667,8 @@ class Store:
                 foreign.append(path)
             else:
                 present[digest] = size
-        needed: dict[str, int | None] = {}
-        for _, _, digest, kind in self.index.all_version_digests():
-            needed.setdefault(digest, None)
-        for row in self.index.conn.execute("SELECT digest, size FROM tree_entries"):
-            needed[row[0]] = row[1]
-        for row in self.index.conn.execute("SELECT digest, size FROM blobs"):
-            needed[row[0]] = row[1]
-        for digest in self.index.record_digests():
-            needed.setdefault(digest, None)
+        # Exactly what gc keeps: a deleted version's bytes may be gone, by design.
+        needed = self.index.needed_blobs()
         missing = sorted(d for d in needed if d not in present)
         corrupt = sorted(d for d, size in needed.items() if size is not None and d in present and present[d] != size)
         checked = 0
@@ -475,8 +698,7 @@ class Store:
         if grace < 0:
             raise InvalidNameError("grace must be >= 0 seconds")
         self.refresh()
-        keep = self.index.live_digests() | self.index.record_digests()
-        keep.update(r[0] for r in self.index.conn.execute("SELECT digest FROM versions WHERE kind = 'tree'"))
+        keep = set(self.index.needed_blobs())
         cutoff = time.time() - grace
         removed = removed_bytes = kept = 0
         for digest, path, size, mtime in list(self.blobs.iter_digests()):
@@ -491,6 +713,10 @@ class Store:
             for entry in list(self.backend.list("tmp")):
                 if entry.mtime is not None and entry.mtime <= cutoff:
                     self.backend.remove(entry.path)
+            # object stores: unfinished multipart uploads left by killed writers (cas.cloud)
+            abort_stale = getattr(self.backend, "abort_stale_uploads", None)
+            if abort_stale is not None:
+                abort_stale(cutoff)
         return GcReport(removed=removed, removed_bytes=removed_bytes, kept=kept, dry_run=dry_run)
 
 
@@ -501,6 +727,29 @@ def _ref_order(item: tuple[str, str]) -> tuple[int, str, int]:
     rank = {"runs": 0, "versions": 1, "aliases": 2, "deletions": 3}.get(kind, 4)
     head, _, tail = ref.rpartition("/")
     return (rank, head, int(tail) if tail.isdigit() else -1)
+
+
+def _check_entries(entries: Iterable[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
+    """Validate tree entries: good paths, hex digests, sizes; no path both a file and a directory."""
+    clean: dict[str, tuple[str, str, int]] = {}
+    for entry in entries:
+        try:
+            path, digest, size = entry
+        except (TypeError, ValueError):
+            raise InvalidNameError(f"a tree entry is (path, digest, size), got {entry!r}") from None
+        check_tree_path(path)
+        hexdigest = Digest.parse(digest).hex
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise InvalidNameError(f"invalid size {size!r} for {path!r}")
+        if path in clean:
+            raise InvalidNameError(f"{path!r} appears twice in the tree")
+        clean[path] = (path, hexdigest, size)
+    dirs = {p.rsplit("/", 1)[0] for p in clean if "/" in p}
+    dirs |= {d.rsplit("/", i)[0] for d in dirs for i in range(1, d.count("/") + 1)}
+    clash = sorted(dirs & clean.keys())
+    if clash:
+        raise InvalidNameError(f"{clash[0]!r} is both a file and a directory in the tree")
+    return sorted(clean.values())
 
 
 def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:

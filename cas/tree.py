@@ -44,11 +44,21 @@ def check_tree_path(path: str) -> str:
         or path.startswith("/")
         or "\\" in path
         or "\x00" in path
-        or any(ord(ch) < 32 for ch in path)
+        or any(ord(ch) < 32 or ch == "\x7f" for ch in path)
         or any(part in ("", ".", "..") for part in path.split("/"))
+        or not _is_utf8(path)
     ):
         raise InvalidNameError(f"invalid path inside a tree: {path!r}")
     return path
+
+
+def _is_utf8(path: str) -> bool:
+    """False for file names that are not UTF-8 on disk (they arrive as lone surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def walk_files(root: str) -> Iterator[tuple[str, str]]:

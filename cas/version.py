@@ -14,10 +14,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .digest import CHUNK, Digest
 from .errors import InvalidNameError
+from .materializers import load_version
 from .tree import check_tree_path
 
 if TYPE_CHECKING:
     from .index import VersionRow
+    from .lineage import LineageGraph
+    from .runs import PipelineRun, StepRun
     from .store import Store
 
 __all__ = ["ArtifactVersion", "BLOB", "TREE"]
@@ -68,6 +71,37 @@ class ArtifactVersion:
     def __str__(self) -> str:
         return f"{self.ref} ({self.kind}, {self.size} bytes, {self.digest})"
 
+    # -- objects and lineage (reads inside a step are recorded as its inputs) --
+
+    def load(self, allow_pickle: bool = False) -> Any:
+        """The object that was saved, rebuilt by the materializer its record names.
+
+        bytes load as bytes, str as str, a saved path as a ``Path`` to a fresh
+        verified copy, JSON/msgpack data, arrays and frames as themselves.
+        A pickled version raises :class:`~cas.errors.UnsafeLoadError` unless
+        ``allow_pickle=True``.  Large blobs: prefer ``open()`` or ``download()``.
+        """
+        return load_version(self, allow_pickle=allow_pickle)
+
+    @property
+    def producer_step(self) -> StepRun | None:
+        """The step run that saved this version (None if saved outside any run)."""
+        return _runs().step_run(self.store, self.step_run_id)
+
+    @property
+    def run(self) -> PipelineRun | None:
+        """The pipeline run whose step saved this version (None if saved outside any run)."""
+        return self.store.get_run(self.run_id) if self.run_id else None
+
+    @property
+    def inputs(self) -> list[ArtifactVersion]:
+        """The versions the producing step consumed (deleted ones included, marked)."""
+        return _runs().producer_inputs(self.store, self)
+
+    def lineage(self, direction: str = "up", depth: int | None = None) -> LineageGraph:
+        """``store.lineage(self, direction, depth)``."""
+        return self.store.lineage(self, direction, depth)
+
     # -- bytes ---------------------------------------------------------------
 
     def files(self, prefix: str = "") -> list[tuple[str, Digest, int]]:
@@ -90,9 +124,11 @@ class ArtifactVersion:
 
     def open(self, path: str | None = None) -> BinaryIO:
         """A buffered, seekable reader; a full sequential read is verified."""
+        self.store._note_read(self)
         return io.BufferedReader(self.store.blobs.open(self._blob_for(path)), CHUNK)  # type: ignore[return-value]
 
     def read_bytes(self, path: str | None = None) -> bytes:
+        self.store._note_read(self)
         return self.store.blobs.read_bytes(self._blob_for(path))
 
     def read_text(self, path: str | None = None, encoding: str = "utf-8") -> str:
@@ -104,6 +140,7 @@ class ArtifactVersion:
         If ``dest`` is an existing directory, the artifact is written inside it
         under its artifact name.  Each file appears only once complete and verified.
         """
+        self.store._note_read(self)
         dest = Path(dest)
         if dest.is_dir():
             dest = dest / self.name.rsplit("/", 1)[-1]
@@ -114,6 +151,12 @@ class ArtifactVersion:
                 _copy_verified(self.store, digest.hex, dest.joinpath(*path.split("/")))
             dest.mkdir(parents=True, exist_ok=True)
         return dest
+
+
+def _runs():
+    from . import runs  # runs builds on this module; import it when first asked
+
+    return runs
 
 
 def _copy_verified(store: "Store", hexdigest: str, dest: Path) -> None:

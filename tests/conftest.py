@@ -15,6 +15,11 @@ import pytest
 import cas
 
 LOCAL_BACKENDS = ["memory", "local"]
+# Cloud backends run against real servers started by tests/servers.py.
+CLOUD_BACKENDS = ["s3", "gcs", "azure"]
+ALL_BACKENDS = LOCAL_BACKENDS + [pytest.param(b, marks=getattr(pytest.mark, b)) for b in CLOUD_BACKENDS]
+
+pytest_plugins = ["servers"]
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +38,7 @@ def _url_for(backend: str, tmp_path, request) -> str:
     return request.getfixturevalue(f"{backend}_root")
 
 
-@pytest.fixture(params=LOCAL_BACKENDS)
+@pytest.fixture(params=ALL_BACKENDS)
 def backend_name(request) -> str:
     return request.param
 

@@ -57,11 +57,20 @@ class Index:
             raise BackendError(f"cannot open index {path}: {e}", path) from None
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        with contextlib.suppress(sqlite3.OperationalError):
-            conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        self._migrate()
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise BackendError(f"index {path} stayed locked by another process: {e}", path) from None
+            # The index is derived from the backend: deleting it loses nothing.
+            raise BackendError(
+                f"index {path} is unreadable ({e}); delete it and the next open rebuilds it from the backend", path
+            ) from None
 
     def close(self) -> None:
         self.conn.close()
@@ -159,6 +168,17 @@ class Index:
         ).fetchone()
         return (row[0], row[1]) if row else None
 
+    def tree_has_dir(self, tree: str, path: str) -> bool:
+        """Is ``path`` a directory in the tree (some entry lies below it)?  One index probe."""
+        prefix = f"{path}/"
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM tree_entries WHERE tree = ? AND path >= ? AND path < ? LIMIT 1",
+                (tree, prefix, prefix + "\U0010ffff"),
+            ).fetchone()
+            is not None
+        )
+
     def mark_deleted(self, c: sqlite3.Connection, name: str, version: int, when: str) -> None:
         c.execute(
             "UPDATE versions SET deleted_at = ? WHERE name = ? AND version = ? AND deleted_at IS NULL",
@@ -241,6 +261,21 @@ class Index:
         )
         live.update(r[0] for r in rows)
         return live
+
+    def needed_blobs(self) -> dict[str, int | None]:
+        """Every blob the store must keep, with its size where the index knows it.
+
+        That is the content of live versions (trees expanded), every tree
+        manifest (reindex reads them, deleted versions included) and every
+        record.  ``gc`` keeps exactly these and ``verify`` checks exactly these.
+        """
+        needed: dict[str, int | None] = dict.fromkeys(self.record_digests())
+        needed.update(dict.fromkeys(r[0] for r in self.conn.execute("SELECT digest FROM versions WHERE kind = 'tree'")))
+        needed.update(dict.fromkeys(self.live_digests()))
+        for digest, size in self.conn.execute("SELECT digest, size FROM blobs"):
+            if digest in needed:
+                needed[digest] = size
+        return needed
 
     def add_record(self, c: sqlite3.Connection, ref: str, digest: str) -> bool:
         """Remember a ref we have applied; False if it was already known."""

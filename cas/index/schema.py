@@ -77,4 +77,28 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX IF NOT EXISTS tree_entries_digest ON tree_entries (digest);
         """,
     ),
+    (
+        # Lineage.  Step inputs are keyed by (name, version), not by the versions
+        # row id: a run record can be applied before the version it consumed
+        # (reindex replays runs first; sync may bring runs without every input),
+        # and a deleted version keeps its row, so edges never dangle.  The
+        # dropped table was never written to; the index is derived anyway, and
+        # forgetting store_id makes the next open rebuild it from the backend.
+        "0002_lineage",
+        """
+        DROP TABLE IF EXISTS step_inputs;
+        CREATE TABLE step_inputs (
+            step_run_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            PRIMARY KEY (step_run_id, name, version)
+        ) WITHOUT ROWID;
+        CREATE INDEX step_inputs_version ON step_inputs (name, version, step_run_id);
+        ALTER TABLE runs ADD COLUMN error TEXT;
+        ALTER TABLE step_runs ADD COLUMN error TEXT;
+        CREATE INDEX IF NOT EXISTS step_runs_run_step ON step_runs (run_id, step);
+        CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+        DELETE FROM meta WHERE key = 'store_id'
+        """,
+    ),
 ]

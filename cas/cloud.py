@@ -1,0 +1,270 @@
+"""Object-store backends: S3 (s3fs), GCS (gcsfs), Azure Blob (adlfs).
+
+They keep the contract in :mod:`cas.backend` with writes the *server*
+makes create-only (invariant 5), so many machines can share one bucket:
+
+=========  ==================================  ===============================
+backend    create-only put                     large objects (parts of 8 MiB)
+=========  ==================================  ===============================
+S3         ``If-None-Match: *``                multipart upload, completed with
+                                               ``If-None-Match: *``; aborted on
+                                               any error
+Azure      ``If-None-Match: *`` (upload_blob   staged blocks, committed with
+           ``overwrite=False``)                ``If-None-Match: *``
+GCS        ``ifGenerationMatch=0``             resumable upload session,
+                                               cancelled on error
+=========  ==================================  ===============================
+
+An object store never shows a partial object: the final key appears only
+when the single PUT, the multipart completion, the block commit or the last
+resumable chunk succeeds.  So there is no temp-key-then-rename (S3 has no
+rename; a copy would double the bytes).  A process killed mid-upload can
+leave an *unfinished* multipart upload (S3) or uncommitted blocks (Azure);
+they are invisible, and :meth:`ObjectStoreBackend.abort_stale_uploads`
+(called by ``cas gc``) removes S3's.
+
+"Already exists" is an answer, not an error: ``create_*`` returns False.
+
+Every failure of the client library becomes one :class:`BackendError` whose
+text has had every secret from the storage options removed (invariant 11).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from datetime import datetime, timezone
+from typing import Any, BinaryIO, Iterable, Iterator
+
+from .backend import Entry, FsspecBackend
+from .errors import BackendError, CasError
+
+__all__ = ["ObjectStoreBackend", "S3Backend", "GcsBackend", "AzureBackend", "cloud_backend", "secrets_of", "Scrubber"]
+
+PART_SIZE = 8 << 20
+# S3 allows at most 10,000 parts per upload.
+_MAX_PARTS = 10_000
+
+_SECRET_KEY = re.compile(r"key|secret|token|password|passwd|credential|sas|connection_string|signature", re.I)
+_CONN_SECRET = re.compile(r"(?:AccountKey|SharedAccessSignature|SharedAccessKey)=([^;]+)", re.I)
+# Shorter values ("anon", "true") are not credentials, and scrubbing them would garble messages.
+_MIN_SECRET_LEN = 6
+
+
+def secrets_of(options: Any) -> set[str]:
+    """Every string in ``options`` that could be a credential (recursively)."""
+    found: set[str] = set()
+
+    def visit(value: Any, key: str = "") -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                visit(v, str(k))
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                visit(v, key)
+        elif isinstance(value, str) and _SECRET_KEY.search(key):
+            found.add(value)
+            found.update(m.group(1) for m in _CONN_SECRET.finditer(value))
+
+    visit(options)
+    return {s for s in found if len(s) >= _MIN_SECRET_LEN}
+
+
+class Scrubber:
+    """Removes known secret strings from text before it goes anywhere."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first, so a connection string goes before the key inside it.
+        self._secrets = sorted(set(secrets), key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, "***")
+        return text
+
+
+class ObjectStoreBackend(FsspecBackend):
+    """An fsspec object store with server-enforced create-only writes."""
+
+    #: Check existence before every create.  Only for servers that may not
+    #: enforce the precondition (see GcsBackend); a false "absent" is still
+    #: caught by the conditional write where the server enforces it.
+    precheck = False
+    part_size = PART_SIZE
+
+    def __init__(self, fs, root: str, url: str, secrets: Iterable[str] = ()) -> None:
+        super().__init__(fs, root, url)
+        self._scrub = Scrubber(secrets)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Library failures -> one BackendError; not-found/exists stay what they are."""
+        try:
+            yield
+        except (FileNotFoundError, FileExistsError, CasError):
+            raise
+        except Exception as e:  # client libraries raise their own hierarchies
+            detail = self._scrub(f"{type(e).__name__}: {e}")
+            raise BackendError(f"{what} failed on {self.url}: {detail}", what) from None
+
+    def _part_size(self, size: int) -> int:
+        return max(self.part_size, -(-size // _MAX_PARTS))
+
+    # -- reads -------------------------------------------------------------------
+
+    def exists(self, rel: str) -> bool:
+        with self._errors(f"exists {rel}"):
+            return self.fs.exists(self._abs(rel))
+
+    def read_bytes(self, rel: str) -> bytes:
+        with self._errors(f"read {rel}"):
+            return self.fs.cat_file(self._abs(rel))
+
+    def open_read(self, rel: str) -> BinaryIO:
+        with self._errors(f"open {rel}"):
+            return self.fs.open(self._abs(rel), "rb", block_size=self.part_size)
+
+    def size(self, rel: str) -> int:
+        with self._errors(f"size {rel}"):
+            return int(self.fs.size(self._abs(rel)))
+
+    def list(self, prefix: str) -> Iterator[Entry]:
+        with self._errors(f"list {prefix}"):
+            entries = list(super().list(prefix))
+        return iter(entries)
+
+    def remove(self, rel: str) -> None:
+        with self._errors(f"remove {rel}"):
+            super().remove(rel)
+
+    # -- create-only writes ----------------------------------------------------------
+
+    def _create_options(self, size: int) -> dict[str, Any]:
+        return {"mode": "create"}
+
+    def create_bytes(self, rel: str, data: bytes) -> bool:
+        path = self._abs(rel)
+        with self._errors(f"write {rel}"):
+            if self.precheck and self.fs.exists(path):
+                return False
+            try:
+                self.fs.pipe_file(path, bytes(data), **self._create_options(len(data)))
+            except FileExistsError:
+                return False
+        return True
+
+    def create_from_file(self, rel: str, local_path: str, *, move: bool = False) -> bool:
+        path = self._abs(rel)
+        try:
+            size = os.path.getsize(local_path)
+            with self._errors(f"write {rel}"):
+                # A HEAD is cheaper than re-sending a large object the server would refuse.
+                if (self.precheck or size >= self.part_size) and self.fs.exists(path):
+                    return False
+                try:
+                    self.fs.put_file(local_path, path, **self._create_options(size))
+                except FileExistsError:
+                    return False
+            return True
+        finally:
+            if move:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(local_path)
+
+    def abort_stale_uploads(self, older_than: float) -> int:
+        """Remove unfinished uploads started before ``older_than`` (epoch seconds)."""
+        return 0
+
+
+class S3Backend(ObjectStoreBackend):
+    def _create_options(self, size: int) -> dict[str, Any]:
+        # Parts go up one at a time: memory stays at one part whatever the size.
+        return {"mode": "create", "chunksize": self._part_size(size), "max_concurrency": 1}
+
+    def _bucket_key(self, rel: str = "") -> tuple[str, str]:
+        bucket, _, key = self._abs(rel).partition("/")
+        return bucket, key
+
+    def pending_uploads(self) -> list[dict[str, Any]]:
+        """Unfinished multipart uploads under this store's root."""
+        bucket, prefix = self._bucket_key()
+        with self._errors("list multipart uploads"):
+            out = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix + "/")
+        return list(out.get("Uploads", []))
+
+    def abort_stale_uploads(self, older_than: float) -> int:
+        bucket, _ = self._bucket_key()
+        aborted = 0
+        for upload in self.pending_uploads():
+            started = upload.get("Initiated")
+            if isinstance(started, datetime):
+                if started.tzinfo is None:
+                    started = started.replace(tzinfo=timezone.utc)
+                if started.timestamp() > older_than:
+                    continue
+            with self._errors(f"abort upload {upload['Key']}"):
+                self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            aborted += 1
+        return aborted
+
+
+class GcsBackend(ObjectStoreBackend):
+    # Real GCS enforces ifGenerationMatch=0; gcp-storage-emulator ignores it,
+    # so a HEAD first keeps sequential conflicts correct there too.  Races
+    # between machines rely on the server (see docs/backends.md).
+    precheck = True
+
+    def _create_options(self, size: int) -> dict[str, Any]:
+        part = self._part_size(size)
+        part = -(-part // (256 << 10)) * (256 << 10)  # resumable chunks are multiples of 256 KiB
+        return {"mode": "create", "chunksize": part}
+
+
+class AzureBackend(ObjectStoreBackend):
+    def __init__(self, fs, root: str, url: str, secrets: Iterable[str] = ()) -> None:
+        super().__init__(fs, root, url, secrets)
+        # The SDK buffers a whole blob below max_single_put_size (64 MiB by
+        # default); cap it so memory stays at one part per upload.
+        for client in (getattr(fs, "service_client", None),):
+            config = getattr(client, "_config", None)
+            if config is not None:
+                config.max_single_put_size = self.part_size
+                config.max_block_size = min(getattr(config, "max_block_size", self.part_size), self.part_size)
+
+    def _create_options(self, size: int) -> dict[str, Any]:
+        return {"mode": "create", "max_concurrency": 1}
+
+
+_BY_PROTOCOL: dict[str, type[ObjectStoreBackend]] = {
+    "s3": S3Backend,
+    "s3a": S3Backend,
+    "gs": GcsBackend,
+    "gcs": GcsBackend,
+    "az": AzureBackend,
+    "abfs": AzureBackend,
+    "abfss": AzureBackend,
+}
+
+
+def is_cloud_url(url: str) -> bool:
+    return url.partition("://")[0].lower() in _BY_PROTOCOL
+
+
+def cloud_options(url: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Storage options for a cloud URL: listings are never cached, because
+    another machine may write at any moment and a stale listing would hide it."""
+    if is_cloud_url(url):
+        options = {"use_listings_cache": False, **options}
+    return options
+
+
+def cloud_backend(fs, root: str, url: str, options: dict[str, Any]) -> ObjectStoreBackend | None:
+    """The object-store backend for ``url``'s protocol, or None for other filesystems."""
+    cls = _BY_PROTOCOL.get(url.partition("://")[0].lower())
+    if cls is None:
+        return None
+    return cls(fs, root, url, secrets_of(options))

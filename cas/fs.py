@@ -1,0 +1,760 @@
+"""The ``cas://`` filesystem: an fsspec view over the index.
+
+Namespace: ``cas://<pipeline>/<step>/<artifact>/<version>[/<path in a tree>]``.
+The root lists pipelines, a pipeline its steps, a step its artifacts, an
+artifact its live version numbers.  A blob version is a file; a tree version
+is a directory.  ``latest`` and aliases work wherever a version number does,
+for reading (they are not listed, so ``find``/``du`` count each version once).
+``info``/``ls``/``find``/``walk``/``glob``/``du`` are answered from the index
+and never read blob bytes; ``ukey`` is the digest, ``checksum`` the digest as
+an integer.
+
+Writing (see docs/filesystem.md for the whole contract):
+
+* ``p/s/a/N`` must be the next version number of ``p/s/a`` (or follow a draft
+  ``N-1`` of this filesystem).  Committed versions never change: writing over
+  one raises VersionExistsError, writing or removing inside one ReadOnlyError.
+* Writing the version path itself (``p/s/a/N``) stores one file; when the file
+  is closed outside a transaction, version N is committed at once.
+* Writing below it (``p/s/a/N/x/y``), ``mkdir`` and copies into it build a
+  *draft* tree in this filesystem instance — mutable, readable here, invisible
+  elsewhere — committed as one version by :meth:`CasFileSystem.commit` or when
+  an fsspec transaction (``with fs.transaction:``) ends; an exception in the
+  transaction discards it.  Blobs are durable when each file closes; a commit
+  writes the manifest, the version record and its ref, so ``reindex`` sees it.
+* Copy and move inside the view move no bytes: only index entries and records.
+  ``rm`` records deletions of versions; bytes go only through ``gc``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from glob import has_magic
+from typing import Any
+
+from fsspec.callbacks import DEFAULT_CALLBACK
+from fsspec.spec import AbstractFileSystem
+from fsspec.transaction import Transaction
+
+from .digest import CHUNK, Digest
+from .errors import (
+    ArtifactNotFoundError,
+    InvalidNameError,
+    PathExistsError,
+    PathIsDirectoryError,
+    PathNotDirectoryError,
+    PathNotFoundError,
+    ReadOnlyError,
+    VersionDeletedError,
+    VersionExistsError,
+)
+from .fs_drafts import Draft, Staged
+from .fs_files import CasReadFile, CasWriteFile
+from .fs_paths import CasPath, parse_path
+from .store import Store, open_store
+from .version import BLOB, TREE, ArtifactVersion
+
+__all__ = ["CasFileSystem", "CasTransaction"]
+
+# Options fsspec itself understands; everything else goes to the store's backend.
+_FSSPEC_OPTIONS = ("use_listings_cache", "listings_expiry_time", "max_paths", "asynchronous", "loop")
+
+
+class CasTransaction(Transaction):
+    """fsspec's transaction, plus: on success commit every open draft, on error discard them."""
+
+    def complete(self, commit: bool = True) -> None:
+        fs = self.fs
+        super().complete(commit)  # our files' commit()/discard(): closing already staged them
+        if fs is not None:
+            if commit:
+                fs.commit()
+            else:
+                fs.discard()
+
+
+class _CasCached(type(AbstractFileSystem)):  # type: ignore[misc]
+    def __call__(cls, *args, **kwargs):
+        store = kwargs.get("store")
+        if store is not None and not isinstance(store, (str, os.PathLike)):
+            # fsspec caches instances by the repr of their options, and a Store
+            # reprs as its URL: two Store objects on one URL must not share drafts.
+            kwargs["_store_id"] = id(store)
+        return super().__call__(*args, **kwargs)
+
+
+def _file_info(name: str, digest: str, size: int, mtime: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "size": size,
+        "type": "file",
+        "created": mtime,
+        "mtime": mtime,
+        "digest": f"blake3:{digest}",
+        **extra,
+    }
+
+
+def _dir_info(name: str, mtime: float | None = None, **extra: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {"name": name, "size": 0, "type": "directory", **extra}
+    if mtime is not None:
+        info["created"] = info["mtime"] = mtime
+    return info
+
+
+class CasFileSystem(AbstractFileSystem, metaclass=_CasCached):
+    """``cas://`` over a store.
+
+    ``store``: a :class:`~cas.Store`, or a URL/path to open (default
+    ``$CAS_STORE``, else ``./.cas``).  ``index`` and ``create`` go to
+    :func:`cas.open_store`, as does every other option (credentials and
+    settings for the backend's fsspec filesystem; never stored or shown).
+    Instances are cached per options and thread, as fsspec does; drafts
+    belong to one instance.
+    """
+
+    protocol = "cas"
+    root_marker = ""
+    transaction_type = CasTransaction
+
+    def __init__(
+        self,
+        store: Store | str | os.PathLike | None = None,
+        *,
+        index: str | None = None,
+        create: bool = True,
+        **storage_options: Any,
+    ) -> None:
+        storage_options.pop("_store_id", None)
+        fsspec_options = {k: storage_options.pop(k) for k in _FSSPEC_OPTIONS if k in storage_options}
+        super().__init__(**fsspec_options)
+        if isinstance(store, Store):
+            self.store = store
+        else:
+            self.store = open_store(store, index=index, create=create, **storage_options)
+        self._drafts: dict[tuple[str, int], Draft] = {}
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"CasFileSystem({self.store!r})"
+
+    @property
+    def fsid(self) -> str:
+        return f"cas-{self.store.store_id}"
+
+    # -- paths and lookups -------------------------------------------------------
+
+    def _parse(self, path: Any) -> CasPath:
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        return parse_path(self._strip_protocol(path))
+
+    def _version_of(self, cp: CasPath) -> Draft | ArtifactVersion:
+        """The draft or committed version a level-4+ path is in; PathNotFoundError if none."""
+        if isinstance(cp.spec, int):
+            draft = self._drafts.get((cp.name, cp.spec))
+            if draft is not None:
+                return draft
+        try:
+            return self.store.get_artifact_version(cp.name, cp.spec)
+        except ArtifactNotFoundError as e:
+            raise PathNotFoundError(f"no such path cas://{cp.path}: {e}", cp.path) from None
+
+    def _names_below(self, cp: CasPath) -> list[str]:
+        """Artifact names (live, or with a draft here) at or below a level 1-3 path."""
+        if cp.level == 3:
+            names = [n for n in self.store.list_artifacts(cp.path) if n == cp.path]
+            names += [n for n, _ in self._drafts if n == cp.path]
+        else:
+            prefix = f"{cp.path}/" if cp.path else ""
+            names = self.store.list_artifacts(prefix)
+            names += [n for n, _ in self._drafts if n.startswith(prefix)]
+        return names
+
+    def _info(self, cp: CasPath) -> dict[str, Any]:
+        if cp.level == 0:
+            return _dir_info("")
+        if cp.level < 4:
+            if self._names_below(cp) or (self.store.refresh() and self._names_below(cp)):
+                return _dir_info(cp.path)
+            raise PathNotFoundError(f"no such {cp.what}: cas://{cp.path}", cp.path)
+        return self._node_info(cp, self._version_of(cp))
+
+    def _node_info(self, cp: CasPath, v: Draft | ArtifactVersion) -> dict[str, Any]:
+        if isinstance(v, Draft):
+            extra = {"version": v.version, "committed": False}
+            staged = v.blob if not cp.inner else v.file(cp.inner)
+            if staged is not None:
+                return _file_info(cp.path, staged.digest, staged.size, staged.mtime, **extra)
+            if v.is_dir(cp.inner):
+                return _dir_info(cp.path, v.created, **extra)
+        else:
+            ts = v.created_at.timestamp()
+            extra = {"version": v.version, "committed": True}
+            if not cp.inner:
+                if v.kind == BLOB:
+                    return _file_info(cp.path, v.digest.hex, v.size, ts, **extra)
+                return _dir_info(cp.path, ts, digest=str(v.digest), **extra)
+            if v.kind == TREE:
+                entry = self.store.index.tree_entry(v.digest.hex, cp.inner)
+                if entry is not None:
+                    return _file_info(cp.path, entry[0], entry[1], ts, **extra)
+                if self.store.index.tree_has_dir(v.digest.hex, cp.inner):
+                    return _dir_info(cp.path, ts, **extra)
+        raise PathNotFoundError(f"no such file or directory: cas://{cp.path}", cp.path)
+
+    # -- reading the namespace -----------------------------------------------------
+
+    def info(self, path, **kwargs) -> dict[str, Any]:
+        return self._info(self._parse(path))
+
+    def exists(self, path, **kwargs) -> bool:
+        cp = self._parse(path)  # a malformed path is an error, not "no"
+        try:
+            self._info(cp)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def isdir(self, path) -> bool:
+        cp = self._parse(path)
+        try:
+            return self._info(cp)["type"] == "directory"
+        except FileNotFoundError:
+            return False
+
+    def isfile(self, path) -> bool:
+        cp = self._parse(path)
+        try:
+            return self._info(cp)["type"] == "file"
+        except FileNotFoundError:
+            return False
+
+    def ls(self, path, detail=True, **kwargs):
+        cp = self._parse(path)
+        if cp.level < 4:
+            entries = self._ls_namespace(cp)
+        else:
+            v = self._version_of(cp)
+            info = self._node_info(cp, v)
+            entries = [info] if info["type"] == "file" else self._ls_version(cp, v)
+        if detail:
+            return entries
+        return sorted(e["name"] for e in entries)
+
+    def _ls_namespace(self, cp: CasPath) -> list[dict[str, Any]]:
+        self.store.refresh()  # the index may be behind the backend (another machine wrote)
+        if cp.level < 3:
+            prefix = f"{cp.path}/" if cp.path else ""
+            kids = sorted({n[len(prefix) :].split("/", 1)[0] for n in self._names_below(cp)})
+            if not kids and cp.level > 0:
+                raise PathNotFoundError(f"no such {cp.what}: cas://{cp.path}", cp.path)
+            return [_dir_info(cp.join(k)) for k in kids]
+        out: dict[int, dict[str, Any]] = {}
+        try:
+            versions = self.store.list_versions(cp.path)
+        except ArtifactNotFoundError:
+            versions = []
+        for av in versions:
+            child = CasPath(cp.join(str(av.version)), (*cp.segments, str(av.version)), "", av.version)
+            out[av.version] = self._node_info(child, av)
+        for (name, number), draft in self._drafts.items():
+            if name == cp.path:
+                child = CasPath(cp.join(str(number)), (*cp.segments, str(number)), "", number)
+                out[number] = self._node_info(child, draft)
+        if not out:
+            raise PathNotFoundError(f"no such artifact: cas://{cp.path}", cp.path)
+        return [out[k] for k in sorted(out)]
+
+    def _ls_version(self, cp: CasPath, v: Draft | ArtifactVersion) -> list[dict[str, Any]]:
+        if isinstance(v, Draft):
+            extra = {"version": v.version, "committed": False}
+            return [
+                _file_info(cp.join(name), s.digest, s.size, s.mtime, **extra)
+                if s is not None
+                else _dir_info(cp.join(name), v.created, **extra)
+                for name, s in v.children(cp.inner)
+            ]
+        ts = v.created_at.timestamp()
+        extra = {"version": v.version, "committed": True}
+        prefix = f"{cp.inner}/" if cp.inner else ""
+        kids: dict[str, tuple[str, int] | None] = {}
+        for path, digest, size in self.store.index.tree_entries(v.digest.hex, prefix):
+            head, sep, _ = path[len(prefix) :].partition("/")
+            if sep:
+                kids.setdefault(head, None)
+            else:
+                kids[head] = (digest, size)
+        return [
+            _file_info(cp.join(name), kid[0], kid[1], ts, **extra) if kid else _dir_info(cp.join(name), ts, **extra)
+            for name, kid in sorted(kids.items())
+        ]
+
+    def _below(self, cp: CasPath, maxdepth: int | None) -> Iterator[dict[str, Any]]:
+        """Every file and directory below a directory, at most ``maxdepth`` levels down."""
+        if cp.level < 4:
+            if maxdepth is not None and maxdepth < 1:
+                return
+            for info in self._ls_namespace(cp):
+                yield info
+                if info["type"] == "directory":
+                    yield from self._below(self._parse(info["name"]), None if maxdepth is None else maxdepth - 1)
+            return
+        # Inside a version: one pass over its entries (one index query for a tree).
+        v = self._version_of(cp)
+        if isinstance(v, Draft):
+            extra = {"version": v.version, "committed": False}
+            rows: Iterator[tuple[str, Staged | None]] = v.below(cp.inner)
+            for rel, s in rows:
+                if maxdepth is not None and rel.count("/") + 1 > maxdepth:
+                    continue
+                name = cp.join(rel)
+                yield _file_info(name, s.digest, s.size, s.mtime, **extra) if s else _dir_info(name, v.created, **extra)
+            return
+        if v.kind != TREE:
+            return
+        ts = v.created_at.timestamp()
+        extra = {"version": v.version, "committed": True}
+        prefix = f"{cp.inner}/" if cp.inner else ""
+        seen: set[str] = set()
+        for path, digest, size in self.store.index.tree_entries(v.digest.hex, prefix):
+            rel = path[len(prefix) :]
+            parts = rel.split("/")
+            for depth in range(1, len(parts)):
+                d = "/".join(parts[:depth])
+                if d not in seen and (maxdepth is None or depth <= maxdepth):
+                    seen.add(d)
+                    yield _dir_info(cp.join(d), ts, **extra)
+            if maxdepth is None or len(parts) <= maxdepth:
+                yield _file_info(cp.join(rel), digest, size, ts, **extra)
+
+    def find(self, path, maxdepth=None, withdirs=False, detail=False, **kwargs):
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
+        cp = self._parse(path)
+        try:
+            top = self._info(cp)
+        except FileNotFoundError:
+            return {} if detail else []
+        out: dict[str, dict[str, Any]] = {}
+        if top["type"] == "file":
+            out[cp.path] = top
+        else:
+            if withdirs and cp.path:
+                out[cp.path] = top  # as fsspec's find does, for posix glob semantics
+            for info in self._below(cp, maxdepth):
+                if withdirs or info["type"] == "file":
+                    out[info["name"]] = info
+        names = sorted(out)
+        return {n: out[n] for n in names} if detail else names
+
+    def du(self, path, total=True, maxdepth=None, withdirs=False, **kwargs):
+        found = self.find(path, maxdepth=maxdepth, withdirs=withdirs, detail=True)
+        sizes = {name: info["size"] for name, info in found.items()}
+        return sum(sizes.values()) if total else sizes
+
+    def ukey(self, path) -> str:
+        """The content digest, ``blake3:<hex>`` (for a tree version, its manifest's)."""
+        info = self.info(path)
+        return info["digest"] if "digest" in info else super().ukey(path)
+
+    def checksum(self, path) -> int:
+        """The content digest as an integer: equal checksums mean equal bytes."""
+        info = self.info(path)
+        if "digest" in info:
+            return int(Digest.parse(info["digest"]).hex, 16)
+        return super().checksum(path)
+
+    def created(self, path) -> datetime:
+        return self._time(path, "created")
+
+    def modified(self, path) -> datetime:
+        return self._time(path, "mtime")
+
+    def _time(self, path, key: str) -> datetime:
+        info = self.info(path)
+        if key not in info:
+            raise PathIsDirectoryError(f"cas://{info['name']} is a namespace directory; it has no time", info["name"])
+        return datetime.fromtimestamp(info[key], tz=timezone.utc)
+
+    # -- reading bytes ---------------------------------------------------------------
+
+    def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs):
+        cp = self._parse(path)
+        if mode == "rb":
+            info = self._info(cp)
+            if info["type"] != "file":
+                raise PathIsDirectoryError(f"cas://{cp.path} is a directory", cp.path)
+            return CasReadFile(self, cp.path, Digest.parse(info["digest"]).hex, info)
+        if mode not in ("wb", "xb", "ab"):
+            raise ReadOnlyError(
+                f"mode {mode!r} is not supported: cas files are read ('rb') or written whole ('wb', 'xb', 'ab')",
+                cp.path,
+            )
+        with self._lock:
+            draft = self._check_writable(cp, exclusive=mode == "xb")
+        f = CasWriteFile(self, cp, autocommit=autocommit, mode=mode)
+        if mode == "ab" and draft is not None:
+            existing = draft.blob if not cp.inner else draft.file(cp.inner)
+            if existing is not None:  # append to a draft file: start from its content
+                with self.store.blobs.open(existing.digest) as src:
+                    while block := src.read(CHUNK):
+                        f.write(block)
+        return f
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _next_free(self, name: str) -> int:
+        drafted = [n for d, n in self._drafts if d == name]
+        return max([self.store.next_version(name), *(n + 1 for n in drafted)])
+
+    def _version_number(self, cp: CasPath) -> int:
+        if isinstance(cp.spec, int):
+            return cp.spec
+        raise ReadOnlyError(
+            f"cas://{cp.version_path}: {cp.spec!r} points at a committed version and cannot be written;"
+            f" write a new version, cas://{cp.name}/{self._next_free(cp.name)}",
+            cp.path,
+        )
+
+    def _check_new_version(self, cp: CasPath) -> None:
+        """``cp`` is in a version with no draft here: may a new version N be started?"""
+        name, number = cp.name, self._version_number(cp)
+        try:
+            self.store.get_artifact_version(name, number)
+        except VersionDeletedError:
+            raise VersionExistsError(
+                f"{name}@{number} was deleted and version numbers are never reused;"
+                f" write cas://{name}/{self._next_free(name)}",
+                cp.path,
+            ) from None
+        except ArtifactNotFoundError:
+            pass
+        else:
+            if cp.inner:
+                raise ReadOnlyError(
+                    f"{name}@{number} is committed and its files never change;"
+                    f" write a new version, cas://{name}/{self._next_free(name)}",
+                    cp.path,
+                )
+            raise VersionExistsError(
+                f"{name}@{number} is committed and cannot be overwritten;"
+                f" write a new version, cas://{name}/{self._next_free(name)}",
+                cp.path,
+            )
+        if number == self.store.next_version(name) or (name, number - 1) in self._drafts:
+            return
+        raise InvalidNameError(
+            f"cannot create {name}@{number}: versions are numbered in order and the next is {self._next_free(name)}"
+        )
+
+    def _check_writable(self, cp: CasPath, *, exclusive: bool = False) -> Draft | None:
+        """May a file be written at ``cp``?  Returns its draft (None: a new version)."""
+        if cp.level < 4:
+            raise PathIsDirectoryError(
+                f"cas://{cp.path} is a {cp.what}, a directory; files go at"
+                " <pipeline>/<step>/<artifact>/<version>[/<path>]",
+                cp.path,
+            )
+        draft = self._drafts.get((cp.name, self._version_number(cp)))
+        if draft is None:
+            self._check_new_version(cp)
+            return None
+        if not cp.inner:
+            if draft.blob is None:
+                raise PathIsDirectoryError(f"cas://{cp.path} is a directory (a tree draft)", cp.path)
+            if exclusive:
+                raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
+            return draft
+        if draft.blob is not None:
+            raise PathNotDirectoryError(f"cas://{cp.version_path} is a file, not a directory", cp.path)
+        if draft.is_dir(cp.inner):
+            raise PathIsDirectoryError(f"cas://{cp.path} is a directory", cp.path)
+        parent = draft.file_parent(cp.inner)
+        if parent is not None:
+            raise PathNotDirectoryError(f"cas://{cp.version_path}/{parent} is a file, not a directory", cp.path)
+        if exclusive and draft.file(cp.inner) is not None:
+            raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
+        return draft
+
+    def _stage(self, cp: CasPath, digest: str, size: int, *, autocommit: bool) -> None:
+        """Content for ``cp`` is durable in the backend: put it in its draft, or commit it."""
+        with self._lock:
+            draft = self._check_writable(cp)
+            number = self._version_number(cp)
+            if draft is None:
+                if not cp.inner and autocommit:
+                    self.store.link(cp.name, digest, BLOB, version=number)
+                    return
+                draft = self._drafts[(cp.name, number)] = Draft(cp.name, number)
+            staged = Staged(digest, size)
+            if cp.inner:
+                draft.put(cp.inner, staged)
+            else:
+                draft.blob = staged
+                if autocommit:
+                    self._commit_draft(draft)
+
+    def pipe_file(self, path, value, mode="overwrite", **kwargs) -> None:
+        cp = self._parse(path)
+        with self._lock:
+            self._check_writable(cp, exclusive=mode == "create")
+        result = self.store.blobs.put_bytes(bytes(value))
+        self._stage(cp, result.digest, result.size, autocommit=not self._intrans)
+
+    def put_file(self, lpath, rpath, callback=DEFAULT_CALLBACK, mode="overwrite", **kwargs) -> None:
+        if os.path.isdir(lpath):
+            self.makedirs(rpath, exist_ok=True)
+            return
+        cp = self._parse(rpath)
+        with self._lock:
+            self._check_writable(cp, exclusive=mode == "create")
+        result = self.store.blobs.put_file(lpath)  # hashed first: a dedupe hit writes nothing
+        callback.set_size(result.size)
+        callback.relative_update(result.size)
+        self._stage(cp, result.digest, result.size, autocommit=not self._intrans)
+
+    def mkdir(self, path, create_parents=True, **kwargs) -> None:
+        cp = self._parse(path)
+        if cp.level < 4:
+            return  # pipelines, steps and artifacts exist through their versions
+        with self._lock:
+            draft = self._drafts.get((cp.name, cp.spec)) if isinstance(cp.spec, int) else None
+            if draft is None:
+                try:
+                    self._info(cp)
+                except FileNotFoundError:
+                    pass
+                else:
+                    raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
+                self._check_new_version(cp)
+                if cp.inner and not create_parents:
+                    raise PathNotFoundError(f"cas://{cp.version_path} does not exist", cp.path)
+                draft = self._drafts[(cp.name, cp.spec)] = Draft(cp.name, self._version_number(cp))
+                if not cp.inner:
+                    return
+            elif not cp.inner:
+                raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
+            if draft.blob is not None:
+                raise PathNotDirectoryError(f"cas://{cp.version_path} is a file, not a directory", cp.path)
+            if draft.file(cp.inner) is not None or draft.is_dir(cp.inner):
+                raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
+            parent = draft.file_parent(cp.inner)
+            if parent is not None:
+                raise PathNotDirectoryError(f"cas://{cp.version_path}/{parent} is a file, not a directory", cp.path)
+            above = cp.inner.rsplit("/", 1)[0] if "/" in cp.inner else ""
+            if not create_parents and above and not draft.is_dir(above):
+                raise PathNotFoundError(f"cas://{cp.version_path}/{above} does not exist", cp.path)
+            draft.mkdir(cp.inner)
+
+    def makedirs(self, path, exist_ok=False) -> None:
+        try:
+            self.mkdir(path, create_parents=True)
+        except FileExistsError:
+            if not exist_ok:
+                raise
+
+    # -- drafts and commits --------------------------------------------------------------
+
+    def drafts(self) -> list[str]:
+        """Version paths (``p/s/a/N``) of this filesystem's open drafts."""
+        return [f"{name}/{number}" for name, number in sorted(self._drafts)]
+
+    def _select(self, path) -> list[Draft]:
+        if path is None:
+            return [self._drafts[k] for k in sorted(self._drafts)]
+        cp = self._parse(path)
+        if cp.level >= 4:
+            keys = [(cp.name, cp.spec)] if (cp.name, cp.spec) in self._drafts else []
+        else:
+            prefix = f"{cp.path}/" if cp.path else ""
+            keys = [k for k in sorted(self._drafts) if f"{k[0]}/".startswith(prefix)]
+        if not keys:
+            raise PathNotFoundError(f"no open draft at cas://{cp.path}", cp.path)
+        return [self._drafts[k] for k in keys]
+
+    def commit(self, path=None) -> list[ArtifactVersion]:
+        """Commit open drafts (all, or those at or below ``path``) as versions, in version order.
+
+        A draft with no file commits nothing.  Each version commits atomically;
+        several drafts are not one atomic unit: on an error the drafts not yet
+        committed stay open.
+        """
+        with self._lock:
+            return [av for d in self._select(path) if (av := self._commit_draft(d)) is not None]
+
+    def _commit_draft(self, draft: Draft) -> ArtifactVersion | None:
+        if draft.blob is not None:
+            av = self.store.link(draft.name, draft.blob.digest, BLOB, version=draft.version)
+        elif draft.files:
+            av = self.store.link_tree(draft.name, draft.entries(), version=draft.version)
+        else:
+            av = None
+        self._drafts.pop((draft.name, draft.version), None)
+        return av
+
+    def discard(self, path=None) -> None:
+        """Drop open drafts (all, or those at or below ``path``); their blobs are left for ``gc``."""
+        with self._lock:
+            for d in self._select(path):
+                self._drafts.pop((d.name, d.version), None)
+
+    # -- copy, move, remove ---------------------------------------------------------------
+
+    def cp_file(self, path1, path2, **kwargs) -> None:
+        src, dst = self._parse(path1), self._parse(path2)
+        info = self._info(src)
+        if info["type"] == "directory":
+            self.makedirs(path2, exist_ok=True)
+            return
+        with self._lock:
+            self._check_writable(dst)
+            self._stage(dst, Digest.parse(info["digest"]).hex, info["size"], autocommit=not self._intrans)
+
+    def copy(self, path1, path2, recursive=False, maxdepth=None, on_error=None, **kwargs) -> None:
+        if (
+            isinstance(path1, str)
+            and isinstance(path2, str)
+            and maxdepth is None
+            and not has_magic(path1)
+            and self._copy_version(path1, path2, recursive)
+        ):
+            return
+        super().copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs)
+
+    def _copy_version(self, path1: str, path2: str, recursive: bool) -> bool:
+        """A whole committed version to a new version path: one metadata-only link."""
+        if path1.endswith("/"):
+            return False
+        src = self._parse(path1)
+        if src.level != 4 or src.inner:
+            return False
+        try:
+            v = self._version_of(src)
+        except FileNotFoundError:
+            return False
+        if isinstance(v, Draft) or (v.kind == TREE and not recursive):
+            return False
+        target = self._strip_protocol(path2)
+        if path2.endswith("/") or self.isdir(target):
+            target = f"{target}/{src.segments[3]}" if target else src.segments[3]
+        dst = self._parse(target)
+        if dst.level != 4 or dst.inner or not isinstance(dst.spec, int) or (dst.name, dst.spec) in self._drafts:
+            return False
+        with self._lock:
+            self._check_new_version(dst)
+            if not self._intrans:
+                self.store.link(dst.name, v.digest.hex, v.kind, version=dst.spec)
+                return True
+            draft = self._drafts[(dst.name, dst.spec)] = Draft(dst.name, dst.spec)
+            if v.kind == BLOB:
+                draft.blob = Staged(v.digest.hex, v.size)
+            else:
+                for path, digest, size in self.store.index.tree_entries(v.digest.hex):
+                    draft.put(path, Staged(digest, size))
+        return True
+
+    def mv(self, path1, path2, recursive=False, maxdepth=None, **kwargs) -> None:
+        if path1 == path2:
+            return
+        # Refuse before copying anything: a committed version's files cannot be removed.
+        for cp in self._targets(path1):
+            self._check_removable(cp, recursive or maxdepth is not None)
+        self.copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error="raise")
+        self.rm(path1, recursive=recursive, maxdepth=maxdepth)
+
+    def _targets(self, path) -> list[CasPath]:
+        paths = [path] if isinstance(path, (str, bytes, os.PathLike)) else list(path)
+        out: list[str] = []
+        for p in paths:
+            p = self._strip_protocol(os.fsdecode(p) if isinstance(p, bytes) else p)
+            if has_magic(p):
+                found = self.glob(p)
+                if not found:
+                    raise PathNotFoundError(f"nothing matches cas://{p}", p)
+                out.extend(found)
+            else:
+                out.append(p)
+        return [self._parse(p) for p in dict.fromkeys(out)]
+
+    def _check_removable(self, cp: CasPath, recursive: bool) -> dict[str, Any]:
+        if cp.level == 0:
+            raise ReadOnlyError("refusing to remove the whole store; remove pipelines or versions", "")
+        info = self._info(cp)
+        if cp.level >= 4:
+            self._version_number(cp)  # aliases and latest are pointers, not things to delete
+            if cp.inner and info.get("committed"):
+                raise ReadOnlyError(
+                    f"cas://{cp.path} is in committed {cp.name}@{cp.spec}, whose files never change;"
+                    f" remove the whole version, cas://{cp.version_path}",
+                    cp.path,
+                )
+        if info["type"] == "directory" and not recursive and (cp.level < 4 or self.ls(cp.path, detail=False)):
+            raise PathIsDirectoryError(f"cas://{cp.path} is a directory: pass recursive=True", cp.path)
+        return info
+
+    def rm(self, path, recursive=False, maxdepth=None) -> None:
+        cps = self._targets(path)
+        if maxdepth is not None and recursive:
+            # Only what lies within maxdepth: its files, and directories that end up empty.
+            cps = [self._parse(p) for p in self.expand_path([c.path for c in cps], recursive=True, maxdepth=maxdepth)]
+            recursive = False
+        with self._lock:
+            infos = {}
+            for cp in cps:
+                try:
+                    infos[cp.path] = self._check_removable(cp, recursive)
+                except PathIsDirectoryError:
+                    if maxdepth is None:
+                        raise
+            for cp in sorted(cps, key=lambda c: c.path, reverse=True):  # children before parents
+                if cp.path not in infos:
+                    continue
+                try:
+                    if not recursive and infos[cp.path]["type"] == "directory" and self.ls(cp.path, detail=False):
+                        continue  # maxdepth left content in it
+                    self._rm_one(cp)
+                except FileNotFoundError:
+                    continue  # a directory that vanished with the files removed before it
+
+    def _rm_one(self, cp: CasPath) -> None:
+        """Remove one checked path (see _check_removable)."""
+        if cp.level < 4:
+            for name in dict.fromkeys(self._names_below(cp)):
+                try:
+                    versions = self.store.list_versions(name)
+                except ArtifactNotFoundError:
+                    versions = []
+                for av in versions:
+                    self.store.delete_version(av.name, av.version)
+                for key in [k for k in self._drafts if k[0] == name]:
+                    del self._drafts[key]
+            return
+        key = (cp.name, self._version_number(cp))
+        draft = self._drafts.get(key)
+        if draft is None:
+            av = self._version_of(cp)
+            self.store.delete_version(av.name, av.version)  # recorded; bytes go only through gc
+        elif not cp.inner:
+            del self._drafts[key]
+        elif draft.file(cp.inner) is not None:
+            draft.remove_file(cp.inner)
+        elif draft.is_dir(cp.inner):
+            draft.remove_tree(cp.inner)
+        else:
+            raise PathNotFoundError(f"no such file or directory: cas://{cp.path}", cp.path)
+
+    def rm_file(self, path) -> None:
+        self.rm(path)
+
+    def _rm(self, path) -> None:
+        self.rm(path)
+
+    def rmdir(self, path) -> None:
+        cp = self._parse(path)
+        if self._info(cp)["type"] != "directory":
+            raise PathNotDirectoryError(f"cas://{cp.path} is not a directory", cp.path)
+        self.rm(cp.path)  # refuses a directory that is not empty

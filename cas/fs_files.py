@@ -1,0 +1,143 @@
+"""File objects of the ``cas://`` view.
+
+Reading streams one blob through a buffered, seekable reader; a full
+sequential read is checked against the digest (IntegrityError, never wrong
+bytes), range reads after a seek are served as-is (``cas verify`` covers the
+whole blob).  Writing spools to a temporary file while hashing — memory stays
+flat whatever the size — and only a cleanly closed file is published: leaving
+a ``with`` block on an exception, or dropping the file unclosed, discards it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from typing import TYPE_CHECKING, Any
+
+from .digest import CHUNK, Hasher
+
+if TYPE_CHECKING:
+    from .fs import CasFileSystem
+    from .fs_paths import CasPath
+
+__all__ = ["CasReadFile", "CasWriteFile"]
+
+
+class CasReadFile(io.BufferedReader):
+    """A read-only, seekable view of one blob.  ``size``, ``path`` and ``details`` as fsspec files have."""
+
+    def __init__(self, fs: CasFileSystem, path: str, digest: str, details: dict[str, Any]) -> None:
+        super().__init__(fs.store.blobs.open(digest), CHUNK)
+        self.fs = fs
+        self.path = path
+        self.digest = digest
+        self.size: int = details["size"]
+        self.details = details
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.path
+
+    @property
+    def mode(self) -> str:  # type: ignore[override]
+        return "rb"
+
+    def __repr__(self) -> str:
+        return f"<CasReadFile cas://{self.path}>"
+
+
+class CasWriteFile(io.RawIOBase):
+    """A write-only file that becomes a staged blob when it is closed cleanly.
+
+    Inside an fsspec transaction (``autocommit=False``) the staged file joins
+    its draft and the version is committed when the transaction ends; with
+    ``autocommit``, a file written at a version path (``p/s/a/N``) commits
+    version N when it is closed.
+    """
+
+    def __init__(self, fs: CasFileSystem, target: CasPath, *, autocommit: bool = True, mode: str = "wb") -> None:
+        super().__init__()
+        self.fs = fs
+        self.target = target
+        self.path = target.path
+        self.autocommit = autocommit
+        self._mode = mode
+        fd, self._tmp = fs.store.backend.local_tempfile()
+        self._spool = os.fdopen(fd, "wb")
+        self._hasher = Hasher(threaded=True)
+        self.digest: str | None = None
+
+    @property
+    def mode(self) -> str:  # type: ignore[override]
+        return self._mode
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"<CasWriteFile cas://{self.path}>"
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def readable(self) -> bool:
+        return False
+
+    def write(self, data) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        view = memoryview(data).cast("B")
+        self._hasher.update(view)
+        self._spool.write(view)
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self._hasher.size
+
+    def flush(self) -> None:
+        if not self._spool.closed:
+            self._spool.flush()
+
+    def close(self) -> None:
+        """Publish the blob, then stage it at its path (or commit its version)."""
+        if self.closed:
+            return
+        try:
+            self._spool.close()
+            result = self.fs.store.blobs.put_spooled(self._tmp, self._hasher.hexdigest(), self._hasher.size)
+            self.digest = result.digest
+            self.fs._stage(self.target, result.digest, result.size, autocommit=self.autocommit)
+        finally:
+            self._drop_spool()
+            super().close()
+
+    def discard(self) -> None:
+        """Throw the content away; nothing is published."""
+        if self.closed:
+            return
+        self._spool.close()
+        self._drop_spool()
+        super().close()
+
+    def commit(self) -> None:
+        """fsspec transactions call this; closing already staged the file into its draft."""
+
+    def _drop_spool(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.discard()  # a failed write must leave nothing behind
+        else:
+            self.close()
+
+    def __del__(self) -> None:
+        # io's finaliser would close() - that is, publish - a file nobody closed.
+        with contextlib.suppress(Exception):
+            self.discard()

@@ -1,0 +1,43 @@
+"""Framework path components <-> cas name segments, reversibly.
+
+A component that already is a valid segment (and does not start with the
+escape prefix) is used as is, so ``train/model`` stays readable.  Anything
+else (``_private``, ``my step``, non-ASCII) becomes ``x--`` + the hex of its
+UTF-8 bytes; that fits names of up to 62 bytes.  Longer ones are refused.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import InvalidNameError
+from ..names import SEGMENT_RE
+
+__all__ = ["encode", "decode", "is_id"]
+
+ESCAPE = "x--"
+_HEX_RE = re.compile(r"[0-9a-f]{8,64}\Z")
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
+def encode(component: str) -> str:
+    if SEGMENT_RE.match(component) and not component.startswith(ESCAPE):
+        return component
+    escaped = ESCAPE + component.encode("utf-8").hex()
+    if not component or len(escaped) > 128:
+        raise InvalidNameError(f"path component {component!r} cannot be a cas name segment (empty or too long)")
+    return escaped
+
+
+def decode(segment: str) -> str:
+    if segment.startswith(ESCAPE):
+        try:
+            return bytes.fromhex(segment[len(ESCAPE) :]).decode("utf-8")
+        except ValueError:
+            raise InvalidNameError(f"{segment!r} is not an escaped path component") from None
+    return segment
+
+
+def is_id(component: str) -> bool:
+    """A generated id: a UUID or a run of lowercase hex (8-64 digits)."""
+    return bool(_UUID_RE.match(component) or _HEX_RE.match(component))

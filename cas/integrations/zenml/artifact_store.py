@@ -1,0 +1,198 @@
+"""The cas artifact store: ZenML's filesystem calls answered by cas folders.
+
+Paths map onto cas names as :mod:`.layout` says.  Step outputs carry lineage:
+``prepare_step_run`` starts a cas run (id = ZenML's pipeline run id, pipeline
+= ZenML's pipeline name) and step (its inputs = the cas versions behind the
+step's input artifacts); versions written during the step record it as their
+producer; ``cleanup_step_run`` ends the step, and the run once its last step
+has ended (or a step failed).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, cast
+
+from zenml.artifact_stores import BaseArtifactStore
+from zenml.artifact_stores.base_artifact_store import PathType
+
+from ... import runs as cas_runs
+from ...store import Store, open_store
+from .._folders import FolderKey, Folders
+from .._segments import encode
+from .._space import PathSpace
+from .flavor import CasArtifactStoreConfig
+from .layout import ALIAS, ZenMLLayout
+
+__all__ = ["CasArtifactStore"]
+
+# Stores are shared by every artifact-store object of a process (ZenML makes
+# many, and pickles them): keyed by location, never kept on the pydantic model.
+_STORES: Dict[str, Tuple[Store, Folders]] = {}
+_STORES_LOCK = threading.Lock()
+# The step now running, per namespace: set by prepare_step_run, read by writes.
+_ACTIVE: Dict[str, Dict[str, Any]] = {}
+
+
+def _store_for(config: CasArtifactStoreConfig) -> Tuple[Store, Folders]:
+    options = config.options()
+    key = json.dumps([config.store, options, config.index], sort_keys=True, default=str)
+    with _STORES_LOCK:
+        if key not in _STORES:
+            store = open_store(config.store, index=config.index, **options)
+            _STORES[key] = (store, Folders(store))
+        return _STORES[key]
+
+
+class CasArtifactStore(BaseArtifactStore):
+    """Artifact store over a cas store (``path`` = ``cas://<namespace>``)."""
+
+    @property
+    def config(self) -> CasArtifactStoreConfig:
+        return cast(CasArtifactStoreConfig, self._config)
+
+    @property
+    def space(self) -> PathSpace:
+        store, folders = _store_for(self.config)
+        layout = ZenMLLayout(PathSpace.split(self.path))
+        return PathSpace(folders, layout, self._context)
+
+    # -- lineage ---------------------------------------------------------------
+
+    def _context(self, key: FolderKey, inner: str) -> Tuple[Dict[str, Any], Optional[Dict[str, str]]]:
+        active = _ACTIVE.get(self.path)
+        # Only a step's output folders (alias zenml.<step run id>.<id>) are its products.
+        if active is None or not key.alias.startswith(f"{ALIAS}.{active['zenml_step_run_id']}."):
+            return {}, None
+        return {"zenml": dict(active["metadata"])}, active["lineage"]
+
+    def prepare_step_run(self, info: Any) -> None:
+        try:
+            store, _ = _store_for(self.config)
+            run_id = str(info.run_id)
+            pipeline = encode(info.pipeline.name)
+            step = encode(info.pipeline_step_name)
+            cas_runs.ensure_run(store, run_id, pipeline)
+            step_run_id = cas_runs.ensure_step(store, run_id, step, self._input_refs(info))
+        except Exception as e:  # lineage must never break a pipeline
+            from zenml.logger import get_logger
+
+            get_logger(__name__).warning("cas: could not record lineage for step %s: %s", info.pipeline_step_name, e)
+            return
+        _ACTIVE[self.path] = {
+            "zenml_step_run_id": str(info.step_run_id),
+            "lineage": {"run_id": run_id, "step_run_id": step_run_id},
+            "metadata": {
+                "pipeline": info.pipeline.name,
+                "run": info.run_name,
+                "run_id": run_id,
+                "step": info.pipeline_step_name,
+                "step_run_id": str(info.step_run_id),
+            },
+            "cas_step": step,
+            "steps_total": len(getattr(info.snapshot, "step_configurations", {}) or {}),
+        }
+
+    def _input_refs(self, info: Any) -> List[Tuple[str, int]]:
+        """(name, version) of the cas versions behind the step's input artifacts."""
+        refs = []
+        space = self.space
+        inputs = getattr(info.step_run, "inputs", {}) or {}
+        for value in inputs.values():
+            for artifact in value if isinstance(value, list) else [value]:
+                uri = getattr(artifact, "uri", None)
+                if not uri or not str(uri).startswith(self.path):
+                    continue
+                loc = space.layout.locate(space.split(uri))
+                version = space.folders.current(loc[0]) if loc else None
+                if version is not None:
+                    refs.append((version.name, version.version))
+        return refs
+
+    def cleanup_step_run(self, info: Any, step_failed: bool) -> None:
+        active = _ACTIVE.pop(self.path, None)
+        if active is None:
+            return
+        store, _ = _store_for(self.config)
+        run_id = active["lineage"]["run_id"]
+        try:
+            status = cas_runs.FAILED if step_failed else cas_runs.COMPLETED
+            cas_runs.end_step(store, run_id, active["cas_step"], status)
+            run = cas_runs.get_run(store, run_id)
+            ended = [s for s in run.steps if s.status != cas_runs.RUNNING]
+            if step_failed or (active["steps_total"] and len(ended) >= self._steps_to_run(info, active)):
+                cas_runs.end_run(store, run_id, status)
+        except Exception as e:  # lineage must never break a pipeline
+            from zenml.logger import get_logger
+
+            get_logger(__name__).warning("cas: could not end step %s: %s", info.pipeline_step_name, e)
+
+    @staticmethod
+    def _steps_to_run(info: Any, active: Dict[str, Any]) -> int:
+        """Steps of this run that execute (cached ones never reach the store)."""
+        try:
+            from zenml.client import Client
+            from zenml.enums import ExecutionStatus
+
+            run = Client().get_pipeline_run(info.run_id)
+            cached = sum(1 for s in run.steps.values() if s.status == ExecutionStatus.CACHED)
+            return max(active["steps_total"] - cached, 1)
+        except Exception:
+            return active["steps_total"]
+
+    # -- ZenML's filesystem interface ---------------------------------------------
+
+    def open(self, path: PathType, mode: str = "r") -> Any:
+        return self.space.open(path, mode)
+
+    def copyfile(self, src: PathType, dst: PathType, overwrite: bool = False) -> None:
+        self.space.copy(src, dst, overwrite)
+
+    def exists(self, path: PathType) -> bool:
+        return self.space.exists(path)
+
+    def glob(self, pattern: PathType) -> List[PathType]:
+        return cast(List[PathType], self.space.glob(pattern))
+
+    def isdir(self, path: PathType) -> bool:
+        return self.space.isdir(path)
+
+    def listdir(self, path: PathType) -> List[PathType]:
+        return cast(List[PathType], self.space.listdir(path))
+
+    def makedirs(self, path: PathType) -> None:
+        # Directories exist while something is below them (as on object stores).
+        self.space.split(path)
+
+    def mkdir(self, path: PathType) -> None:
+        self.space.split(path)
+
+    def remove(self, path: PathType) -> None:
+        self.space.remove(path)
+
+    def rename(self, src: PathType, dst: PathType, overwrite: bool = False) -> None:
+        self.space.rename(src, dst, overwrite)
+
+    def rmtree(self, path: PathType) -> None:
+        self.space.rmtree(path)
+
+    def stat(self, path: PathType) -> Any:
+        return self.space.info(path).to_dict()
+
+    def size(self, path: PathType) -> Optional[int]:
+        return self.space.info(path).size
+
+    def walk(
+        self,
+        top: PathType,
+        topdown: bool = True,
+        onerror: Optional[Callable[..., None]] = None,
+    ) -> Iterable[Tuple[PathType, List[PathType], List[PathType]]]:
+        try:
+            yield from self.space.walk(top, topdown)
+        except OSError as e:
+            if onerror is not None:
+                onerror(e)
+            else:
+                raise

@@ -1,0 +1,92 @@
+"""The ``cas`` artifact-store flavor: its config and how ZenML finds the implementation."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Set, Type
+
+from pydantic import Field, field_validator
+from zenml.artifact_stores import BaseArtifactStoreConfig, BaseArtifactStoreFlavor
+from zenml.utils.secret_utils import SecretField
+
+from . import FLAVOR
+
+if TYPE_CHECKING:
+    from .artifact_store import CasArtifactStore
+
+
+class CasArtifactStoreConfig(BaseArtifactStoreConfig):
+    """``path`` is ``cas://<namespace>``: the first segment of every cas name written.
+
+    ``store`` is where the bytes live (a local path or any fsspec URL such as
+    ``s3://bucket/cas``); ``storage_options`` go to that filesystem.  Put
+    credentials in ``secret_storage_options`` (a JSON object, typically a
+    ``{{secret.key}}`` reference): ZenML keeps SecretFields out of the stored
+    component config, and cas never writes them anywhere (invariant 11).
+    """
+
+    SUPPORTED_SCHEMES: ClassVar[Set[str]] = {"cas://"}
+    # cas never changes a file in place: ZenML then writes step logs as separate files.
+    IS_IMMUTABLE_FILESYSTEM: ClassVar[bool] = True
+
+    store: str = Field(
+        description="Where the cas store lives: a local path or an fsspec URL (s3://bucket/cas, gs://..., az://...)."
+    )
+    storage_options: Dict[str, Any] = Field(
+        default_factory=dict,
+        description="Non-secret options for the store's filesystem, e.g. {'endpoint_url': 'http://127.0.0.1:9000'}.",
+    )
+    secret_storage_options: Optional[str] = SecretField(
+        default=None,
+        description="A JSON object of secret filesystem options (keys, tokens), merged into storage_options.",
+    )
+    index: Optional[str] = Field(default=None, description="Where the SQLite index lives (default: cas decides).")
+
+    @field_validator("storage_options", mode="before")
+    @classmethod
+    def _parse_options(cls, value: Any) -> Any:
+        # The CLI passes dicts as JSON strings.
+        return json.loads(value) if isinstance(value, str) else value
+
+    def options(self) -> Dict[str, Any]:
+        """storage_options with the secret ones merged in (never stored or logged)."""
+        merged = dict(self.storage_options)
+        if self.secret_storage_options:
+            try:
+                secret = json.loads(self.secret_storage_options)
+            except ValueError:
+                raise ValueError("secret_storage_options must be a JSON object") from None
+            if not isinstance(secret, dict):
+                raise ValueError("secret_storage_options must be a JSON object")
+            merged.update(secret)
+        return merged
+
+
+class CasArtifactStoreFlavor(BaseArtifactStoreFlavor):
+    """Flavor of the cas artifact store."""
+
+    @property
+    def name(self) -> str:
+        return FLAVOR
+
+    @property
+    def docs_url(self) -> Optional[str]:
+        return None
+
+    @property
+    def sdk_docs_url(self) -> Optional[str]:
+        return None
+
+    @property
+    def logo_url(self) -> str:
+        return ""
+
+    @property
+    def config_class(self) -> Type[CasArtifactStoreConfig]:
+        return CasArtifactStoreConfig
+
+    @property
+    def implementation_class(self) -> Type["CasArtifactStore"]:
+        from .artifact_store import CasArtifactStore
+
+        return CasArtifactStore

@@ -1,0 +1,66 @@
+"""The materializer contract: Python objects to stored content, and back.
+
+A materializer is chosen by the type of the object being saved (or by name,
+``store.save(obj, name, materializer="pickle")``) and its ``name`` is written
+into the version record, so ``ArtifactVersion.load()`` finds the same
+materializer again without a hint.  The name is part of the stored format:
+once versions carry it, never change what it means.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Union
+
+if TYPE_CHECKING:
+    from ..version import ArtifactVersion
+
+__all__ = ["Materializer", "Payload"]
+
+#: What ``save`` returns: anything the core ``Store.save`` stores as is -
+#: bytes, str (UTF-8 text), a path to a file or a directory (a tree), or a binary file object.
+Payload = Union[bytes, str, os.PathLike, BinaryIO]
+
+
+class Materializer:
+    """Base class for materializers; subclass it and register it.
+
+    Class attributes:
+
+    ``name``      recorded in every version it saves; a stable identifier.
+    ``priority``  among the materializers whose ``can_save`` accepts an object,
+                  the highest priority wins (core types 100, plugins 50 by
+                  default, dataframe types 10, JSON 1, msgpack 0).
+    ``auto``      False: never chosen by type, only when asked for by name.
+    ``safe``      False: loading may run code from the stored bytes (pickle);
+                  ``load()`` then refuses unless the caller passes
+                  ``allow_pickle=True``.
+    """
+
+    name: ClassVar[str] = ""
+    priority: ClassVar[int] = 50
+    auto: ClassVar[bool] = True
+    safe: ClassVar[bool] = True
+
+    def can_save(self, obj: Any) -> bool:
+        """True if this materializer stores ``obj`` faithfully.  Must not import heavy modules."""
+        raise NotImplementedError
+
+    def save(self, obj: Any, scratch: Path) -> Payload:
+        """Turn ``obj`` into storable content.
+
+        ``scratch`` is an empty private directory, removed after the save: write
+        large content there as a file (or a directory tree) and return its path,
+        so it is streamed, not held in memory.  Raise
+        :class:`cas.errors.UnsupportedDataError` for an object it cannot store.
+        """
+        raise NotImplementedError
+
+    def load(self, version: ArtifactVersion) -> Any:
+        """Rebuild the object from ``version`` (``version.open()``, ``read_bytes()``,
+        ``download()``); every byte read is verified against its digest."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<materializer {self.name}>"

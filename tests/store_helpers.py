@@ -1,0 +1,70 @@
+"""Helpers the store tests share: backend snapshots, corruption, and "the answers".
+
+Everything here goes through the Backend interface, so it works the same on
+memory, local disk and the cloud backends.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cas
+from cas.blobs import blob_path
+from cas.store import INDEX_FILE
+
+
+def backend_snapshot(store: cas.Store) -> dict[str, bytes]:
+    """Every file in the backend with its bytes.
+
+    A local store keeps its SQLite index next to the blobs; the index is a
+    derived view (invariant 3), not backend content, so it is left out.
+    """
+    snap = {}
+    for entry in store.backend.list(""):
+        if entry.path.startswith(INDEX_FILE):
+            continue
+        snap[entry.path] = store.backend.read_bytes(entry.path)
+    return snap
+
+
+def blob_files(store: cas.Store) -> set[str]:
+    return {e.path for e in store.backend.list("blobs")}
+
+
+def replace_blob(store: cas.Store, hexdigest: str, data: bytes) -> None:
+    """Overwrite a stored blob behind cas's back (what bit rot or a bad disk does)."""
+    rel = blob_path(hexdigest)
+    store.backend.remove(rel)
+    assert store.backend.create_bytes(rel, data)
+
+
+def remove_blob(store: cas.Store, hexdigest: str) -> None:
+    store.backend.remove(blob_path(hexdigest))
+
+
+def all_names(store: cas.Store) -> list[str]:
+    """Every name with a version, live or deleted (list_artifacts shows live ones only)."""
+    return sorted({name for name, _, _, _ in store.index.all_version_digests()})
+
+
+def answers(store: cas.Store) -> dict[str, Any]:
+    """What a user can learn from the store's queries, in comparable form."""
+    out: dict[str, Any] = {"artifacts": store.list_artifacts(), "stats": store.stats()}
+    for name in all_names(store):
+        versions = store.list_versions(name, include_deleted=True)
+        out[name] = {
+            "versions": [
+                (v.version, v.digest, v.kind, v.size, v.created_at, v.metadata, v.deleted, v.files())
+                for v in versions
+            ],
+            "aliases": store.aliases(name),
+            "latest": _latest(store, name),
+        }
+    return out
+
+
+def _latest(store: cas.Store, name: str) -> int | None:
+    try:
+        return store.get_artifact_version(name).version
+    except cas.VersionNotFoundError:
+        return None

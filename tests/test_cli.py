@@ -1,0 +1,429 @@
+"""The ``cas`` command: every core command through click's CliRunner, plus real
+subprocess runs of the installed console script to prove errors are one line
+and never a traceback."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import cas
+from cas.blobs import blob_path
+from cas.cli import EXIT_ERROR, EXIT_VERIFY_FAILED, cli
+from cas.records import FORMAT_FILE
+
+
+@pytest.fixture
+def store_dir(tmp_path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def run(store_dir):
+    """Invoke the CLI in-process on the test's store; returns click's Result."""
+    runner = CliRunner()
+
+    def _run(*args: str, input: bytes | str | None = None, store: bool = True):
+        argv = (["--store", str(store_dir)] if store else []) + list(args)
+        return runner.invoke(cli, argv, input=input, catch_exceptions=False)
+
+    return _run
+
+
+def ok(result) -> str:
+    assert result.exit_code == 0, f"exit {result.exit_code}: {result.stderr}"
+    return result.stdout
+
+
+def as_json(result):
+    return json.loads(ok(result))
+
+
+def one_line_error(result, code: int = EXIT_ERROR) -> str:
+    assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+    err = result.stderr
+    assert err.endswith("\n") and err.count("\n") == 1, f"not one line: {err!r}"
+    assert "Traceback" not in err
+    assert err.startswith("cas: error: ")
+    return err
+
+
+@pytest.fixture
+def files(tmp_path) -> dict[str, Path]:
+    f = tmp_path / "model.bin"
+    f.write_bytes(b"model bytes")
+    d = tmp_path / "dataset"
+    (d / "parts").mkdir(parents=True)
+    (d / "parts" / "0.csv").write_text("a,b\n1,2\n")
+    (d / "README").write_text("data\n")
+    return {"file": f, "dir": d}
+
+
+class TestCommands:
+    def test_init(self, run, store_dir):
+        data = as_json(run("init", "--json"))
+        assert (store_dir / FORMAT_FILE).exists()
+        assert data["store_id"] == json.loads((store_dir / FORMAT_FILE).read_text())["store_id"]
+        # again: nothing changes
+        assert as_json(run("init", "--json"))["store_id"] == data["store_id"]
+        assert "initialised" in ok(run("init"))
+
+    def test_put_and_get(self, run, files, tmp_path):
+        out = as_json(run("put", str(files["file"]), "p/train/model", "--alias", "production", "--meta", "acc=0.9", "--json"))
+        assert out["ref"] == "p/train/model@1"
+        assert out["kind"] == "blob" and out["size"] == len(b"model bytes")
+        assert out["metadata"] == {"acc": "0.9"}
+        assert out["new_bytes"] == len(b"model bytes")
+        again = as_json(run("put", str(files["file"]), "p/train/model", "--json"))
+        assert again["version"] == 2 and again["new_bytes"] == 0 and again["digest"] == out["digest"]
+        text = ok(run("put", str(files["file"]), "p/train/model"))
+        assert text.startswith("p/train/model@3 ") and "(0 B new)" in text
+
+        dest = tmp_path / "got.bin"
+        got = as_json(run("get", "p/train/model@production", str(dest), "--json"))
+        assert got["version"] == 1 and Path(got["path"]) == dest
+        assert dest.read_bytes() == b"model bytes"
+
+    def test_get_into_the_current_directory(self, run, files, tmp_path, monkeypatch):
+        run("put", str(files["file"]), "p/s/model.bin")
+        work = tmp_path / "work"
+        work.mkdir()
+        monkeypatch.chdir(work)
+        assert "p/s/model.bin@1 ->" in ok(run("get", "p/s/model.bin"))
+        assert (work / "model.bin").read_bytes() == b"model bytes"
+
+    def test_put_directory_and_show(self, run, files, tmp_path):
+        out = as_json(run("put", str(files["dir"]), "p/prep/data", "--json"))
+        assert out["kind"] == "tree"
+        shown = as_json(run("show", "p/prep/data", "--json"))
+        assert [f["path"] for f in shown["files"]] == ["README", "parts/0.csv"]
+        assert all(f["digest"].startswith("blake3:") for f in shown["files"])
+        text = ok(run("show", "p/prep/data@1"))
+        assert "kind: tree" in text and "parts/0.csv" in text
+        dest = tmp_path / "restored"
+        run("get", "p/prep/data", str(dest))
+        assert (dest / "parts" / "0.csv").read_text() == "a,b\n1,2\n"
+
+    def test_put_from_stdin(self, run):
+        out = as_json(run("put", "-", "p/s/stdin", "--json", input=b"piped \x00 bytes"))
+        assert out["size"] == len(b"piped \x00 bytes")
+        assert run("cat", "p/s/stdin").stdout_bytes == b"piped \x00 bytes"
+
+    def test_cat(self, run, files):
+        run("put", str(files["file"]), "p/s/f")
+        run("put", str(files["dir"]), "p/s/d")
+        assert run("cat", "p/s/f@1").stdout_bytes == b"model bytes"
+        assert run("cat", "p/s/d", "parts/0.csv").stdout_bytes == b"a,b\n1,2\n"
+        one_line_error(run("cat", "p/s/d"))  # a directory needs a path
+        one_line_error(run("cat", "p/s/d", "nope.txt"))
+        one_line_error(run("cat", "p/s/d", "../etc/passwd"))
+
+    def test_ls(self, run, files):
+        run("init")
+        assert as_json(run("ls", "--json")) == []
+        assert "(no artifacts)" in ok(run("ls"))
+        run("put", str(files["file"]), "a/s/x")
+        run("put", str(files["file"]), "b/s/y")
+        run("put", str(files["file"]), "b/s/y")
+        rows = as_json(run("ls", "--json"))
+        assert [(r["name"], r["version"]) for r in rows] == [("a/s/x", 1), ("b/s/y", 2)]
+        assert [r["name"] for r in as_json(run("ls", "b/", "--json"))] == ["b/s/y"]
+        assert "b/s/y  v2" in ok(run("ls"))
+
+    def test_log_alias_rm(self, run, files):
+        for _ in range(3):
+            run("put", str(files["file"]), "p/s/m")
+        assert as_json(run("alias", "p/s/m@2", "production", "--json")) == {"name": "p/s/m", "alias": "production", "version": 2}
+        assert "p/s/m@production -> 2" in ok(run("alias", "p/s/m@2", "production"))
+        rows = as_json(run("log", "p/s/m", "--json"))
+        assert [r["version"] for r in rows] == [3, 2, 1]  # newest first
+        assert rows[1]["aliases"] == ["production"]
+        assert "(production)" in ok(run("log", "p/s/m"))
+        assert as_json(run("rm", "p/s/m@3", "--json")) == {"name": "p/s/m", "version": 3, "deleted": True}
+        assert [r["version"] for r in as_json(run("log", "p/s/m", "--json"))] == [2, 1]
+        rows = as_json(run("log", "p/s/m", "--all", "--json"))
+        assert [(r["version"], r["deleted"]) for r in rows] == [(3, True), (2, False), (1, False)]
+        assert "deleted" in ok(run("log", "p/s/m", "--all"))
+        one_line_error(run("show", "p/s/m@3"))
+        # rm wants an explicit version
+        one_line_error(run("rm", "p/s/m"), code=2)
+
+    def test_verify(self, run, files, store_dir):
+        run("put", str(files["file"]), "p/s/f")
+        assert as_json(run("verify", "--json"))["ok"] is True
+        assert "ok" in ok(run("verify", "--deep"))
+        digest = as_json(run("show", "p/s/f", "--json"))["digest"].split(":")[1]
+        path = store_dir / blob_path(digest)
+        path.chmod(0o644)
+        path.write_bytes(b"model bytez")  # same size: only --deep sees it
+        assert as_json(run("verify", "--json"))["ok"] is True
+        result = run("verify", "--deep", "--json")
+        assert result.exit_code == EXIT_VERIFY_FAILED
+        assert json.loads(result.stdout)["corrupt"] == [digest]
+        result = run("verify", "--deep")
+        assert result.exit_code == EXIT_VERIFY_FAILED and f"corrupt  {digest}" in result.stdout
+        # reading it is refused with one line
+        err = one_line_error(run("cat", "p/s/f"))
+        assert "integrity error" in err
+
+    def test_gc(self, run, files):
+        run("put", str(files["file"]), "p/s/f")
+        run("put", "-", "p/s/g", input=b"to be deleted")
+        run("rm", "p/s/g@1")
+        dry = as_json(run("gc", "--grace", "0", "--dry-run", "--json"))
+        assert dry == {"removed": 1, "removed_bytes": len(b"to be deleted"), "kept": dry["kept"], "dry_run": True}
+        assert as_json(run("gc", "--grace", "1h", "--json"))["removed"] == 0  # too young
+        assert "removed 1 blobs" in ok(run("gc", "--grace", "0s"))
+        assert as_json(run("gc", "--grace", "0", "--json"))["removed"] == 0
+        assert as_json(run("verify", "--deep", "--json"))["ok"]
+        assert run("cat", "p/s/f").stdout_bytes == b"model bytes"
+
+    @pytest.mark.parametrize("grace", ["30", "30s", "15m", "2h", "7d", "1w", "1.5h"])
+    def test_gc_grace_units(self, run, grace):
+        run("init")
+        ok(run("gc", "--grace", grace, "--dry-run"))
+
+    @pytest.mark.parametrize("grace", ["soon", "-1h", "1y", "", "h"])
+    def test_gc_bad_grace(self, run, grace):
+        run("init")
+        one_line_error(run("gc", "--grace", grace), code=2)
+
+    def test_stats(self, run, files):
+        run("put", str(files["file"]), "p/s/a")
+        run("put", str(files["file"]), "p/s/b")
+        data = as_json(run("stats", "--json"))
+        size = len(b"model bytes")
+        assert data == {"artifacts": 2, "versions": 2, "blobs": 1, "logical_bytes": 2 * size,
+                        "stored_bytes": size, "dedupe_ratio": 2.0}
+        assert "dedupe 2.00x" in ok(run("stats"))
+
+    def test_reindex_after_the_index_is_deleted(self, run, files, store_dir):
+        run("put", str(files["file"]), "p/s/a", "--alias", "production")
+        run("put", str(files["dir"]), "p/s/b")
+        run("rm", "p/s/a@1")
+        before = {cmd: ok(run(*cmd.split(), "--json")) for cmd in ("ls", "log p/s/a --all", "show p/s/b", "stats")}
+        for p in store_dir.glob("index.sqlite*"):
+            p.unlink()
+        assert as_json(run("reindex", "--json"))["refs"] == 4
+        after = {cmd: ok(run(*cmd.split(), "--json")) for cmd in before}
+        assert after == before
+
+    def test_refresh(self, run, files):
+        run("init")
+        assert as_json(run("refresh", "--json")) == {"applied": 0}
+
+    def test_store_from_the_environment(self, files, store_dir, monkeypatch):
+        monkeypatch.setenv("CAS_STORE", str(store_dir))
+        runner = CliRunner()
+        assert runner.invoke(cli, ["put", str(files["file"]), "p/s/env"]).exit_code == 0
+        assert (store_dir / FORMAT_FILE).exists()
+        assert cas.open_store(str(store_dir)).get_artifact_version("p/s/env").read_bytes() == b"model bytes"
+
+    def test_version(self, run):
+        assert cas.__version__ in ok(run("--version", store=False))
+
+
+class TestErrors:
+    def test_no_store(self, run):
+        err = one_line_error(run("ls"))
+        assert "no cas store" in err and "cas init" in err
+
+    @pytest.mark.parametrize("name", ["../x/y", "p/s", "p/s/a b", "/abs/p/s", "p\\s\\a", "p/s/" + "x" * 200])
+    def test_bad_names(self, run, files, store_dir, name):
+        run("init")
+        before = sorted(p.name for p in store_dir.rglob("*"))
+        err = one_line_error(run("put", str(files["file"]), name))
+        assert "invalid" in err
+        assert sorted(p.name for p in store_dir.rglob("*") if "index.sqlite" not in p.name) == [
+            n for n in before if "index.sqlite" not in n
+        ]
+        one_line_error(run("show", name))
+        one_line_error(run("log", name))
+
+    def test_control_characters_stay_on_one_line(self, run):
+        run("init")
+        err = one_line_error(run("show", "p/s/a\nb"))
+        assert "\\n" in err
+
+    @pytest.mark.parametrize("ref", ["p/s/a@99", "p/s/a@staging", "p/s/nope", "p/s/a@0", "p/s/a@1@2"])
+    def test_unknown_versions(self, run, files, ref):
+        run("put", str(files["file"]), "p/s/a")
+        one_line_error(run("show", ref))
+        one_line_error(run("get", ref))
+        one_line_error(run("cat", ref))
+
+    def test_bad_alias(self, run, files):
+        run("put", str(files["file"]), "p/s/a")
+        assert "latest" in one_line_error(run("alias", "p/s/a@1", "latest"))
+        one_line_error(run("alias", "p/s/a@1", "1st"))
+        one_line_error(run("put", str(files["file"]), "p/s/a", "--alias", "bad/alias"))
+
+    def test_missing_file(self, run, tmp_path):
+        err = one_line_error(run("put", str(tmp_path / "nope"), "p/s/a"))
+        assert "no such file" in err
+
+    def test_bad_meta(self, run, files):
+        one_line_error(run("put", str(files["file"]), "p/s/a", "--meta", "novalue"), code=2)
+
+    def test_newer_format(self, run, files, store_dir):
+        run("put", str(files["file"]), "p/s/a")
+        (store_dir / FORMAT_FILE).write_text('{"format": 99, "hash": "blake3", "store_id": "x"}')
+        for cmd in (["ls"], ["show", "p/s/a"], ["put", str(files["file"]), "p/s/a"], ["verify"], ["gc"], ["reindex"]):
+            err = one_line_error(run(*cmd))
+            assert "format 99" in err
+
+    def test_usage_errors_are_one_line(self, run):
+        for args in (["put"], ["nosuchcommand"], ["ls", "--bogus"], ["--bogus"]):
+            result = run(*args)
+            one_line_error(result, code=2)
+            assert "--help" in result.stderr
+
+    def test_unreadable_index(self, run, files, store_dir):
+        run("put", str(files["file"]), "p/s/a")
+        for p in store_dir.glob("index.sqlite*"):
+            p.unlink()
+        (store_dir / "index.sqlite").write_bytes(b"this is not a database" * 100)
+        err = one_line_error(run("ls"))
+        assert "index" in err and "delete it" in err
+
+    def test_internal_errors_are_one_line_too(self, run, files, monkeypatch):
+        run("put", str(files["file"]), "p/s/a")
+
+        def broken(self, *a, **k):
+            raise ZeroDivisionError("a bug")
+
+        monkeypatch.setattr(cas.Store, "stats", broken)
+        result = run("stats")
+        assert result.exit_code == 3
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+        assert "internal error: ZeroDivisionError: a bug" in result.stderr
+
+
+COMMANDS = ["init", "put", "get", "cat", "ls", "log", "show", "alias", "rm", "verify", "gc", "stats", "reindex", "refresh"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_everywhere(command):
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0
+    assert f"Usage: cli {command}" in result.stdout or f"Usage: cas {command}" in result.stdout
+    assert len(cli.commands[command].help or "") > 10
+
+
+QUERY_COMMANDS = [["init"], ["ls"], ["log", "p/s/a"], ["show", "p/s/a"], ["verify"], ["gc", "--dry-run"], ["stats"], ["reindex"],
+                  ["refresh"], ["alias", "p/s/a@1", "prod"], ["get", "p/s/a", "{tmp}/out"], ["put", "{file}", "p/s/b"], ["rm", "p/s/a@1"]]
+
+
+@pytest.mark.parametrize("args", QUERY_COMMANDS, ids=lambda a: a[0])
+def test_json_everywhere(run, files, tmp_path, args):
+    run("put", str(files["file"]), "p/s/a")
+    argv = [a.format(tmp=tmp_path, file=files["file"]) for a in args]
+    json.loads(ok(run(*argv, "--json")))
+
+
+# -- the real console script ---------------------------------------------------------
+
+
+def cas_command() -> list[str]:
+    """The installed ``cas`` script next to this interpreter (tox and the venv put it there)."""
+    script = shutil.which("cas", path=os.path.dirname(sys.executable))
+    return [script] if script else [sys.executable, "-m", "cas.cli"]
+
+
+def sh(*args: str, store: Path, input: bytes | None = None, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, CAS_STORE=str(store))
+    env.pop("CAS_DEBUG", None)
+    return subprocess.run([*cas_command(), *args], input=input, capture_output=True, env=env, timeout=120, **kw)
+
+
+class TestSubprocess:
+    def test_round_trip(self, tmp_path, files):
+        store = tmp_path / "s"
+        assert sh("put", str(files["file"]), "p/s/a", store=store).returncode == 0
+        r = sh("cat", "p/s/a@1", store=store)
+        assert r.returncode == 0 and r.stdout == b"model bytes"
+        data = json.loads(sh("log", "p/s/a", "--json", store=store).stdout)
+        assert data[0]["ref"] == "p/s/a@1"
+
+    def test_errors_are_one_line_without_traceback(self, tmp_path, files):
+        store = tmp_path / "s"
+        cases = [
+            (["ls"], "no cas store"),  # before init
+            (["put", str(files["file"]), "../../etc/passwd"], "invalid"),
+            (["show", "p/s/missing"], "no artifact named"),
+            (["show", "p/s/a@7"], "has no version 7"),
+            (["get", "p/s/a\x01"], "invalid"),
+            (["rm", "p/s/a"], "NAME@VERSION"),
+            (["cat", "p/s/a@1"], "integrity error"),
+            (["ls"], "format 99"),
+        ]
+        for i, (args, expected) in enumerate(cases):
+            if i == 1:
+                assert sh("put", str(files["file"]), "p/s/a", store=store).returncode == 0
+            if args[0] == "cat":
+                digest = json.loads(sh("show", "p/s/a", "--json", store=store).stdout)["digest"][7:]
+                blob = store / blob_path(digest)
+                blob.chmod(0o644)
+                blob.write_bytes(b"tampered!!!")
+            if expected == "format 99":
+                (store / FORMAT_FILE).write_text('{"format": 99, "hash": "blake3"}')
+            r = sh(*args, store=store)
+            err = r.stderr.decode()
+            assert r.returncode != 0, args
+            assert "Traceback" not in err, err
+            assert err.count("\n") == 1 and err.startswith("cas: error: "), err
+            assert expected in err, (args, err)
+
+    def test_broken_pipe_is_quiet(self, tmp_path):
+        store = tmp_path / "s"
+        sh("put", "-", "p/s/big", store=store, input=os.urandom(8 << 20))
+        with subprocess.Popen(
+            [*cas_command(), "cat", "p/s/big"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(os.environ, CAS_STORE=str(store)),
+        ) as proc:
+            assert len(proc.stdout.read(10)) == 10
+            proc.stdout.close()  # the reader leaves, like `| head`
+            err = proc.stderr.read().decode()
+            proc.wait(timeout=60)
+        assert "Traceback" not in err and "Exception ignored" not in err, err
+        assert proc.returncode != 0
+
+    def test_progress_bar_on_a_terminal(self, tmp_path):
+        """A tty on stderr gets a tqdm bar; --json and pipes stay clean (checked above)."""
+        src = tmp_path / "big.bin"
+        src.write_bytes(os.urandom(24 << 20))
+        master, slave = pty.openpty()
+        # a fresh pty is 0 columns wide, and tqdm draws nothing in 0 columns
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        env = dict(os.environ, CAS_STORE=str(tmp_path / "s"))
+        with subprocess.Popen([*cas_command(), "put", str(src), "p/s/big"], stdout=subprocess.PIPE, stderr=slave, env=env) as proc:
+            os.close(slave)
+            seen = b""
+            while True:
+                ready, _, _ = select.select([master], [], [], 60)
+                if not ready:
+                    break
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the child closed its end
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            os.close(master)
+            out = proc.stdout.read().decode()
+            assert proc.wait(timeout=60) == 0
+        assert "saving p/s/big" in seen.decode(errors="replace")
+        assert out.startswith("p/s/big@1 ")

@@ -1,0 +1,172 @@
+"""Versions are claimed, not counted (DESIGN invariant 6), with real processes.
+
+Eight OS processes share one local store directory (and its SQLite index)
+and save versions of the same name at the same moment: no errors, versions
+1..N with no duplicate and no gap, every version holds what its writer
+saved, and the store verifies clean and reindexes to the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import cas
+
+from store_helpers import answers
+
+WRITERS = 8
+SAVES_EACH = 6
+
+WRITER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from pathlib import Path
+    import cas
+
+    store_dir, worker, saves, go, index = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+    store = cas.open_store(store_dir, index=index or None)
+    Path(f"{go}.ready-{worker}").touch()
+    while not os.path.exists(go):  # a start line, so the saves really overlap
+        time.sleep(0.001)
+    done = []
+    for i in range(saves):
+        content = f"worker {worker} save {i}".encode()
+        aliases = [f"w{worker}"] if i == saves - 1 else []
+        v = store.save(content, "race/train/model", metadata={"worker": worker, "i": i}, aliases=aliases)
+        # a second name shared by everyone, saving identical bytes (dedupe under contention)
+        store.save(b"same bytes from everyone", "race/train/shared")
+        done.append([v.version, content.decode()])
+    print(json.dumps(done))
+    """
+)
+
+
+def run_writers(tmp_path, store_dir: str, *, own_index: bool) -> list[tuple[int, str]]:
+    go = str(tmp_path / "go")
+    procs = []
+    for w in range(WRITERS):
+        index = str(tmp_path / f"index-{w}.sqlite") if own_index else ""
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, store_dir, str(w), str(SAVES_EACH), go, index],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    try:
+        # Every writer has imported cas and opened the store: start them together.
+        deadline = time.monotonic() + 120
+        while sum(os.path.exists(f"{go}.ready-{w}") for w in range(WRITERS)) < WRITERS:
+            assert time.monotonic() < deadline, "writers did not start"
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
+            time.sleep(0.01)
+        open(go, "w").close()
+        results = []
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
+            assert err == "", err  # no error, no warning
+            results.extend((v, content) for v, content in json.loads(out))
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def check_store(store: cas.Store, results: list[tuple[int, str]]) -> None:
+    total = WRITERS * SAVES_EACH
+    claimed = sorted(v for v, _ in results)
+    assert claimed == list(range(1, total + 1)), "duplicate or missing version numbers"
+    versions = store.list_versions("race/train/model")
+    assert [v.version for v in versions] == list(range(1, total + 1))
+    by_version = dict(results)
+    for v in versions:
+        assert v.read_text() == by_version[v.version]
+        assert v.metadata["worker"] == int(by_version[v.version].split()[1])
+    shared = store.list_versions("race/train/shared")
+    assert [v.version for v in shared] == list(range(1, total + 1))
+    assert len({v.digest for v in shared}) == 1
+    aliases = store.aliases("race/train/model")
+    assert sorted(aliases) == [f"w{w}" for w in range(WRITERS)]
+    for w in range(WRITERS):
+        assert store.get_artifact_version("race/train/model", f"w{w}").read_text() == f"worker {w} save {SAVES_EACH - 1}"
+    report = store.verify(deep=True)
+    assert report.ok, report
+    before = answers(store)
+    store.reindex()
+    assert answers(store) == before
+
+
+@pytest.mark.slow
+def test_eight_processes_save_one_name_sharing_one_index(tmp_path):
+    """One local store, one shared SQLite index: eight writers at once."""
+    store_dir = str(tmp_path / "store")
+    cas.open_store(store_dir).close()  # the format file exists; the writers race for everything else
+    results = run_writers(tmp_path, store_dir, own_index=False)
+    with cas.open_store(store_dir) as store:
+        check_store(store, results)
+
+
+@pytest.mark.slow
+def test_eight_processes_with_their_own_indexes(tmp_path):
+    """Eight "machines": one shared backend, eight private indexes that only learn
+    from the backend (claims that lose, and the journal)."""
+    store_dir = str(tmp_path / "store")
+    results = run_writers(tmp_path, store_dir, own_index=True)
+    with cas.open_store(store_dir, index=str(tmp_path / "fresh.sqlite")) as store:
+        check_store(store, results)
+    # every writer's private index, caught up from the backend, agrees
+    with cas.open_store(store_dir) as reference:
+        expected = answers(reference)
+    for w in range(WRITERS):
+        with cas.open_store(store_dir, index=str(tmp_path / f"index-{w}.sqlite")) as s:
+            assert answers(s) == expected
+
+
+@pytest.mark.slow
+def test_writers_on_a_brand_new_store(tmp_path):
+    """Eight processes create the store at once: one format file wins, nobody fails."""
+    store_dir = str(tmp_path / "store")
+    results = run_writers(tmp_path, store_dir, own_index=False)
+    with cas.open_store(store_dir) as store:
+        check_store(store, results)
+    fmt = json.loads((tmp_path / "store" / "cas-format").read_text())
+    assert fmt["store_id"] == cas.open_store(store_dir).store_id
+
+
+@pytest.mark.slow
+def test_reindex_while_others_write(tmp_path):
+    """`cas reindex` during a burst of saves loses none of them."""
+    store_dir = str(tmp_path / "store")
+    cas.open_store(store_dir).close()
+    reindexer = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(
+            """
+            import os, sys, cas
+            s = cas.open_store(sys.argv[1])
+            while not os.path.exists(sys.argv[2]):
+                s.reindex()
+            s.reindex()
+            """
+        ), store_dir, str(tmp_path / "stop")],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        results = run_writers(tmp_path, store_dir, own_index=False)
+    finally:
+        open(tmp_path / "stop", "w").close()
+        _, err = reindexer.communicate(timeout=120)
+    assert reindexer.returncode == 0, err
+    with cas.open_store(store_dir) as store:
+        check_store(store, results)

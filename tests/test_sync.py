@@ -1,0 +1,234 @@
+"""store.sync_to / cas.sync: copies versions, aliases and lineage, and only the blobs the destination lacks."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sync_helpers import SYNC_BACKENDS, CountingBackend, counting_store, make_location, store_state  # noqa: F401
+
+import cas
+from cas.blobs import blob_path
+from cas.errors import IntegrityError, InvalidNameError
+from cas.records import run_ref
+from cas.store import Store
+
+PAIRS = [
+    ("local", "memory"),
+    ("memory", "local"),
+    ("local", "local"),
+    pytest.param("local", "s3", marks=pytest.mark.s3),
+    pytest.param("s3", "local", marks=pytest.mark.s3),
+    pytest.param("local", "gcs", marks=pytest.mark.gcs),
+    pytest.param("gcs", "azure", marks=[pytest.mark.gcs, pytest.mark.azure]),
+    pytest.param("azure", "local", marks=pytest.mark.azure),
+]
+
+
+def _tree(root, files: dict[str, bytes]):
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return root
+
+
+def _add_lineage(store: Store, run_id: str) -> str:
+    """A run record under refs/runs/ (the lineage layer's ref kind), published like any ref."""
+    record = {"type": "run_start", "run_id": run_id, "pipeline": "churn", "params": {}, "started_at": "2024-01-01T00:00:00+00:00", "seq": 0}
+    digest = store.records.put_record(record)
+    ref = run_ref(run_id, 0)
+    assert store.records.claim(ref, digest)
+    store._commit(ref, digest, record)
+    return ref
+
+
+def _populate(store: Store, tmp_path) -> None:
+    store.save(b"v1 bytes", "churn/prep/features", metadata={"rows": 1})
+    store.save(b"v2 bytes", "churn/prep/features", aliases=["production"])
+    store.save(b"v3 bytes", "churn/prep/features")
+    store.set_alias("churn/prep/features", 1, "production")  # moved back: a second alias record
+    store.delete_version("churn/prep/features", 3)
+    store.save(_tree(tmp_path / "model", {"w.bin": os.urandom(3000), "cfg/a.json": b"{}", "cfg/b.json": b"[]"}), "churn/train/model")
+    _add_lineage(store, "run-1")
+    store.save(b"produced", "churn/train/metrics", _extra={"run_id": "run-1"})
+
+
+@pytest.mark.parametrize("src_kind,dst_kind", PAIRS)
+def test_sync_copies_versions_aliases_deletions_and_lineage(make_location, tmp_path, src_kind, dst_kind):
+    src_url, src_opts = make_location(src_kind)
+    dst_url, dst_opts = make_location(dst_kind)
+    with cas.open_store(src_url, **src_opts) as src, cas.open_store(dst_url, **dst_opts) as dst:
+        _populate(src, tmp_path)
+        result = src.sync_to(dst)
+        assert result.refs_sent == len(list(src.index.iter_records()))
+        assert store_state(dst) == store_state(src)
+        assert dst.get_artifact_version("churn/prep/features", "production").version == 1
+        assert dst.get_artifact_version("churn/train/model").read_bytes("cfg/a.json") == b"{}"
+        with pytest.raises(cas.VersionDeletedError):
+            dst.get_artifact_version("churn/prep/features", 3)
+        assert dst.index.has_record(run_ref("run-1", 0))
+        assert dst.verify(deep=True).ok
+        expected = store_state(src)
+    # A second machine whose index already knew dst catches up through dst's own journal.
+    if dst_kind != "memory":
+        with cas.open_store(dst_url, index=str(tmp_path / "other.sqlite"), **dst_opts) as other:
+            assert store_state(other) == expected
+
+
+def test_sync_is_idempotent_second_run_sends_nothing(tmp_path):
+    with cas.open_store(tmp_path / "src") as src:
+        _populate(src, tmp_path)
+        dst, counter = counting_store(str(tmp_path / "dst"))
+        first = src.sync_to(dst)
+        assert first.blobs_sent > 0 and first.bytes_sent == counter.bytes_written - _non_blob_bytes(counter)
+        counter.reset()
+        second = src.sync_to(dst)
+        assert (second.blobs_sent, second.bytes_sent, second.refs_sent) == (0, 0, 0)
+        assert second.blobs_skipped == first.blobs_sent + first.blobs_skipped
+        assert counter.written == {}
+        dst.close()
+
+
+def _non_blob_bytes(counter: CountingBackend) -> int:
+    return sum(n for p, n in counter.written.items() if not p.startswith("blobs/"))
+
+
+def test_sync_sends_only_new_blobs_of_versions_that_share_content(tmp_path):
+    """N versions of a 40-file tree, each changing 2 files: only the changed files travel."""
+    files = {f"part-{i:02d}.bin": os.urandom(4096) for i in range(40)}
+    with cas.open_store(tmp_path / "src") as src:
+        src.save(_tree(tmp_path / "v0", files), "ds/prep/table")
+        dst, counter = counting_store(str(tmp_path / "dst"))
+        src.sync_to(dst)
+        for n in range(1, 6):
+            files[f"part-{n:02d}.bin"] = os.urandom(4096)
+            files[f"new-{n:02d}.bin"] = os.urandom(4096)
+            src.save(_tree(tmp_path / f"v{n}", files), "ds/prep/table")
+        counter.reset()
+        result = src.sync_to(dst)
+        sent_blobs = {p for p in counter.written if p.startswith("blobs/")}
+        # exactly: 10 new files + 5 manifests + 5 version records, no old file again
+        new_files = {blob_path(d.hex) for n in range(2, 7) for p, d, _ in src.get_artifact_version("ds/prep/table", n).files() if p.startswith(("new-", "part-0"))}
+        old_files = {blob_path(d.hex) for _, d, _ in src.get_artifact_version("ds/prep/table", 1).files()}
+        assert sent_blobs.isdisjoint(old_files - new_files)
+        content = {p for p in sent_blobs if p in new_files}
+        assert len(content) == 10
+        assert result.blobs_sent == len(sent_blobs) == 10 + 5 + 5
+        assert result.bytes_sent == sum(counter.written[p] for p in sent_blobs)
+        assert sum(counter.written[p] for p in content) == 10 * 4096
+        versions = [src.get_artifact_version("ds/prep/table", n) for n in range(2, 7)]
+        manifests_and_records = {blob_path(v.digest.hex) for v in versions}
+        manifests_and_records |= {blob_path(src.index.get_version(v.name, v.version).record) for v in versions}
+        assert sent_blobs - content == manifests_and_records
+        assert result.bytes_sent < 40 * 4096  # less than one copy of the tree: only what is new
+        assert result.refs_sent == 5
+        assert dst.get_artifact_version("ds/prep/table").read_bytes("new-05.bin") == files["new-05.bin"]
+        dst.close()
+
+
+def test_dry_run_reports_the_same_without_sending(tmp_path):
+    with cas.open_store(tmp_path / "src") as src:
+        _populate(src, tmp_path)
+        dst, counter = counting_store(str(tmp_path / "dst"))
+        counter.reset()
+        dry = src.sync_to(dst, dry_run=True)
+        assert counter.written == {}
+        assert dst.list_artifacts() == []
+        real = src.sync_to(dst)
+        assert dry.dry_run and not real.dry_run
+        for key in ("blobs_sent", "bytes_sent", "blobs_skipped", "bytes_skipped", "refs_sent", "refs_skipped"):
+            assert getattr(dry, key) == getattr(real, key), key
+        dst.close()
+
+
+def test_name_patterns_select_artifacts_and_their_runs(tmp_path):
+    with cas.open_store(tmp_path / "src") as src, cas.open_store(tmp_path / "dst") as dst:
+        _populate(src, tmp_path)
+        _add_lineage(src, "run-unrelated")
+        src.sync_to(dst, names=["churn/train/*"])
+        assert dst.list_artifacts() == ["churn/train/metrics", "churn/train/model"]
+        assert dst.index.has_record(run_ref("run-1", 0))  # the run that produced metrics
+        assert not dst.index.has_record(run_ref("run-unrelated", 0))
+        # a prefix works too, and the rest arrives later without resending anything
+        result = src.sync_to(dst, names=["churn/prep"])
+        assert "churn/prep/features" in dst.list_artifacts()
+        assert result.blobs_sent >= 3
+        with pytest.raises(InvalidNameError):
+            src.sync_to(dst, names=["bad\x00pattern"])
+
+
+def test_diverged_history_is_a_conflict_and_is_not_overwritten(tmp_path):
+    with cas.open_store(tmp_path / "src") as src, cas.open_store(tmp_path / "dst") as dst:
+        src.save(b"from src", "p/s/a")
+        src.save(b"other", "p/s/b")
+        dst.save(b"made at dst", "p/s/a")
+        result = src.sync_to(dst)
+        assert result.conflicts == ("p/s/a",)
+        assert dst.get_artifact_version("p/s/a", 1).read_bytes() == b"made at dst"
+        assert dst.get_artifact_version("p/s/b").read_bytes() == b"other"
+
+
+def test_conflict_on_an_unindexed_ref_is_found_at_claim_time(tmp_path):
+    with cas.open_store(tmp_path / "src") as src, cas.open_store(tmp_path / "dst") as dst:
+        src.save(b"from src", "p/s/a")
+        # Another writer claimed p/s/a@1 in dst but died before journaling it.
+        foreign = dst.records.put_record({"type": "version", "name": "p/s/a", "version": 1, "digest": "0" * 64, "kind": "blob", "size": 0, "created_at": "2024-01-01T00:00:00+00:00", "metadata": {}})
+        assert dst.records.claim("refs/versions/p/s/a/1", foreign)
+        result = src.sync_to(dst)
+        assert result.conflicts == ("p/s/a",)
+        assert dst.records.read_ref("refs/versions/p/s/a/1") == foreign
+
+
+def test_corrupt_source_blob_is_refused_and_nothing_points_at_it(tmp_path):
+    with cas.open_store(tmp_path / "src") as src, cas.open_store(tmp_path / "dst") as dst:
+        v = src.save(b"good content" * 100, "p/s/a")
+        path = tmp_path / "src" / blob_path(v.digest.hex)
+        os.chmod(path, 0o644)
+        path.write_bytes(b"evil content" * 100)
+        with pytest.raises(IntegrityError):
+            src.sync_to(dst)
+        assert not dst.blobs.exists(v.digest.hex)
+        assert dst.list_artifacts() == []
+        assert dst.verify().ok
+
+
+def test_large_blob_streams_and_round_trips(tmp_path):
+    data = os.urandom(9 * 1024 * 1024 + 3)
+    (tmp_path / "big").write_bytes(data)
+    with cas.open_store(tmp_path / "src") as src, cas.open_store(f"memory://sync-big-{os.getpid()}") as dst:
+        src.save(tmp_path / "big", "p/s/big")
+        result = src.sync_to(dst)
+        assert result.bytes_sent >= len(data)
+        assert dst.get_artifact_version("p/s/big").read_bytes() == data
+
+
+def test_status_lists_when_many_blobs_are_unknown(tmp_path):
+    with cas.open_store(tmp_path / "src") as src:
+        for i in range(50):
+            src.save(f"content {i}".encode(), f"p/s/a{i:03d}")
+        dst, counter = counting_store(f"memory://sync-cold-{os.getpid()}")
+        counter.reset()
+        plan = cas.sync.status(src, dst)
+        assert plan.method == "list"
+        assert counter.calls["exists"] == 0
+        assert len(plan.blobs) == 100  # 50 contents + 50 records
+        dst.close()
+
+
+def test_status_checks_few_unknown_blobs_one_by_one_on_a_big_destination(tmp_path):
+    url = f"memory://sync-big-dst-{os.getpid()}"
+    with cas.open_store(tmp_path / "src") as src, cas.open_store(url) as filler:
+        # 4,000 blobs at the destination that the source knows nothing about
+        with filler.backend.batch():
+            for i in range(4000):
+                filler.blobs.put_bytes(f"filler {i}".encode())
+        src.save(b"x", "p/s/a")
+        dst, counter = counting_store(url, index=str(tmp_path / "other.sqlite"))
+        counter.reset()
+        plan = cas.sync.status(src, dst)
+        assert plan.method == "exists"
+        assert counter.calls["list"] == 1  # only the one shard used for the estimate
+        assert counter.calls["exists"] <= 2
+        dst.close()
