@@ -41,6 +41,7 @@ from .records import (
     REFS,
     RecordStore,
     alias_ref,
+    encode as encode_record,
     deletion_ref,
     now_iso,
     version_ref,
@@ -616,12 +617,13 @@ class Store:
     def reindex(self, progress: Progress | None = None) -> int:
         """Rebuild the index from the backend alone; returns the number of refs applied.
 
-        Safe while others write: whatever they commit after the listing starts is
-        journaled at or after ``start`` and replayed by the closing refresh.
+        Safe while others write: a ref claimed after the listing began is
+        journaled at or after ``start``, and the journal is replayed from there
+        inside the same transaction, so no committed version ever vanishes
+        from the index, not even for a moment.
         """
         start = self.records.journal_end()
         refs = sorted(self.records.iter_refs(), key=_ref_order)
-        journal_end = start
         with self.index.write() as c:
             for table in self.index.db.table_names():
                 if table != "migrations":
@@ -630,10 +632,14 @@ class Store:
                 self._apply(c, ref, record_digest, self.records.get_record(record_digest))
                 if progress:
                     progress(1)
+            seq = start
+            while (entry := self.records.read_journal(seq)) is not None:
+                if not self.index.has_record(entry["ref"]):  # same connection: sees this transaction
+                    self._apply(c, entry["ref"], entry["record"], self.records.get_record(entry["record"]))
+                seq += 1
             self.index.set_meta("store_id", self.store_id, c)
-            self.index.set_meta("journal_next", str(journal_end), c)
-            self.index.set_meta("journal_hint", str(journal_end), c)
-        self.refresh()
+            self.index.set_meta("journal_next", str(seq), c)
+            self.index.set_meta("journal_hint", str(seq), c)
         return len(refs)
 
     # -- sync ------------------------------------------------------------------------
@@ -758,9 +764,15 @@ def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise InvalidNameError("metadata must be a dict")
     try:
-        return json.loads(json.dumps(metadata, sort_keys=True, allow_nan=False))
+        checked = json.loads(json.dumps(metadata, sort_keys=True, allow_nan=False))
     except (TypeError, ValueError) as e:
         raise InvalidNameError(f"metadata must be JSON-serialisable: {e}") from None
+    try:
+        # JSON has unbounded ints, the msgpack record does not: check before any byte is written
+        encode_record({"metadata": checked})
+    except (OverflowError, ValueError, TypeError) as e:
+        raise InvalidNameError(f"metadata cannot be stored: {e} (integers must fit in 64 bits)") from None
+    return checked
 
 
 # -- appliers for the core record types ----------------------------------------

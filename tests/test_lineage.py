@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 
 import pytest
 from click.testing import CliRunner
@@ -11,6 +12,16 @@ from click.testing import CliRunner
 import cas
 from cas.cli import cli
 from cas.runs import _add_inputs
+
+
+@pytest.fixture(params=["memory", "local"])
+def lstore(request, tmp_path):
+    """A store on the embedded backends only: for tests of logic above the backend
+    (the ``store`` fixture also runs the storage-facing tests on S3, GCS and Azure)."""
+    url = f"memory://cas-test-{uuid.uuid4().hex}" if request.param == "memory" else str(tmp_path / "store")
+    s = cas.open_store(url)
+    yield s
+    s.close()
 
 
 def _diamond(store: cas.Store):
@@ -77,50 +88,50 @@ def test_downstream_answers_what_was_derived_from_a_dataset(store):
     assert "churn/ingest/raw@1" not in store.lineage(v["stats"], "down").versions
 
 
-def test_a_consumer_that_produced_nothing_still_appears_downstream(store):
-    raw = store.save(b"raw", "p/ingest/raw")
+def test_a_consumer_that_produced_nothing_still_appears_downstream(lstore):
+    raw = lstore.save(b"raw", "p/ingest/raw")
     with pytest.raises(RuntimeError):
-        with store.run("p") as run:
+        with lstore.run("p") as run:
             with run.step("validate", inputs=[raw]):
                 raise RuntimeError("schema mismatch")
-    g = store.lineage(raw, "down")
+    g = lstore.lineage(raw, "down")
     [step] = g.steps.values()
     assert step.step == "validate" and step.status == "failed" and step.run_id == run.id
 
 
-def test_depth_counts_steps(store):
-    versions = _chain(store, 5)
+def test_depth_counts_steps(lstore):
+    versions = _chain(lstore, 5)
     top = versions[-1]
-    assert sorted(store.lineage(top, "up", depth=0).versions) == [top.ref]
-    assert not store.lineage(top, "up", depth=0).steps
-    g2 = store.lineage(top, "up", depth=2)
+    assert sorted(lstore.lineage(top, "up", depth=0).versions) == [top.ref]
+    assert not lstore.lineage(top, "up", depth=0).steps
+    g2 = lstore.lineage(top, "up", depth=2)
     assert sorted(g2.versions) == sorted(v.ref for v in versions[3:])
     assert sorted(s.step for s in g2.steps.values()) == ["s4", "s5"]
     _assert_no_dangling_edges(g2)
-    assert len(store.lineage(top, "up").versions) == 6
-    assert len(store.lineage(top, "up", depth=99).versions) == 6
-    d1 = store.lineage(versions[0], "down", depth=1)
+    assert len(lstore.lineage(top, "up").versions) == 6
+    assert len(lstore.lineage(top, "up", depth=99).versions) == 6
+    d1 = lstore.lineage(versions[0], "down", depth=1)
     assert sorted(d1.versions) == ["deep/s0/v0@1", "deep/s1/v1@1"]
     with pytest.raises(ValueError):
-        store.lineage(top, "up", depth=-1)
+        lstore.lineage(top, "up", depth=-1)
     with pytest.raises(ValueError):
-        store.lineage(top, "sideways")
+        lstore.lineage(top, "sideways")
 
 
-def test_a_100_step_trace_is_complete(store):
-    versions = _chain(store, 100)
-    up = store.lineage(versions[-1], "up")
+def test_a_100_step_trace_is_complete(lstore):
+    versions = _chain(lstore, 100)
+    up = lstore.lineage(versions[-1], "up")
     assert len(up.versions) == 101 and len(up.steps) == 101
-    down = store.lineage(versions[0], "down")
+    down = lstore.lineage(versions[0], "down")
     assert len(down.versions) == 101 and len(down.steps) == 100
     _assert_no_dangling_edges(up)
     _assert_no_dangling_edges(down)
 
 
-def test_cycles_between_concurrent_steps_terminate(store):
+def test_cycles_between_concurrent_steps_terminate(lstore):
     # Step A saves x1; a concurrent step B reads x1 and saves y; A then reads y
     # and saves x2.  At the step level A and B feed each other.
-    with store.run("p") as run_a, store.run("q") as run_b:
+    with lstore.run("p") as run_a, lstore.run("q") as run_b:
         with run_a.step("a") as a:
             x1 = a.save(b"x1", "x1")
             with run_b.step("b") as b:
@@ -130,11 +141,11 @@ def test_cycles_between_concurrent_steps_terminate(store):
             x2 = a.save(b"x2", "x2")
     assert [v.ref for v in x1.inputs] == ["q/b/y@1"]  # x1's producer A later consumed y
     for depth in (None, 50):
-        g = store.lineage(x2, "up", depth=depth)
+        g = lstore.lineage(x2, "up", depth=depth)
         assert sorted(g.versions) == ["p/a/x1@1", "p/a/x2@1", "q/b/y@1"]
         _assert_no_dangling_edges(g)
         assert "(see above)" in g.to_text()
-        d = store.lineage(x1, "down", depth=depth)
+        d = lstore.lineage(x1, "down", depth=depth)
         assert sorted(d.versions) == ["p/a/x1@1", "p/a/x2@1", "q/b/y@1"]
 
 
@@ -196,9 +207,9 @@ def test_lineage_reads_only_the_index(local_store):
 # -- exports -----------------------------------------------------------------------------
 
 
-def test_json_export_lists_every_node_and_edge(store):
-    _, v = _diamond(store)
-    g = store.lineage(v["model"], "up")
+def test_json_export_lists_every_node_and_edge(lstore):
+    _, v = _diamond(lstore)
+    g = lstore.lineage(v["model"], "up")
     data = json.loads(g.to_json())
     assert data["root"] == "churn/train/model@1" and data["direction"] == "up" and data["depth"] is None
     ids = {n["id"] for n in data["nodes"]}
@@ -209,9 +220,9 @@ def test_json_export_lists_every_node_and_edge(store):
     assert data["nodes"][0]["id"] == "churn/train/model@1"  # nearest first
 
 
-def test_dot_export(store):
-    _, v = _diamond(store)
-    g = store.lineage(v["model"], "up")
+def test_dot_export(lstore):
+    _, v = _diamond(lstore)
+    g = lstore.lineage(v["model"], "up")
     dot = g.to_dot()
     assert dot.startswith("digraph lineage {") and dot.rstrip().endswith("}")
     assert dot.count(" -> ") == len(g.edges)
@@ -221,10 +232,10 @@ def test_dot_export(store):
         assert f'"step:{sid}" [shape="ellipse"' in dot
 
 
-def test_mermaid_export(store):
-    _, v = _diamond(store)
-    store.delete_version("churn/stats/summary", 1)
-    g = store.lineage(v["model"], "up")
+def test_mermaid_export(lstore):
+    _, v = _diamond(lstore)
+    lstore.delete_version("churn/stats/summary", 1)
+    g = lstore.lineage(v["model"], "up")
     mm = g.to_mermaid().splitlines()
     assert mm[0] == "flowchart LR"
     assert sum(1 for line in mm if " --> " in line) == len(g.edges)
@@ -232,14 +243,14 @@ def test_mermaid_export(store):
     assert any(line.strip().startswith("class ") and line.strip().endswith(" deleted") for line in mm)
 
 
-def test_text_export_is_a_tree_from_the_root(store):
-    _, v = _diamond(store)
-    text = store.lineage(v["model"], "up").to_text().splitlines()
+def test_text_export_is_a_tree_from_the_root(lstore):
+    _, v = _diamond(lstore)
+    text = lstore.lineage(v["model"], "up").to_text().splitlines()
     assert text[0].startswith("churn/train/model@1")
     assert text[1].startswith("└── produced by step train")
     assert any("churn/ingest/raw@1" in line for line in text)
     assert any("(see above)" in line for line in text)  # clean@1 is reached through stats and features
-    down = store.lineage(v["raw"], "down").to_text()
+    down = lstore.lineage(v["raw"], "down").to_text()
     assert "consumed by step clean" in down
 
 

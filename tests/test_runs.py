@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from click.testing import CliRunner
@@ -11,6 +12,16 @@ import cas
 from cas.cli import cli
 from cas.errors import ArtifactNotFoundError, InvalidNameError, RunError, UnsupportedDataError
 from cas.runs import step_run_id_for
+
+
+@pytest.fixture(params=["memory", "local"])
+def lstore(request, tmp_path):
+    """A store on the embedded backends only: for tests of logic above the backend
+    (the ``store`` fixture also runs the storage-facing tests on S3, GCS and Azure)."""
+    url = f"memory://cas-test-{uuid.uuid4().hex}" if request.param == "memory" else str(tmp_path / "store")
+    s = cas.open_store(url)
+    yield s
+    s.close()
 
 
 def _backend_refs(store: cas.Store, kind: str = "") -> list[str]:
@@ -50,8 +61,8 @@ def test_run_records_steps_with_their_inputs_and_outputs(store):
     assert raw.inputs == []
 
 
-def test_a_version_saved_outside_any_run_has_no_producer(store):
-    v = store.save(b"x", "p/s/a")
+def test_a_version_saved_outside_any_run_has_no_producer(lstore):
+    v = lstore.save(b"x", "p/s/a")
     assert v.run_id is None and v.producer_step is None and v.run is None and v.inputs == []
 
 
@@ -69,7 +80,7 @@ def test_reading_a_version_inside_a_step_records_it_as_an_input(store):
     a = store.save(b"a", "p/src/a")
     b = store.save({"k": 1}, "p/src/b")
     c = store.save(b"c", "p/src/c")
-    d = store.save(b"d", "p/src/d")
+    store.save(b"d", "p/src/d")
     e = store.save(b"e", "p/src/e")
     a.read_bytes()  # outside any step: not recorded anywhere
     with store.run("p") as run:
@@ -88,10 +99,10 @@ def test_reading_a_version_inside_a_step_records_it_as_an_input(store):
     assert [v.ref for v in own.inputs] == inputs
 
 
-def test_store_save_inside_a_step_is_an_output_of_that_step(store):
-    with store.run("p") as run:
+def test_store_save_inside_a_step_is_an_output_of_that_step(lstore):
+    with lstore.run("p") as run:
         with run.step("s"):
-            v = store.save(b"x", "p/s/direct")
+            v = lstore.save(b"x", "p/s/direct")
     assert v.run_id == run.id and v.producer_step.step == "s"
 
 
@@ -114,14 +125,14 @@ def test_a_failing_step_marks_step_and_run_failed_and_keeps_what_it_saved(store)
     assert [v.ref for v in kept.inputs] == [raw.ref]
 
 
-def test_a_caught_step_failure_still_fails_the_run(store):
-    with store.run("p") as run:
+def test_a_caught_step_failure_still_fails_the_run(lstore):
+    with lstore.run("p") as run:
         with pytest.raises(ValueError):
             with run.step("flaky"):
                 raise ValueError("boom")
         with run.step("after"):
             pass
-    got = store.get_run(run.id)
+    got = lstore.get_run(run.id)
     assert got.status == "failed" and "flaky" in got.error
     assert got.step("flaky").status == "failed" and got.step("after").status == "completed"
 
@@ -147,17 +158,17 @@ def test_run_ids_are_claimed_across_machines(open_test_store, tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["../x", "", "a/b", "x" * 200, "with space"])
-def test_invalid_run_ids_are_refused_before_writing(store, bad):
-    before = _backend_refs(store)
+def test_invalid_run_ids_are_refused_before_writing(lstore, bad):
+    before = _backend_refs(lstore)
     with pytest.raises(InvalidNameError):
-        store.run("p", run_id=bad)
+        lstore.run("p", run_id=bad)
     with pytest.raises(InvalidNameError):
-        store.save(b"x", "p/s/a", run_id=bad)
-    assert _backend_refs(store) == before
+        lstore.save(b"x", "p/s/a", run_id=bad)
+    assert _backend_refs(lstore) == before
 
 
-def test_step_names_are_unique_within_a_run_and_ended_things_stay_ended(store):
-    with store.run("p") as run:
+def test_step_names_are_unique_within_a_run_and_ended_things_stay_ended(lstore):
+    with lstore.run("p") as run:
         with run.step("s") as step:
             pass
         with pytest.raises(RunError, match="already ran"):
@@ -168,7 +179,7 @@ def test_step_names_are_unique_within_a_run_and_ended_things_stay_ended(store):
             run.step("bad name")
     with pytest.raises(RunError, match="has ended"):
         run.step("t")
-    assert "p/s/late" not in store.list_artifacts("p/")
+    assert "p/s/late" not in lstore.list_artifacts("p/")
 
 
 def test_framework_form_records_run_step_and_inputs(store):
@@ -209,56 +220,56 @@ def test_framework_form_from_two_machines_shares_one_step_run(open_test_store, t
         assert sorted(v.ref for v in got.step("train").outputs) == ["dist/train/shard0@1", "dist/train/shard1@1"]
 
 
-def test_framework_form_bad_arguments_leave_the_store_unchanged(store):
-    store.save(b"raw", "flow/ingest/raw")
-    before = (_backend_refs(store), store.list_runs())
+def test_framework_form_bad_arguments_leave_the_store_unchanged(lstore):
+    lstore.save(b"raw", "flow/ingest/raw")
+    before = (_backend_refs(lstore), lstore.list_runs())
     with pytest.raises(ArtifactNotFoundError):
-        store.save(b"m", "flow/train/model", run_id="r", inputs=["flow/ingest/missing@1"])
+        lstore.save(b"m", "flow/train/model", run_id="r", inputs=["flow/ingest/missing@1"])
     with pytest.raises(RunError, match="need run_id"):
-        store.save(b"m", "flow/train/model", step="train")
+        lstore.save(b"m", "flow/train/model", step="train")
     with pytest.raises(RunError, match="need run_id"):
-        store.save(b"m", "flow/train/model", inputs=["flow/ingest/raw@1"])
+        lstore.save(b"m", "flow/train/model", inputs=["flow/ingest/raw@1"])
     with pytest.raises(UnsupportedDataError):
-        store.save(object(), "flow/train/model", run_id="r")
+        lstore.save(object(), "flow/train/model", run_id="r")
     with pytest.raises(InvalidNameError):
-        store.save(b"m", "flow/train/model", run_id="r", inputs=[42])
-    assert (_backend_refs(store), store.list_runs()) == before
+        lstore.save(b"m", "flow/train/model", run_id="r", inputs=[42])
+    assert (_backend_refs(lstore), lstore.list_runs()) == before
 
 
-def test_flowyml_materialize(store):
-    path = store.materialize({"auc": 0.91}, "metrics", run_id="flowyml-run-7", step_name="evaluate")
+def test_flowyml_materialize(lstore):
+    path = lstore.materialize({"auc": 0.91}, "metrics", run_id="flowyml-run-7", step_name="evaluate")
     assert path == "cas://default/evaluate/metrics/1"
-    v = store.get_artifact_version("default/evaluate/metrics@1")
+    v = lstore.get_artifact_version("default/evaluate/metrics@1")
     assert v.load() == {"auc": 0.91}
     assert v.producer_step.step == "evaluate"
-    assert store.get_run("flowyml-run-7").pipeline == "default"
-    path2 = store.materialize(b"weights", "model", "flowyml-run-7", "train", project_name="churn")
+    assert lstore.get_run("flowyml-run-7").pipeline == "default"
+    path2 = lstore.materialize(b"weights", "model", "flowyml-run-7", "train", project_name="churn")
     assert path2 == "cas://churn/train/model/1"
-    assert [s.step for s in store.get_run("flowyml-run-7").steps] == ["evaluate", "train"]
+    assert [s.step for s in lstore.get_run("flowyml-run-7").steps] == ["evaluate", "train"]
 
 
-def test_list_runs_newest_first_with_filters(store):
+def test_list_runs_newest_first_with_filters(lstore):
     ids = []
     for i in range(3):
-        with store.run("a" if i != 1 else "b") as run:
+        with lstore.run("a" if i != 1 else "b") as run:
             ids.append(run.id)
     with pytest.raises(ZeroDivisionError):
-        with store.run("a") as bad:
+        with lstore.run("a") as bad:
             1 / 0  # noqa: B018
-    assert [r.id for r in store.list_runs()] == [bad.id, ids[2], ids[1], ids[0]]
-    assert [r.id for r in store.list_runs("a")] == [bad.id, ids[2], ids[0]]
-    assert [r.id for r in store.list_runs(status="failed")] == [bad.id]
-    assert [r.id for r in store.list_runs(limit=1)] == [bad.id]
+    assert [r.id for r in lstore.list_runs()] == [bad.id, ids[2], ids[1], ids[0]]
+    assert [r.id for r in lstore.list_runs("a")] == [bad.id, ids[2], ids[0]]
+    assert [r.id for r in lstore.list_runs(status="failed")] == [bad.id]
+    assert [r.id for r in lstore.list_runs(limit=1)] == [bad.id]
     with pytest.raises(RunError):
-        store.get_run("nope")
+        lstore.get_run("nope")
 
 
-def test_run_params_must_be_json(store):
+def test_run_params_must_be_json(lstore):
     with pytest.raises(InvalidNameError):
-        store.run("p", params={"f": object()})
+        lstore.run("p", params={"f": object()})
     with pytest.raises(InvalidNameError):
-        store.run("bad/pipeline")
-    assert store.list_runs() == []
+        lstore.run("bad/pipeline")
+    assert lstore.list_runs() == []
 
 
 # -- CLI ---------------------------------------------------------------------------------

@@ -24,8 +24,9 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 from ..digest import CHUNK, Hasher
 from ..errors import (
@@ -202,7 +203,7 @@ class Folders:
                 return
             found = []
             for name in names:
-                for alias, number in sorted(self.store.aliases(name).items()):
+                for alias in sorted(self.store.aliases(name)):
                     if not alias.startswith(alias_prefix):
                         continue
                     key = FolderKey(name, alias)
@@ -248,9 +249,9 @@ class SpoolWriter(io.RawIOBase):
         self._hasher.update(data)
         return len(data)
 
-    def discard(self) -> None:
+    def discard_on_close(self) -> None:
+        """Publish nothing when closed (the writer's ``with`` block failed)."""
         self._failed = True
-        self.close()
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None:

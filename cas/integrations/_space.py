@@ -16,8 +16,9 @@ from __future__ import annotations
 import io
 import posixpath
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Iterator, Protocol
+from typing import Any, Protocol
 
 from ..errors import (
     InvalidNameError,
@@ -41,6 +42,7 @@ class Layout(Protocol):
     ``locate(root_of(key) + inner) == (key, inner)`` for every folder it creates."""
 
     alias_prefix: str  # every alias this layout makes starts with it
+    root: Parts  # the top of the layout, a directory even while empty
 
     def locate(self, parts: Parts) -> tuple[FolderKey, str] | None:
         """The folder holding ``parts`` and the path inside it ("" = its root);
@@ -124,8 +126,9 @@ class PathSpace:
                     raise PathNotDirectoryError(f"not a directory: {url}", url)
         for _ in self._roots_below(parts):
             return Info(url, "directory")
-        if not parts:
-            return Info(url, "directory")  # the root always exists
+        root = getattr(self.layout, "root", ())
+        if parts == tuple(root)[: len(parts)]:
+            return Info(url, "directory")  # the layout's root (and what is above it) always exists
         raise PathNotFoundError(f"no such file or directory: {url}", url)
 
     def exists(self, path: str | bytes) -> bool:
@@ -165,7 +168,7 @@ class PathSpace:
                     children[head] = Info(self.join(child), "directory", (old.size if old else 0) + e.size)
                 else:
                     children[head] = Info(self.join(child), "file", e.size, e.digest)
-        for root, key, version in self._roots_below(parts):
+        for root, _key, version in self._roots_below(parts):
             found = True
             head = root[len(parts)]
             if len(root) == len(parts) + 1 and version.kind == BLOB:
@@ -247,7 +250,9 @@ class PathSpace:
             return io.TextIOWrapper(raw, encoding="utf-8") if text else raw
         base = mode.replace("b", "").replace("t", "")
         if base not in ("w", "x"):
-            raise ReadOnlyError(f"cas files are immutable: mode {mode!r} is not supported (write a new file)", self.join(parts))
+            raise ReadOnlyError(
+                f"cas files are immutable: mode {mode!r} is not supported (write a new file)", self.join(parts)
+            )
         if base == "x" and self.exists(path):
             raise PathExistsError(f"file exists: {self.join(parts)}", self.join(parts))
         if not inner and (self.folders.entries(key) or {}).keys() - {""}:
@@ -259,8 +264,8 @@ class PathSpace:
 
         writer = SpoolWriter(self.folders, commit)
         if text:
-            return io.TextIOWrapper(io.BufferedWriter(writer), encoding="utf-8", write_through=True)
-        return io.BufferedWriter(writer)
+            return _TextWriter(_Writer(writer), encoding="utf-8", write_through=True)
+        return _Writer(writer)
 
     def put_file(self, local: str, path: str | bytes) -> None:
         """Store a local file at ``path`` (hashed first: content already stored writes no blob)."""
@@ -315,7 +320,23 @@ class PathSpace:
             self.folders.remove(key, "", metadata={})
 
 
-def _glob_regex(parts: Parts) -> "re.Pattern[str]":
+class _Writer(io.BufferedWriter):
+    """An exception inside ``with`` discards the spool instead of publishing it."""
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.raw.discard_on_close()
+        return super().__exit__(exc_type, exc, tb)
+
+
+class _TextWriter(io.TextIOWrapper):
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.buffer.raw.discard_on_close()
+        return super().__exit__(exc_type, exc, tb)
+
+
+def _glob_regex(parts: Parts) -> re.Pattern[str]:
     """``**`` spans segments; ``*``, ``?`` and ``[...]`` stay inside one."""
     out = []
     for part in parts:

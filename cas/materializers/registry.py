@@ -40,7 +40,17 @@ from .dataframe import ArrowMaterializer, NumpyMaterializer, PandasMaterializer
 if TYPE_CHECKING:
     from ..version import ArtifactVersion
 
-__all__ = ["ENTRY_POINT_GROUP", "register", "unregister", "get", "select", "available", "materialize", "load_version"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "register",
+    "unregister",
+    "reload_plugins",
+    "get",
+    "select",
+    "available",
+    "materialize",
+    "load_version",
+]
 
 ENTRY_POINT_GROUP = "cas.materializers"
 

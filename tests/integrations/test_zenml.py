@@ -41,7 +41,6 @@ def zenml_env(tmp_path_factory):
         ZENML_ANALYTICS_OPT_IN="false",
         ZENML_ENABLE_RICH_TRACEBACK="false",
         ZENML_LOGGING_COLORS_DISABLED="true",
-        ZENML_LOGGING_VERBOSITY="WARN",
         ZENML_DISABLE_STEP_LOGS_STORAGE="false",
         AUTO_OPEN_DASHBOARD="false",
         PYTHONWARNINGS="ignore",  # ZenML's own deprecation noise, in its own process
@@ -66,10 +65,22 @@ def two_runs(zenml_env):
     store_dir = work / "store"
     zenml = str(BIN / "zenml")
     _run([zenml, "init"], work, env)
-    _run([zenml, "artifact-store", "flavor", "register", "cas.integrations.zenml.flavor.CasArtifactStoreFlavor"], work, env)
+    _run(
+        [zenml, "artifact-store", "flavor", "register", "cas.integrations.zenml.flavor.CasArtifactStoreFlavor"],
+        work,
+        env,
+    )
     flavors = _run([zenml, "artifact-store", "flavor", "list"], work, env, both=True)
     _run(
-        [zenml, "artifact-store", "register", "cas_store", "--flavor=cas", f"--path=cas://{NAMESPACE}", f"--store={store_dir}"],
+        [
+            zenml,
+            "artifact-store",
+            "register",
+            "cas_store",
+            "--flavor=cas",
+            f"--path=cas://{NAMESPACE}",
+            f"--store={store_dir}",
+        ],
         work,
         env,
     )
@@ -81,7 +92,14 @@ def two_runs(zenml_env):
         out = _run([sys.executable, "zenml_pipeline.py"], work, env)
         line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
         results.append(json.loads(line[len("RESULT ") :]))
-    return {"work": work, "env": env, "store_dir": store_dir, "flavors": flavors, "runs": results, "blobs_before": blobs_before}
+    return {
+        "work": work,
+        "env": env,
+        "store_dir": store_dir,
+        "flavors": flavors,
+        "runs": results,
+        "blobs_before": blobs_before,
+    }
 
 
 @pytest.fixture
@@ -148,14 +166,20 @@ def test_cas_cli_log_and_lineage(two_runs):
     env = dict(two_runs["env"], PYTHONWARNINGS="error")
     store = str(two_runs["store_dir"])
     cas_bin = str(BIN / "cas")
-    log = json.loads(_run([cas_bin, "--store", store, "log", f"{NAMESPACE}/train/output", "--json"], two_runs["work"], env))
+    log = json.loads(
+        _run([cas_bin, "--store", store, "log", f"{NAMESPACE}/train/output", "--json"], two_runs["work"], env)
+    )
     assert len(log) == 2  # one live version per run
     run_ids = {r["run_id"] for r in two_runs["runs"]}
     assert {v["run_id"] for v in log} == run_ids
     assert all(v["metadata"]["zenml"]["pipeline"] == "churn" for v in log)
 
     graph = json.loads(
-        _run([cas_bin, "--store", store, "lineage", f"{NAMESPACE}/train/output", "--format", "json"], two_runs["work"], env)
+        _run(
+            [cas_bin, "--store", store, "lineage", f"{NAMESPACE}/train/output", "--format", "json"],
+            two_runs["work"],
+            env,
+        )
     )
     refs = json.dumps(graph)
     assert f"{NAMESPACE}/make_data/output" in refs  # train's input, traced through the step

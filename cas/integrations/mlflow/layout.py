@@ -35,6 +35,7 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,80}\Z")
 
 class MlflowLayout:
     alias_prefix = ALIAS + "."
+    root: tuple[str, ...] = ()
 
     def locate(self, parts: tuple[str, ...]) -> tuple[FolderKey, str] | None:
         if len(parts) < 3:

@@ -3,16 +3,18 @@
 Paths map onto cas names as :mod:`.layout` says.  Step outputs carry lineage:
 ``prepare_step_run`` starts a cas run (id = ZenML's pipeline run id, pipeline
 = ZenML's pipeline name) and step (its inputs = the cas versions behind the
-step's input artifacts); versions written during the step record it as their
-producer; ``cleanup_step_run`` ends the step, and the run once its last step
-has ended (or a step failed).
+step's input artifacts); versions of the step's output folders record it as
+their producer; ``cleanup_step_run`` ends the step, and the run once its last
+step has ended (or a step failed).  ZenML writes a step's outputs just after
+``cleanup_step_run``, so they are still linked to that step.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: ZenML sanitizes the arguments
+# annotated ``PathType`` by comparing the annotation objects themselves.
 import json
 import threading
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, cast
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 from zenml.artifact_stores import BaseArtifactStore
 from zenml.artifact_stores.base_artifact_store import PathType
@@ -29,13 +31,13 @@ __all__ = ["CasArtifactStore"]
 
 # Stores are shared by every artifact-store object of a process (ZenML makes
 # many, and pickles them): keyed by location, never kept on the pydantic model.
-_STORES: Dict[str, Tuple[Store, Folders]] = {}
+_STORES: dict[str, tuple[Store, Folders]] = {}
 _STORES_LOCK = threading.Lock()
 # The step now running, per namespace: set by prepare_step_run, read by writes.
-_ACTIVE: Dict[str, Dict[str, Any]] = {}
+_ACTIVE: dict[str, dict[str, Any]] = {}
 
 
-def _store_for(config: CasArtifactStoreConfig) -> Tuple[Store, Folders]:
+def _store_for(config: CasArtifactStoreConfig) -> tuple[Store, Folders]:
     options = config.options()
     key = json.dumps([config.store, options, config.index], sort_keys=True, default=str)
     with _STORES_LOCK:
@@ -56,11 +58,11 @@ class CasArtifactStore(BaseArtifactStore):
     def space(self) -> PathSpace:
         store, folders = _store_for(self.config)
         layout = ZenMLLayout(PathSpace.split(self.path))
-        return PathSpace(folders, layout, self._context)
+        return PathSpace(folders, layout, self._lineage_context)
 
     # -- lineage ---------------------------------------------------------------
 
-    def _context(self, key: FolderKey, inner: str) -> Tuple[Dict[str, Any], Optional[Dict[str, str]]]:
+    def _lineage_context(self, key: FolderKey, inner: str) -> tuple[dict[str, Any], dict[str, str] | None]:
         active = _ACTIVE.get(self.path)
         # Only a step's output folders (alias zenml.<step run id>.<id>) are its products.
         if active is None or not key.alias.startswith(f"{ALIAS}.{active['zenml_step_run_id']}."):
@@ -94,7 +96,7 @@ class CasArtifactStore(BaseArtifactStore):
             "steps_total": len(getattr(info.snapshot, "step_configurations", {}) or {}),
         }
 
-    def _input_refs(self, info: Any) -> List[Tuple[str, int]]:
+    def _input_refs(self, info: Any) -> list[tuple[str, int]]:
         """(name, version) of the cas versions behind the step's input artifacts."""
         refs = []
         space = self.space
@@ -111,8 +113,10 @@ class CasArtifactStore(BaseArtifactStore):
         return refs
 
     def cleanup_step_run(self, info: Any, step_failed: bool) -> None:
-        active = _ACTIVE.pop(self.path, None)
-        if active is None:
+        # ZenML stores a step's outputs *after* this call, so the step stays the
+        # producer of what it writes until the next step is prepared.
+        active = _ACTIVE.get(self.path)
+        if active is None or active["zenml_step_run_id"] != str(info.step_run_id):
             return
         store, _ = _store_for(self.config)
         run_id = active["lineage"]["run_id"]
@@ -129,7 +133,7 @@ class CasArtifactStore(BaseArtifactStore):
             get_logger(__name__).warning("cas: could not end step %s: %s", info.pipeline_step_name, e)
 
     @staticmethod
-    def _steps_to_run(info: Any, active: Dict[str, Any]) -> int:
+    def _steps_to_run(info: Any, active: dict[str, Any]) -> int:
         """Steps of this run that execute (cached ones never reach the store)."""
         try:
             from zenml.client import Client
@@ -152,14 +156,14 @@ class CasArtifactStore(BaseArtifactStore):
     def exists(self, path: PathType) -> bool:
         return self.space.exists(path)
 
-    def glob(self, pattern: PathType) -> List[PathType]:
-        return cast(List[PathType], self.space.glob(pattern))
+    def glob(self, pattern: PathType) -> list[PathType]:
+        return cast(list[PathType], self.space.glob(pattern))
 
     def isdir(self, path: PathType) -> bool:
         return self.space.isdir(path)
 
-    def listdir(self, path: PathType) -> List[PathType]:
-        return cast(List[PathType], self.space.listdir(path))
+    def listdir(self, path: PathType) -> list[PathType]:
+        return cast(list[PathType], self.space.listdir(path))
 
     def makedirs(self, path: PathType) -> None:
         # Directories exist while something is below them (as on object stores).
@@ -180,15 +184,15 @@ class CasArtifactStore(BaseArtifactStore):
     def stat(self, path: PathType) -> Any:
         return self.space.info(path).to_dict()
 
-    def size(self, path: PathType) -> Optional[int]:
+    def size(self, path: PathType) -> int | None:
         return self.space.info(path).size
 
     def walk(
         self,
         top: PathType,
         topdown: bool = True,
-        onerror: Optional[Callable[..., None]] = None,
-    ) -> Iterable[Tuple[PathType, List[PathType], List[PathType]]]:
+        onerror: Callable[..., None] | None = None,
+    ) -> Iterable[tuple[PathType, list[PathType], list[PathType]]]:
         try:
             yield from self.space.walk(top, topdown)
         except OSError as e:

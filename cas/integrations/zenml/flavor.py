@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Set, Type
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 from zenml.artifact_stores import BaseArtifactStoreConfig, BaseArtifactStoreFlavor
@@ -25,22 +25,22 @@ class CasArtifactStoreConfig(BaseArtifactStoreConfig):
     component config, and cas never writes them anywhere (invariant 11).
     """
 
-    SUPPORTED_SCHEMES: ClassVar[Set[str]] = {"cas://"}
+    SUPPORTED_SCHEMES: ClassVar[set[str]] = {"cas://"}
     # cas never changes a file in place: ZenML then writes step logs as separate files.
     IS_IMMUTABLE_FILESYSTEM: ClassVar[bool] = True
 
     store: str = Field(
         description="Where the cas store lives: a local path or an fsspec URL (s3://bucket/cas, gs://..., az://...)."
     )
-    storage_options: Dict[str, Any] = Field(
+    storage_options: dict[str, Any] = Field(
         default_factory=dict,
         description="Non-secret options for the store's filesystem, e.g. {'endpoint_url': 'http://127.0.0.1:9000'}.",
     )
-    secret_storage_options: Optional[str] = SecretField(
+    secret_storage_options: str | None = SecretField(
         default=None,
         description="A JSON object of secret filesystem options (keys, tokens), merged into storage_options.",
     )
-    index: Optional[str] = Field(default=None, description="Where the SQLite index lives (default: cas decides).")
+    index: str | None = Field(default=None, description="Where the SQLite index lives (default: cas decides).")
 
     @field_validator("storage_options", mode="before")
     @classmethod
@@ -48,7 +48,7 @@ class CasArtifactStoreConfig(BaseArtifactStoreConfig):
         # The CLI passes dicts as JSON strings.
         return json.loads(value) if isinstance(value, str) else value
 
-    def options(self) -> Dict[str, Any]:
+    def options(self) -> dict[str, Any]:
         """storage_options with the secret ones merged in (never stored or logged)."""
         merged = dict(self.storage_options)
         if self.secret_storage_options:
@@ -70,11 +70,11 @@ class CasArtifactStoreFlavor(BaseArtifactStoreFlavor):
         return FLAVOR
 
     @property
-    def docs_url(self) -> Optional[str]:
+    def docs_url(self) -> str | None:
         return None
 
     @property
-    def sdk_docs_url(self) -> Optional[str]:
+    def sdk_docs_url(self) -> str | None:
         return None
 
     @property
@@ -82,11 +82,11 @@ class CasArtifactStoreFlavor(BaseArtifactStoreFlavor):
         return ""
 
     @property
-    def config_class(self) -> Type[CasArtifactStoreConfig]:
+    def config_class(self) -> type[CasArtifactStoreConfig]:
         return CasArtifactStoreConfig
 
     @property
-    def implementation_class(self) -> Type["CasArtifactStore"]:
+    def implementation_class(self) -> type[CasArtifactStore]:
         from .artifact_store import CasArtifactStore
 
         return CasArtifactStore

@@ -1,0 +1,242 @@
+"""Writing through the ``cas://`` view: version numbers, drafts, commits.
+
+Mixed into :class:`cas.fs.CasFileSystem`; relies on its lookups (``_parse``,
+``_info``, ``_version_of``) and state (``store``, ``_drafts``, ``_lock``).
+The rules (docs/filesystem.md): a file at ``p/s/a/N`` commits version N when
+closed outside a transaction; files below it build a draft that a commit or
+the end of a transaction turns into one tree version; N must be the next
+number; committed versions never change.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fsspec.callbacks import DEFAULT_CALLBACK
+
+from .errors import (
+    ArtifactNotFoundError,
+    InvalidNameError,
+    PathExistsError,
+    PathIsDirectoryError,
+    PathNotDirectoryError,
+    PathNotFoundError,
+    ReadOnlyError,
+    VersionDeletedError,
+    VersionExistsError,
+)
+from .fs_drafts import Draft, Staged
+from .fs_paths import CasPath
+from .version import BLOB, ArtifactVersion
+
+__all__ = ["WriteMixin"]
+
+
+class WriteMixin:
+    """Creating files and directories, staging them in drafts, committing drafts."""
+
+    store: Any
+    _drafts: dict[tuple[str, int], Draft]
+    _intrans: bool
+
+    def _next_free(self, name: str) -> int:
+        drafted = [n for d, n in self._drafts if d == name]
+        return max([self.store.next_version(name), *(n + 1 for n in drafted)])
+
+    def _version_number(self, cp: CasPath) -> int:
+        if isinstance(cp.spec, int):
+            return cp.spec
+        raise ReadOnlyError(
+            f"cas://{cp.version_path}: {cp.spec!r} points at a committed version and cannot be written;"
+            f" write a new version, cas://{cp.name}/{self._next_free(cp.name)}",
+            cp.path,
+        )
+
+    def _check_new_version(self, cp: CasPath) -> None:
+        """``cp`` is in a version with no draft here: may a new version N be started?"""
+        name, number = cp.name, self._version_number(cp)
+        try:
+            self.store.get_artifact_version(name, number)
+        except VersionDeletedError:
+            raise VersionExistsError(
+                f"{name}@{number} was deleted and version numbers are never reused;"
+                f" write cas://{name}/{self._next_free(name)}",
+                cp.path,
+            ) from None
+        except ArtifactNotFoundError:
+            pass
+        else:
+            if cp.inner:
+                raise ReadOnlyError(
+                    f"{name}@{number} is committed and its files never change;"
+                    f" write a new version, cas://{name}/{self._next_free(name)}",
+                    cp.path,
+                )
+            raise VersionExistsError(
+                f"{name}@{number} is committed and cannot be overwritten;"
+                f" write a new version, cas://{name}/{self._next_free(name)}",
+                cp.path,
+            )
+        if number == self.store.next_version(name) or (name, number - 1) in self._drafts:
+            return
+        raise InvalidNameError(
+            f"cannot create {name}@{number}: versions are numbered in order and the next is {self._next_free(name)}"
+        )
+
+    def _check_writable(self, cp: CasPath, *, exclusive: bool = False) -> Draft | None:
+        """May a file be written at ``cp``?  Returns its draft (None: a new version)."""
+        if cp.level < 4:
+            raise PathIsDirectoryError(
+                f"cas://{cp.path} is a {cp.what}, a directory; files go at"
+                " <pipeline>/<step>/<artifact>/<version>[/<path>]",
+                cp.path,
+            )
+        draft = self._drafts.get((cp.name, self._version_number(cp)))
+        if draft is None:
+            self._check_new_version(cp)
+            return None
+        if not cp.inner:
+            if draft.blob is None:
+                raise PathIsDirectoryError(f"cas://{cp.path} is a directory (a tree draft)", cp.path)
+            if exclusive:
+                raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
+            return draft
+        if draft.blob is not None:
+            raise PathNotDirectoryError(f"cas://{cp.version_path} is a file, not a directory", cp.path)
+        if draft.is_dir(cp.inner):
+            raise PathIsDirectoryError(f"cas://{cp.path} is a directory", cp.path)
+        parent = draft.file_parent(cp.inner)
+        if parent is not None:
+            raise PathNotDirectoryError(f"cas://{cp.version_path}/{parent} is a file, not a directory", cp.path)
+        if exclusive and draft.file(cp.inner) is not None:
+            raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
+        return draft
+
+    def _stage(self, cp: CasPath, digest: str, size: int, *, autocommit: bool) -> None:
+        """Content for ``cp`` is durable in the backend: put it in its draft, or commit it."""
+        with self._lock:
+            draft = self._check_writable(cp)
+            number = self._version_number(cp)
+            if draft is None:
+                if not cp.inner and autocommit:
+                    self.store.link(cp.name, digest, BLOB, version=number)
+                    return
+                draft = self._drafts[(cp.name, number)] = Draft(cp.name, number)
+            staged = Staged(digest, size)
+            if cp.inner:
+                draft.put(cp.inner, staged)
+            else:
+                draft.blob = staged
+                if autocommit:
+                    self._commit_draft(draft)
+
+    def pipe_file(self, path, value, mode="overwrite", **kwargs) -> None:
+        cp = self._parse(path)
+        with self._lock:
+            self._check_writable(cp, exclusive=mode == "create")
+        result = self.store.blobs.put_bytes(bytes(value))
+        self._stage(cp, result.digest, result.size, autocommit=not self._intrans)
+
+    def put_file(self, lpath, rpath, callback=DEFAULT_CALLBACK, mode="overwrite", **kwargs) -> None:
+        if os.path.isdir(lpath):
+            self.makedirs(rpath, exist_ok=True)
+            return
+        cp = self._parse(rpath)
+        with self._lock:
+            self._check_writable(cp, exclusive=mode == "create")
+        result = self.store.blobs.put_file(lpath)  # hashed first: a dedupe hit writes nothing
+        callback.set_size(result.size)
+        callback.relative_update(result.size)
+        self._stage(cp, result.digest, result.size, autocommit=not self._intrans)
+
+    def mkdir(self, path, create_parents=True, **kwargs) -> None:
+        cp = self._parse(path)
+        if cp.level < 4:
+            return  # pipelines, steps and artifacts exist through their versions
+        with self._lock:
+            draft = self._drafts.get((cp.name, cp.spec)) if isinstance(cp.spec, int) else None
+            if draft is None:
+                try:
+                    self._info(cp)
+                except FileNotFoundError:
+                    pass
+                else:
+                    raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
+                self._check_new_version(cp)
+                if cp.inner and not create_parents:
+                    raise PathNotFoundError(f"cas://{cp.version_path} does not exist", cp.path)
+                draft = self._drafts[(cp.name, cp.spec)] = Draft(cp.name, self._version_number(cp))
+                if not cp.inner:
+                    return
+            elif not cp.inner:
+                raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
+            if draft.blob is not None:
+                raise PathNotDirectoryError(f"cas://{cp.version_path} is a file, not a directory", cp.path)
+            if draft.file(cp.inner) is not None or draft.is_dir(cp.inner):
+                raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
+            parent = draft.file_parent(cp.inner)
+            if parent is not None:
+                raise PathNotDirectoryError(f"cas://{cp.version_path}/{parent} is a file, not a directory", cp.path)
+            above = cp.inner.rsplit("/", 1)[0] if "/" in cp.inner else ""
+            if not create_parents and above and not draft.is_dir(above):
+                raise PathNotFoundError(f"cas://{cp.version_path}/{above} does not exist", cp.path)
+            if create_parents:
+                # like mkdir -p: every parent becomes a directory in its own right,
+                # which stays when the files that implied it are removed
+                parts = cp.inner.split("/")
+                for depth in range(1, len(parts)):
+                    draft.mkdir("/".join(parts[:depth]))
+            draft.mkdir(cp.inner)
+
+    def makedirs(self, path, exist_ok=False) -> None:
+        try:
+            self.mkdir(path, create_parents=True)
+        except FileExistsError:
+            if not exist_ok:
+                raise
+
+    # -- drafts and commits --------------------------------------------------------------
+
+    def drafts(self) -> list[str]:
+        """Version paths (``p/s/a/N``) of this filesystem's open drafts."""
+        return [f"{name}/{number}" for name, number in sorted(self._drafts)]
+
+    def _select(self, path) -> list[Draft]:
+        if path is None:
+            return [self._drafts[k] for k in sorted(self._drafts)]
+        cp = self._parse(path)
+        if cp.level >= 4:
+            keys = [(cp.name, cp.spec)] if (cp.name, cp.spec) in self._drafts else []
+        else:
+            prefix = f"{cp.path}/" if cp.path else ""
+            keys = [k for k in sorted(self._drafts) if f"{k[0]}/".startswith(prefix)]
+        if not keys:
+            raise PathNotFoundError(f"no open draft at cas://{cp.path}", cp.path)
+        return [self._drafts[k] for k in keys]
+
+    def commit(self, path=None) -> list[ArtifactVersion]:
+        """Commit open drafts (all, or those at or below ``path``) as versions, in version order.
+
+        A draft with no file commits nothing.  Each version commits atomically;
+        several drafts are not one atomic unit: on an error the drafts not yet
+        committed stay open.
+        """
+        with self._lock:
+            return [av for d in self._select(path) if (av := self._commit_draft(d)) is not None]
+
+    def _commit_draft(self, draft: Draft) -> ArtifactVersion | None:
+        if draft.blob is not None:
+            av = self.store.link(draft.name, draft.blob.digest, BLOB, version=draft.version)
+        elif draft.files:
+            av = self.store.link_tree(draft.name, draft.entries(), version=draft.version)
+        else:
+            av = None
+        self._drafts.pop((draft.name, draft.version), None)
+        return av
+
+    def discard(self, path=None) -> None:
+        """Drop open drafts (all, or those at or below ``path``); their blobs are left for ``gc``."""
+        with self._lock:
+            for d in self._select(path):
+                self._drafts.pop((d.name, d.version), None)

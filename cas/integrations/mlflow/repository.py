@@ -1,0 +1,149 @@
+"""The ``cas`` MLflow artifact repository.
+
+Which store: ``$CAS_STORE`` (a path or fsspec URL; default ``./.cas``) with
+filesystem options from ``$CAS_STORAGE_OPTIONS`` (a JSON object, for
+credentials too: it is read, never stored) - set them wherever MLflow reads
+or writes artifacts (the client, and an ``mlflow server`` that proxies them).
+Where paths land: :mod:`.layout`.  Lineage: every version written under a
+run's artifacts records that run (cas run id = MLflow run id, pipeline = the
+location's pipeline segment, step = its step segment); logged models record
+the model id in their metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import shutil
+import threading
+from typing import Any
+
+from mlflow.entities import FileInfo
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repo import ArtifactRepository
+
+from ... import runs as cas_runs
+from ...errors import CasError, InvalidNameError
+from ...store import DEFAULT_STORE, Store, open_store
+from .._folders import FolderKey, Folders
+from .._space import PathSpace
+from .layout import RUN, MlflowLayout
+
+__all__ = ["CasArtifactRepository", "store_from_env"]
+
+_STORES: dict[str, tuple[Store, Folders]] = {}
+_LOCK = threading.Lock()
+
+
+def store_from_env() -> tuple[Store, Folders]:
+    """The store named by ``$CAS_STORE`` / ``$CAS_STORAGE_OPTIONS``, opened once per process."""
+    url = os.environ.get("CAS_STORE") or DEFAULT_STORE
+    raw = os.environ.get("CAS_STORAGE_OPTIONS") or "{}"
+    try:
+        options = json.loads(raw)
+    except ValueError:
+        raise InvalidNameError("CAS_STORAGE_OPTIONS must be a JSON object") from None
+    if not isinstance(options, dict):
+        raise InvalidNameError("CAS_STORAGE_OPTIONS must be a JSON object")
+    key = json.dumps([os.path.abspath(url) if "://" not in url else url, options], sort_keys=True)
+    with _LOCK:
+        if key not in _STORES:
+            store = open_store(url, **options)
+            _STORES[key] = (store, Folders(store))
+        return _STORES[key]
+
+
+class CasArtifactRepository(ArtifactRepository):
+    """Artifacts of one MLflow root URI (a run's, a logged model's, or any prefix of them)."""
+
+    def __init__(self, artifact_uri: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(artifact_uri, *args, **kwargs)
+        store, folders = store_from_env()
+        self.space = PathSpace(folders, MlflowLayout(), self._lineage)
+        self.root = PathSpace.split(artifact_uri)
+        # Refuse a URI that cannot map before anything is written.
+        _wrap(MlflowLayout().locate, self.root)
+
+    # -- paths -------------------------------------------------------------------
+
+    def _path(self, rel: str | None) -> str:
+        rel = (rel or "").strip("/")
+        parts = self.root + (tuple(p for p in rel.split("/") if p) if rel else ())
+        return PathSpace.join(parts)
+
+    def _lineage(self, key: FolderKey, inner: str) -> tuple[dict[str, Any], dict[str, str] | None]:
+        _, kind, ident = key.alias.split(".", 2)
+        if kind != RUN:
+            return {"mlflow": {kind: ident}}, None
+        store = self.space.folders.store
+        pipeline, step, _ = key.name.split("/")
+        cas_runs.ensure_run(store, ident, pipeline)
+        step_run_id = cas_runs.ensure_step(store, ident, step)
+        return {"mlflow": {"run_id": ident}}, {"run_id": ident, "step_run_id": step_run_id}
+
+    # -- writing -----------------------------------------------------------------
+
+    def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
+        target = posixpath.join(artifact_path or "", os.path.basename(local_file))
+        _wrap(self.space.put_files, {self._path(target): local_file})
+
+    def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        files = {}
+        for dirpath, _, filenames in os.walk(local_dir):
+            rel_dir = os.path.relpath(dirpath, local_dir)
+            for name in filenames:
+                rel = name if rel_dir == "." else posixpath.join(*rel_dir.split(os.sep), name)
+                files[self._path(posixpath.join(artifact_path or "", rel))] = os.path.join(dirpath, name)
+        if files:
+            _wrap(self.space.put_files, files)  # one new version per top-level artifact
+
+    def delete_artifacts(self, artifact_path: str | None = None) -> None:
+        path = self._path(artifact_path)
+        if not self.space.exists(path):
+            return
+        if self.space.isdir(path):
+            _wrap(self.space.rmtree, path)
+        else:
+            _wrap(self.space.remove, path)
+
+    # -- reading -----------------------------------------------------------------
+
+    def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
+        """Direct children of ``path``; [] for a file or a missing path (as MLflow's local repo)."""
+        full = self._path(path)
+        try:
+            infos = self.space.ls(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except CasError as e:
+            raise MlflowException(str(e)) from None
+        prefix = (path or "").strip("/")
+        out = []
+        for info in infos:
+            rel = posixpath.join(prefix, posixpath.basename(info.path)) if prefix else posixpath.basename(info.path)
+            is_dir = info.type == "directory"
+            out.append(FileInfo(rel, is_dir, None if is_dir else info.size))
+        return out
+
+    def _download_file(self, remote_file_path: str, local_path: str) -> None:
+        # Verified while read; written under a temp name, so a failure leaves no partial file.
+        tmp = f"{local_path}.cas-partial"
+        try:
+            with _wrap(self.space.open, self._path(remote_file_path), "rb") as src, open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            os.replace(tmp, local_path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def _wrap(fn, *args, **kwargs):
+    """cas errors as MlflowException (what MLflow's callers catch), with a clear message."""
+    try:
+        return fn(*args, **kwargs)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError):
+        raise
+    except CasError as e:
+        raise MlflowException(str(e)) from None

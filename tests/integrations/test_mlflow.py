@@ -1,0 +1,130 @@
+"""cas as a real MLflow artifact repository (entry point ``mlflow.artifact_repository``).
+
+MLflow runs in a subprocess (tracking in a temp SQLite file, the cas store
+in a temp dir): an experiment with ``artifact_location="cas://churn/train"``,
+two runs that log files, a directory and a pyfunc model, then list, download
+and load them back.  No mock of MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import cas
+from cas.integrations._folders import Folders
+from cas.integrations._space import PathSpace
+from cas.integrations.mlflow.layout import MlflowLayout
+
+pytest.importorskip("mlflow", reason="mlflow is installed by `tox -e mlflow` (extra cas-store[mlflow])")
+
+HERE = Path(__file__).parent
+BIN = Path(sys.executable).parent
+
+
+def _run(args: list[str], cwd: Path, env: dict) -> str:
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    work = tmp_path_factory.mktemp("mlflow")
+    store_dir = work / "store"
+    env = dict(os.environ)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.update(
+        CAS_STORE=str(store_dir),
+        CAS_INDEX_DIR=str(work / "index-cache"),
+        PYTHONWARNINGS="ignore",  # MLflow's own warnings, in its own process
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+        MLFLOW_TRACKING_URI=f"sqlite:///{work}/mlflow.db",
+        HOME=str(work),  # MLflow may write caches under ~
+    )
+    out = _run([sys.executable, str(HERE / "mlflow_scenario.py"), str(work)], work, env)
+    line = next(ln for ln in out.splitlines() if ln.startswith("RESULT "))
+    return {"work": work, "env": env, "store_dir": store_dir, **json.loads(line[len("RESULT ") :])}
+
+
+@pytest.fixture
+def space(session):
+    store = cas.open_store(str(session["store_dir"]), create=False)
+    yield PathSpace(Folders(store), MlflowLayout())
+    store.close()
+
+
+def test_mlflow_picks_the_cas_repository_by_scheme(session):
+    assert session["repo_class"] == "cas.integrations.mlflow.repository.CasArtifactRepository"
+    for run in session["runs"]:
+        assert run["artifact_uri"] == f"cas://churn/train/{run['run_id']}/artifacts"
+        assert run["model_location"] == f"cas://churn/train/models/{run['model_id']}/artifacts"
+
+
+def test_list_and_download_round_trip(session):
+    for run in session["runs"]:
+        # direct children only, with sizes for files
+        assert run["listing"] == [["extra", True, None], ["metrics.json", False, 13], ["report", True, None]]
+        assert run["report"] == [["report/plots", True, None], ["report/summary.txt", False, 10]]
+        assert run["downloaded"] == ["extra/metrics.json", "metrics.json", "report/plots/roc.txt", "report/summary.txt"]
+        assert run["metrics"] == {"auc": 0.91}
+
+
+def test_pyfunc_model_loads_from_cas(session):
+    for run in session["runs"]:
+        assert run["predict"] == [2, 4, 6]  # via models:/<id>
+        assert run["predict_cas"] == [8]  # via the cas:// artifact location itself
+
+
+def test_second_model_stored_no_new_content_blob(session, space):
+    one_files, two_files = (
+        {f.path[len(r["model_location"]) + 1 :]: f.digest for f in space.find(r["model_location"])}
+        for r in session["runs"]
+    )
+    assert one_files.keys() == two_files.keys()
+    assert "python_model.pkl" in two_files and "artifacts/weights.bin" in two_files
+    # MLmodel names its run, model id and time: the only file that differs
+    changed = {p for p in two_files if two_files[p] != one_files[p]}
+    assert changed == {"MLmodel"}
+    before_second = set(session["blobs_before"][1])
+    assert {d for p, d in two_files.items() if p != "MLmodel"} <= before_second
+    # and the 1 MiB of weights is stored once
+    weights = two_files["artifacts/weights.bin"]
+    assert (session["store_dir"] / "blobs" / weights[:2] / weights[2:]).stat().st_size == 1 << 20
+
+
+def test_delete_artifacts(session, space):
+    first = session["runs"][0]
+    assert session["after_delete"] == ["metrics.json", "report"]
+    assert not space.exists(first["artifact_uri"] + "/extra")
+    assert space.exists(session["runs"][1]["artifact_uri"] + "/extra/metrics.json")  # other run untouched
+
+
+def test_cas_cli_sees_runs_versions_and_lineage(session):
+    env = dict(session["env"], PYTHONWARNINGS="error")
+    cas_bin = str(BIN / "cas")
+    store = str(session["store_dir"])
+    run_ids = {r["run_id"] for r in session["runs"]}
+
+    log = json.loads(_run([cas_bin, "--store", store, "log", "churn/train/report", "--json"], session["work"], env))
+    assert {v["run_id"] for v in log} == run_ids
+    assert all(v["kind"] == "tree" for v in log)
+    metrics = json.loads(
+        _run([cas_bin, "--store", store, "log", "churn/train/metrics.json", "--json"], session["work"], env)
+    )
+    assert len(metrics) == 2 and all(v["kind"] == "blob" for v in metrics)
+    assert len({v["digest"] for v in metrics}) == 1  # same bytes, one blob
+    models = json.loads(_run([cas_bin, "--store", store, "log", "churn/train/models", "--json"], session["work"], env))
+    assert sorted(v["metadata"]["mlflow"]["models"] for v in models) == sorted(r["model_id"] for r in session["runs"])
+
+    for run_id in run_ids:
+        shown = json.loads(_run([cas_bin, "--store", store, "run", "show", run_id, "--json"], session["work"], env))
+        assert shown["pipeline"] == "churn"
+        assert [s["step"] for s in shown["steps"]] == ["train"]
+    graph = _run([cas_bin, "--store", store, "lineage", "churn/train/report"], session["work"], env)
+    assert "produced by step train" in graph

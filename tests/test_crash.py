@@ -1,0 +1,202 @@
+"""Publish in order (DESIGN invariants 4 and 5): SIGKILL a saving process, many times over.
+
+A child process saves bytes, a large file, a directory tree and a stream,
+moves an alias and deletes a version, against one local store.  It is killed
+with a real SIGKILL:
+
+* at every kind of step of the publish order, deterministically: the child
+  counts its own file-system calls (write, fsync, link, rename, unlink,
+  syncfs) and index transactions, and kills itself at call N, for N spread
+  over the whole scenario;
+* and at random moments, from the parent.
+
+After every kill: the store opens, ``verify(deep=True)`` is clean, every
+version any name points at reads back whole and verified, and a reindex from
+the backend alone gives the same answers.  The one difference allowed is the
+one the design allows: an index may be *behind* the backend (a child killed
+between claiming a version and journaling it), never ahead of it and never
+different from it; such a version is learned, unchanged, from the backend.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import cas
+from cas.records import JOURNAL
+
+from store_helpers import all_names, answers
+
+CHILD = textwrap.dedent(
+    """
+    import io, os, random, signal, sys
+    from pathlib import Path
+    import cas
+    import cas.backend
+    import cas.index.db
+
+    store_dir, crash_at, seed, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
+    rng = random.Random(seed)
+    store = cas.open_store(store_dir)
+
+    # inputs are made before the counter is armed: fresh content every run, so blobs are really written
+    big = work / f"big-{seed}.bin"
+    big.write_bytes(rng.randbytes(3 << 20))
+    tree = work / f"tree-{seed}"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "shared.txt").write_bytes(b"the same in every tree")
+    for i in range(4):
+        (tree / "sub" / f"f{i}.bin").write_bytes(rng.randbytes(rng.choice([10, 5000, 1200000])))
+
+    calls = 0
+    def tick():
+        global calls
+        calls += 1
+        if calls == crash_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def counted(fn):
+        def wrapper(*a, **k):
+            tick()
+            result = fn(*a, **k)
+            tick()
+            return result
+        return wrapper
+
+    for fname in ("write", "fsync", "link", "rename", "replace", "unlink"):
+        setattr(os, fname, counted(getattr(os, fname)))
+    cas.backend._syncfs = counted(cas.backend._syncfs)
+    real_write = cas.index.db.Index.write
+    def write(self):
+        tick()
+        return real_write(self)
+    cas.index.db.Index.write = write
+    print("ready", flush=True)
+
+    def scenario():
+        store.save(rng.randbytes(64), "crash/s/bytes", metadata={"seed": seed})
+        store.save(big, "crash/s/file")
+        store.save(tree, "crash/s/tree", aliases=["candidate"])
+        store.save(io.BytesIO(rng.randbytes(100000)), "crash/s/stream")
+        store.set_alias("crash/s/bytes", "latest", "production")
+        live = store.list_versions("crash/s/bytes")
+        if len(live) > 2:
+            store.delete_version("crash/s/bytes", live[0].version)
+
+    scenario()
+    while crash_at < 0:  # killed from outside, at a random moment
+        scenario()
+    print("calls", calls, flush=True)
+    """
+)
+
+
+def start(store_dir, work, crash_at: int, seed: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(store_dir), str(crash_at), str(seed), str(work)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def journaled_refs(store: cas.Store) -> set[str]:
+    refs, seq = set(), 0
+    while (entry := store.records.read_journal(seq)) is not None:
+        refs.add(entry["ref"])
+        seq += 1
+    assert seq == store.records.journal_end(), "the journal has a hole"
+    assert not [e for e in store.backend.list(JOURNAL) if not e.path.rsplit("/", 1)[-1].isdigit()]
+    return refs
+
+
+def check_consistent(store_dir, tmp_path, label: str) -> int:
+    """Every invariant a crash must keep; returns how many versions the store holds."""
+    with cas.open_store(store_dir) as store:
+        report = store.verify(deep=True)
+        assert report.ok, f"{label}: {report}"
+        versions = 0
+        for name in all_names(store):
+            for v in store.list_versions(name):
+                if v.kind == "tree":
+                    for path, digest, size in v.files():
+                        assert len(v.read_bytes(path)) == size, (label, v.ref, path)
+                else:
+                    assert len(v.read_bytes()) == v.size, (label, v.ref)
+                versions += 1
+        old_refs = {ref for ref, _ in store.index.iter_records()}
+        backend_refs = {ref for ref, _ in store.records.iter_refs()}
+        # never ahead of the backend
+        assert old_refs <= backend_refs, f"{label}: the index knows refs the backend lacks: {old_refs - backend_refs}"
+        # behind only by refs whose writer died before journaling them
+        unlearned = backend_refs - old_refs
+        assert not unlearned & journaled_refs(store), f"{label}: journaled refs never applied"
+        for ref in unlearned:
+            store._learn_ref(ref)  # what a claim collision or reindex does
+        caught_up = answers(store)
+
+    fresh_index = tmp_path / f"reindex-{label}.sqlite"
+    with cas.open_store(store_dir, index=str(fresh_index)) as rebuilt:
+        assert answers(rebuilt) == caught_up, f"{label}: reindex gives different answers"
+    for p in tmp_path.glob(f"reindex-{label}.sqlite*"):
+        p.unlink()
+    return versions
+
+
+def count_calls(store_dir, work) -> int:
+    proc = start(store_dir, work, crash_at=0, seed=0)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return int(out.split("calls")[1])
+
+
+@pytest.mark.slow
+def test_sigkill_at_every_step_and_at_random_moments(tmp_path):
+    store_dir = tmp_path / "store"
+    work = tmp_path / "work"
+    work.mkdir()
+    total_calls = count_calls(store_dir, work)
+    assert total_calls > 40, "the counter did not see the save path"
+
+    seed = int(os.environ.get("CAS_CRASH_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    # Deterministic points spread over the whole scenario, plus the first few calls
+    # (inside the first blob write) which are where partial files would appear.
+    points = sorted({1, 2, 3, 5, 8} | {1 + i * total_calls // 22 for i in range(22)})
+    kills = 0
+    for i, crash_at in enumerate(points, start=1):
+        proc = start(store_dir, work, crash_at=crash_at, seed=i)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == -signal.SIGKILL, f"seed {seed}, crash_at {crash_at}: exit {proc.returncode}\n{err}"
+        kills += 1
+        check_consistent(store_dir, tmp_path, f"at-{crash_at}")
+
+    for j in range(10):
+        proc = start(store_dir, work, crash_at=-1, seed=1000 + j)
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        time.sleep(rng.uniform(0.0, 0.4))
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL, f"seed {seed}: {err}"
+        kills += 1
+        check_consistent(store_dir, tmp_path, f"random-{j}")
+
+    # Nothing left behind stops the store from working normally afterwards.
+    with cas.open_store(store_dir) as store:
+        before = store.get_artifact_version("crash/s/bytes").version if store.list_versions("crash/s/bytes") else 0
+        v = store.save(b"after the storm", "crash/s/bytes")
+        assert v.version > before
+        store.gc(grace=0)
+        assert store.verify(deep=True).ok
+        assert not list(store.backend.list("tmp")), "gc(grace=0) clears every stale temp file"
+    versions = check_consistent(store_dir, tmp_path, "final")
+    assert kills == len(points) + 10
+    assert versions > 10, "the children saved (and committed) something"

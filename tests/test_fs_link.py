@@ -1,0 +1,94 @@
+"""Store.link / Store.link_tree: versions of content already stored (the view's metadata-only copies)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from cas.digest import hash_bytes
+from cas.errors import BlobNotFoundError, IntegrityError, InvalidNameError, VersionExistsError
+
+
+def state(store):
+    return sorted((e.path, e.size) for e in store.backend.list("") if e.path.split("/", 1)[0] in ("blobs", "refs"))
+
+
+def test_link_makes_a_version_without_writing_content(store, monkeypatch):
+    data = os.urandom(200_000)
+    first = store.save(data, "p/s/a")
+    sizes = []
+    original = store.backend.create_bytes
+    monkeypatch.setattr(store.backend, "create_bytes", lambda rel, d: sizes.append(len(d)) or original(rel, d))
+    linked = store.link("p/s/b", first.digest)
+    assert (linked.name, linked.version, linked.kind, linked.size) == ("p/s/b", 1, "blob", len(data))
+    assert linked.read_bytes() == data
+    assert max(sizes) < 4096  # a record and a journal entry, never the content
+
+
+def test_link_claims_exactly_the_version_asked_for(store):
+    v = store.save(b"x", "p/s/a")
+    store.link("p/s/b", v.digest, version=1)
+    with pytest.raises(VersionExistsError):
+        store.link("p/s/b", v.digest, version=1)
+    with pytest.raises(InvalidNameError, match="the next is 2"):
+        store.link("p/s/b", v.digest, version=3)
+    with pytest.raises(InvalidNameError):
+        store.link("p/s/b", v.digest, version="production")
+    assert store.next_version("p/s/b") == 2
+
+
+def test_link_refuses_missing_content_and_changes_nothing(store):
+    before = state(store)
+    with pytest.raises(BlobNotFoundError):
+        store.link("p/s/a", "0" * 64)
+    with pytest.raises(BlobNotFoundError):
+        store.link("p/s/a", "0" * 64, "tree")
+    with pytest.raises(InvalidNameError):
+        store.link("p/s/a", "not-a-digest")
+    with pytest.raises(InvalidNameError):
+        store.link("p/s/a", "0" * 64, "folder")
+    assert state(store) == before
+
+
+def test_link_tree_builds_a_tree_from_stored_blobs(store):
+    a, b = store.save(b"aaa", "p/s/a"), store.save(b"bb", "p/s/b")
+    tree = store.link_tree("p/s/t", [("x/a.txt", a.digest.hex, 3), ("b.txt", str(b.digest), 2)])
+    assert tree.kind == "tree" and tree.size == 5
+    assert tree.read_bytes("x/a.txt") == b"aaa"
+    again = store.link_tree("p/s/u", [("b.txt", b.digest.hex, 2), ("x/a.txt", a.digest.hex, 3)])
+    assert again.digest == tree.digest  # canonical manifest: same entries, same tree
+    assert store.link("p/s/w", tree.digest, "tree").read_bytes("b.txt") == b"bb"
+
+
+@pytest.mark.parametrize(
+    "entries, error",
+    [
+        ([("x", "A", 3), ("x/y", "A", 3)], InvalidNameError),  # a file and a directory at once
+        ([("x", "A", 3), ("x", "A", 3)], InvalidNameError),
+        ([("../x", "A", 3)], InvalidNameError),
+        ([("/abs", "A", 3)], InvalidNameError),
+        ([("x", "A", -1)], InvalidNameError),
+        ([("x", "A", 4)], IntegrityError),  # the blob is 3 bytes
+        ([("x", "0" * 64, 3)], BlobNotFoundError),
+        ([("x",)], InvalidNameError),
+    ],
+)
+def test_link_tree_refuses_bad_entries_and_changes_nothing(store, entries, error):
+    a = store.save(b"aaa", "p/s/a")
+    entries = [tuple(a.digest.hex if part == "A" else part for part in e) for e in entries]
+    before = state(store)
+    with pytest.raises(error):
+        store.link_tree("p/s/t", entries)
+    assert state(store) == before
+
+
+def test_linking_a_deleted_tree_checks_its_blobs_are_still_there(store, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_bytes(b"gone soon")
+    tree = store.save(tmp_path / "d", "p/s/t")
+    store.delete_version("p/s/t", 1)
+    store.gc(grace=0)  # the file's blob goes; the manifest stays (reindex needs it)
+    assert not store.blobs.exists(hash_bytes(b"gone soon"))
+    with pytest.raises(BlobNotFoundError):
+        store.link("p/s/u", tree.digest, "tree")

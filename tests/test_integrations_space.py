@@ -1,0 +1,179 @@
+"""The framework-neutral half of the ZenML/MLflow integrations, on a real local store:
+path layouts (a bijection between framework paths and cas folders) and the
+filesystem answers built on them.  The frameworks themselves are exercised in
+tests/integrations/ (tox -e zenml, tox -e mlflow)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cas
+from cas.errors import InvalidNameError, PathExistsError, PathNotFoundError, ReadOnlyError
+from cas.integrations import _segments
+from cas.integrations._folders import Folders
+from cas.integrations._space import PathSpace
+from cas.integrations.mlflow.layout import MlflowLayout
+from cas.integrations.zenml.layout import ZenMLLayout
+from cas.names import SEGMENT_RE
+
+
+@given(st.text(min_size=1, max_size=40).filter(lambda t: "/" not in t and len(t.encode()) <= 62))
+def test_segment_encoding_round_trips(component):
+    encoded = _segments.encode(component)
+    assert SEGMENT_RE.match(encoded)
+    assert _segments.decode(encoded) == component
+
+
+def test_segment_encoding_keeps_plain_names_and_refuses_long_ones():
+    assert _segments.encode("train") == "train"
+    assert _segments.encode("_private").startswith("x--")
+    assert _segments.encode("x--looks-escaped") != "x--looks-escaped"
+    with pytest.raises(InvalidNameError):
+        _segments.encode("é" * 40)
+
+
+ids = st.uuids().map(str)
+hex8 = st.text("0123456789abcdef", min_size=8, max_size=8)
+words = st.from_regex(r"[a-z][a-z_]{0,12}", fullmatch=True)
+files = st.lists(st.from_regex(r"[a-z][a-z0-9]{0,6}(\.json|\.log)?", fullmatch=True), min_size=0, max_size=3)
+
+
+@given(words, words, ids, hex8, files)
+def test_zenml_layout_is_a_bijection(step, output, step_run, rand, inner):
+    layout = ZenMLLayout(("ns",))
+    parts = ("ns", step, output, step_run, rand, *inner)
+    key, path = layout.locate(parts)
+    assert key.name == f"ns/{_segments.encode(step)}/{_segments.encode(output)}"
+    assert layout.root_of(key) + (tuple(path.split("/")) if path else ()) == parts
+
+
+@given(words, words, st.text("0123456789abcdef", min_size=32, max_size=32), words, files)
+def test_mlflow_layout_is_a_bijection(pipeline, stepname, run_id, top, inner):
+    layout = MlflowLayout()
+    parts = (pipeline, stepname, run_id, "artifacts", top, *inner)
+    key, path = layout.locate(parts)
+    assert key.name == "/".join(_segments.encode(p) for p in (pipeline, stepname, top))
+    assert layout.root_of(key) + (tuple(path.split("/")) if path else ()) == parts
+    model = (pipeline, stepname, "models", "m-" + run_id, "artifacts", *inner)
+    key, path = layout.locate(model)
+    assert key.alias == f"mlflow.models.m-{run_id}"
+    assert layout.root_of(key) + (tuple(path.split("/")) if path else ()) == model
+
+
+def test_layouts_refuse_what_they_cannot_map():
+    with pytest.raises(InvalidNameError):
+        ZenMLLayout(("a", "b"))  # the artifact store path is cas://<namespace>
+    with pytest.raises(InvalidNameError):
+        ZenMLLayout(("ns",)).locate(("other", "a", "b"))
+    with pytest.raises(InvalidNameError):  # artifact_location cas://<pipeline> only
+        MlflowLayout().locate(("churn", "0" * 32, "artifacts", "x"))
+    with pytest.raises(InvalidNameError):
+        MlflowLayout().locate(("p", "s", "0" * 32, "elsewhere", "x"))
+
+
+@pytest.fixture
+def space(local_store):
+    return PathSpace(Folders(local_store), ZenMLLayout(("zen",)))
+
+
+def _uri(space_ns="zen"):
+    return f"cas://{space_ns}/trainer/output/{uuid.uuid4()}/abcdef12"
+
+
+def test_write_list_read_back(space, local_store):
+    uri = _uri()
+    assert not space.exists(uri)
+    with space.open(uri + "/data.json", "w") as f:
+        f.write('{"a": 1}')
+    with space.open(uri + "/vis/describe.csv", "wb") as f:
+        f.write(b"x,y\n")
+    assert space.isdir(uri) and space.listdir(uri) == ["data.json", "vis"]
+    assert space.listdir("cas://zen") == ["trainer"]
+    assert space.open(uri + "/data.json", "rb").read() == b'{"a": 1}'
+    assert space.info(uri + "/vis/describe.csv").size == 4
+    assert space.glob("cas://zen/**/*.json") == [uri + "/data.json"]
+    walked = list(space.walk("cas://zen/trainer"))
+    assert walked[-1] == (uri + "/vis", [], ["describe.csv"])
+    # one live version for the folder: the state after its first file was superseded
+    versions = local_store.list_versions("zen/trainer/output", include_deleted=True)
+    assert [v.deleted for v in versions] == [True, False]
+    assert {p for p, _, _ in versions[-1].files()} == {"data.json", "vis/describe.csv"}
+
+
+def test_same_content_in_a_new_folder_writes_no_blob(space, local_store):
+    first, second = _uri(), _uri()
+    with space.open(first + "/data.json", "wb") as f:
+        f.write(b"payload" * 1000)
+    blobs_before = local_store.stats().blobs
+    with space.open(second + "/data.json", "wb") as f:
+        f.write(b"payload" * 1000)
+    assert space.info(first + "/data.json").digest == space.info(second + "/data.json").digest
+    # only records and no content: the file blob and the tree manifest are dedupe hits
+    digests = {v.digest.hex for v in local_store.list_versions("zen/trainer/output")}
+    assert len(digests) == 1
+    assert local_store.stats().blobs == blobs_before
+
+
+def test_failed_write_publishes_nothing(space):
+    uri = _uri()
+    with pytest.raises(RuntimeError):
+        with space.open(uri + "/data.json", "wb") as f:
+            f.write(b"partial")
+            raise RuntimeError("boom")
+    assert not space.exists(uri)
+
+
+def test_copy_rename_remove_rmtree(space):
+    uri = _uri()
+    with space.open(uri + "/a.txt", "wb") as f:
+        f.write(b"A")
+    space.copy(uri + "/a.txt", uri + "/b.txt")
+    with pytest.raises(PathExistsError):
+        space.copy(uri + "/a.txt", uri + "/b.txt")
+    space.rename(uri + "/b.txt", uri + "/c.txt")
+    assert space.listdir(uri) == ["a.txt", "c.txt"]
+    assert space.info(uri + "/c.txt").digest == space.info(uri + "/a.txt").digest
+    space.remove(uri + "/a.txt")
+    assert space.listdir(uri) == ["c.txt"]
+    space.rmtree("cas://zen/trainer")
+    assert not space.exists(uri) and space.listdir("cas://zen") == []
+    with pytest.raises(PathNotFoundError):
+        space.open(uri + "/c.txt", "rb")
+
+
+def test_committed_files_are_not_appended(space):
+    uri = _uri()
+    with space.open(uri + "/log.txt", "w") as f:
+        f.write("one\n")
+    with pytest.raises(ReadOnlyError):
+        space.open(uri + "/log.txt", "a")
+    with pytest.raises(PathExistsError):
+        space.open(uri + "/log.txt", "xb")
+
+
+def test_cli_sees_folder_versions(space, local_store, tmp_path):
+    from click.testing import CliRunner
+
+    from cas.cli import cli
+
+    uri = _uri()
+    with space.open(uri + "/data.json", "wb") as f:
+        f.write(b"{}")
+    result = CliRunner().invoke(cli, ["--store", local_store.url, "log", "zen/trainer/output", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"zenml.' in result.output  # the folder alias names the ZenML directory
+
+
+def test_a_user_alias_keeps_a_superseded_version(space, local_store):
+    uri = _uri()
+    with space.open(uri + "/a.txt", "wb") as f:
+        f.write(b"A")
+    local_store.set_alias("zen/trainer/output", 1, "production")
+    with space.open(uri + "/b.txt", "wb") as f:
+        f.write(b"B")
+    assert not local_store.get_artifact_version("zen/trainer/output", "production").deleted
+    assert cas.open_store(local_store.url).get_artifact_version("zen/trainer/output", 2).size == 2

@@ -1,0 +1,189 @@
+"""A server that goes away mid-sync: clear BackendError, a consistent destination, a rerun that completes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+from servers import make_bucket, new_moto, s3_options_for
+from sync_helpers import store_state
+
+import cas
+from cas.errors import BackendError
+
+pytestmark = pytest.mark.s3
+
+# Fail fast: the test is about what happens after the client gives up.
+FAST_FAIL = {"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2, "read_timeout": 10}}
+
+
+class DroppingProxy:
+    """TCP proxy on 127.0.0.1 in front of a server; ``down()`` resets every connection
+    and refuses new ones (a crashed server, from the client's side), ``up()`` serves again."""
+
+    def __init__(self, target_port: int) -> None:
+        from servers import free_port
+
+        self.port = free_port()
+        self.target_port = target_port
+        self._socks: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._server: socket.socket | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", self.port))
+        server.listen(64)
+        self._server = server
+        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+
+    def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        with self._lock:
+            socks, self._socks = self._socks, set()
+        for s in socks:
+            try:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+                s.close()
+            except OSError:
+                pass
+
+    def _accept(self, server: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._socks.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _fast_failing(store: cas.Store) -> cas.Store:
+    store.backend.fs.retries = 1  # s3fs's own retry loop (a class attribute, not an option)
+    return store
+
+
+def _source(tmp_path, n: int = 300):
+    src = cas.open_store(tmp_path / "src")
+    for i in range(n):
+        src.save(os.urandom(16 * 1024) + i.to_bytes(4, "big"), f"p/s/a{i % 10}")
+    src.set_alias("p/s/a1", 1, "production")
+    return src
+
+
+def _wait_for_blobs(fs_store: cas.Store, at_least: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for _ in fs_store.backend.list("blobs")) >= at_least:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the sync never got going")
+
+
+def _sync_in_thread(src, dst):
+    box: dict = {}
+
+    def run():
+        try:
+            box["result"] = src.sync_to(dst, jobs=4)
+        except BaseException as e:
+            box["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, box
+
+
+def test_connections_dropped_mid_sync_fail_clearly_and_a_rerun_completes(moto_server, s3_root, tmp_path):
+    proxy = DroppingProxy(moto_server.port)
+    proxy.up()
+    src = _source(tmp_path)
+    via_proxy = s3_options_for(proxy.endpoint, **FAST_FAIL)
+    direct = s3_options_for(moto_server.endpoint)
+    dst = _fast_failing(cas.open_store(s3_root, index=str(tmp_path / "dst.sqlite"), **via_proxy))
+    observer = cas.open_store(s3_root, index=str(tmp_path / "observer.sqlite"), **direct)
+    thread, box = _sync_in_thread(src, dst)
+    _wait_for_blobs(observer, 40)
+    proxy.down()
+    thread.join(120)
+    assert not thread.is_alive()
+    err = box.get("error")
+    assert isinstance(err, BackendError), repr(box)
+    assert s3_root.split("/")[2] in str(err) and "\n" not in str(err)
+    assert direct["secret"] not in str(err)
+    # The destination is consistent: whatever refs arrived point only at blobs that are there.
+    with cas.open_store(s3_root, index=str(tmp_path / "check.sqlite"), **direct) as check:
+        assert check.verify().ok
+        partial = store_state(check)
+    proxy.up()
+    result = src.sync_to(dst)
+    assert result.blobs_skipped >= 40  # what had arrived was not sent again
+    expected = store_state(src)
+    assert partial != expected
+    with cas.open_store(s3_root, index=str(tmp_path / "final.sqlite"), **direct) as final:
+        assert store_state(final) == expected
+        assert final.verify(deep=True).ok
+    again = src.sync_to(dst)
+    assert (again.blobs_sent, again.refs_sent) == (0, 0)
+    proxy.down()
+    for s in (src, dst, observer):
+        s.close()
+
+
+def test_moto_killed_mid_sync_then_restarted(tmp_path):
+    """The server process itself dies (SIGKILL).  moto keeps its state in memory, so the
+    restarted server is empty: the rerun must rebuild the destination completely."""
+    server = new_moto().start()
+    try:
+        options = s3_options_for(server.endpoint, **FAST_FAIL)
+        make_bucket(options)
+        url = "s3://cas-test/killed"
+        src = _source(tmp_path)
+        dst = _fast_failing(cas.open_store(url, index=str(tmp_path / "dst.sqlite"), **options))
+        thread, box = _sync_in_thread(src, dst)
+        _wait_for_blobs(dst, 40)
+        server.kill()
+        thread.join(120)
+        assert isinstance(box.get("error"), BackendError), repr(box)
+        server.start()  # same port, empty
+        make_bucket(options)
+        dst.close()
+        dst = cas.open_store(url, index=str(tmp_path / "dst-after.sqlite"), **options)
+        result = src.sync_to(dst)
+        assert result.blobs_skipped == 0
+        assert store_state(dst) == store_state(src)
+        assert dst.verify(deep=True).ok
+        src.close()
+        dst.close()
+    finally:
+        server.stop()
