@@ -72,7 +72,10 @@ class CasError(Exception):
         # Errors cross process boundaries (process pools, multiprocessing).  The
         # built-in reduce hands ``args`` back to ``__init__``, whose signature
         # ours change (``BlobNotFoundError(digest)``), so rebuild without it.
-        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+        args = self.args
+        if isinstance(self, OSError) and self.filename is not None:
+            args = (self.errno, self.strerror, self.filename)  # OSError keeps filename out of args
+        return (_rebuild, (type(self), args, dict(self.__dict__)))
 
 
 def _rebuild(cls: type, args: tuple, state: dict) -> BaseException:

@@ -24,6 +24,12 @@ Writing (see docs/filesystem.md for the whole contract):
   writes the manifest, the version record and its ref, so ``reindex`` sees it.
 * Copy and move inside the view move no bytes: only index entries and records.
   ``rm`` records deletions of versions; bytes go only through ``gc``.
+
+Layers, each building on the one before: ``fs_paths`` (the path grammar),
+``fs_base`` (lookups and info from the index), ``fs_write`` (drafts and
+commits), ``fs_copy`` (copy, move, remove), this module (listing, reading,
+registration); ``fs_drafts`` and ``fs_files`` hold the draft model and the
+file objects.
 """
 
 from __future__ import annotations
@@ -44,13 +50,13 @@ from .errors import (
     PathNotFoundError,
     ReadOnlyError,
 )
+from .fs_base import dir_info, file_info
 from .fs_copy import CopyRemoveMixin
 from .fs_drafts import Draft, Staged
 from .fs_files import CasReadFile, CasWriteFile
-from .fs_paths import CasPath, parse_path
-from .fs_write import WriteMixin
+from .fs_paths import CasPath
 from .store import Store, open_store
-from .version import BLOB, TREE, ArtifactVersion
+from .version import TREE, ArtifactVersion
 
 __all__ = ["CasFileSystem", "CasTransaction"]
 
@@ -81,26 +87,7 @@ class _CasCached(type(AbstractFileSystem)):  # type: ignore[misc]
         return super().__call__(*args, **kwargs)
 
 
-def _file_info(name: str, digest: str, size: int, mtime: float, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "size": size,
-        "type": "file",
-        "created": mtime,
-        "mtime": mtime,
-        "digest": f"blake3:{digest}",
-        **extra,
-    }
-
-
-def _dir_info(name: str, mtime: float | None = None, **extra: Any) -> dict[str, Any]:
-    info: dict[str, Any] = {"name": name, "size": 0, "type": "directory", **extra}
-    if mtime is not None:
-        info["created"] = info["mtime"] = mtime
-    return info
-
-
-class CasFileSystem(CopyRemoveMixin, WriteMixin, AbstractFileSystem, metaclass=_CasCached):
+class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
     """``cas://`` over a store.
 
     ``store``: a :class:`~cas.Store`, or a URL/path to open (default
@@ -139,67 +126,6 @@ class CasFileSystem(CopyRemoveMixin, WriteMixin, AbstractFileSystem, metaclass=_
     @property
     def fsid(self) -> str:
         return f"cas-{self.store.store_id}"
-
-    # -- paths and lookups -------------------------------------------------------
-
-    def _parse(self, path: Any) -> CasPath:
-        if isinstance(path, bytes):
-            path = os.fsdecode(path)
-        return parse_path(self._strip_protocol(path))
-
-    def _version_of(self, cp: CasPath) -> Draft | ArtifactVersion:
-        """The draft or committed version a level-4+ path is in; PathNotFoundError if none."""
-        if isinstance(cp.spec, int):
-            draft = self._drafts.get((cp.name, cp.spec))
-            if draft is not None:
-                return draft
-        try:
-            return self.store.get_artifact_version(cp.name, cp.spec)
-        except ArtifactNotFoundError as e:
-            raise PathNotFoundError(f"no such path cas://{cp.path}: {e}", cp.path) from None
-
-    def _names_below(self, cp: CasPath) -> list[str]:
-        """Artifact names (live, or with a draft here) at or below a level 1-3 path."""
-        if cp.level == 3:
-            names = [n for n in self.store.list_artifacts(cp.path) if n == cp.path]
-            names += [n for n, _ in self._drafts if n == cp.path]
-        else:
-            prefix = f"{cp.path}/" if cp.path else ""
-            names = self.store.list_artifacts(prefix)
-            names += [n for n, _ in self._drafts if n.startswith(prefix)]
-        return names
-
-    def _info(self, cp: CasPath) -> dict[str, Any]:
-        if cp.level == 0:
-            return _dir_info("")
-        if cp.level < 4:
-            if self._names_below(cp) or (self.store.refresh() and self._names_below(cp)):
-                return _dir_info(cp.path)
-            raise PathNotFoundError(f"no such {cp.what}: cas://{cp.path}", cp.path)
-        return self._node_info(cp, self._version_of(cp))
-
-    def _node_info(self, cp: CasPath, v: Draft | ArtifactVersion) -> dict[str, Any]:
-        if isinstance(v, Draft):
-            extra = {"version": v.version, "committed": False}
-            staged = v.blob if not cp.inner else v.file(cp.inner)
-            if staged is not None:
-                return _file_info(cp.path, staged.digest, staged.size, staged.mtime, **extra)
-            if v.is_dir(cp.inner):
-                return _dir_info(cp.path, v.created, **extra)
-        else:
-            ts = v.created_at.timestamp()
-            extra = {"version": v.version, "committed": True}
-            if not cp.inner:
-                if v.kind == BLOB:
-                    return _file_info(cp.path, v.digest.hex, v.size, ts, **extra)
-                return _dir_info(cp.path, ts, digest=str(v.digest), **extra)
-            if v.kind == TREE:
-                entry = self.store.index.tree_entry(v.digest.hex, cp.inner)
-                if entry is not None:
-                    return _file_info(cp.path, entry[0], entry[1], ts, **extra)
-                if self.store.index.tree_has_dir(v.digest.hex, cp.inner):
-                    return _dir_info(cp.path, ts, **extra)
-        raise PathNotFoundError(f"no such file or directory: cas://{cp.path}", cp.path)
 
     # -- reading the namespace -----------------------------------------------------
 
@@ -247,7 +173,7 @@ class CasFileSystem(CopyRemoveMixin, WriteMixin, AbstractFileSystem, metaclass=_
             kids = sorted({n[len(prefix) :].split("/", 1)[0] for n in self._names_below(cp)})
             if not kids and cp.level > 0:
                 raise PathNotFoundError(f"no such {cp.what}: cas://{cp.path}", cp.path)
-            return [_dir_info(cp.join(k)) for k in kids]
+            return [dir_info(cp.join(k)) for k in kids]
         out: dict[int, dict[str, Any]] = {}
         try:
             versions = self.store.list_versions(cp.path)
@@ -268,9 +194,9 @@ class CasFileSystem(CopyRemoveMixin, WriteMixin, AbstractFileSystem, metaclass=_
         if isinstance(v, Draft):
             extra = {"version": v.version, "committed": False}
             return [
-                _file_info(cp.join(name), s.digest, s.size, s.mtime, **extra)
+                file_info(cp.join(name), s.digest, s.size, s.mtime, **extra)
                 if s is not None
-                else _dir_info(cp.join(name), v.created, **extra)
+                else dir_info(cp.join(name), v.created, **extra)
                 for name, s in v.children(cp.inner)
             ]
         ts = v.created_at.timestamp()
@@ -284,7 +210,7 @@ class CasFileSystem(CopyRemoveMixin, WriteMixin, AbstractFileSystem, metaclass=_
             else:
                 kids[head] = (digest, size)
         return [
-            _file_info(cp.join(name), kid[0], kid[1], ts, **extra) if kid else _dir_info(cp.join(name), ts, **extra)
+            file_info(cp.join(name), kid[0], kid[1], ts, **extra) if kid else dir_info(cp.join(name), ts, **extra)
             for name, kid in sorted(kids.items())
         ]
 
@@ -307,7 +233,7 @@ class CasFileSystem(CopyRemoveMixin, WriteMixin, AbstractFileSystem, metaclass=_
                 if maxdepth is not None and rel.count("/") + 1 > maxdepth:
                     continue
                 name = cp.join(rel)
-                yield _file_info(name, s.digest, s.size, s.mtime, **extra) if s else _dir_info(name, v.created, **extra)
+                yield file_info(name, s.digest, s.size, s.mtime, **extra) if s else dir_info(name, v.created, **extra)
             return
         if v.kind != TREE:
             return
@@ -322,9 +248,9 @@ class CasFileSystem(CopyRemoveMixin, WriteMixin, AbstractFileSystem, metaclass=_
                 d = "/".join(parts[:depth])
                 if d not in seen and (maxdepth is None or depth <= maxdepth):
                     seen.add(d)
-                    yield _dir_info(cp.join(d), ts, **extra)
+                    yield dir_info(cp.join(d), ts, **extra)
             if maxdepth is None or len(parts) <= maxdepth:
-                yield _file_info(cp.join(rel), digest, size, ts, **extra)
+                yield file_info(cp.join(rel), digest, size, ts, **extra)
 
     def find(self, path, maxdepth=None, withdirs=False, detail=False, **kwargs):
         if maxdepth is not None and maxdepth < 1:

@@ -23,17 +23,14 @@ from .errors import (
 )
 from .fs_drafts import Draft, Staged
 from .fs_paths import CasPath
+from .fs_write import WriteMixin
 from .version import BLOB, TREE
 
 __all__ = ["CopyRemoveMixin"]
 
 
-class CopyRemoveMixin:
+class CopyRemoveMixin(WriteMixin):
     """cp_file/copy/mv/rm/rmdir over drafts and committed versions."""
-
-    store: Any
-    _drafts: dict[tuple[str, int], Draft]
-    _intrans: bool
 
     def cp_file(self, path1, path2, **kwargs) -> None:
         src, dst = self._parse(path1), self._parse(path2)
@@ -167,8 +164,9 @@ class CopyRemoveMixin:
         key = (cp.name, self._version_number(cp))
         draft = self._drafts.get(key)
         if draft is None:
-            av = self._version_of(cp)
-            self.store.delete_version(av.name, av.version)  # recorded; bytes go only through gc
+            committed = self._version_of(cp)
+            assert not isinstance(committed, Draft)
+            self.store.delete_version(committed.name, committed.version)  # recorded; bytes go only through gc
         elif not cp.inner:
             del self._drafts[key]
         elif draft.file(cp.inner) is not None:

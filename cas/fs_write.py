@@ -11,7 +11,6 @@ number; committed versions never change.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
@@ -26,6 +25,7 @@ from .errors import (
     VersionDeletedError,
     VersionExistsError,
 )
+from .fs_base import CasFileSystemBase
 from .fs_drafts import Draft, Staged
 from .fs_paths import CasPath
 from .version import BLOB, ArtifactVersion
@@ -33,12 +33,8 @@ from .version import BLOB, ArtifactVersion
 __all__ = ["WriteMixin"]
 
 
-class WriteMixin:
+class WriteMixin(CasFileSystemBase):
     """Creating files and directories, staging them in drafts, committing drafts."""
-
-    store: Any
-    _drafts: dict[tuple[str, int], Draft]
-    _intrans: bool
 
     def _next_free(self, name: str) -> int:
         drafted = [n for d, n in self._drafts if d == name]
@@ -166,7 +162,8 @@ class WriteMixin:
                 self._check_new_version(cp)
                 if cp.inner and not create_parents:
                     raise PathNotFoundError(f"cas://{cp.version_path} does not exist", cp.path)
-                draft = self._drafts[(cp.name, cp.spec)] = Draft(cp.name, self._version_number(cp))
+                number = self._version_number(cp)
+                draft = self._drafts[(cp.name, number)] = Draft(cp.name, number)
                 if not cp.inner:
                     return
             elif not cp.inner:
@@ -207,7 +204,8 @@ class WriteMixin:
             return [self._drafts[k] for k in sorted(self._drafts)]
         cp = self._parse(path)
         if cp.level >= 4:
-            keys = [(cp.name, cp.spec)] if (cp.name, cp.spec) in self._drafts else []
+            key = (cp.name, cp.spec if isinstance(cp.spec, int) else 0)
+            keys = [key] if key in self._drafts else []
         else:
             prefix = f"{cp.path}/" if cp.path else ""
             keys = [k for k in sorted(self._drafts) if f"{k[0]}/".startswith(prefix)]

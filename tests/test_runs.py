@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -296,3 +298,31 @@ def test_cli_run_list_and_show(tmp_path):
     assert missing.exit_code == 1 and missing.output.strip() == "cas: error: no run nope"
     for args in (["run", "--help"], ["run", "list", "--help"], ["run", "show", "--help"]):
         assert runner.invoke(cli, args).exit_code == 0
+
+
+_WRITER = """
+import sys, cas
+url, index, worker = sys.argv[1], sys.argv[2], int(sys.argv[3])
+store = cas.open_store(url, index=index)
+for i in range(4):
+    store.save(f"w{worker}-{i}".encode(), f"race/s{worker}/out", run_id="race-run", step=f"s{worker}")
+store.end_step("race-run", f"s{worker}")
+store.close()
+"""
+
+
+def test_concurrent_writers_to_one_run_lose_no_event(tmp_path):
+    url = str(tmp_path / "store")
+    cas.open_store(url).close()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, url, str(tmp_path / f"idx{w}.sqlite"), str(w)])
+        for w in range(4)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
+    with cas.open_store(url, index=str(tmp_path / "reader.sqlite")) as store:
+        got = store.get_run("race-run")
+        assert sorted(s.step for s in got.steps) == ["s0", "s1", "s2", "s3"]
+        for s in got.steps:
+            assert s.status == "completed" and len(s.outputs) == 4
+        seqs = sorted(int(r.rsplit("/", 1)[1]) for r in _backend_refs(store, "runs/race-run"))
+        assert seqs == list(range(len(seqs)))  # every event claimed its own seq, no gaps

@@ -126,5 +126,7 @@ def test_cas_cli_sees_runs_versions_and_lineage(session):
         shown = json.loads(_run([cas_bin, "--store", store, "run", "show", run_id, "--json"], session["work"], env))
         assert shown["pipeline"] == "churn"
         assert [s["step"] for s in shown["steps"]] == ["train"]
+        # both MLflow runs ended; cas learnt it when the artifacts were listed
+        assert shown["status"] == "completed"
     graph = _run([cas_bin, "--store", store, "lineage", "churn/train/report"], session["work"], env)
     assert "produced by step train" in graph

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import shutil
 import threading
 from typing import Any
@@ -33,6 +34,8 @@ from .layout import RUN, MlflowLayout
 __all__ = ["CasArtifactRepository", "store_from_env"]
 
 _STORES: dict[str, tuple[Store, Folders]] = {}
+_ENDED = {"FINISHED": cas_runs.COMPLETED, "FAILED": cas_runs.FAILED, "KILLED": cas_runs.CANCELLED}
+_RUN_ID = re.compile(r"[0-9a-f]{32}\Z")
 _LOCK = threading.Lock()
 
 
@@ -78,9 +81,33 @@ class CasArtifactRepository(ArtifactRepository):
             return {"mlflow": {kind: ident}}, None
         store = self.space.folders.store
         pipeline, step, _ = key.name.split("/")
+        if not any(r.id == ident for r in cas_runs.list_runs(store, pipeline, cas_runs.RUNNING)):
+            self._end_finished_runs(pipeline)  # a new run starts: close the ones MLflow has ended
         cas_runs.ensure_run(store, ident, pipeline)
         step_run_id = cas_runs.ensure_step(store, ident, step)
         return {"mlflow": {"run_id": ident}}, {"run_id": ident, "step_run_id": step_run_id}
+
+    def _end_finished_runs(self, pipeline: str | None = None, only: str | None = None) -> None:
+        """End cas runs whose MLflow run has ended.  MLflow never tells an artifact
+        repository that a run ended, so this is checked when a run starts writing
+        and when a run's artifacts are listed."""
+        store = self.space.folders.store
+        try:
+            running = [r for r in cas_runs.list_runs(store, pipeline, cas_runs.RUNNING) if only in (None, r.id)]
+            if not running:
+                return
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=self.tracking_uri)
+            for r in running:
+                status = client.get_run(r.id).info.status
+                if status in _ENDED:
+                    for s in r.steps:
+                        if s.status == cas_runs.RUNNING:
+                            cas_runs.end_step(store, r.id, s.step, _ENDED[status])
+                    cas_runs.end_run(store, r.id, _ENDED[status])
+        except Exception:  # lineage bookkeeping never breaks artifact logging
+            return
 
     # -- writing -----------------------------------------------------------------
 
@@ -112,6 +139,8 @@ class CasArtifactRepository(ArtifactRepository):
     def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
         """Direct children of ``path``; [] for a file or a missing path (as MLflow's local repo)."""
         full = self._path(path)
+        if len(self.root) > 2 and _RUN_ID.match(self.root[2]):
+            self._end_finished_runs(only=self.root[2])
         try:
             infos = self.space.ls(full)
         except (FileNotFoundError, NotADirectoryError):

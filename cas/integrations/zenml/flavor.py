@@ -7,9 +7,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, field_validator
 from zenml.artifact_stores import BaseArtifactStoreConfig, BaseArtifactStoreFlavor
+from zenml.constants import REMOTE_FS_PREFIX
 from zenml.utils.secret_utils import SecretField
 
 from . import FLAVOR
+
+# ZenML decides "remote or local path" from a fixed list of prefixes; without
+# cas:// in it, its path sanitizer resolves cas:// URLs as local paths and
+# refuses them as outside the artifact store.  The list is shared by reference.
+if "cas://" not in REMOTE_FS_PREFIX:
+    REMOTE_FS_PREFIX.append("cas://")
 
 if TYPE_CHECKING:
     from .artifact_store import CasArtifactStore

@@ -1,0 +1,151 @@
+"""Docs stay honest (as sqlite-utils' tests/test_docs.py does).
+
+* every CLI command, subcommands included, has help text and a section in
+  docs/cli.md that mentions each of its options;
+* the tour in docs/cli.md runs, line by line, with the installed script;
+* every python block of docs/api.md runs, in order, and each
+  ``print(...)  # expected`` prints what the comment says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from cas.cli import cli
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+CLI_MD = DOCS / "cli.md"
+API_MD = DOCS / "api.md"
+
+
+def all_commands(group: click.Group = cli, prefix: str = "") -> list[tuple[str, click.Command]]:
+    found = []
+    for name, cmd in sorted(group.commands.items()):
+        path = f"{prefix}{name}"
+        found.append((path, cmd))
+        if isinstance(cmd, click.Group):
+            found.extend(all_commands(cmd, path + " "))
+    return found
+
+
+COMMANDS = all_commands()
+
+
+def cli_sections() -> dict[str, str]:
+    """``### `cas X``` heading -> the text of that section."""
+    text = CLI_MD.read_text()
+    parts = re.split(r"^### `cas ([a-z][a-z -]*)`\s*$", text, flags=re.M)
+    return {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def test_core_commands_exist():
+    names = {path for path, _ in COMMANDS}
+    core = {"init", "put", "get", "cat", "ls", "log", "show", "alias", "rm", "verify", "gc", "stats", "reindex"}
+    assert core <= names
+
+
+@pytest.mark.parametrize("path,command", COMMANDS, ids=[p for p, _ in COMMANDS])
+def test_every_command_has_help(path, command):
+    assert (command.help or "").strip(), f"cas {path} has no help text"
+    result = CliRunner().invoke(cli, [*path.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and path.split()[-1] in result.output
+
+
+@pytest.mark.parametrize("path,command", COMMANDS, ids=[p for p, _ in COMMANDS])
+def test_every_command_is_documented_with_its_options(path, command):
+    sections = cli_sections()
+    assert path in sections, f"docs/cli.md has no '### `cas {path}`' section"
+    section = sections[path]
+    for param in command.params:
+        if isinstance(param, click.Option):
+            flag = max(param.opts, key=len)  # the long form
+            assert flag in section, f"docs/cli.md: `cas {path}` does not mention {flag}"
+
+
+def test_every_documented_command_exists():
+    names = {path for path, _ in COMMANDS}
+    assert set(cli_sections()) <= names
+
+
+def test_global_options_are_documented():
+    text = CLI_MD.read_text()
+    for param in cli.params:
+        if isinstance(param, click.Option) and param.name not in ("help", "version"):
+            assert max(param.opts, key=len) in text
+    assert "CAS_STORE" in text
+
+
+def tour_commands() -> list[str]:
+    text = CLI_MD.read_text()
+    tour = text.split("## A tour", 1)[1]
+    block = re.search(r"```console\n(.*?)```", tour, re.S).group(1)
+    return [line[2:] for line in block.splitlines() if line.startswith("$ ")]
+
+
+def test_cli_tour_runs(tmp_path):
+    commands = tour_commands()
+    assert len(commands) > 10
+    bindir = os.path.dirname(sys.executable)  # the installed `cas` script lives next to python
+    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+    env.pop("CAS_STORE", None)
+    script = "set -euo pipefail\n" + "\n".join(f"echo '>>> {i}'\n{cmd}" for i, cmd in enumerate(commands))
+    proc = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "restored" / "weights.bin").read_bytes() == b"weights"
+    assert '"deleted": true' in proc.stdout  # the last command: log --all --json after reindex
+
+
+# -- docs/api.md ------------------------------------------------------------------------
+
+PRINT_CHECK = re.compile(r"^(\s*)print\((.*)\)\s+#\s+(.+)$")
+
+
+def _expect(expected: str, *values: object) -> None:
+    got = " ".join(str(v) for v in values)
+    if expected.endswith("..."):
+        assert got.startswith(expected[:-3].rstrip()), (got, expected)
+    else:
+        assert got == expected, (got, expected)
+
+
+def api_blocks() -> list[str]:
+    blocks = re.findall(r"```python\n(.*?)```", API_MD.read_text(), re.S)
+    out = []
+    for block in blocks:
+        lines = []
+        for line in block.splitlines():
+            m = PRINT_CHECK.match(line)
+            lines.append(f"{m.group(1)}__expect({m.group(3).strip()!r}, {m.group(2)})" if m else line)
+        out.append("\n".join(lines) + "\n")
+    return out
+
+
+def test_api_examples_run_and_print_what_they_say(tmp_path, monkeypatch):
+    blocks = api_blocks()
+    assert len(blocks) > 10
+    assert sum(b.count("__expect(") for b in blocks) >= 8, "the print checks were not found"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__expect": _expect, "__name__": "api_md"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        for i, block in enumerate(blocks):
+            exec(compile(block, f"docs/api.md block {i}", "exec"), namespace)
+    namespace["store"].close()
+
+
+def test_api_md_documents_the_store_methods():
+    text = API_MD.read_text()
+    for method in ("open_store", "save", "get_artifact_version", "list_versions", "list_artifacts", "set_alias",
+                   "delete_version", "verify", "gc", "stats", "reindex", "refresh", "read_bytes", "open", "download"):
+        assert f"{method}(" in text, method
