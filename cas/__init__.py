@@ -7,9 +7,13 @@ from .errors import (
     CasError,
     IntegrityError,
     InvalidNameError,
+    RunError,
+    UnsafeLoadError,
     VersionDeletedError,
     VersionNotFoundError,
 )
+from .lineage import LineageGraph
+from .runs import PipelineRun, StepRun
 from .store import GcReport, Store, StoreStats, VerifyReport, open_store
 from .version import ArtifactVersion
 
@@ -23,8 +27,13 @@ __all__ = [
     "GcReport",
     "IntegrityError",
     "InvalidNameError",
+    "LineageGraph",
+    "PipelineRun",
+    "RunError",
+    "StepRun",
     "Store",
     "StoreStats",
+    "UnsafeLoadError",
     "VerifyReport",
     "VersionDeletedError",
     "VersionNotFoundError",

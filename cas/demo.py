@@ -32,7 +32,8 @@ PIPELINE = "churn"
 MONTHS = ("2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06")
 ROWS_PER_MONTH = 250
 CORRECTED_MONTH = "2024-06"
-PARAMS = {"epochs": 80, "learning_rate": 0.5, "seed": 7}
+EPOCHS, LEARNING_RATE, SEED = 80, 0.5, 7
+PARAMS = {"epochs": EPOCHS, "learning_rate": LEARNING_RATE, "seed": SEED}
 
 
 @dataclass
@@ -155,7 +156,7 @@ def _pipeline(store: Store, raw_source: Path, scratch: Path, result: DemoResult,
             saved(features, before)
         with run.step("train", inputs=[features]) as step:
             table = features.download(scratch / f"train-input-{len(result.run_ids)}")
-            model = _train(table, PARAMS["epochs"], PARAMS["learning_rate"], PARAMS["seed"])
+            model = _train(table, EPOCHS, LEARNING_RATE, SEED)
             before = store.stats().stored_bytes
             model_v = step.save(model, "model", metadata={"train_accuracy": model["train_accuracy"]})
             saved(model_v, before)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .index import lineage as lq
 from .index import runs as rq
@@ -94,8 +94,7 @@ class RunNode:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):  # a tuple: graphs hold thousands, built in one go
     source: str
     target: str
     kind: str  # "input": version -> step; "output": step -> version
@@ -399,7 +398,7 @@ def openlineage_event(event: dict[str, Any]) -> Any:
     inputs = [InputDataset(namespace=d["namespace"], name=d["name"], facets=dataset_facets(d)) for d in event["inputs"]]
     outputs = []
     for d in event["outputs"]:
-        out_facets = {}
+        out_facets: dict[str, Any] = {}
         if "outputStatistics" in d.get("outputFacets", {}):
             st = d["outputFacets"]["outputStatistics"]
             out_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(

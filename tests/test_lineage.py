@@ -197,6 +197,25 @@ def test_a_consumed_version_unknown_to_this_index_is_a_node(store):
     assert store.get_run(run.id).step("s").unknown_inputs == ("elsewhere/ingest/raw@7",)
 
 
+def test_lineage_travels_with_sync(lstore, tmp_path):
+    run, v = _diamond(lstore)
+    lstore.delete_version("churn/stats/summary", 1)
+    expected = lstore.lineage(v["model"], "up").to_dict()
+    with cas.open_store(str(tmp_path / "mirror")) as mirror:
+        lstore.sync_to(mirror)
+        assert mirror.lineage("churn/train/model@1", "up").to_dict() == expected
+        assert mirror.get_run(run.id).to_dict() == lstore.get_run(run.id).to_dict()
+    with cas.open_store(str(tmp_path / "partial")) as partial:
+        lstore.sync_to(partial, ["churn/train/*"])  # the model and its run, not the upstream versions
+        g = partial.lineage("churn/train/model@1", "up")
+        _assert_no_dangling_edges(g)
+        assert g.versions["churn/train/model@1"].known
+        assert not g.versions["churn/features/table@1"].known  # consumed, recorded, but not copied
+        # the walk stops at versions this store does not hold: their producers are unknown here
+        assert sorted(g.versions) == ["churn/features/table@1", "churn/stats/summary@1", "churn/train/model@1"]
+        assert [s.step for s in partial.get_run(run.id).steps] == ["ingest", "clean", "stats", "features", "train"]
+
+
 def test_lineage_reads_only_the_index(local_store):
     _, v = _diamond(local_store)
     expected = local_store.lineage(v["model"], "up").to_dict()

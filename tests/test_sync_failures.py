@@ -52,11 +52,12 @@ class DroppingProxy:
         with self._lock:
             socks, self._socks = self._socks, set()
         for s in socks:
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
-                s.close()
-            except OSError:
-                pass
+            # shutdown, not just close: it wakes the pump thread blocked in recv() on it
+            for step in (lambda: s.shutdown(socket.SHUT_RDWR), s.close):
+                try:
+                    step()
+                except OSError:
+                    pass
 
     def _accept(self, server: socket.socket) -> None:
         while True:
@@ -119,7 +120,7 @@ def _sync_in_thread(src, dst):
         except BaseException as e:
             box["error"] = e
 
-    t = threading.Thread(target=run)
+    t = threading.Thread(target=run, daemon=True)
     t.start()
     return t, box
 

@@ -82,7 +82,7 @@ class LineageRows:
 def trace(conn: sqlite3.Connection, name: str, version: int, direction: str, depth: int | None) -> LineageRows:
     """Everything within ``depth`` steps of ``name@version``, walking ``direction``."""
     limited = depth is not None
-    bound = int(depth) if limited else 1  # unlimited: depth stays 0, so "0 < 1" always holds
+    bound = depth if depth is not None else 1  # unlimited: depth stays 0, so "0 < 1" always holds
     rows = conn.execute(_SQL[(direction, limited)], (name, version, bound)).fetchall()
     out = LineageRows()
     for row in rows:

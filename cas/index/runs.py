@@ -122,7 +122,8 @@ def get_run(conn: sqlite3.Connection, run_id: str) -> RunRow | None:
 def list_runs(
     conn: sqlite3.Connection, pipeline: str | None = None, status: str | None = None, limit: int | None = None
 ) -> list[RunRow]:
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if pipeline is not None:
         where.append("pipeline = ?")
         args.append(pipeline)

@@ -42,6 +42,7 @@ class Materializer:
     priority: ClassVar[int] = 50
     auto: ClassVar[bool] = True
     safe: ClassVar[bool] = True
+    passthrough: ClassVar[bool] = False  # True: ``save`` returns ``obj`` itself (core types only)
 
     def can_save(self, obj: Any) -> bool:
         """True if this materializer stores ``obj`` faithfully.  Must not import heavy modules."""

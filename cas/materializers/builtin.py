@@ -42,6 +42,7 @@ class BytesMaterializer(Materializer):
 
     name = "bytes"
     priority = 100
+    passthrough = True
 
     def can_save(self, obj: Any) -> bool:
         if isinstance(obj, (bytes, bytearray, memoryview)):
@@ -60,6 +61,7 @@ class TextMaterializer(Materializer):
 
     name = "str"
     priority = 100
+    passthrough = True
 
     def can_save(self, obj: Any) -> bool:
         return isinstance(obj, str)
@@ -80,6 +82,7 @@ class PathMaterializer(Materializer):
 
     name = "path"
     priority = 100
+    passthrough = True
 
     def can_save(self, obj: Any) -> bool:
         return isinstance(obj, os.PathLike)

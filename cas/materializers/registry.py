@@ -156,6 +156,9 @@ def select(obj: Any, name: str | None = None) -> Materializer:
 @contextlib.contextmanager
 def materialize(materializer: Materializer, obj: Any) -> Iterator[Payload]:
     """The content to store for ``obj``; scratch files live until the block ends."""
+    if materializer.passthrough:  # bytes, str, paths, files: stored as given, no scratch needed
+        yield obj
+        return
     scratch = Path(tempfile.mkdtemp(prefix="cas-mat-"))
     try:
         yield materializer.save(obj, scratch)
