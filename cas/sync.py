@@ -308,34 +308,68 @@ def _as_done(futures):
             yield f
 
 
-def _publish_refs(dst: "Store", refs: Iterable[tuple[str, str]]) -> tuple[int, int, list[str]]:
-    """Claim each ref in ``dst`` (create-only) and journal it there, in order."""
+def _group_of(ref: str) -> str:
+    """Refs of one artifact name (or one run) are claimed in order, one after another."""
+    name = _name_of(ref)
+    if name is not None:
+        return name
+    parts = ref.split("/")
+    return "/".join(parts[:3]) if len(parts) > 3 else ref
+
+
+def _claim_group(src: "Store", dst: "Store", refs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """Claim one group's refs in order; (ref, digest, outcome) with outcome
+    "claimed", "ours" (claimed by an interrupted earlier run) or "conflict"."""
+    out: list[tuple[str, str, str]] = []
+    for i, (ref, digest) in enumerate(refs):
+        if dst.records.claim(ref, digest):
+            out.append((ref, digest, "claimed"))
+        elif dst.records.read_ref(ref) == digest:
+            out.append((ref, digest, "ours"))
+        else:
+            # A history that differs at the destination: nothing more of it is claimed.
+            out.append((ref, digest, "conflict"))
+            out.extend((r, d, "conflict") for r, d in refs[i + 1 :])
+            break
+    return out
+
+
+def _publish_refs(src: "Store", dst: "Store", refs: list[tuple[str, str]], jobs: int) -> tuple[int, int, list[str]]:
+    """Claim refs in ``dst`` (create-only), then journal and index them in publish order.
+
+    Claims run in parallel across artifact names and runs, in order within one;
+    journal entries are appended one by one, because readers stop at the first
+    missing entry.  A ref claimed but not journaled (killed in between) is
+    recognised as ours by the next run and journaled then.
+    """
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for ref, digest in refs:
+        groups.setdefault(_group_of(ref), []).append((ref, digest))
+    outcome: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        for claimed in pool.map(lambda g: _claim_group(src, dst, g), groups.values()):
+            outcome.update((ref, result) for ref, _, result in claimed)
     sent = skipped = 0
-    conflicts: list[str] = []
-    for ref, record_digest in refs:
-        name = _name_of(ref) or ref
-        if name in conflicts:
+    conflicts: set[str] = set()
+    for ref, digest in refs:  # already in publish order
+        result = outcome[ref]
+        if result == "conflict":
+            conflicts.add(_name_of(ref) or ref)
             continue
-        record = dst.records.get_record(record_digest)  # verified read: the record is there
-        if dst.records.claim(ref, record_digest):
-            dst._commit(ref, record_digest, record)
+        if result == "claimed" or not dst.index.has_record(ref):
+            dst._commit(ref, digest, src.records.get_record(digest))
+        if result == "claimed":
             sent += 1
-            continue
-        if dst.records.read_ref(ref) != record_digest:
-            conflicts.append(name)
-            continue
-        # Our own claim from an interrupted run: make sure it is journaled and indexed.
-        if not dst.index.has_record(ref):
-            dst._commit(ref, record_digest, record)
-        skipped += 1
-    return sent, skipped, conflicts
+        else:
+            skipped += 1
+    return sent, skipped, sorted(conflicts)
 
 
 def transfer(src: "Store", dst: "Store", plan: SyncPlan, *, jobs: int = DEFAULT_JOBS, progress: Progress | None = None) -> SyncResult:
     """Send what ``plan`` says is missing: blobs, then refs (invariant 4)."""
     sent, sent_bytes = _send_blobs(src, dst, plan.blobs, jobs, progress)
     already = len(plan.blobs) - sent
-    refs_sent, refs_skipped, late_conflicts = _publish_refs(dst, plan.refs)
+    refs_sent, refs_skipped, late_conflicts = _publish_refs(src, dst, list(plan.refs), jobs)
     return SyncResult(
         blobs_sent=sent,
         bytes_sent=sent_bytes,

@@ -69,6 +69,17 @@ def seeded(store, tmp_path):
     assert answers(store) == before, "bad input changed what the store answers"
 
 
+# Validation happens before any backend call, so the exhaustive lists run on the
+# in-process backends; ``TestEveryBackend`` and ``TestCorruption`` run a
+# representative set on every backend of the conformance parametrization.
+@pytest.fixture(params=["memory", "local"])
+def local_backend_name(request) -> str:
+    return request.param
+
+
+validation_only = pytest.mark.usefixtures("local_backend_name")
+
+
 def refused(error: type[BaseException], fn, *args, **kwargs) -> BaseException:
     with pytest.raises(error) as info:
         fn(*args, **kwargs)
