@@ -72,12 +72,10 @@ def seeded(store, tmp_path):
 # Validation happens before any backend call, so the exhaustive lists run on the
 # in-process backends; ``TestEveryBackend`` and ``TestCorruption`` run a
 # representative set on every backend of the conformance parametrization.
-@pytest.fixture(params=["memory", "local"])
-def local_backend_name(request) -> str:
-    return request.param
-
-
-validation_only = pytest.mark.usefixtures("local_backend_name")
+class ValidationOnly:
+    @pytest.fixture(params=["memory", "local"])
+    def backend_name(self, request) -> str:
+        return request.param
 
 
 def refused(error: type[BaseException], fn, *args, **kwargs) -> BaseException:
@@ -90,7 +88,7 @@ def refused(error: type[BaseException], fn, *args, **kwargs) -> BaseException:
     return err
 
 
-class TestNames:
+class TestNames(ValidationOnly):
     @pytest.mark.parametrize("name", BAD_NAMES)
     def test_save(self, seeded, name):
         refused(errors.InvalidNameError, seeded.save, b"new content", name)
@@ -119,7 +117,7 @@ class TestNames:
         refused(errors.InvalidNameError, seeded.get_artifact_version, name)
 
 
-class TestVersions:
+class TestVersions(ValidationOnly):
     @pytest.mark.parametrize("version", BAD_VERSIONS)
     def test_malformed(self, seeded, version):
         refused(errors.InvalidNameError, seeded.get_artifact_version, "p/s/a", version)
@@ -147,7 +145,7 @@ class TestVersions:
         refused(errors.ArtifactNotFoundError, seeded.delete_version, "p/s/nope", 1)
 
 
-class TestAliases:
+class TestAliases(ValidationOnly):
     @pytest.mark.parametrize("alias", BAD_ALIASES)
     def test_set_alias(self, seeded, alias):
         refused(errors.InvalidNameError, seeded.set_alias, "p/s/a", 1, alias)
@@ -157,7 +155,7 @@ class TestAliases:
         refused(errors.InvalidNameError, seeded.save, b"brand new content", "p/s/a", aliases=["fine", alias])
 
 
-class TestContent:
+class TestContent(ValidationOnly):
     @pytest.mark.parametrize(
         "metadata",
         [[("k", "v")], "k=v", {"k": object()}, {"k": float("nan")}, {"k": float("inf")}, {"k": b"bytes"}, {"k": {1, 2}},
@@ -222,6 +220,28 @@ class TestContent:
 
     def test_negative_gc_grace(self, seeded):
         refused(errors.InvalidNameError, seeded.gc, grace=-5)
+
+
+class TestEveryBackend:
+    """A representative case of each kind, on every backend."""
+
+    def test_names_versions_aliases_metadata_data(self, seeded, tmp_path):
+        for name in ("../s/a", "p/s/a\x00", "/p/s/a", "p\\s\\a", "p/s/" + "x" * 129):
+            refused(errors.InvalidNameError, seeded.save, b"new content", name)
+        for version in (0, "1.5", "a/b", "x\x00"):
+            refused(errors.InvalidNameError, seeded.get_artifact_version, "p/s/a", version)
+        refused(errors.VersionNotFoundError, seeded.get_artifact_version, "p/s/a", 3)
+        refused(errors.ArtifactNotFoundError, seeded.get_artifact_version, "p/s/nope")
+        refused(errors.InvalidNameError, seeded.set_alias, "p/s/a", 1, "latest")
+        refused(errors.InvalidNameError, seeded.save, b"new content", "p/s/a", aliases=["ok", "../x"])
+        refused(errors.InvalidNameError, seeded.save, b"new content", "p/s/a", metadata={"k": 2**64})
+        refused(errors.UnsupportedDataError, seeded.save, object(), "p/s/a")
+        d = tmp_path / "with-link"
+        d.mkdir()
+        for i in range(10):
+            (d / f"f{i}").write_bytes(f"new file {i}".encode())
+        (d / "zz-link").symlink_to("/etc/hostname")
+        refused(errors.InvalidNameError, seeded.save, d, "p/s/new")
 
 
 class TestCorruption:

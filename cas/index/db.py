@@ -9,13 +9,15 @@ at commit time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sqlite3
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 from ..errors import BackendError
 from .schema import MIGRATIONS
@@ -56,7 +58,6 @@ class Index:
         except sqlite3.Error as e:
             raise BackendError(f"cannot open index {path}: {e}", path) from None
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             with contextlib.suppress(sqlite3.OperationalError):
@@ -71,6 +72,16 @@ class Index:
             raise BackendError(
                 f"index {path} is unreadable ({e}); delete it and the next open rebuilds it from the backend", path
             ) from None
+
+    @functools.cached_property
+    def db(self) -> "sqlite_utils.Database":
+        """sqlite-utils over the same connection, for schema work (reindex, tools).
+
+        Imported on first use: sqlite-utils imports pandas and numpy when they are
+        installed, which would add a second to every ``cas`` command."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         self.conn.close()
