@@ -192,7 +192,18 @@ class LocalBackend(Backend):
     def _ensure_dir(self, absdir: str) -> None:
         if absdir not in self._dirs_made:
             os.makedirs(absdir, exist_ok=True)
+            self._refuse_symlinked_dirs(absdir)
             self._dirs_made.add(absdir)
+
+    def _refuse_symlinked_dirs(self, absdir: str) -> None:
+        """A directory symlink planted below the root would send writes outside the
+        store (O_NOFOLLOW guards only the last component).  Checked once per directory."""
+        path = self.root
+        for part in os.path.relpath(absdir, self.root).split(os.sep):
+            path = os.path.join(path, part)
+            if os.path.islink(path):
+                rel = os.path.relpath(path, self.root).replace(os.sep, "/")
+                raise BackendError(f"refusing to follow a symlink inside the store: {rel}", rel)
 
     def local_tempfile(self) -> tuple[int, str]:
         tmpdir = self.abspath(TMP_DIR)
@@ -226,11 +237,8 @@ class LocalBackend(Backend):
         """Batches only hold content-addressed paths (blobs): a name that
         already exists holds these very bytes, so one rename replaces link+unlink."""
         final = self.abspath(rel)
-        try:
-            os.rename(tmp, final)
-        except FileNotFoundError:
-            self._ensure_dir(os.path.dirname(final))
-            os.rename(tmp, final)
+        self._ensure_dir(os.path.dirname(final))  # a set lookup once the directory is known
+        os.rename(tmp, final)
 
     def _finish(self, tmp: str, rel: str, fd: int | None = None) -> bool:
         if self._batch is not None:

@@ -34,8 +34,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
-from typing import Any, BinaryIO, Iterable, Iterator
+from typing import Any, BinaryIO
 
 from .backend import Entry, FsspecBackend
 from .errors import BackendError, CasError

@@ -41,11 +41,11 @@ from .records import (
     REFS,
     RecordStore,
     alias_ref,
-    encode as encode_record,
     deletion_ref,
     now_iso,
     version_ref,
 )
+from .records import encode as encode_record
 from .tree import check_tree_path, decode_manifest, encode_manifest, walk_files
 from .version import BLOB, TREE, ArtifactVersion
 

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import fnmatch
 import os
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING
 
 from .blobs import BLOB_PREFIX, blob_path, digest_from_path
 from .digest import CHUNK, Hasher, hash_bytes
@@ -130,7 +131,7 @@ def _matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
     return match
 
 
-def _selected_refs(src: "Store", match: Callable[[str], bool] | None) -> list[tuple[str, str]]:
+def _selected_refs(src: Store, match: Callable[[str], bool] | None) -> list[tuple[str, str]]:
     refs = list(src.index.iter_records())
     if match is None:
         return refs
@@ -146,7 +147,7 @@ def _selected_refs(src: "Store", match: Callable[[str], bool] | None) -> list[tu
     return [(r, d) for r, d in refs if _name_of(r) in names or (run_prefixes and r.startswith(run_prefixes))]
 
 
-def _needed_blobs(src: "Store", refs: list[tuple[str, str]]) -> dict[str, int | None]:
+def _needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | None]:
     """Every blob the selected refs need: records, content of live versions, tree manifests."""
     needed: dict[str, int | None] = {}
     for _, record_digest in refs:
@@ -173,7 +174,7 @@ def _needed_blobs(src: "Store", refs: list[tuple[str, str]]) -> dict[str, int | 
     return needed
 
 
-def _present_by_backend(dst: "Store", unknown: set[str], jobs: int) -> tuple[set[str], str]:
+def _present_by_backend(dst: Store, unknown: set[str], jobs: int) -> tuple[set[str], str]:
     """Which of ``unknown`` the destination backend holds, by exists or by listing."""
     if not unknown:
         return set(), "index"
@@ -189,25 +190,25 @@ def _present_by_backend(dst: "Store", unknown: set[str], jobs: int) -> tuple[set
         known = unknown & shard
         rest = sorted(unknown - known)
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            found = [d for d, ok in zip(rest, pool.map(dst.blobs.exists, rest)) if ok]
+            found = [d for d, ok in zip(rest, pool.map(dst.blobs.exists, rest), strict=True) if ok]
         return known | set(found), "exists"
     listed = {digest for digest, *_ in dst.blobs.iter_digests() if digest is not None}
     return unknown & listed, "list"
 
 
-def _fill_sizes(src: "Store", blobs: dict[str, int | None], jobs: int) -> None:
+def _fill_sizes(src: Store, blobs: dict[str, int | None], jobs: int) -> None:
     """Sizes the index does not hold (record blobs), so reports count exact bytes."""
     unknown = [d for d, s in blobs.items() if s is None]
     if not unknown:
         return
     if src.backend.is_local:
-        blobs.update(zip(unknown, map(src.blobs.size, unknown)))
+        blobs.update(zip(unknown, map(src.blobs.size, unknown), strict=True))
         return
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        blobs.update(zip(unknown, pool.map(src.blobs.size, unknown)))
+        blobs.update(zip(unknown, pool.map(src.blobs.size, unknown), strict=True))
 
 
-def status(src: "Store", dst: "Store", names: Iterable[str] = (), *, jobs: int = DEFAULT_JOBS) -> SyncPlan:
+def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEFAULT_JOBS) -> SyncPlan:
     """What ``dst`` lacks of ``src`` (restricted to artifact ``names`` patterns, if given)."""
     match = _matcher(names)
     src.refresh()
@@ -241,7 +242,7 @@ def status(src: "Store", dst: "Store", names: Iterable[str] = (), *, jobs: int =
 # -- sending -------------------------------------------------------------------------
 
 
-def _copy_blob(src: "Store", dst: "Store", digest: str, size: int | None) -> int:
+def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
     """Copy one blob, hashing while copying; returns bytes written (0 if it was there)."""
     rel = blob_path(digest)
     if size is None or size <= _IN_MEMORY:
@@ -274,7 +275,7 @@ def _copy_blob(src: "Store", dst: "Store", digest: str, size: int | None) -> int
             os.unlink(tmp)
 
 
-def _send_blobs(src: "Store", dst: "Store", blobs: dict[str, int | None], jobs: int, progress: Progress | None) -> tuple[int, int]:
+def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int, progress: Progress | None) -> tuple[int, int]:
     sent = sent_bytes = 0
     # Largest first keeps the pool busy to the end; small ones fill the gaps.
     order = sorted(blobs.items(), key=lambda kv: -(kv[1] or 0))
@@ -304,8 +305,7 @@ def _as_done(futures):
     pending = set(futures)
     while pending:
         done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-        for f in done:
-            yield f
+        yield from done
 
 
 def _group_of(ref: str) -> str:
@@ -317,7 +317,7 @@ def _group_of(ref: str) -> str:
     return "/".join(parts[:3]) if len(parts) > 3 else ref
 
 
-def _claim_group(src: "Store", dst: "Store", refs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+def _claim_group(src: Store, dst: Store, refs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
     """Claim one group's refs in order; (ref, digest, outcome) with outcome
     "claimed", "ours" (claimed by an interrupted earlier run) or "conflict"."""
     out: list[tuple[str, str, str]] = []
@@ -334,7 +334,7 @@ def _claim_group(src: "Store", dst: "Store", refs: list[tuple[str, str]]) -> lis
     return out
 
 
-def _publish_refs(src: "Store", dst: "Store", refs: list[tuple[str, str]], jobs: int) -> tuple[int, int, list[str]]:
+def _publish_refs(src: Store, dst: Store, refs: list[tuple[str, str]], jobs: int) -> tuple[int, int, list[str]]:
     """Claim refs in ``dst`` (create-only), then journal and index them in publish order.
 
     Claims run in parallel across artifact names and runs, in order within one;
@@ -365,7 +365,7 @@ def _publish_refs(src: "Store", dst: "Store", refs: list[tuple[str, str]], jobs:
     return sent, skipped, sorted(conflicts)
 
 
-def transfer(src: "Store", dst: "Store", plan: SyncPlan, *, jobs: int = DEFAULT_JOBS, progress: Progress | None = None) -> SyncResult:
+def transfer(src: Store, dst: Store, plan: SyncPlan, *, jobs: int = DEFAULT_JOBS, progress: Progress | None = None) -> SyncResult:
     """Send what ``plan`` says is missing: blobs, then refs (invariant 4)."""
     sent, sent_bytes = _send_blobs(src, dst, plan.blobs, jobs, progress)
     already = len(plan.blobs) - sent
@@ -383,8 +383,8 @@ def transfer(src: "Store", dst: "Store", plan: SyncPlan, *, jobs: int = DEFAULT_
 
 
 def sync(
-    src: "Store",
-    dst: "Store",
+    src: Store,
+    dst: Store,
     names: Iterable[str] = (),
     *,
     jobs: int = DEFAULT_JOBS,

@@ -59,7 +59,7 @@ class ServerProcess:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "ServerProcess":
+    def start(self) -> ServerProcess:
         if not self.port:
             self.port = free_port()
         if not self.log_path:
@@ -279,3 +279,19 @@ def azure_root() -> str:
 
 
 CLOUD_BACKENDS = ["s3", "gcs", "azure"]
+
+
+@pytest.fixture
+def make_location(request, tmp_path):
+    """make_location(kind) -> (url, storage options) of a fresh, empty store on any backend."""
+
+    def make(kind: str) -> tuple[str, dict]:
+        if kind == "memory":
+            return f"memory://cas-sync-{uuid.uuid4().hex}", {}
+        if kind == "local":
+            return str(tmp_path / f"store-{uuid.uuid4().hex[:8]}"), {}
+        return request.getfixturevalue(f"{kind}_root"), request.getfixturevalue(f"{kind}_options")
+
+    return make
+
+

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
-import uuid
 from typing import Any
-
-import pytest
 
 import cas
 from cas.backend import Backend, open_backend
@@ -105,23 +102,6 @@ class CountingBackend(Backend):
 def counting_store(url: str, index: str | None = None, **options) -> tuple[Store, CountingBackend]:
     backend = CountingBackend(open_backend(url, **options))
     return Store(backend, index=index), backend
-
-
-SYNC_BACKENDS = ["memory", "local"] + [pytest.param(b, marks=getattr(pytest.mark, b)) for b in ("s3", "gcs", "azure")]
-
-
-@pytest.fixture
-def make_location(request, tmp_path):
-    """make_location(kind) -> (url, storage options) of a fresh, empty store location."""
-
-    def make(kind: str) -> tuple[str, dict]:
-        if kind == "memory":
-            return f"memory://cas-sync-{uuid.uuid4().hex}", {}
-        if kind == "local":
-            return str(tmp_path / f"store-{uuid.uuid4().hex[:8]}"), {}
-        return request.getfixturevalue(f"{kind}_root"), request.getfixturevalue(f"{kind}_options")
-
-    return make
 
 
 def store_state(store: cas.Store) -> dict:

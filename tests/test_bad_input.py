@@ -14,13 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from store_helpers import answers, backend_snapshot, replace_blob
 
 import cas
 from cas import errors
 from cas.blobs import blob_path
 from cas.records import FORMAT_FILE
-
-from store_helpers import answers, backend_snapshot, replace_blob
 
 BAD_NAMES = [
     "",

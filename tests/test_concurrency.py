@@ -16,10 +16,9 @@ import textwrap
 import time
 
 import pytest
+from store_helpers import answers
 
 import cas
-
-from store_helpers import answers
 
 WRITERS = 8
 SAVES_EACH = 6

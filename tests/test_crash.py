@@ -29,11 +29,10 @@ import textwrap
 import time
 
 import pytest
+from store_helpers import all_names, answers
 
 import cas
 from cas.records import JOURNAL
-
-from store_helpers import all_names, answers
 
 CHILD = textwrap.dedent(
     """
@@ -127,7 +126,7 @@ def check_consistent(store_dir, tmp_path, label: str) -> int:
         for name in all_names(store):
             for v in store.list_versions(name):
                 if v.kind == "tree":
-                    for path, digest, size in v.files():
+                    for path, _, size in v.files():
                         assert len(v.read_bytes(path)) == size, (label, v.ref, path)
                 else:
                     assert len(v.read_bytes()) == v.size, (label, v.ref)

@@ -149,3 +149,9 @@ def test_api_md_documents_the_store_methods():
     for method in ("open_store", "save", "get_artifact_version", "list_versions", "list_artifacts", "set_alias",
                    "delete_version", "verify", "gc", "stats", "reindex", "refresh", "read_bytes", "open", "download"):
         assert f"{method}(" in text, method
+
+
+@pytest.mark.parametrize("page", [CLI_MD, API_MD], ids=lambda p: p.name)
+def test_relative_links_resolve(page):
+    for target in re.findall(r"\]\(([^)#:]+\.md)(?:#[^)]*)?\)", page.read_text()):
+        assert (page.parent / target).exists(), f"{page.name} links to missing {target}"

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import pytest
-from sync_helpers import counting_store, make_location, store_state  # noqa: F401
+from sync_helpers import counting_store, store_state
 
 import cas
 from cas.records import run_ref

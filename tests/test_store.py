@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from store_helpers import answers, backend_snapshot, blob_files, remove_blob, replace_blob
 
 import cas
 from cas.blobs import blob_path
@@ -37,8 +38,6 @@ from cas.errors import (
     VersionNotFoundError,
 )
 from cas.records import FORMAT_FILE, FORMAT_VERSION, decode, version_ref
-
-from store_helpers import answers, backend_snapshot, blob_files, remove_blob, replace_blob
 
 MiB = 1 << 20
 
@@ -724,6 +723,25 @@ class TestLocalDisk:
         local_store.gc(grace=0)
         assert target.read_bytes() == b"real content"  # never followed, never deleted
 
+    @pytest.mark.parametrize("size", [10, 2 * MiB])  # bytes, and a file copied inside a batch
+    def test_planted_directory_symlink_is_never_written_through(self, tmp_path, size):
+        root = tmp_path / "store"
+        cas.open_store(str(root)).close()
+        data = bytes(size)
+        hexd = hash_bytes(data)
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (root / "blobs").mkdir(exist_ok=True)
+        (root / "blobs" / hexd[:2]).symlink_to(outside)
+        src = tmp_path / "src.bin"
+        src.write_bytes(data)
+        with cas.open_store(str(root)) as store:  # a fresh process would see the same
+            with pytest.raises(BackendError, match="symlink"):
+                store.save(src, "p/s/a")
+            assert list(outside.iterdir()) == []
+            assert store.verify().foreign == [f"blobs/{hexd[:2]}"]
+            assert store.list_artifacts() == []
+
     def test_planted_symlink_ref_is_refused(self, local_store, tmp_path):
         local_store.save(b"x", "p/s/a")
         ref = Path(local_store.backend.abspath("refs/versions/p/s/a/1"))
@@ -763,6 +781,23 @@ class TestLocalDisk:
         again = cas.open_store(local_store.backend.root)
         assert again.index.migrations() == idx.migrations()
         again.close()
+
+    def test_an_old_index_is_migrated_and_refilled(self, local_store, tmp_path):
+        import sqlite3
+
+        from cas.index.schema import MIGRATIONS
+
+        local_store.save(b"x", "p/s/a")
+        old = tmp_path / "old.sqlite"
+        conn = sqlite3.connect(old)
+        conn.executescript(MIGRATIONS[0][1])
+        conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        conn.execute("INSERT INTO migrations VALUES (?, datetime('now'))", (MIGRATIONS[0][0],))
+        conn.commit()
+        conn.close()
+        with cas.open_store(local_store.backend.root, index=str(old)) as s:
+            assert s.index.migrations() == sorted(name for name, _ in MIGRATIONS)
+            assert s.get_artifact_version("p/s/a").read_bytes() == b"x"
 
 
 MEMORY_CHILD = textwrap.dedent(

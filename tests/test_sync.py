@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from sync_helpers import SYNC_BACKENDS, CountingBackend, counting_store, make_location, store_state  # noqa: F401
+from sync_helpers import CountingBackend, counting_store, store_state
 
 import cas
 from cas.blobs import blob_path
