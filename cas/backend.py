@@ -33,8 +33,9 @@ import tempfile
 import threading
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .errors import BackendError
 
@@ -107,8 +108,8 @@ class Backend(ABC):
         their create-only answer is decided by the existence check alone."""
         yield
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release connections; the default backend holds none."""
 
 
 # -- local disk -----------------------------------------------------------------

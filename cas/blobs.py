@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .backend import Backend
 from .digest import CHUNK, Hasher, hash_bytes, hash_file, is_hex_digest
@@ -130,7 +131,7 @@ class BlobStore:
             raise IntegrityError(hexdigest, actual, blob_path(hexdigest))
         return data
 
-    def open(self, hexdigest: str) -> "VerifyingReader":
+    def open(self, hexdigest: str) -> VerifyingReader:
         try:
             raw = self.backend.open_read(blob_path(hexdigest))
         except FileNotFoundError:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 import blake3
 
@@ -41,7 +42,7 @@ class Digest:
             raise InvalidNameError(f"not a BLAKE3 digest: {self.hex!r}")
 
     @classmethod
-    def parse(cls, text: str) -> "Digest":
+    def parse(cls, text: str) -> Digest:
         """Accept ``blake3:<hex>`` or bare hex."""
         if isinstance(text, Digest):
             return text

@@ -69,7 +69,7 @@ def parse_name(name: str | ArtifactName) -> ArtifactName:
         raise InvalidNameError(
             f"invalid artifact name {_show(name)}: expected <pipeline>/<step>/<artifact>"
         )
-    for what, part in zip(("pipeline", "step", "artifact"), parts):
+    for what, part in zip(("pipeline", "step", "artifact"), parts, strict=True):
         check_segment(part, what)
     return ArtifactName(*parts)
 

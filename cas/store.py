@@ -8,14 +8,13 @@ any point leaves, at worst, unreferenced blobs for ``gc``.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+from typing import Any
 
 from . import lineage as _lineage
 from . import materializers as _materializers
@@ -94,7 +93,7 @@ class StoreStats:
 
 # Record appliers: record type -> fn(store, conn, record, record_digest).  Other
 # modules (lineage) add their own types here.
-APPLIERS: dict[str, Callable[["Store", Any, dict[str, Any], str], None]] = {}
+APPLIERS: dict[str, Callable[[Store, Any, dict[str, Any], str], None]] = {}
 
 
 def applier(kind: str):
@@ -122,7 +121,7 @@ def default_index_path(backend: Backend) -> str:
     return os.path.join(base, f"{key}.sqlite")
 
 
-def open_store(url: str | os.PathLike | None = None, *, index: str | None = None, create: bool = True, **storage_options) -> "Store":
+def open_store(url: str | os.PathLike | None = None, *, index: str | None = None, create: bool = True, **storage_options) -> Store:
     """Open (and by default create) the store at ``url``.
 
     ``url`` defaults to ``$CAS_STORE``, else ``./.cas``.  Any fsspec URL works;
@@ -163,7 +162,7 @@ class Store:
         self.index.close()
         self.backend.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -646,7 +645,7 @@ class Store:
 
     def sync_to(
         self,
-        other: "Store",
+        other: Store,
         names: Iterable[str] = (),
         *,
         jobs: int | None = None,
@@ -707,7 +706,7 @@ class Store:
         keep = set(self.index.needed_blobs())
         cutoff = time.time() - grace
         removed = removed_bytes = kept = 0
-        for digest, path, size, mtime in list(self.blobs.iter_digests()):
+        for digest, _path, size, mtime in list(self.blobs.iter_digests()):
             if digest is None or digest in keep or (mtime is not None and mtime > cutoff):
                 kept += 1
                 continue

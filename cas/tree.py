@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat as statmod
-from typing import Iterator
+from collections.abc import Iterator
 
 import msgpack
 

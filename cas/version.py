@@ -42,11 +42,11 @@ class ArtifactVersion:
     run_id: str | None = None
     step_run_id: str | None = None
     deleted: bool = False
-    store: "Store" = field(default=None, repr=False, compare=False, hash=False)  # type: ignore[assignment]
+    store: Store = field(default=None, repr=False, compare=False, hash=False)  # type: ignore[assignment]
     id: int = field(default=0, repr=False, compare=False)
 
     @classmethod
-    def from_row(cls, store: "Store", row: "VersionRow") -> "ArtifactVersion":
+    def from_row(cls, store: Store, row: VersionRow) -> ArtifactVersion:
         return cls(
             name=row.name,
             version=row.version,
@@ -159,7 +159,7 @@ def _runs():
     return runs
 
 
-def _copy_verified(store: "Store", hexdigest: str, dest: Path) -> None:
+def _copy_verified(store: Store, hexdigest: str, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.cas-{uuid.uuid4().hex[:8]}")
     try:

@@ -13,8 +13,9 @@ import functools
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -74,7 +75,7 @@ class Index:
             ) from None
 
     @functools.cached_property
-    def db(self) -> "sqlite_utils.Database":
+    def db(self) -> sqlite_utils.Database:
         """sqlite-utils over the same connection, for schema work (reindex, tools).
 
         Imported on first use: sqlite-utils imports pandas and numpy when they are
