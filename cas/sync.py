@@ -33,16 +33,13 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from .blobs import BLOB_PREFIX, blob_path, digest_from_path
 from .digest import CHUNK, Hasher, hash_bytes
 from .errors import IntegrityError, InvalidNameError
 from .records import REFS
+from .store import Store, _ref_order  # _ref_order: the order reindex applies refs in
 from .version import TREE
-
-if TYPE_CHECKING:
-    from .store import Store
 
 __all__ = ["SyncPlan", "SyncResult", "status", "transfer", "sync", "DEFAULT_JOBS"]
 
@@ -226,8 +223,6 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
     missing = {d: needed[d] for d in unknown - present}
     _fill_sizes(src, missing, jobs)
     skipped = [d for d in needed if d not in missing]
-    from .store import _ref_order  # the same order reindex applies refs in
-
     return SyncPlan(
         refs=tuple(sorted(missing_refs, key=_ref_order)),
         blobs=missing,

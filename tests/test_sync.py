@@ -12,6 +12,7 @@ from cas.blobs import blob_path
 from cas.errors import IntegrityError, InvalidNameError
 from cas.records import run_ref
 from cas.store import Store
+from cas.sync import status as sync_status
 
 PAIRS = [
     ("local", "memory"),
@@ -210,7 +211,7 @@ def test_status_lists_when_many_blobs_are_unknown(tmp_path):
             src.save(f"content {i}".encode(), f"p/s/a{i:03d}")
         dst, counter = counting_store(f"memory://sync-cold-{os.getpid()}")
         counter.reset()
-        plan = cas.sync.status(src, dst)
+        plan = sync_status(src, dst)
         assert plan.method == "list"
         assert counter.calls["exists"] == 0
         assert len(plan.blobs) == 100  # 50 contents + 50 records
@@ -227,7 +228,7 @@ def test_status_checks_few_unknown_blobs_one_by_one_on_a_big_destination(tmp_pat
         src.save(b"x", "p/s/a")
         dst, counter = counting_store(url, index=str(tmp_path / "other.sqlite"))
         counter.reset()
-        plan = cas.sync.status(src, dst)
+        plan = sync_status(src, dst)
         assert plan.method == "exists"
         assert counter.calls["list"] == 1  # only the one shard used for the estimate
         assert counter.calls["exists"] <= 2
