@@ -20,6 +20,7 @@ import click
 from . import __version__
 from .errors import CasError
 from .store import DEFAULT_GC_GRACE, Store, open_store
+from .units import human_bytes
 from .version import ArtifactVersion
 
 EXIT_ERROR = 1
@@ -124,13 +125,6 @@ def version_dict(v: ArtifactVersion) -> dict[str, Any]:
     }
 
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
@@ -205,7 +199,7 @@ def put(ctx: click.Context, source: str, name: str, aliases: tuple[str, ...], me
             v = store.save(path, name, metadata=metadata, aliases=aliases, progress=update)
     new_bytes = store.stats().stored_bytes - before
     data = version_dict(v) | {"new_bytes": max(new_bytes, 0)}
-    _emit(ctx, as_json, data, f"{v.ref}  {v.digest.short}  {_human(v.size)}  ({_human(max(new_bytes, 0))} new)")
+    _emit(ctx, as_json, data, f"{v.ref}  {v.digest.short}  {human_bytes(v.size)}  ({human_bytes(max(new_bytes, 0))} new)")
 
 
 @cli.command()
@@ -245,7 +239,7 @@ def ls_cmd(ctx: click.Context, prefix: str, as_json: bool) -> None:
     for name in store.list_artifacts(prefix):
         v = store.get_artifact_version(name)
         rows.append(version_dict(v))
-    text = "\n".join(f"{r['name']}  v{r['version']}  {r['kind']}  {_human(r['size'])}" for r in rows)
+    text = "\n".join(f"{r['name']}  v{r['version']}  {r['kind']}  {human_bytes(r['size'])}" for r in rows)
     _emit(ctx, as_json, rows, text or "(no artifacts)")
 
 
@@ -267,7 +261,7 @@ def log(ctx: click.Context, name: str, include_deleted: bool, as_json: bool) -> 
     for r in rows:
         tags = ", ".join(r["aliases"]) + (" deleted" if r["deleted"] else "")
         lines.append(
-            f"{r['ref']}  {r['digest'][7:19]}  {r['kind']}  {_human(r['size'])}  {r['created_at'][:19]}"
+            f"{r['ref']}  {r['digest'][7:19]}  {r['kind']}  {human_bytes(r['size'])}  {r['created_at'][:19]}"
             + (f"  ({tags.strip()})" if tags.strip() else "")
         )
     _emit(ctx, as_json, rows, "\n".join(lines))
@@ -287,7 +281,7 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
     if v.metadata:
         lines.append("metadata: " + json.dumps(v.metadata, sort_keys=True))
     for f in data.get("files", []):
-        lines.append(f"  {f['path']}  {f['digest'][7:19]}  {_human(f['size'])}")
+        lines.append(f"  {f['path']}  {f['digest'][7:19]}  {human_bytes(f['size'])}")
     _emit(ctx, as_json, data, "\n".join(lines))
 
 
@@ -343,7 +337,7 @@ def gc(ctx: click.Context, dry_run: bool, grace: str, as_json: bool) -> None:
     report = _store(ctx).gc(grace=parse_duration(grace), dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     data = {"removed": report.removed, "removed_bytes": report.removed_bytes, "kept": report.kept, "dry_run": dry_run}
-    _emit(ctx, as_json, data, f"{verb} {report.removed} blobs ({_human(report.removed_bytes)}), kept {report.kept}")
+    _emit(ctx, as_json, data, f"{verb} {report.removed} blobs ({human_bytes(report.removed_bytes)}), kept {report.kept}")
 
 
 @cli.command()
@@ -362,7 +356,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
     }
     text = (
         f"artifacts {s.artifacts}, versions {s.versions}, blobs {s.blobs}\n"
-        f"logical {_human(s.logical_bytes)}, stored {_human(s.stored_bytes)}, dedupe {s.dedupe_ratio:.2f}x"
+        f"logical {human_bytes(s.logical_bytes)}, stored {human_bytes(s.stored_bytes)}, dedupe {s.dedupe_ratio:.2f}x"
     )
     _emit(ctx, as_json, data, text)
 
@@ -457,8 +451,8 @@ def sync_cmd(
             result = transfer(source, target, plan, jobs=jobs, progress=update)
     verb = "would send" if dry_run else "sent"
     text = (
-        f"{verb} {result.blobs_sent} blobs ({_human(result.bytes_sent)}), "
-        f"skipped {result.blobs_skipped} already there ({_human(result.bytes_skipped)}); "
+        f"{verb} {result.blobs_sent} blobs ({human_bytes(result.bytes_sent)}), "
+        f"skipped {result.blobs_skipped} already there ({human_bytes(result.bytes_skipped)}); "
         f"{verb} {result.refs_sent} refs, {result.refs_skipped} already there"
     )
     _emit(ctx, as_json, result.as_dict() | {"src": source.url, "dst": target.url}, text)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .store import Store
+from .units import human_bytes
 from .version import ArtifactVersion
 
 __all__ = ["run_demo", "DemoResult", "PIPELINE"]
@@ -137,7 +138,7 @@ def _pipeline(store: Store, raw_source: Path, scratch: Path, result: DemoResult,
     def saved(v: ArtifactVersion, before: int) -> None:
         new = max(store.stats().stored_bytes - before, 0)
         result.created.append((v.ref, new))
-        say(f"   {v.ref:<28} {v.kind:<4} {_human(v.size):>10}   {_human(new):>10} new   {v.digest.short}")
+        say(f"   {v.ref:<28} {v.kind:<4} {human_bytes(v.size):>10}   {human_bytes(new):>10} new   {v.digest.short}")
 
     with store.run(PIPELINE, params=PARAMS) as run:
         result.run_ids.append(run.id)
@@ -162,13 +163,6 @@ def _pipeline(store: Store, raw_source: Path, scratch: Path, result: DemoResult,
             saved(model_v, before)
 
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def run_demo(store: Store, say: Callable[[str], None] = print) -> DemoResult:
@@ -195,8 +189,8 @@ def run_demo(store: Store, say: Callable[[str], None] = print) -> DemoResult:
         result.logical_bytes, result.stored_bytes = stats.logical_bytes, stats.stored_bytes
         say("")
         say("== 3. dedupe: each distinct content is stored once")
-        say(f"   versions hold {_human(stats.logical_bytes)}; the store keeps {_human(stats.stored_bytes)} in "
-            f"{stats.blobs} blobs: {_human(result.saved_bytes)} saved ({stats.dedupe_ratio:.2f}x)")
+        say(f"   versions hold {human_bytes(stats.logical_bytes)}; the store keeps {human_bytes(stats.stored_bytes)} in "
+            f"{stats.blobs} blobs: {human_bytes(result.saved_bytes)} saved ({stats.dedupe_ratio:.2f}x)")
 
         model = store.get_artifact_version(f"{PIPELINE}/train/model")
         producer = model.producer_step

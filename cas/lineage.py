@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .index import lineage as lq
 from .index import runs as rq
+from .units import human_bytes
 
 if TYPE_CHECKING:
     from .store import Store
@@ -432,19 +433,12 @@ def _default_producer() -> str:
     return f"urn:cas-store:{__version__}"
 
 
-def _human(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
 
 
 def _size_text(v: VersionNode) -> str:
     if not v.known:
         return "not in this index"
-    text = f"{v.kind} {_human(v.size or 0)}"
+    text = f"{v.kind} {human_bytes(v.size or 0)}"
     return text + (" deleted" if v.deleted else "")
 
 
@@ -452,7 +446,7 @@ def _version_label(v: VersionNode) -> str:
     if not v.known:
         return f"{v.id}  [not in this index]"
     digest = (v.digest or "")[:12]
-    return f"{v.id}  {v.kind} {_human(v.size or 0)}  {digest}" + ("  [deleted]" if v.deleted else "")
+    return f"{v.id}  {v.kind} {human_bytes(v.size or 0)}  {digest}" + ("  [deleted]" if v.deleted else "")
 
 
 def _step_label(s: StepNode) -> str:

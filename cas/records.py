@@ -26,7 +26,7 @@ import msgpack
 from .backend import Backend
 from .blobs import BlobStore
 from .digest import is_hex_digest
-from .errors import BackendError, IntegrityError, UnsupportedFormatError
+from .errors import BackendError, IntegrityError, InvalidNameError, UnsupportedFormatError
 
 __all__ = [
     "FORMAT_FILE",
@@ -55,6 +55,27 @@ def now_iso() -> str:
 def encode(record: dict[str, Any]) -> bytes:
     """Canonical msgpack: keys sorted at every level, so equal records hash equal."""
     return msgpack.packb(_canonical(record), use_bin_type=True)
+
+
+def check_json_map(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """A user-supplied map (metadata, params) as it will be stored, or InvalidNameError.
+
+    Checked before any byte is written: JSON-able, no NaN, and integers that
+    fit msgpack's 64 bits (JSON's ints are unbounded, the record's are not).
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidNameError(f"{what} must be a dict")
+    try:
+        checked = json.loads(json.dumps(value, sort_keys=True, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise InvalidNameError(f"{what} must be JSON-serialisable: {e}") from None
+    try:
+        encode({what: checked})
+    except (OverflowError, ValueError, TypeError) as e:
+        raise InvalidNameError(f"{what} cannot be stored: {e} (integers must fit in 64 bits)") from None
+    return checked
 
 
 def _canonical(value: Any) -> Any:

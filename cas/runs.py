@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidNameError, RunError
 from .index import runs as q
 from .names import check_segment, parse_ref
-from .records import now_iso, run_ref
+from .records import check_json_map, now_iso, run_ref
 from .version import ArtifactVersion
 
 if TYPE_CHECKING:
@@ -84,14 +84,7 @@ def _check_run_id(run_id: str) -> str:
 
 
 def _check_params(params: dict[str, Any] | None) -> dict[str, Any]:
-    if params is None:
-        return {}
-    if not isinstance(params, dict):
-        raise InvalidNameError("params must be a dict")
-    try:
-        return json.loads(json.dumps(params, sort_keys=True, allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise InvalidNameError(f"params must be JSON-serialisable: {e}") from None
+    return check_json_map(params, "params")
 
 
 def _error_text(exc: BaseException | None) -> str | None:

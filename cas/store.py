@@ -8,7 +8,6 @@ any point leaves, at worst, unreferenced blobs for ``gc``.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -40,11 +39,11 @@ from .records import (
     REFS,
     RecordStore,
     alias_ref,
+    check_json_map,
     deletion_ref,
     now_iso,
     version_ref,
 )
-from .records import encode as encode_record
 from .tree import check_tree_path, decode_manifest, encode_manifest, walk_files
 from .version import BLOB, TREE, ArtifactVersion
 
@@ -758,20 +757,7 @@ def _check_entries(entries: Iterable[tuple[str, str, int]]) -> list[tuple[str, s
 
 
 def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict):
-        raise InvalidNameError("metadata must be a dict")
-    try:
-        checked = json.loads(json.dumps(metadata, sort_keys=True, allow_nan=False))
-    except (TypeError, ValueError) as e:
-        raise InvalidNameError(f"metadata must be JSON-serialisable: {e}") from None
-    try:
-        # JSON has unbounded ints, the msgpack record does not: check before any byte is written
-        encode_record({"metadata": checked})
-    except (OverflowError, ValueError, TypeError) as e:
-        raise InvalidNameError(f"metadata cannot be stored: {e} (integers must fit in 64 bits)") from None
-    return checked
+    return check_json_map(metadata, "metadata")
 
 
 # -- appliers for the core record types ----------------------------------------
