@@ -187,14 +187,21 @@ def bench_lookup(workdir: Path, versions: int, samples: int) -> dict:
     }
 
 
+# VmHWM (kB) is the child's own peak RSS; ru_maxrss would carry the parent's
+# peak across fork+exec.
 _RSS_CHILD = r"""
-import resource, sys, cas
+import sys, cas
+from pathlib import Path
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
 store = cas.open_store(sys.argv[1])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-v = store.save(__import__("pathlib").Path(sys.argv[2]), "bench/rss/big")
-after_save = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+base = peak()
+v = store.save(Path(sys.argv[2]), "bench/rss/big")
+after_save = peak()
 v.download(sys.argv[3])
-after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after_load = peak()
 print(base, after_save, after_load)
 """
 

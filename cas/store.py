@@ -623,9 +623,7 @@ class Store:
         start = self.records.journal_end()
         refs = sorted(self.records.iter_refs(), key=_ref_order)
         with self.index.write() as c:
-            for table in self.index.db.table_names():
-                if table != "migrations":
-                    c.execute(f"DELETE FROM [{table}]")
+            self.index.clear(c)
             for ref, record_digest in refs:
                 self._apply(c, ref, record_digest, self.records.get_record(record_digest))
                 if progress:

@@ -113,12 +113,21 @@ class Index:
     def migrations(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT name FROM migrations ORDER BY name")]
 
+    def clear(self, c: sqlite3.Connection) -> None:
+        """Empty every table but ``migrations``, inside the caller's transaction.
+
+        Plain sqlite_master rather than sqlite-utils: this runs on every first
+        open, where importing sqlite-utils (and the pandas it pulls in) would
+        cost a second and ~70 MiB of RSS."""
+        tables = c.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        for (table,) in tables.fetchall():
+            if table != "migrations":
+                c.execute(f"DELETE FROM [{table}]")
+
     def reset(self) -> None:
         """Empty every table (the backend is the truth; reindex refills)."""
         with self.write() as c:
-            for table in self.db.table_names():
-                if table != "migrations":
-                    c.execute(f"DELETE FROM [{table}]")
+            self.clear(c)
 
     # -- meta ----------------------------------------------------------------
 
