@@ -82,10 +82,15 @@ class Backend(ABC):
     def size(self, rel: str) -> int: ...
 
     @abstractmethod
-    def create_bytes(self, rel: str, data: bytes) -> bool: ...
+    def create_bytes(self, rel: str, data: bytes, *, content_addressed: bool = False) -> bool:
+        """``content_addressed``: ``rel`` is named by the hash of ``data`` (a blob),
+        so an existing file at ``rel`` holds these very bytes.  Only such writes
+        may be deferred into an open :meth:`batch`."""
 
     @abstractmethod
-    def create_from_file(self, rel: str, local_path: str, *, move: bool = False) -> bool:
+    def create_from_file(
+        self, rel: str, local_path: str, *, move: bool = False, content_addressed: bool = False
+    ) -> bool:
         """Copy (or, with ``move``, take over) a local file.  ``move`` may only
         be used with a file from :meth:`local_tempfile`."""
 
@@ -101,12 +106,20 @@ class Backend(ABC):
         return tempfile.mkstemp(prefix="cas-spool-")
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def join(self, batch: object) -> Iterator[None]:
+        """Let this thread's content-addressed writes join ``batch`` (from
+        :meth:`batch` in another thread), e.g. in a transfer pool."""
+        yield
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[object]:
         """Group writes so durability is paid once (local); a no-op elsewhere.
 
-        Only content-addressed paths (blobs) may be written inside a batch:
-        their create-only answer is decided by the existence check alone."""
-        yield
+        A batch belongs to the thread that opened it (and threads that
+        :meth:`join` it), and only defers ``content_addressed`` writes: a
+        ref or journal entry written meanwhile, by any thread, is published
+        at once with its create-only answer."""
+        yield None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections; the default backend holds none."""
@@ -146,9 +159,7 @@ class LocalBackend(Backend):
         self.root = os.path.abspath(root)
         self.url = "file://" + self.root
         self._dirs_made: set[str] = set()
-        self._batch: list[tuple[str, str]] | None = None
-        self._batch_names: set[str] = set()
-        self._lock = threading.Lock()
+        self._local = threading.local()  # .batch: this thread's open _Batch, if any
         self._tmp_prefix: str | None = None
         self._tmp_pid = 0
         self._tmp_counter = itertools.count()
@@ -241,16 +252,17 @@ class LocalBackend(Backend):
         self._ensure_dir(os.path.dirname(final))  # a set lookup once the directory is known
         os.rename(tmp, final)
 
-    def _finish(self, tmp: str, rel: str, fd: int | None = None) -> bool:
-        if self._batch is not None:
+    def _finish(self, tmp: str, rel: str, fd: int | None = None, content_addressed: bool = False) -> bool:
+        batch: _Batch | None = getattr(self._local, "batch", None)
+        if batch is not None and content_addressed:
             if fd is not None:
                 os.close(fd)
-            with self._lock:
-                if rel in self._batch_names:
+            with batch.lock:
+                if rel in batch.names:
                     os.unlink(tmp)
                     return False
-                self._batch_names.add(rel)
-                self._batch.append((tmp, rel))
+                batch.names.add(rel)
+                batch.pending.append((tmp, rel))
             return True
         try:
             if fd is not None:
@@ -263,7 +275,7 @@ class LocalBackend(Backend):
             _fsync_dir(os.path.dirname(self.abspath(rel)))
         return created
 
-    def create_bytes(self, rel: str, data: bytes) -> bool:
+    def create_bytes(self, rel: str, data: bytes, *, content_addressed: bool = False) -> bool:
         if self.exists(rel):
             return False
         tmp = self._new_tmp()
@@ -277,16 +289,18 @@ class LocalBackend(Backend):
             os.close(fd)
             os.unlink(tmp)
             raise
-        return self._finish(tmp, rel, fd)
+        return self._finish(tmp, rel, fd, content_addressed)
 
-    def create_from_file(self, rel: str, local_path: str, *, move: bool = False) -> bool:
+    def create_from_file(
+        self, rel: str, local_path: str, *, move: bool = False, content_addressed: bool = False
+    ) -> bool:
         if self.exists(rel):
             if move:
                 os.unlink(local_path)
             return False
         if move:
             fd = os.open(local_path, os.O_RDONLY)
-            return self._finish(local_path, rel, fd)
+            return self._finish(local_path, rel, fd, content_addressed)
         tmp = self._new_tmp()
         try:
             with open(local_path, "rb") as src, open(tmp, "xb") as dst:
@@ -297,17 +311,28 @@ class LocalBackend(Backend):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        return self._finish(tmp, rel, fd)
+        return self._finish(tmp, rel, fd, content_addressed)
 
     @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        if self._batch is not None:  # nested: the outer batch pays
-            yield
-            return
-        self._batch, self._batch_names = [], set()
+    def join(self, batch: object) -> Iterator[None]:
+        previous = getattr(self._local, "batch", None)
+        self._local.batch = batch
         try:
             yield
-            pending = self._batch
+        finally:
+            self._local.batch = previous
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[object]:
+        outer = getattr(self._local, "batch", None)
+        if outer is not None:  # nested: the outer batch pays
+            yield outer
+            return
+        batch = self._local.batch = _Batch()
+        try:
+            yield batch
+            with batch.lock:
+                pending, batch.pending = batch.pending, []
             if pending:
                 # temp data durable first, then the names that point at it
                 _syncfs_path(self.root)
@@ -315,12 +340,12 @@ class LocalBackend(Backend):
                     self._publish_content_addressed(tmp, rel)
                 _syncfs_path(self.root)
         except BaseException:
-            for tmp, _ in self._batch or ():
+            for tmp, _ in batch.pending:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
             raise
         finally:
-            self._batch, self._batch_names = None, set()
+            self._local.batch = None
 
     def list(self, prefix: str) -> Iterator[Entry]:
         base = self.abspath(prefix)
@@ -346,6 +371,15 @@ class LocalBackend(Backend):
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.abspath(rel))
+
+
+class _Batch:
+    """Content-addressed writes waiting for one syncfs (see LocalBackend.batch)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[str, str]] = []  # (temp file, final path)
+        self.names: set[str] = set()
+        self.lock = threading.Lock()
 
 
 def _copy_range(src, dst) -> None:
@@ -421,14 +455,16 @@ class FsspecBackend(Backend):
             raise
         return True
 
-    def create_bytes(self, rel: str, data: bytes) -> bool:
+    def create_bytes(self, rel: str, data: bytes, *, content_addressed: bool = False) -> bool:
         path = self._abs(rel)
         with self._lock:
             if self.fs.exists(path):
                 return False
             return self._put_bytes(path, bytes(data))
 
-    def create_from_file(self, rel: str, local_path: str, *, move: bool = False) -> bool:
+    def create_from_file(
+        self, rel: str, local_path: str, *, move: bool = False, content_addressed: bool = False
+    ) -> bool:
         path = self._abs(rel)
         try:
             with self._lock:

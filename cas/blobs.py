@@ -61,7 +61,7 @@ class BlobStore:
 
     def put_bytes(self, data: bytes) -> PutResult:
         hexdigest = hash_bytes(data)
-        written = self.backend.create_bytes(blob_path(hexdigest), data)
+        written = self.backend.create_bytes(blob_path(hexdigest), data, content_addressed=True)
         return PutResult(hexdigest, len(data), written)
 
     def put_file(self, path: str | os.PathLike) -> PutResult:
@@ -81,7 +81,7 @@ class BlobStore:
         rel = blob_path(hexdigest)
         if self.backend.exists(rel):
             return PutResult(hexdigest, size, False)
-        written = self.backend.create_from_file(rel, path)
+        written = self.backend.create_from_file(rel, path, content_addressed=True)
         # The file may have changed between hashing and copying.  The copy may not
         # be visible yet (inside ``Backend.batch()``), so compare the source's stat
         # instead; raising inside a batch discards the pending copy.
@@ -107,7 +107,7 @@ class BlobStore:
         hexdigest = hasher.hexdigest()
         # ``move`` hands the spool file over: the backend publishes or removes it
         # (inside a batch, only when the batch ends - so it must not be unlinked here).
-        written = self.backend.create_from_file(blob_path(hexdigest), tmp, move=True)
+        written = self.backend.create_from_file(blob_path(hexdigest), tmp, move=True, content_addressed=True)
         return PutResult(hexdigest, hasher.size, written)
 
     def put_spooled(self, tmp: str, hexdigest: str, size: int) -> PutResult:
@@ -116,7 +116,7 @@ class BlobStore:
         The spool is handed over: published, or removed if the blob already exists."""
         if not is_hex_digest(hexdigest):
             raise InvalidNameError(f"not a hex digest: {hexdigest!r}")
-        written = self.backend.create_from_file(blob_path(hexdigest), tmp, move=True)
+        written = self.backend.create_from_file(blob_path(hexdigest), tmp, move=True, content_addressed=True)
         return PutResult(hexdigest, size, written)
 
     # -- reading -------------------------------------------------------------

@@ -149,7 +149,7 @@ class ObjectStoreBackend(FsspecBackend):
     def _create_options(self, size: int) -> dict[str, Any]:
         return {"mode": "create"}
 
-    def create_bytes(self, rel: str, data: bytes) -> bool:
+    def create_bytes(self, rel: str, data: bytes, *, content_addressed: bool = False) -> bool:
         path = self._abs(rel)
         with self._errors(f"write {rel}"):
             if self.precheck and self.fs.exists(path):
@@ -160,7 +160,9 @@ class ObjectStoreBackend(FsspecBackend):
                 return False
         return True
 
-    def create_from_file(self, rel: str, local_path: str, *, move: bool = False) -> bool:
+    def create_from_file(
+        self, rel: str, local_path: str, *, move: bool = False, content_addressed: bool = False
+    ) -> bool:
         path = self._abs(rel)
         try:
             size = os.path.getsize(local_path)
@@ -221,7 +223,9 @@ class GcsBackend(ObjectStoreBackend):
     # between machines rely on the server (see docs/backends.md).
     precheck = True
 
-    def create_from_file(self, rel: str, local_path: str, *, move: bool = False) -> bool:
+    def create_from_file(
+        self, rel: str, local_path: str, *, move: bool = False, content_addressed: bool = False
+    ) -> bool:
         try:
             if os.path.getsize(local_path) < _GCSFS_SIMPLE_UPLOAD_MAX:
                 # small: gcsfs would send it multipart/related; go through create_bytes' checks
@@ -238,7 +242,7 @@ class GcsBackend(ObjectStoreBackend):
         part = -(-part // (256 << 10)) * (256 << 10)  # resumable chunks are multiples of 256 KiB
         return {"mode": "create", "chunksize": part}
 
-    def create_bytes(self, rel: str, data: bytes) -> bool:
+    def create_bytes(self, rel: str, data: bytes, *, content_addressed: bool = False) -> bool:
         if not _breaks_gcsfs_multipart(data):
             return super().create_bytes(rel, data)
         # A one-chunk resumable upload sends the raw bytes, no multipart framing.

@@ -250,7 +250,7 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
         actual = hash_bytes(data)
         if actual != digest:
             raise IntegrityError(digest, actual, f"source {rel}")
-        return len(data) if dst.backend.create_bytes(rel, data) else 0
+        return len(data) if dst.backend.create_bytes(rel, data, content_addressed=True) else 0
     # Large: stream through a spool file next to the destination (bounded memory),
     # verified before it is published under its final name.
     fd, tmp = dst.backend.local_tempfile()
@@ -264,10 +264,18 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
         actual = hasher.hexdigest()
         if actual != digest:
             raise IntegrityError(digest, actual, f"source {rel}")
-        return hasher.size if dst.backend.create_from_file(rel, tmp, move=True) else 0
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    # The spool is handed over: published (inside a local batch, when the batch
+    # ends - so it must not be removed here) or removed if the blob is there.
+    return hasher.size if dst.blobs.put_spooled(tmp, digest, hasher.size).written else 0
+
+
+def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None) -> int:
+    # A batch belongs to the thread that opened it; pool workers join it explicitly.
+    with dst.backend.join(batch):
+        return _copy_blob(src, dst, digest, size)
 
 
 def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int, progress: Progress | None) -> tuple[int, int]:
@@ -278,8 +286,8 @@ def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int,
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         for start in range(0, len(order), step):
             chunk = order[start : start + step]
-            with dst.backend.batch():  # local: one syncfs per chunk; a no-op elsewhere
-                futures = [pool.submit(_copy_blob, src, dst, d, s) for d, s in chunk]
+            with dst.backend.batch() as batch:  # local: one syncfs per chunk; a no-op elsewhere
+                futures = [pool.submit(_copy_in_batch, batch, src, dst, d, s) for d, s in chunk]
                 try:
                     for fut in _as_done(futures):
                         n = fut.result()

@@ -854,3 +854,33 @@ def test_memory_stays_bounded_for_a_large_file(tmp_path):
     baseline, peak = map(float, proc.stdout.split())
     assert peak - baseline < 100, f"peak RSS grew by {peak - baseline:.0f} MiB for a {size // MiB} MiB file"
     assert out.stat().st_size == size
+
+
+def test_a_batch_in_another_thread_never_takes_in_refs(local_store, tmp_path):
+    """A batch belongs to its thread: a save running meanwhile publishes its ref
+    and journal entry at once, and they survive the other batch failing."""
+    import threading
+
+    opened, finish = threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        try:
+            with local_store.backend.batch():
+                opened.set()
+                finish.wait(30)
+                raise RuntimeError("the other batch fails")
+        except RuntimeError:
+            pass
+
+    t = threading.Thread(target=other_thread)
+    t.start()
+    assert opened.wait(30)
+    v = local_store.save(b"hello world", "p/s/a")
+    assert local_store.backend.exists(f"refs/versions/p/s/a/{v.version}")
+    finish.set()
+    t.join()
+    root = local_store.backend.root
+    local_store.close()
+    os.remove(os.path.join(root, "index.sqlite"))
+    with cas.open_store(root) as fresh:
+        assert fresh.get_artifact_version("p/s/a").read_bytes() == b"hello world"

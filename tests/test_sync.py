@@ -205,6 +205,19 @@ def test_large_blob_streams_and_round_trips(tmp_path):
         assert dst.get_artifact_version("p/s/big").read_bytes() == data
 
 
+def test_large_blob_to_a_local_destination(tmp_path):
+    """A large blob is spooled into the local destination's batch; the spool must
+    survive until the batch publishes it (it used to be unlinked first)."""
+    data = os.urandom(9 * 1024 * 1024 + 3)
+    with cas.open_store(tmp_path / "src") as src, cas.open_store(tmp_path / "dst") as dst:
+        src.save(data, "p/s/big")
+        src.save(b"small", "p/s/small")
+        result = src.sync_to(dst)
+        assert result.bytes_sent >= len(data)
+        assert dst.get_artifact_version("p/s/big").read_bytes() == data
+        assert dst.verify(deep=True).ok
+
+
 def test_status_lists_when_many_blobs_are_unknown(tmp_path):
     with cas.open_store(tmp_path / "src") as src:
         for i in range(50):
