@@ -345,3 +345,41 @@ def test_core_works_without_numpy_pandas_pyarrow(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
+
+
+# -- every loader verifies before it parses -------------------------------------------
+
+
+def _flip_last_byte(store, version) -> None:
+    from store_helpers import replace_blob
+
+    data = bytearray(version.read_bytes())
+    data[-1] ^= 0xFF
+    replace_blob(store, version.digest.hex, bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["numpy", "pandas", "arrow"])
+def test_a_corrupted_blob_never_loads_as_wrong_data(local_store, kind):
+    """Parsers that seek (Parquet) or stop before EOF (.npy) must still get
+    verified bytes: one flipped byte is an IntegrityError, never a wrong value."""
+    if kind == "numpy":
+        np = pytest.importorskip("numpy", reason="numpy is in the dataframe extra, which tox installs")
+        obj = np.arange(1000)
+    elif kind == "pandas":
+        pd = pytest.importorskip("pandas", reason="pandas is in the dataframe extra, which tox installs")
+        obj = pd.DataFrame({"x": range(100)})
+    else:
+        pa = pytest.importorskip("pyarrow", reason="pyarrow is in the dataframe extra, which tox installs")
+        obj = pa.table({"x": list(range(100))})
+    v = local_store.save(obj, "p/s/obj")
+    assert v.materializer == kind
+    _flip_last_byte(local_store, v)
+    with pytest.raises(cas.IntegrityError):
+        v.load()
+
+
+def test_a_corrupted_pickle_is_refused_before_it_is_unpickled(local_store, tmp_path):
+    v = local_store.save({"a": [1, 2, 3]}, "p/s/pickled", materializer="pickle")
+    _flip_last_byte(local_store, v)
+    with pytest.raises(cas.IntegrityError):
+        v.load(allow_pickle=True)

@@ -9,14 +9,44 @@ once versions carry it, never change what it means.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Union
 
 if TYPE_CHECKING:
     from ..version import ArtifactVersion
 
-__all__ = ["Materializer", "Payload"]
+__all__ = ["Materializer", "Payload", "verified_file"]
+
+# Below this, verify in memory; above, stream to a private temp file (bounded memory).
+_IN_MEMORY = 64 << 20
+
+
+@contextlib.contextmanager
+def verified_file(version: ArtifactVersion) -> Iterator[BinaryIO]:
+    """A seekable file of the version's bytes, all checked against the digest
+    *before* a parser sees any of them.
+
+    ``version.open()`` verifies when a sequential read reaches EOF; parsers
+    that seek (Parquet footers) or stop early (``.npy``, pickle's STOP opcode)
+    never get there, and pickle would have run code first.  Loaders of such
+    formats read from this instead.
+    """
+    if version.size <= _IN_MEMORY:
+        yield io.BytesIO(version.read_bytes())
+        return
+    tmpdir = tempfile.mkdtemp(prefix="cas-load-")
+    try:
+        path = version.download(os.path.join(tmpdir, "content"))
+        with open(path, "rb") as f:
+            yield f
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
 
 #: What ``save`` returns: anything the core ``Store.save`` stores as is -
 #: bytes, str (UTF-8 text), a path to a file or a directory (a tree), or a binary file object.

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from ..errors import UnsupportedDataError
-from .base import Materializer, Payload
+from .base import Materializer, Payload, verified_file
 
 if TYPE_CHECKING:
     from ..version import ArtifactVersion
@@ -187,5 +187,5 @@ class PickleMaterializer(Materializer):
         return path
 
     def load(self, version: ArtifactVersion) -> Any:
-        with version.open() as f:
+        with verified_file(version) as f:
             return pickle.load(f)  # noqa: S301 - the caller passed allow_pickle=True

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MaterializerNotFoundError, UnsafeLoadError, UnsupportedDataError
-from .base import Materializer, Payload
+from .base import Materializer, Payload, verified_file
 
 if TYPE_CHECKING:
     from ..version import ArtifactVersion
@@ -61,7 +61,7 @@ class NumpyMaterializer(Materializer):
 
     def load(self, version: ArtifactVersion) -> Any:
         fmt = _require("numpy.lib.format", f"loading {version.ref}")
-        with version.open() as f:
+        with verified_file(version) as f:
             try:
                 # read_array reads only the .npy format: no .npz, no bare pickle.
                 return fmt.read_array(f, allow_pickle=False)
@@ -96,7 +96,7 @@ class PandasMaterializer(Materializer):
     def load(self, version: ArtifactVersion) -> Any:
         _require("pandas", f"loading {version.ref}")
         pq = _require("pyarrow.parquet", f"loading {version.ref}")
-        with version.open() as f:
+        with verified_file(version) as f:
             return pq.read_table(f).to_pandas()
 
 
@@ -117,5 +117,5 @@ class ArrowMaterializer(Materializer):
 
     def load(self, version: ArtifactVersion) -> Any:
         pq = _require("pyarrow.parquet", f"loading {version.ref}")
-        with version.open() as f:
+        with verified_file(version) as f:
             return pq.read_table(f)
