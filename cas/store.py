@@ -391,6 +391,7 @@ class Store:
         """Claim the next free number, or exactly ``exact`` (VersionExistsError if taken)."""
         name = str(aname)
         version = exact if exact is not None else self.index.max_version(name) + 1
+        caught_up = False
         while True:
             record["version"] = version
             record_digest = self.records.put_record(record)
@@ -401,7 +402,12 @@ class Store:
             self._learn_ref(ref)
             if exact is not None:
                 raise VersionExistsError(f"{name}@{version} was claimed by another writer", f"{name}@{version}")
-            version += 1
+            if not caught_up:
+                # This index is behind (another machine wrote): catch up once from
+                # the journal rather than failing one claim per missed version.
+                self.refresh()
+                caught_up = True
+            version = max(version + 1, self.index.max_version(name) + 1)
         self._commit(ref, record_digest, record, entries)
         return version
 

@@ -884,3 +884,26 @@ def test_a_batch_in_another_thread_never_takes_in_refs(local_store, tmp_path):
     os.remove(os.path.join(root, "index.sqlite"))
     with cas.open_store(root) as fresh:
         assert fresh.get_artifact_version("p/s/a").read_bytes() == b"hello world"
+
+
+def test_a_writer_behind_the_backend_catches_up_instead_of_probing(tmp_path):
+    """Another machine saved 40 versions this index has not seen: the next save
+    claims version 41 after one failed claim and one journal catch-up, not 40 claims."""
+    root = str(tmp_path / "shared")
+    with cas.open_store(root, index=str(tmp_path / "a.sqlite")) as a, cas.open_store(
+        root, index=str(tmp_path / "b.sqlite")
+    ) as b:
+        for i in range(40):
+            a.save(f"v{i}".encode(), "p/s/a")
+        claims = []
+        real_claim = b.records.claim
+
+        def counting_claim(ref, digest):
+            claims.append(ref)
+            return real_claim(ref, digest)
+
+        b.records.claim = counting_claim
+        v = b.save(b"from b", "p/s/a")
+        assert v.version == 41
+        assert len([r for r in claims if r.startswith("refs/versions/")]) == 2
+        assert [x.version for x in b.list_versions("p/s/a")] == list(range(1, 42))
