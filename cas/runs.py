@@ -605,7 +605,7 @@ def _apply_run_start(store: Store, c, record: dict[str, Any], record_digest: str
 
 
 def _apply_run_end(store: Store, c, record: dict[str, Any], record_digest: str) -> None:
-    q.upsert_run_end(c, record["run_id"], record["status"], record["ended_at"], record.get("error"))
+    q.upsert_run_end(c, record["run_id"], record["status"], record["ended_at"], record.get("error"), record.get("seq", 0))
 
 
 def _apply_step_start(store: Store, c, record: dict[str, Any], record_digest: str) -> None:
@@ -619,7 +619,14 @@ def _apply_step_input(store: Store, c, record: dict[str, Any], record_digest: st
 
 def _apply_step_end(store: Store, c, record: dict[str, Any], record_digest: str) -> None:
     q.upsert_step_end(
-        c, record["step_run_id"], record["run_id"], record["step"], record["status"], record["ended_at"], record.get("error")
+        c,
+        record["step_run_id"],
+        record["run_id"],
+        record["step"],
+        record["status"],
+        record["ended_at"],
+        record.get("error"),
+        record.get("seq", 0),
     )
 
 

@@ -326,3 +326,28 @@ def test_concurrent_writers_to_one_run_lose_no_event(tmp_path):
             assert s.status == "completed" and len(s.outputs) == 4
         seqs = sorted(int(r.rsplit("/", 1)[1]) for r in _backend_refs(store, "runs/race-run"))
         assert seqs == list(range(len(seqs)))  # every event claimed its own seq, no gaps
+
+
+def test_end_status_does_not_depend_on_the_order_records_are_applied(local_store, tmp_path):
+    """refresh applies run events in journal order, reindex in seq order; two
+    writers can claim seqs in one order and journal them in the other.  The end
+    event with the highest seq must win either way."""
+    local_store.save(b"x", "pipe/step/a", run_id="r1")
+    local_store.end_step("r1", "step", "failed")
+    local_store.end_step("r1", "step", "completed")
+    local_store.end_run("r1", "failed")
+    local_store.end_run("r1", "completed")
+    expected = local_store.get_run("r1")
+    assert expected.status == "completed"
+    assert [s.status for s in expected.steps] == ["completed"]
+
+    # Apply every record again into a fresh index, newest first.
+    with cas.open_store(local_store.backend.root, index=str(tmp_path / "reversed.sqlite")) as other:
+        records = list(local_store.index.iter_records())
+        with other.index.write() as c:
+            other.index.clear(c)
+            for ref, digest in reversed(records):
+                other._apply(c, ref, digest, other.records.get_record(digest))
+        again = other.get_run("r1")
+        assert again.status == "completed"
+        assert [s.status for s in again.steps] == ["completed"]

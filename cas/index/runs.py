@@ -75,12 +75,13 @@ def upsert_run_start(c: sqlite3.Connection, run_id: str, pipeline: str, started_
     )
 
 
-def upsert_run_end(c: sqlite3.Connection, run_id: str, status: str, ended_at: str, error: str | None) -> None:
+def upsert_run_end(c: sqlite3.Connection, run_id: str, status: str, ended_at: str, error: str | None, seq: int) -> None:
     c.execute(
-        "INSERT INTO runs (id, pipeline, status, ended_at, error) VALUES (?, '', ?, ?, ?)"
+        "INSERT INTO runs (id, pipeline, status, ended_at, error, end_seq) VALUES (?, '', ?, ?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at,"
-        " error = excluded.error",
-        (run_id, status, ended_at, error),
+        " error = excluded.error, end_seq = excluded.end_seq"
+        " WHERE runs.end_seq IS NULL OR excluded.end_seq > runs.end_seq",
+        (run_id, status, ended_at, error, seq),
     )
 
 
@@ -94,13 +95,21 @@ def upsert_step_start(c: sqlite3.Connection, step_run_id: str, run_id: str, step
 
 
 def upsert_step_end(
-    c: sqlite3.Connection, step_run_id: str, run_id: str, step: str, status: str, ended_at: str, error: str | None
+    c: sqlite3.Connection,
+    step_run_id: str,
+    run_id: str,
+    step: str,
+    status: str,
+    ended_at: str,
+    error: str | None,
+    seq: int,
 ) -> None:
     c.execute(
-        "INSERT INTO step_runs (id, run_id, step, status, ended_at, error) VALUES (?, ?, ?, ?, ?, ?)"
+        "INSERT INTO step_runs (id, run_id, step, status, ended_at, error, end_seq) VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET status = excluded.status, ended_at = excluded.ended_at,"
-        " error = excluded.error",
-        (step_run_id, run_id, step, status, ended_at, error),
+        " error = excluded.error, end_seq = excluded.end_seq"
+        " WHERE step_runs.end_seq IS NULL OR excluded.end_seq > step_runs.end_seq",
+        (step_run_id, run_id, step, status, ended_at, error, seq),
     )
 
 

@@ -101,4 +101,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         DELETE FROM meta WHERE key = 'store_id'
         """,
     ),
+    (
+        # The end event with the highest seq wins, whatever order records are
+        # applied in (journal order for refresh, seq order for reindex).
+        "0003_end_seq",
+        """
+        ALTER TABLE runs ADD COLUMN end_seq INTEGER;
+        ALTER TABLE step_runs ADD COLUMN end_seq INTEGER;
+        DELETE FROM meta WHERE key = 'store_id'
+        """,
+    ),
 ]
