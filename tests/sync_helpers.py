@@ -62,20 +62,20 @@ class CountingBackend(Backend):
         self._count("size")
         return self.inner.size(rel)
 
-    def create_bytes(self, rel, data):
+    def create_bytes(self, rel, data, **kw):
         self._count("create")
-        created = self.inner.create_bytes(rel, data)
+        created = self.inner.create_bytes(rel, data, **kw)
         if created:
             with self._lock:
                 self.written[rel] = len(data)
         return created
 
-    def create_from_file(self, rel, local_path, *, move=False):
+    def create_from_file(self, rel, local_path, *, move=False, **kw):
         import os
 
         self._count("create")
         size = os.path.getsize(local_path)
-        created = self.inner.create_from_file(rel, local_path, move=move)
+        created = self.inner.create_from_file(rel, local_path, move=move, **kw)
         if created:
             with self._lock:
                 self.written[rel] = size

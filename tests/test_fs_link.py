@@ -19,7 +19,7 @@ def test_link_makes_a_version_without_writing_content(store, monkeypatch):
     first = store.save(data, "p/s/a")
     sizes = []
     original = store.backend.create_bytes
-    monkeypatch.setattr(store.backend, "create_bytes", lambda rel, d: sizes.append(len(d)) or original(rel, d))
+    monkeypatch.setattr(store.backend, "create_bytes", lambda rel, d, **kw: sizes.append(len(d)) or original(rel, d, **kw))
     linked = store.link("p/s/b", first.digest)
     assert (linked.name, linked.version, linked.kind, linked.size) == ("p/s/b", 1, "blob", len(data))
     assert linked.read_bytes() == data
@@ -92,3 +92,26 @@ def test_linking_a_deleted_tree_checks_its_blobs_are_still_there(store, tmp_path
     assert not store.blobs.exists(hash_bytes(b"gone soon"))
     with pytest.raises(BlobNotFoundError):
         store.link("p/s/u", tree.digest, "tree")
+
+
+def test_relinking_a_tree_asks_the_backend_only_about_new_blobs(local_store):
+    """link_tree checks blobs a live version already uses in the index, not the
+    backend: growing a tree one file at a time stays linear in requests."""
+    entries = []
+    for i in range(20):
+        put = local_store.blobs.put_bytes(f"file {i}".encode())
+        entries.append((f"f{i:02d}.txt", put.digest, put.size))
+        asked: list[str] = []
+        real_size = local_store.blobs.size
+
+        def counting_size(digest, _real=real_size):
+            asked.append(digest)
+            return _real(digest)
+
+        local_store.blobs.size = counting_size
+        try:
+            local_store.link_tree("p/s/grow", entries)
+        finally:
+            local_store.blobs.size = real_size
+        assert asked == [put.digest]
+    assert len(local_store.get_artifact_version("p/s/grow").files()) == 20

@@ -200,6 +200,16 @@ class Index:
             is not None
         )
 
+    def live_blob_size(self, digest: str) -> int | None:
+        """The size of ``digest`` if a live version (or a live tree's entry) uses it."""
+        row = self.conn.execute(
+            "SELECT size FROM versions WHERE digest = ? AND kind = 'blob' AND deleted_at IS NULL"
+            " UNION ALL SELECT t.size FROM tree_entries t JOIN versions v ON v.digest = t.tree"
+            " WHERE t.digest = ? AND v.deleted_at IS NULL LIMIT 1",
+            (digest, digest),
+        ).fetchone()
+        return row[0] if row else None
+
     def mark_deleted(self, c: sqlite3.Connection, name: str, version: int, when: str) -> None:
         c.execute(
             "UPDATE versions SET deleted_at = ? WHERE name = ? AND version = ? AND deleted_at IS NULL",
