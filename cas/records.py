@@ -106,6 +106,16 @@ def run_ref(run_id: str, seq: int) -> str:
     return f"{REFS}/runs/{run_id}/{seq}"
 
 
+def ref_order(item: tuple[str, str]) -> tuple[int, str, int]:
+    """Sort key for (ref, record digest): runs, then versions before the aliases
+    and deletions that refer to them; numbered refs in numeric order."""
+    ref = item[0]
+    kind = ref[len(REFS) + 1 :].split("/", 1)[0]
+    rank = {"runs": 0, "versions": 1, "aliases": 2, "deletions": 3}.get(kind, 4)
+    head, _, tail = ref.rpartition("/")
+    return (rank, head, int(tail) if tail.isdigit() else -1)
+
+
 def journal_path(seq: int) -> str:
     return f"{JOURNAL}/{seq:0{_SEQ_WIDTH}d}"
 

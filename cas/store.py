@@ -36,12 +36,12 @@ from .errors import (
 from .index import Index
 from .names import LATEST, ArtifactName, check_alias, parse_name, parse_ref, parse_version
 from .records import (
-    REFS,
     RecordStore,
     alias_ref,
     check_json_map,
     deletion_ref,
     now_iso,
+    ref_order,
     version_ref,
 )
 from .tree import check_tree_path, decode_manifest, encode_manifest, walk_files
@@ -632,7 +632,7 @@ class Store:
         from the index, not even for a moment.
         """
         start = self.records.journal_end()
-        refs = sorted(self.records.iter_refs(), key=_ref_order)
+        refs = sorted(self.records.iter_refs(), key=ref_order)
         with self.index.write() as c:
             self.index.clear(c)
             for ref, record_digest in refs:
@@ -731,15 +731,6 @@ class Store:
             if abort_stale is not None:
                 abort_stale(cutoff)
         return GcReport(removed=removed, removed_bytes=removed_bytes, kept=kept, dry_run=dry_run)
-
-
-def _ref_order(item: tuple[str, str]) -> tuple[int, str, int]:
-    """Versions before what refers to them; numbered refs in numeric order."""
-    ref = item[0]
-    kind = ref[len(REFS) + 1 :].split("/", 1)[0]
-    rank = {"runs": 0, "versions": 1, "aliases": 2, "deletions": 3}.get(kind, 4)
-    head, _, tail = ref.rpartition("/")
-    return (rank, head, int(tail) if tail.isdigit() else -1)
 
 
 def _check_entries(entries: Iterable[tuple[str, str, int]]) -> list[tuple[str, str, int]]:

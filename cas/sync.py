@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from .blobs import BLOB_PREFIX, blob_path, digest_from_path
 from .digest import CHUNK, Hasher, hash_bytes
 from .errors import IntegrityError, InvalidNameError
-from .records import REFS
-from .store import Store, _ref_order  # _ref_order: the order reindex applies refs in
+from .records import REFS, ref_order
+from .store import Store
 from .version import TREE
 
 __all__ = ["SyncPlan", "SyncResult", "status", "transfer", "sync", "DEFAULT_JOBS"]
@@ -133,13 +133,7 @@ def _selected_refs(src: Store, match: Callable[[str], bool] | None) -> list[tupl
     if match is None:
         return refs
     names = {n for n in (_name_of(r) for r, _ in refs) if n is not None and match(n)}
-    runs = {
-        row[0]
-        for name in names
-        for row in src.index.conn.execute(
-            "SELECT DISTINCT run_id FROM versions WHERE name = ? AND run_id IS NOT NULL", (name,)
-        )
-    }
+    runs = {run_id for name in names for run_id in src.index.run_ids_of(name)}
     run_prefixes = tuple(f"{REFS}/runs/{r}/" for r in runs)
     return [(r, d) for r, d in refs if _name_of(r) in names or (run_prefixes and r.startswith(run_prefixes))]
 
@@ -150,24 +144,18 @@ def _needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | No
     for _, record_digest in refs:
         needed.setdefault(record_digest, None)
     version_refs = [r for r, _ in refs if r.startswith(f"{REFS}/versions/")]
-    conn = src.index.conn
     for ref in version_refs:
         name, _, number = ref[len(REFS) + len("/versions/") :].rpartition("/")
-        row = conn.execute(
-            "SELECT digest, kind, size, deleted_at FROM versions WHERE name = ? AND version = ?", (name, int(number))
-        ).fetchone()
+        row = src.index.get_version(name, int(number))
         if row is None:
             continue
-        digest, kind, size, deleted_at = row
-        if kind == TREE:
-            needed.setdefault(digest, None)  # manifests are kept even for deleted versions (reindex reads them)
-            if deleted_at is None:
-                for entry_digest, entry_size in conn.execute(
-                    "SELECT digest, size FROM tree_entries WHERE tree = ?", (digest,)
-                ):
+        if row.kind == TREE:
+            needed.setdefault(row.digest, None)  # manifests are kept even for deleted versions (reindex reads them)
+            if row.deleted_at is None:
+                for _, entry_digest, entry_size in src.index.tree_entries(row.digest):
                     needed[entry_digest] = entry_size
-        elif deleted_at is None:
-            needed[digest] = size
+        elif row.deleted_at is None:
+            needed[row.digest] = row.size
     return needed
 
 
@@ -224,7 +212,7 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
     _fill_sizes(src, missing, jobs)
     skipped = [d for d in needed if d not in missing]
     return SyncPlan(
-        refs=tuple(sorted(missing_refs, key=_ref_order)),
+        refs=tuple(sorted(missing_refs, key=ref_order)),
         blobs=missing,
         skipped_blobs=len(skipped),
         skipped_bytes=sum(needed[d] or 0 for d in skipped),

@@ -104,8 +104,8 @@ def test_relinking_a_tree_asks_the_backend_only_about_new_blobs(local_store):
         asked: list[str] = []
         real_size = local_store.blobs.size
 
-        def counting_size(digest, _real=real_size):
-            asked.append(digest)
+        def counting_size(digest, _real=real_size, _asked=asked):
+            _asked.append(digest)
             return _real(digest)
 
         local_store.blobs.size = counting_size

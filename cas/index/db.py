@@ -210,6 +210,10 @@ class Index:
         ).fetchone()
         return row[0] if row else None
 
+    def run_ids_of(self, name: str) -> set[str]:
+        rows = self.conn.execute("SELECT DISTINCT run_id FROM versions WHERE name = ? AND run_id IS NOT NULL", (name,))
+        return {r[0] for r in rows}
+
     def mark_deleted(self, c: sqlite3.Connection, name: str, version: int, when: str) -> None:
         c.execute(
             "UPDATE versions SET deleted_at = ? WHERE name = ? AND version = ? AND deleted_at IS NULL",
