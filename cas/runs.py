@@ -103,21 +103,11 @@ def _dt(text: str | None) -> datetime | None:
 
 def _publish(store: Store, run_id: str, record: dict[str, Any], *, seq: int | None = None) -> bool:
     """Claim a ref for ``record`` under the run; with a fixed ``seq``, False if it is taken."""
-    fixed = seq is not None
-    if seq is None:
-        prefix = run_ref(run_id, 0)[:-1]
-        seq = q.max_ref_seq(store.index.conn, prefix) + 1
-    while True:
-        record["seq"] = seq
-        record_digest = store.records.put_record(record)
-        ref = run_ref(run_id, seq)
-        if store.records.claim(ref, record_digest):
-            break
-        store._learn_ref(ref)  # someone else's event: learn it, then try the next seq
-        if fixed:
-            return False
-        seq += 1
-    store._commit(ref, record_digest, record)
+    first = seq if seq is not None else q.max_ref_seq(store.index.conn, run_ref(run_id, 0)[:-1]) + 1
+    claimed = store._claim(record, "seq", first, lambda n: run_ref(run_id, n), exact=seq is not None)
+    if claimed is None:
+        return False
+    store._commit(claimed[0], claimed[1], record)
     return True
 
 

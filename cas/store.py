@@ -392,27 +392,57 @@ class Store:
             if actual != size:
                 raise IntegrityError(digest, "?", f"blob is {actual} bytes, the entry says {size}")
 
+    def _claim(
+        self,
+        record: dict[str, Any],
+        field: str,
+        first: int,
+        ref_for: Callable[[int], str],
+        *,
+        exact: bool = False,
+        next_after: Callable[[int], int] | None = None,
+    ) -> tuple[str, str, int] | None:
+        """Claim the first free number from ``first`` for ``record`` (invariant 6).
+
+        The number goes into ``record[field]``; the record is stored, then its
+        ref ``ref_for(n)`` is written create-only.  A lost claim is learned and
+        the next number tried (``next_after(n)``, default n + 1), unless
+        ``exact``, which returns None instead.  Returns (ref, record digest, n),
+        not yet journalled: the caller passes them to :meth:`_commit`.
+        """
+        number = first
+        while True:
+            record[field] = number
+            record_digest = self.records.put_record(record)
+            ref = ref_for(number)
+            if self.records.claim(ref, record_digest):
+                return ref, record_digest, number
+            self._learn_ref(ref)  # someone else's: learn it
+            if exact:
+                return None
+            number = next_after(number) if next_after else number + 1
+
     def _claim_version(self, aname: ArtifactName, record: dict[str, Any], entries, exact: int | None = None) -> int:
         """Claim the next free number, or exactly ``exact`` (VersionExistsError if taken)."""
         name = str(aname)
-        version = exact if exact is not None else self.index.max_version(name) + 1
         caught_up = False
-        while True:
-            record["version"] = version
-            record_digest = self.records.put_record(record)
-            ref = version_ref(name, version)
-            if self.records.claim(ref, record_digest):
-                break
-            # Someone else holds this number: learn it, then try the next one.
-            self._learn_ref(ref)
-            if exact is not None:
-                raise VersionExistsError(f"{name}@{version} was claimed by another writer", f"{name}@{version}")
+
+        def after(lost: int) -> int:
+            nonlocal caught_up
             if not caught_up:
                 # This index is behind (another machine wrote): catch up once from
                 # the journal rather than failing one claim per missed version.
                 self.refresh()
                 caught_up = True
-            version = max(version + 1, self.index.max_version(name) + 1)
+            return max(lost + 1, self.index.max_version(name) + 1)
+
+        first = exact if exact is not None else self.index.max_version(name) + 1
+        claimed = self._claim(
+            record, "version", first, lambda n: version_ref(name, n), exact=exact is not None, next_after=after
+        )
+        if claimed is None:
+            raise VersionExistsError(f"{name}@{exact} was claimed by another writer", f"{name}@{exact}")
+        ref, record_digest, version = claimed
         self._commit(ref, record_digest, record, entries)
         return version
 
@@ -459,16 +489,11 @@ class Store:
         return target
 
     def _move_alias(self, name: str, alias: str, version: int) -> None:
-        seq = self.index.alias_seq(name, alias) + 1
-        while True:
-            record = {"type": "alias", "name": name, "alias": alias, "version": version, "seq": seq, "created_at": now_iso()}
-            record_digest = self.records.put_record(record)
-            ref = alias_ref(name, alias, seq)
-            if self.records.claim(ref, record_digest):
-                break
-            self._learn_ref(ref)
-            seq += 1
-        self._commit(ref, record_digest, record)
+        record = {"type": "alias", "name": name, "alias": alias, "version": version, "created_at": now_iso()}
+        first = self.index.alias_seq(name, alias) + 1
+        claimed = self._claim(record, "seq", first, lambda n: alias_ref(name, alias, n))
+        assert claimed is not None  # not exact: a free seq is always found
+        self._commit(claimed[0], claimed[1], record)
 
     def delete_version(self, name: str, version: int | str) -> ArtifactVersion:
         """Record that a version is deleted.  Its bytes stay until ``gc``."""
