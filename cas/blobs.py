@@ -6,6 +6,7 @@ checks every byte against its digest (invariant 7).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from typing import BinaryIO
 
 from .backend import Backend
 from .digest import CHUNK, Hasher, hash_bytes, hash_file, is_hex_digest
-from .errors import BlobNotFoundError, IntegrityError, InvalidNameError
+from .errors import BlobNotFoundError, IntegrityError
 
 __all__ = ["BlobStore", "PutResult", "blob_path", "BLOB_PREFIX"]
 
@@ -94,30 +95,20 @@ class BlobStore:
 
     def put_stream(self, stream: BinaryIO) -> PutResult:
         """A stream that cannot be re-read is hashed while spooled to a temp file."""
-        fd, tmp = self.backend.local_tempfile()
-        hasher = Hasher(threaded=True)
+        spool = self.spool()
         try:
-            with os.fdopen(fd, "wb") as out:
-                while block := stream.read(CHUNK):
-                    hasher.update(block)
-                    out.write(block)
+            while block := stream.read(CHUNK):
+                spool.write(block)
         except BaseException:
-            os.unlink(tmp)
+            spool.discard()
             raise
-        hexdigest = hasher.hexdigest()
-        # ``move`` hands the spool file over: the backend publishes or removes it
-        # (inside a batch, only when the batch ends - so it must not be unlinked here).
-        written = self.backend.create_from_file(blob_path(hexdigest), tmp, move=True, content_addressed=True)
-        return PutResult(hexdigest, hasher.size, written)
+        return spool.commit()
 
-    def put_spooled(self, tmp: str, hexdigest: str, size: int) -> PutResult:
-        """Publish a spool file from ``backend.local_tempfile()`` whose digest the
-        caller computed while writing it (a file-like writer that cannot rewind).
-        The spool is handed over: published, or removed if the blob already exists."""
-        if not is_hex_digest(hexdigest):
-            raise InvalidNameError(f"not a hex digest: {hexdigest!r}")
-        written = self.backend.create_from_file(blob_path(hexdigest), tmp, move=True, content_addressed=True)
-        return PutResult(hexdigest, size, written)
+    def spool(self) -> BlobSpool:
+        """A writer for content that arrives in pieces: hashed while spooled to a
+        temp file, published under its digest by ``commit()``, or dropped by
+        ``discard()``.  Nothing appears under a final name before ``commit``."""
+        return BlobSpool(self)
 
     # -- reading -------------------------------------------------------------
 
@@ -153,6 +144,54 @@ class BlobStore:
 
     def remove(self, hexdigest: str) -> None:
         self.backend.remove(blob_path(hexdigest))
+
+
+class BlobSpool:
+    """See :meth:`BlobStore.spool`."""
+
+    def __init__(self, blobs: BlobStore) -> None:
+        self._blobs = blobs
+        fd, self._tmp = blobs.backend.local_tempfile()
+        self._file = os.fdopen(fd, "wb")
+        self._hasher = Hasher(threaded=True)
+        self.done = False
+
+    @property
+    def size(self) -> int:
+        return self._hasher.size
+
+    def hexdigest(self) -> str:
+        return self._hasher.hexdigest()
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        self._hasher.update(view)
+        self._file.write(view)
+        return view.nbytes
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+
+    def commit(self) -> PutResult:
+        """Publish the content under its digest (a dedupe hit writes nothing)."""
+        self._file.close()
+        self.done = True
+        # ``move`` hands the spool file over: the backend publishes or removes it
+        # (inside a batch, only when the batch ends - so it must not be unlinked here).
+        written = self._blobs.backend.create_from_file(
+            blob_path(self.hexdigest()), self._tmp, move=True, content_addressed=True
+        )
+        return PutResult(self.hexdigest(), self.size, written)
+
+    def discard(self) -> None:
+        """Drop the content; nothing is published."""
+        if self.done:
+            return
+        self.done = True
+        self._file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._tmp)
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from typing import TYPE_CHECKING, Any
 
-from .digest import CHUNK, Hasher
+from .digest import CHUNK
 
 if TYPE_CHECKING:
     from .fs import CasFileSystem
@@ -63,9 +62,7 @@ class CasWriteFile(io.RawIOBase):
         self.path = target.path
         self.autocommit = autocommit
         self._mode = mode
-        fd, self._tmp = fs.store.backend.local_tempfile()
-        self._spool = os.fdopen(fd, "wb")
-        self._hasher = Hasher(threaded=True)
+        self._spool = fs.store.blobs.spool()
         self.digest: str | None = None
 
     @property
@@ -91,45 +88,35 @@ class CasWriteFile(io.RawIOBase):
     def write(self, data) -> int:
         if self.closed:
             raise ValueError("I/O operation on closed file")
-        view = memoryview(data).cast("B")
-        self._hasher.update(view)
-        self._spool.write(view)
-        return view.nbytes
+        return self._spool.write(data)
 
     def tell(self) -> int:
-        return self._hasher.size
+        return self._spool.size
 
     def flush(self) -> None:
-        if not self._spool.closed:
-            self._spool.flush()
+        self._spool.flush()
 
     def close(self) -> None:
         """Publish the blob, then stage it at its path (or commit its version)."""
         if self.closed:
             return
         try:
-            self._spool.close()
-            result = self.fs.store.blobs.put_spooled(self._tmp, self._hasher.hexdigest(), self._hasher.size)
+            result = self._spool.commit()
             self.digest = result.digest
             self.fs._stage(self.target, result.digest, result.size, autocommit=self.autocommit)
         finally:
-            self._drop_spool()
+            self._spool.discard()  # a no-op once committed
             super().close()
 
     def discard(self) -> None:
         """Throw the content away; nothing is published."""
         if self.closed:
             return
-        self._spool.close()
-        self._drop_spool()
+        self._spool.discard()
         super().close()
 
     def commit(self) -> None:
         """fsspec transactions call this; closing already staged the file into its draft."""
-
-    def _drop_spool(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self._tmp)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:

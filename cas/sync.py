@@ -29,13 +29,12 @@ their own), nothing of that artifact name is sent and the name is reported.
 from __future__ import annotations
 
 import fnmatch
-import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from .blobs import BLOB_PREFIX, blob_path, digest_from_path
-from .digest import CHUNK, Hasher, hash_bytes
+from .digest import CHUNK, hash_bytes
 from .errors import IntegrityError, InvalidNameError
 from .records import REFS, ref_order
 from .store import Store
@@ -241,23 +240,19 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
         return len(data) if dst.backend.create_bytes(rel, data, content_addressed=True) else 0
     # Large: stream through a spool file next to the destination (bounded memory),
     # verified before it is published under its final name.
-    fd, tmp = dst.backend.local_tempfile()
-    hasher = Hasher(threaded=True)
+    spool = dst.blobs.spool()
     try:
-        with os.fdopen(fd, "wb") as out, src.blobs.open(digest) as reader:
+        with src.blobs.open(digest) as reader:
             raw = reader.raw
             while block := raw.read(CHUNK):
-                hasher.update(block)
-                out.write(block)
-        actual = hasher.hexdigest()
-        if actual != digest:
-            raise IntegrityError(digest, actual, f"source {rel}")
+                spool.write(block)
+        if spool.hexdigest() != digest:
+            raise IntegrityError(digest, spool.hexdigest(), f"source {rel}")
     except BaseException:
-        os.unlink(tmp)
+        spool.discard()
         raise
-    # The spool is handed over: published (inside a local batch, when the batch
-    # ends - so it must not be removed here) or removed if the blob is there.
-    return hasher.size if dst.blobs.put_spooled(tmp, digest, hasher.size).written else 0
+    result = spool.commit()
+    return result.size if result.written else 0
 
 
 def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None) -> int:

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ..digest import CHUNK, Hasher
+from ..digest import CHUNK
 from ..errors import (
     ArtifactNotFoundError,
     InvalidNameError,
@@ -235,19 +235,14 @@ class SpoolWriter(io.RawIOBase):
         super().__init__()
         self._folders = folders
         self._commit = commit
-        self._fd, self._tmp = folders.store.backend.local_tempfile()
-        self._out = os.fdopen(self._fd, "wb")
-        self._hasher = Hasher()
+        self._spool = folders.store.blobs.spool()
         self._failed = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, b) -> int:
-        data = bytes(b)
-        self._out.write(data)
-        self._hasher.update(data)
-        return len(data)
+        return self._spool.write(b)
 
     def discard_on_close(self) -> None:
         """Publish nothing when closed (the writer's ``with`` block failed)."""
@@ -262,13 +257,11 @@ class SpoolWriter(io.RawIOBase):
         if self.closed:
             return
         try:
-            self._out.close()
             if self._failed:
-                os.unlink(self._tmp)
+                self._spool.discard()
             else:
-                blobs = self._folders.store.blobs
                 with self._folders.store.backend.batch():
-                    result = blobs.put_spooled(self._tmp, self._hasher.hexdigest(), self._hasher.size)
+                    result = self._spool.commit()
                 self._commit(result.digest, result.size)
         finally:
             super().close()
