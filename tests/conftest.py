@@ -78,6 +78,16 @@ def store(open_test_store) -> cas.Store:
     return open_test_store()
 
 
+@pytest.fixture(params=LOCAL_BACKENDS)
+def lstore(request, tmp_path) -> cas.Store:
+    """A store on the embedded backends only: for tests of logic above the backend
+    (the ``store`` fixture also runs the storage-facing tests on S3, GCS and Azure)."""
+    url = f"memory://cas-test-{uuid.uuid4().hex}" if request.param == "memory" else str(tmp_path / "store")
+    s = cas.open_store(url)
+    yield s
+    s.close()
+
+
 @pytest.fixture
 def local_store(tmp_path) -> cas.Store:
     s = cas.open_store(str(tmp_path / "store"))

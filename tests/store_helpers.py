@@ -68,3 +68,16 @@ def _latest(store: cas.Store, name: str) -> int | None:
         return store.get_artifact_version(name).version
     except cas.VersionNotFoundError:
         return None
+
+
+# Prepended to a child interpreter's code: numpy, pandas and pyarrow fail to
+# import, as on a machine with only cas's core dependencies.
+BLOCK_DATAFRAME_LIBS = """
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"numpy", "pandas", "pyarrow"}:
+            raise ImportError("blocked for this test: " + name)
+        return None
+sys.meta_path.insert(0, _Block())
+"""

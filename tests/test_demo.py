@@ -8,18 +8,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+from store_helpers import BLOCK_DATAFRAME_LIBS
+
 import cas
 from cas.demo import PIPELINE, run_demo
-
-_BLOCK = """
-import importlib.abc, sys
-class _Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"numpy", "pandas", "pyarrow"}:
-            raise ImportError("blocked for this test: " + name)
-        return None
-sys.meta_path.insert(0, _Block())
-"""
 
 
 def test_demo_records_two_runs_dedupe_and_lineage(tmp_path):
@@ -74,7 +66,7 @@ def _run(argv: list[str], tmp_path: Path, *, code_prefix: str = "") -> subproces
 
 
 def test_cas_demo_runs_with_only_the_core_dependencies(tmp_path):
-    result = _run(["demo"], tmp_path, code_prefix=_BLOCK)
+    result = _run(["demo"], tmp_path, code_prefix=BLOCK_DATAFRAME_LIBS)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "churn/train/model@2" in out and "== 7. runs" in out and "saved" in out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import uuid
 
 import pytest
 from click.testing import CliRunner
@@ -12,16 +11,6 @@ from click.testing import CliRunner
 import cas
 from cas.cli import cli
 from cas.runs import _add_inputs
-
-
-@pytest.fixture(params=["memory", "local"])
-def lstore(request, tmp_path):
-    """A store on the embedded backends only: for tests of logic above the backend
-    (the ``store`` fixture also runs the storage-facing tests on S3, GCS and Azure)."""
-    url = f"memory://cas-test-{uuid.uuid4().hex}" if request.param == "memory" else str(tmp_path / "store")
-    s = cas.open_store(url)
-    yield s
-    s.close()
 
 
 def _diamond(store: cas.Store):

@@ -8,25 +8,14 @@ import pickle
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
+from store_helpers import BLOCK_DATAFRAME_LIBS
 
 import cas
 from cas import materializers
 from cas.errors import MaterializerNotFoundError, UnsafeLoadError, UnsupportedDataError
-
-
-@pytest.fixture(params=["memory", "local"])
-def lstore(request, tmp_path):
-    """A store on the embedded backends only: for tests of logic above the backend
-    (the ``store`` fixture also runs the storage-facing tests on S3, GCS and Azure)."""
-    url = f"memory://cas-test-{uuid.uuid4().hex}" if request.param == "memory" else str(tmp_path / "store")
-    s = cas.open_store(url)
-    yield s
-    s.close()
-
 
 # -- the core types keep their meaning ---------------------------------------------------
 
@@ -306,15 +295,6 @@ def test_registering_by_hand_and_priority(lstore):
 
 # -- the core imports and works without the dataframe extra --------------------------------
 
-_BLOCK = """
-import importlib.abc, sys
-class _Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"numpy", "pandas", "pyarrow"}:
-            raise ImportError("blocked for this test: " + name)
-        return None
-sys.meta_path.insert(0, _Block())
-"""
 
 
 def _python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -323,7 +303,7 @@ def _python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
 
 
 def test_core_works_without_numpy_pandas_pyarrow(tmp_path):
-    code = _BLOCK + textwrap.dedent(
+    code = BLOCK_DATAFRAME_LIBS + textwrap.dedent(
         f"""
         import cas
         from cas.errors import MaterializerNotFoundError

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 
 import pytest
 from click.testing import CliRunner
@@ -14,16 +13,6 @@ import cas
 from cas.cli import cli
 from cas.errors import ArtifactNotFoundError, InvalidNameError, RunError, UnsupportedDataError
 from cas.runs import step_run_id_for
-
-
-@pytest.fixture(params=["memory", "local"])
-def lstore(request, tmp_path):
-    """A store on the embedded backends only: for tests of logic above the backend
-    (the ``store`` fixture also runs the storage-facing tests on S3, GCS and Azure)."""
-    url = f"memory://cas-test-{uuid.uuid4().hex}" if request.param == "memory" else str(tmp_path / "store")
-    s = cas.open_store(url)
-    yield s
-    s.close()
 
 
 def _backend_refs(store: cas.Store, kind: str = "") -> list[str]:
