@@ -6,11 +6,22 @@ memory, local disk and the cloud backends.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import cas
 from cas.blobs import blob_path
 from cas.store import INDEX_FILE
+
+
+def make_tree(root: Path, files: dict[str, bytes]) -> Path:
+    """Write ``files`` ({relative path: bytes}) under ``root``; returns ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return root
 
 
 def backend_snapshot(store: cas.Store) -> dict[str, bytes]:

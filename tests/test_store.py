@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from store_helpers import answers, backend_snapshot, blob_files, remove_blob, replace_blob
+from store_helpers import answers, backend_snapshot, blob_files, make_tree, remove_blob, replace_blob
 
 import cas
 from cas.blobs import blob_path
@@ -40,15 +40,6 @@ from cas.errors import (
 from cas.records import FORMAT_FILE, FORMAT_VERSION, decode, version_ref
 
 MiB = 1 << 20
-
-
-def make_tree(root: Path, files: dict[str, bytes]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for rel, data in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return root
 
 
 TREE = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from store_helpers import make_tree
 from sync_helpers import CountingBackend, counting_store, store_state
 
 import cas
@@ -26,15 +27,6 @@ PAIRS = [
 ]
 
 
-def _tree(root, files: dict[str, bytes]):
-    root.mkdir(parents=True, exist_ok=True)
-    for rel, data in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return root
-
-
 def _add_lineage(store: Store, run_id: str) -> str:
     """A run record under refs/runs/ (the lineage layer's ref kind), published like any ref."""
     record = {"type": "run_start", "run_id": run_id, "pipeline": "churn", "params": {}, "started_at": "2024-01-01T00:00:00+00:00", "seq": 0}
@@ -51,7 +43,7 @@ def _populate(store: Store, tmp_path) -> None:
     store.save(b"v3 bytes", "churn/prep/features")
     store.set_alias("churn/prep/features", 1, "production")  # moved back: a second alias record
     store.delete_version("churn/prep/features", 3)
-    store.save(_tree(tmp_path / "model", {"w.bin": os.urandom(3000), "cfg/a.json": b"{}", "cfg/b.json": b"[]"}), "churn/train/model")
+    store.save(make_tree(tmp_path / "model", {"w.bin": os.urandom(3000), "cfg/a.json": b"{}", "cfg/b.json": b"[]"}), "churn/train/model")
     _add_lineage(store, "run-1")
     store.save(b"produced", "churn/train/metrics", _extra={"run_id": "run-1"})
 
@@ -100,13 +92,13 @@ def test_sync_sends_only_new_blobs_of_versions_that_share_content(tmp_path):
     """N versions of a 40-file tree, each changing 2 files: only the changed files travel."""
     files = {f"part-{i:02d}.bin": os.urandom(4096) for i in range(40)}
     with cas.open_store(tmp_path / "src") as src:
-        src.save(_tree(tmp_path / "v0", files), "ds/prep/table")
+        src.save(make_tree(tmp_path / "v0", files), "ds/prep/table")
         dst, counter = counting_store(str(tmp_path / "dst"))
         src.sync_to(dst)
         for n in range(1, 6):
             files[f"part-{n:02d}.bin"] = os.urandom(4096)
             files[f"new-{n:02d}.bin"] = os.urandom(4096)
-            src.save(_tree(tmp_path / f"v{n}", files), "ds/prep/table")
+            src.save(make_tree(tmp_path / f"v{n}", files), "ds/prep/table")
         counter.reset()
         result = src.sync_to(dst)
         sent_blobs = {p for p in counter.written if p.startswith("blobs/")}
