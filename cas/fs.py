@@ -52,7 +52,7 @@ from .errors import (
 )
 from .fs_base import dir_info, file_info
 from .fs_copy import CopyRemoveMixin
-from .fs_drafts import Draft, Staged
+from .fs_drafts import Draft, DraftMap, Staged
 from .fs_files import CasReadFile, CasWriteFile
 from .fs_paths import CasPath
 from .store import Store, open_store
@@ -72,9 +72,9 @@ class CasTransaction(Transaction):
         super().complete(commit)  # our files' commit()/discard(): closing already staged them
         if fs is not None:
             if commit:
-                fs.commit()
+                fs.commit(mine=True)
             else:
-                fs.discard()
+                fs.discard(mine=True)
 
 
 class _CasCached(type(AbstractFileSystem)):  # type: ignore[misc]
@@ -117,7 +117,7 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
             self.store = store
         else:
             self.store = open_store(store, index=index, create=create, **storage_options)
-        self._drafts: dict[tuple[str, int], Draft] = {}
+        self._drafts = DraftMap(self.store)
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:

@@ -77,7 +77,7 @@ class CopyRemoveMixin(WriteMixin):
             if not self._intrans:
                 self.store.link(dst.name, v.digest.hex, v.kind, version=dst.spec)
                 return True
-            draft = self._drafts[(dst.name, dst.spec)] = Draft(dst.name, dst.spec)
+            draft = self._drafts.create(dst.name, dst.spec)
             if v.kind == BLOB:
                 draft.blob = Staged(v.digest.hex, v.size)
             else:

@@ -27,6 +27,7 @@ from .errors import (
 )
 from .fs_base import CasFileSystemBase
 from .fs_drafts import Draft, Staged
+from .fs_finish import commit_draft
 from .fs_paths import CasPath
 from .version import BLOB, ArtifactVersion
 
@@ -118,7 +119,7 @@ class WriteMixin(CasFileSystemBase):
                 if not cp.inner and autocommit:
                     self.store.link(cp.name, digest, BLOB, version=number)
                     return
-                draft = self._drafts[(cp.name, number)] = Draft(cp.name, number)
+                draft = self._drafts.create(cp.name, number)
             staged = Staged(digest, size)
             if cp.inner:
                 draft.put(cp.inner, staged)
@@ -126,6 +127,14 @@ class WriteMixin(CasFileSystemBase):
                 draft.blob = staged
                 if autocommit:
                     self._commit_draft(draft)
+
+    def _file_failed(self, cp: CasPath) -> None:
+        """A file below a version path was abandoned: keep its draft from being committed on its own."""
+        with self._lock:
+            number = self._version_number(cp)
+            if (cp.name, number) not in self._drafts:
+                self._drafts.create(cp.name, number)
+            self._drafts.book.mark_broken((cp.name, number), f"writing cas://{cp.path} failed")
 
     def pipe_file(self, path, value, mode="overwrite", **kwargs) -> None:
         cp = self._parse(path)
@@ -163,7 +172,7 @@ class WriteMixin(CasFileSystemBase):
                 if cp.inner and not create_parents:
                     raise PathNotFoundError(f"cas://{cp.version_path} does not exist", cp.path)
                 number = self._version_number(cp)
-                draft = self._drafts[(cp.name, number)] = Draft(cp.name, number)
+                draft = self._drafts.create(cp.name, number)
                 if not cp.inner:
                     return
             elif not cp.inner:
@@ -196,12 +205,13 @@ class WriteMixin(CasFileSystemBase):
     # -- drafts and commits --------------------------------------------------------------
 
     def drafts(self) -> list[str]:
-        """Version paths (``p/s/a/N``) of this filesystem's open drafts."""
+        """Version paths (``p/s/a/N``) of the store's open drafts, whichever instance or process writes them."""
         return [f"{name}/{number}" for name, number in sorted(self._drafts)]
 
-    def _select(self, path) -> list[Draft]:
+    def _select(self, path, mine: bool = False) -> list[Draft]:
         if path is None:
-            return [self._drafts[k] for k in sorted(self._drafts)]
+            keys = self._drafts.book.mine() if mine else sorted(self._drafts)
+            return [self._drafts[k] for k in keys if k in self._drafts]
         cp = self._parse(path)
         if cp.level >= 4:
             key = (cp.name, cp.spec if isinstance(cp.spec, int) else 0)
@@ -213,28 +223,22 @@ class WriteMixin(CasFileSystemBase):
             raise PathNotFoundError(f"no open draft at cas://{cp.path}", cp.path)
         return [self._drafts[k] for k in keys]
 
-    def commit(self, path=None) -> list[ArtifactVersion]:
+    def commit(self, path=None, *, mine: bool = False) -> list[ArtifactVersion]:
         """Commit open drafts (all, or those at or below ``path``) as versions, in version order.
 
-        A draft with no file commits nothing.  Each version commits atomically;
-        several drafts are not one atomic unit: on an error the drafts not yet
-        committed stay open.
+        ``mine``: only the drafts this process wrote to (what a transaction
+        commits).  A draft with no file commits nothing.  Each version commits
+        atomically; several drafts are not one atomic unit: on an error the
+        drafts not yet committed stay open.
         """
         with self._lock:
-            return [av for d in self._select(path) if (av := self._commit_draft(d)) is not None]
+            return [av for d in self._select(path, mine) if (av := self._commit_draft(d)) is not None]
 
     def _commit_draft(self, draft: Draft) -> ArtifactVersion | None:
-        if draft.blob is not None:
-            av = self.store.link(draft.name, draft.blob.digest, BLOB, version=draft.version)
-        elif draft.files:
-            av = self.store.link_tree(draft.name, draft.entries(), version=draft.version)
-        else:
-            av = None
-        self._drafts.pop((draft.name, draft.version), None)
-        return av
+        return commit_draft(self.store, self._drafts.book, draft)
 
-    def discard(self, path=None) -> None:
+    def discard(self, path=None, *, mine: bool = False) -> None:
         """Drop open drafts (all, or those at or below ``path``); their blobs are left for ``gc``."""
         with self._lock:
-            for d in self._select(path):
-                self._drafts.pop((d.name, d.version), None)
+            for d in self._select(path, mine):
+                self._drafts.book.drop(d.key)
