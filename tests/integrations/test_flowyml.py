@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from fractions import Fraction
 from pathlib import Path
 
@@ -178,3 +180,24 @@ def test_base_path_is_a_local_folder_never_the_store(tmp_path):
     with pytest.raises(cas.errors.InvalidNameError, match="local directory"):
         CasArtifactStore(store=str(tmp_path / "store"), base_path="cas://churn")
     assert not (tmp_path / "cas:").exists()
+
+
+def test_docs_flowyml_md_example_runs(tmp_path):
+    text = (HERE.parent.parent / "docs" / "flowyml.md").read_text()
+    [block] = re.findall(r"```python\n(.*?)```", text, re.S)
+    check = textwrap.dedent("""
+        assert result.step_results["evaluate"].artifact_uri == "cas://churn/evaluate/output/1"
+        assert artifacts.load("cas://churn/evaluate/output/1") == {"rows": 5, "total": 41.25}
+        print("DOC OK")
+    """)
+    (tmp_path / "doc_example.py").write_text(block + check)
+    proc = subprocess.run([sys.executable, "doc_example.py"], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0 and "DOC OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    shell = re.search(r"Then, in a shell:\n\n```\n(.*?)```", text, re.S).group(1)
+    with cas.open_store(tmp_path / ".cas") as store:
+        run_id = store.list_runs("churn")[0].id
+    for line in shell.strip().splitlines():
+        args = line.split("#")[0].split()[1:]
+        out = _cas(tmp_path, tmp_path / ".cas", *[run_id if a == "<run" else a for a in args if a != "id>"])
+        assert "churn" in out or "evaluate" in out
