@@ -65,16 +65,16 @@ _FSSPEC_OPTIONS = ("use_listings_cache", "listings_expiry_time", "max_paths", "a
 
 
 class CasTransaction(Transaction):
-    """fsspec's transaction, plus: on success commit every open draft, on error discard them."""
+    """fsspec's transaction, plus: on success commit this process's open drafts, on error discard them."""
 
     def complete(self, commit: bool = True) -> None:
         fs = self.fs
         super().complete(commit)  # our files' commit()/discard(): closing already staged them
         if fs is not None:
             if commit:
-                fs.commit(mine=True)
+                fs.commit()
             else:
-                fs.discard(mine=True)
+                fs.discard()
 
 
 class _CasCached(type(AbstractFileSystem)):  # type: ignore[misc]

@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import BackendError
+from .fs_procs import parent_token, process_token
 
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["Draft", "DraftBook", "DraftMap", "Staged", "book_for", "process_alive", "process_token"]
+__all__ = ["Draft", "DraftBook", "DraftMap", "Staged", "book_for", "book_path"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS drafts (
@@ -50,42 +51,9 @@ CREATE TABLE IF NOT EXISTS draft_dirs (
     PRIMARY KEY (name, version, path)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS draft_writers (
     name TEXT NOT NULL, version INTEGER NOT NULL, process TEXT NOT NULL,
+    parent TEXT NOT NULL,  -- the process that started this writer: it vouches for a worker that is gone
     PRIMARY KEY (name, version, process)) WITHOUT ROWID;
 """
-
-
-def _start_ticks(pid: int) -> str:
-    """When process ``pid`` started (Linux clock ticks since boot), to tell a reused pid apart."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return ""
-    return stat.rsplit(b")", 1)[1].split()[19].decode()
-
-
-_OWN_TOKEN: tuple[int, str] = (0, "")
-
-
-def process_token() -> str:
-    """``<pid>:<start ticks>`` of this process: names it for as long as the machine runs."""
-    global _OWN_TOKEN
-    pid = os.getpid()
-    if _OWN_TOKEN[0] != pid:
-        _OWN_TOKEN = (pid, f"{pid}:{_start_ticks(pid)}")
-    return _OWN_TOKEN[1]
-
-
-def process_alive(token: str) -> bool:
-    pid_text, _, ticks = token.partition(":")
-    pid = int(pid_text)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return _start_ticks(pid) == ticks
 
 
 @dataclass(frozen=True)
@@ -105,9 +73,9 @@ def _subtree(inner: str) -> tuple[str, str]:
 class DraftBook:
     """The open drafts of one store on this machine: a SQLite file beside its index."""
 
-    def __init__(self, path: str, store: Store) -> None:
+    def __init__(self, path: str, store: Store | None = None) -> None:
         self.path = path
-        self._store = weakref.ref(store)
+        self._store = weakref.ref(store) if store is not None else lambda: None
         try:
             self.conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA busy_timeout = 60000")
@@ -142,10 +110,13 @@ class DraftBook:
     def keys(self) -> list[tuple[str, int]]:
         return [(n, v) for n, v in self.query("SELECT name, version FROM drafts ORDER BY name, version")]
 
-    def mine(self) -> list[tuple[str, int]]:
-        """Drafts this process has written to."""
+    def supervised(self) -> list[tuple[str, int]]:
+        """Drafts this process, or a process it started (a worker), has written to."""
+        me = process_token()
         rows = self.query(
-            "SELECT name, version FROM draft_writers WHERE process = ? ORDER BY name, version", process_token()
+            "SELECT DISTINCT name, version FROM draft_writers WHERE process = ? OR parent = ? ORDER BY name, version",
+            me,
+            me,
         )
         return [(n, v) for n, v in rows]
 
@@ -163,10 +134,10 @@ class DraftBook:
         return self._store()
 
     def _join(self, c: sqlite3.Connection, key: tuple[str, int]) -> None:
-        c.execute("INSERT OR IGNORE INTO draft_writers VALUES (?, ?, ?)", (*key, process_token()))
-        from . import fs_finish  # the end of the writing finishes what this process joined
-
-        fs_finish.track(self)
+        c.execute(
+            "INSERT OR IGNORE INTO draft_writers VALUES (?, ?, ?, ?)",
+            (*key, process_token(), parent_token()),
+        )
 
     def drop(self, key: tuple[str, int]) -> None:
         with self.write() as c:
@@ -190,7 +161,10 @@ class DraftMap(Mapping):
     """
 
     def __init__(self, store: Store) -> None:
+        from . import fs_finish
+
         self.store = store
+        fs_finish.watch(store)  # when this process ends, it finishes the drafts it (or its workers) wrote
         self._reader()  # an existing book is opened now: it warns of drafts nothing will commit
 
     @property

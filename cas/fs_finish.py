@@ -2,14 +2,19 @@
 
 Directory writers (pandas ``partition_cols``, pyarrow datasets, dask, zarr)
 write many files below ``cas://p/s/a/N/`` and never call ``commit``.  So a
-draft is committed when the writing ends: when the last process that wrote
-to it ends cleanly (``atexit`` in a main process, multiprocessing's exit
-finalizers in a worker, which skips ``atexit``).  A process that ends on an
-unhandled exception marks its drafts *broken* instead; a writer that
-vanished (killed) blocks the commit too.  A broken or abandoned draft is
-never committed behind anyone's back: it stays in the draft book, each
-process that opens the store warns about it (:class:`UncommittedDraftWarning`),
-and a person commits (``fs.commit(path)``) or discards it.
+draft is committed when the writing ends: when a process that wrote to it —
+or started the workers that did — ends cleanly, and no other writer is still
+at work (``atexit`` in a main process; multiprocessing's exit finalizers in
+a worker, which skips ``atexit``).  A worker that is gone without leaving
+(a pool terminates its workers) is vouched for by the process that started
+it — its direct parent, which saw its tasks end — once that one ends cleanly.
+
+A process that ends on an unhandled exception marks its drafts *broken*; so
+does a failed file write into a draft, and a writer that vanished with no
+writer above it.  A broken or abandoned draft is never committed behind
+anyone's back: it stays in the draft book, each process that opens the store
+warns about it (:class:`UncommittedDraftWarning`), and a person commits
+(``fs.commit(path)``) or discards it.
 """
 
 from __future__ import annotations
@@ -21,24 +26,31 @@ import sqlite3
 import sys
 import threading
 import warnings
+import weakref
+from collections.abc import Callable
 
-from .fs_drafts import Draft, DraftBook, process_alive, process_token
+from .backend import Backend
+from .fs_drafts import _BOOKS, Draft, DraftBook, book_path
+from .fs_procs import process_alive, process_token
 from .store import Store
 from .version import BLOB, ArtifactVersion
 
-__all__ = ["UncommittedDraftWarning", "commit_draft", "finish_process", "track", "warn_stale"]
+__all__ = ["UncommittedDraftWarning", "commit_draft", "finish_process", "watch", "warn_stale"]
 
 
 class UncommittedDraftWarning(UserWarning):
     """Files written through ``cas://`` are not a committed version, and nothing will commit them on its own."""
 
 
-# Books this process wrote drafts in, with their stores: kept alive until the end.
-_TRACKED: dict[int, tuple[DraftBook, Store]] = {}
+# Every store a cas:// filesystem was opened on in this process, by its draft book's
+# path: how to reach the book and, to commit, the store (reopened if it was closed).
+_WATCHED: dict[str, tuple[Backend, str, weakref.ref[Store]]] = {}
 _LOCK = threading.Lock()
 _FINISHED_PID = 0
 _HOOKED_PID = 0
 _WARNED: set[str] = set()
+
+_HINT = "Its files are kept as a draft: commit it with CasFileSystem.commit(path) or discard it with discard(path)"
 
 
 def commit_draft(store: Store, book: DraftBook, draft: Draft) -> ArtifactVersion | None:
@@ -60,14 +72,14 @@ def commit_draft(store: Store, book: DraftBook, draft: Draft) -> ArtifactVersion
     return av
 
 
-def track(book: DraftBook) -> None:
-    """``book`` holds drafts this process wrote: finish them when the process ends."""
+def watch(store: Store) -> None:
+    """A cas:// filesystem on ``store`` exists in this process: finish its drafts when the process ends."""
     global _HOOKED_PID
-    store = book.store
-    if store is None:
-        return
+    path = book_path(store.index.path)
+    if path == ":memory:":
+        path = f":memory:{id(store)}"
     with _LOCK:
-        _TRACKED[id(book)] = (book, store)
+        _WATCHED[path] = (store.backend, store.index.path, weakref.ref(store))
         if _HOOKED_PID != os.getpid():
             _HOOKED_PID = os.getpid()
             atexit.register(finish_process)
@@ -75,68 +87,84 @@ def track(book: DraftBook) -> None:
             multiprocessing.util.Finalize(None, finish_process, exitpriority=50)
 
 
+def _forget_parent_state() -> None:
+    _WATCHED.clear()  # a forked child finishes what it opens itself, not its parent's stores
+
+
+os.register_at_fork(after_in_child=_forget_parent_state)
+
+
 def _ended_with_error() -> bool:
     return getattr(sys, "last_exc", None) is not None or getattr(sys, "last_value", None) is not None
 
 
 def finish_process() -> None:
-    """At the end of a process: finish every draft it wrote to (once per process)."""
+    """At the end of a process: finish every draft it, or a worker it started, wrote to (once per process)."""
     global _FINISHED_PID
     if _FINISHED_PID == os.getpid():
         return
     _FINISHED_PID = os.getpid()
     clean = not _ended_with_error()
-    for book, store in list(_TRACKED.values()):
+    for path, (backend, index_path, ref) in list(_WATCHED.items()):
+        store = ref()
+        book = _BOOKS.get(store) if store is not None else None
+        opened = None
+        if book is None or book.pid != os.getpid():
+            if path.startswith(":memory:") or not os.path.exists(path):
+                continue
+            book = opened = DraftBook(path)
         try:
-            finish_book(book, store, clean=clean)
+            finish_book(book, lambda s=store, b=backend, i=index_path: _usable(s, b, i), clean=clean)
         except Exception as e:  # the interpreter is going away: say it, never swallow it
-            _warn(f"drafts in {book.path} were not finished: {e}")
+            _warn(f"drafts in {path} were not finished: {e}")
+        finally:
+            if opened is not None:
+                opened.conn.close()
 
 
-def _usable(store: Store) -> Store:
-    """``store``, or a fresh handle on its backend if it was closed before the end."""
-    try:
-        store.index.conn.execute("SELECT 1")
-    except sqlite3.ProgrammingError:
-        return Store(store.backend, index=store.index.path)
-    return store
+def _usable(store: Store | None, backend: Backend, index_path: str) -> Store:
+    """``store``, or a fresh handle on its backend if it was closed or collected before the end."""
+    if store is not None:
+        try:
+            store.index.conn.execute("SELECT 1")
+            return store
+        except sqlite3.ProgrammingError:
+            pass
+    return Store(backend, index=index_path)
 
 
-def finish_book(book: DraftBook, store: Store, *, clean: bool) -> None:
+def finish_book(book: DraftBook, get_store: Callable[[], Store], *, clean: bool) -> None:
     me = process_token()
-    for key in book.mine():
+    for key in book.supervised():
         label = f"cas://{key[0]}/{key[1]}"
         with book.write() as c:
             c.execute("DELETE FROM draft_writers WHERE name = ? AND version = ? AND process = ?", (*key, me))
             row = c.execute("SELECT broken FROM drafts WHERE name = ? AND version = ?", key).fetchone()
             if row is None:
                 continue
-            others = [r[0] for r in c.execute("SELECT process FROM draft_writers WHERE name = ? AND version = ?", key)]
+            others = c.execute(
+                "SELECT process, parent FROM draft_writers WHERE name = ? AND version = ?", key
+            ).fetchall()
+            why = row[0]
             if not clean:
-                why = f"process {os.getpid()} ended with an exception while writing it"
-                c.execute("UPDATE drafts SET broken = ? WHERE name = ? AND version = ?", (row[0] or why, *key))
-                _warn(f"{label} was not committed: {why}. {_HINT}")
-                continue
-            if row[0] is not None:
-                _warn(f"{label} was not committed: {row[0]}. {_HINT}")
-                continue
-            if any(process_alive(o) for o in others):
-                continue  # another writer is still at work: the last one to end commits
-            if others:
-                why = f"process {others[0].split(':')[0]} that wrote to it ended without finishing"
+                why = why or f"process {os.getpid()} ended with an exception while it or its workers wrote it"
+            elif why is None:
+                if any(process_alive(p) for p, _ in others):
+                    continue  # another writer is still at work: the last one to end finishes it
+                lost = [p for p, parent in others if parent != me]
+                if lost:
+                    why = f"process {lost[0].split(':')[0]}, which wrote to it, ended without finishing"
+            if why is not None:
                 c.execute("UPDATE drafts SET broken = ? WHERE name = ? AND version = ?", (why, *key))
                 _warn(f"{label} was not committed: {why}. {_HINT}")
                 continue
+            # every other writer was a worker this process started, and this process ended cleanly
+            c.execute("DELETE FROM draft_writers WHERE name = ? AND version = ?", key)
         try:
-            store = _usable(store)
-            commit_draft(store, book, Draft(book, *key))
+            commit_draft(get_store(), book, Draft(book, *key))
         except Exception as e:
             book.mark_broken(key, f"committing it failed: {e}")
             _warn(f"{label} was not committed: committing it failed: {e}. {_HINT}")
-    _TRACKED.pop(id(book), None)
-
-
-_HINT = "Its files are kept as a draft: commit it with CasFileSystem.commit(path) or discard it with discard(path)"
 
 
 def _warn(message: str) -> None:
@@ -149,9 +177,10 @@ def warn_stale(book: DraftBook) -> None:
         return
     _WARNED.add(book.path)
     stale = []
+    mine = set(book.supervised())  # this process finishes those itself when it ends
     for name, version, broken in book.query("SELECT name, version, broken FROM drafts ORDER BY name, version"):
         writers = book.writers((name, version))
-        if broken is not None or not any(process_alive(w) for w in writers):
+        if broken is not None or ((name, version) not in mine and not any(process_alive(w) for w in writers)):
             stale.append(f"cas://{name}/{version} ({broken or 'its writers ended without finishing'})")
     if stale:
         _warn(f"{len(stale)} uncommitted draft(s) in this store: {'; '.join(stale)}. {_HINT}")

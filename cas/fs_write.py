@@ -208,10 +208,9 @@ class WriteMixin(CasFileSystemBase):
         """Version paths (``p/s/a/N``) of the store's open drafts, whichever instance or process writes them."""
         return [f"{name}/{number}" for name, number in sorted(self._drafts)]
 
-    def _select(self, path, mine: bool = False) -> list[Draft]:
-        if path is None:
-            keys = self._drafts.book.mine() if mine else sorted(self._drafts)
-            return [self._drafts[k] for k in keys if k in self._drafts]
+    def _select(self, path) -> list[Draft]:
+        if path is None:  # what this process and its workers wrote: never another process's work in progress
+            return [self._drafts[k] for k in self._drafts.book.supervised() if k in self._drafts]
         cp = self._parse(path)
         if cp.level >= 4:
             key = (cp.name, cp.spec if isinstance(cp.spec, int) else 0)
@@ -223,22 +222,22 @@ class WriteMixin(CasFileSystemBase):
             raise PathNotFoundError(f"no open draft at cas://{cp.path}", cp.path)
         return [self._drafts[k] for k in keys]
 
-    def commit(self, path=None, *, mine: bool = False) -> list[ArtifactVersion]:
-        """Commit open drafts (all, or those at or below ``path``) as versions, in version order.
+    def commit(self, path=None) -> list[ArtifactVersion]:
+        """Commit open drafts as versions, in version order: those at or below ``path``
+        (whoever wrote them), or with no path those this process or its workers wrote to.
 
-        ``mine``: only the drafts this process wrote to (what a transaction
-        commits).  A draft with no file commits nothing.  Each version commits
+        A draft with no file commits nothing.  Each version commits
         atomically; several drafts are not one atomic unit: on an error the
         drafts not yet committed stay open.
         """
         with self._lock:
-            return [av for d in self._select(path, mine) if (av := self._commit_draft(d)) is not None]
+            return [av for d in self._select(path) if (av := self._commit_draft(d)) is not None]
 
     def _commit_draft(self, draft: Draft) -> ArtifactVersion | None:
         return commit_draft(self.store, self._drafts.book, draft)
 
-    def discard(self, path=None, *, mine: bool = False) -> None:
-        """Drop open drafts (all, or those at or below ``path``); their blobs are left for ``gc``."""
+    def discard(self, path=None) -> None:
+        """Drop open drafts (at or below ``path``, or this process's and its workers'); blobs are left for ``gc``."""
         with self._lock:
-            for d in self._select(path, mine):
+            for d in self._select(path):
                 self._drafts.book.drop(d.key)

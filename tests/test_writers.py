@@ -175,3 +175,48 @@ def test_every_instance_in_a_process_shares_one_draft(tmp_path):
     for fs in list(CasFileSystem._cache.values()):
         fs.store.close()
     CasFileSystem.clear_instance_cache()
+
+
+POOL = """
+import multiprocessing as mp, sys, fsspec
+
+def part(i):
+    fs = fsspec.filesystem("cas", store=sys.argv[1])
+    fs.pipe(f"p/s/pooled/1/part-{i}", f"part {i}".encode())
+    return i
+
+if __name__ == "__main__":
+    if sys.argv[3] == "opens":
+        fsspec.filesystem("cas", store=sys.argv[1])  # the parent opens the store before its workers write
+    with mp.get_context(sys.argv[2]).Pool(2) as pool:  # leaving the block terminates the workers
+        assert pool.map(part, range(4)) == [0, 1, 2, 3]
+"""
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_workers_a_pool_terminates_are_vouched_for_by_the_parent(context, tmp_path):
+    url = str(tmp_path / "store")
+    script = tmp_path / "pool.py"
+    script.write_text(POOL)
+    done = subprocess.run([sys.executable, str(script), url, context, "opens"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "UncommittedDraftWarning" not in done.stderr
+    assert committed(url, "p/s/pooled", tmp_path) == [(1, "tree")]
+    fs = CasFileSystem(store=url, skip_instance_cache=True)
+    assert fs.find("p/s/pooled/1") == [f"p/s/pooled/1/part-{i}" for i in range(4)]
+    fs.store.close()
+
+
+def test_workers_of_a_parent_that_never_opened_the_store_leave_a_draft_that_warns(tmp_path):
+    url = str(tmp_path / "store")
+    script = tmp_path / "pool.py"
+    script.write_text(POOL)
+    done = subprocess.run([sys.executable, str(script), url, "fork", "never"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert committed(url, "p/s/pooled", tmp_path) == []  # nobody left alive could vouch for the workers
+    with pytest.warns(UncommittedDraftWarning, match="p/s/pooled/1"):
+        fs = CasFileSystem(store=url, skip_instance_cache=True)
+    assert [v.version for v in fs.commit("p/s/pooled/1")] == [1]
+    fs.store.close()
