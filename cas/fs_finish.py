@@ -50,7 +50,7 @@ _FINISHED_PID = 0
 _HOOKED_PID = 0
 _WARNED: set[str] = set()
 
-_HINT = "Its files are kept as a draft: commit it with CasFileSystem.commit(path) or discard it with discard(path)"
+_HINT = "Its files are kept as a draft: `cas draft commit PATH` (or fs.commit(path)) keeps it, `cas draft discard PATH` drops it"
 
 
 def commit_draft(store: Store, book: DraftBook, draft: Draft) -> ArtifactVersion | None:

@@ -11,6 +11,7 @@ number; committed versions never change.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
@@ -29,6 +30,7 @@ from .fs_base import CasFileSystemBase
 from .fs_drafts import Draft, Staged
 from .fs_finish import commit_draft
 from .fs_paths import CasPath
+from .fs_procs import process_alive
 from .version import BLOB, ArtifactVersion
 
 __all__ = ["WriteMixin"]
@@ -203,6 +205,26 @@ class WriteMixin(CasFileSystemBase):
                 raise
 
     # -- drafts and commits --------------------------------------------------------------
+
+    def draft_status(self) -> list[dict[str, Any]]:
+        """The store's open drafts: path, files, bytes, pids of writers still at work, and why one
+        is kept from committing on its own (``broken``, None if it is not)."""
+        out = []
+        for key in sorted(self._drafts):
+            draft = self._drafts[key]
+            blob = draft.blob
+            entries = [(p, d, n) for p, d, n in draft.entries()] if blob is None else [("", blob.digest, blob.size)]
+            writing = [int(w.split(":")[0]) for w in self._drafts.book.writers(key) if process_alive(w)]
+            out.append(
+                {
+                    "path": f"{key[0]}/{key[1]}",
+                    "files": len(entries),
+                    "size": sum(n for _, _, n in entries),
+                    "writing": writing,
+                    "broken": draft.broken,
+                }
+            )
+        return out
 
     def drafts(self) -> list[str]:
         """Version paths (``p/s/a/N``) of the store's open drafts, whichever instance or process writes them."""

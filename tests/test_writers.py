@@ -40,6 +40,11 @@ def run(*args: str, options: dict | None = None, code: str | None = None) -> sub
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
 
 
+def cas_cli(url: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cas.cli", "--store", url, *args], capture_output=True, text=True,
+                          timeout=120)
+
+
 def committed(url: str, name: str, tmp_path, **options) -> list[tuple[int, str]]:
     """What a fresh index (another machine) finds in the backend for ``name``."""
     store = cas.open_store(url, index=str(tmp_path / f"fresh-{os.urandom(4).hex()}.sqlite"), **options)
@@ -97,9 +102,15 @@ def test_a_writer_that_ends_on_an_exception_commits_nothing_and_says_so(tmp_path
     with pytest.warns(UncommittedDraftWarning, match="ended with an exception"):
         fs = CasFileSystem(store=url, skip_instance_cache=True)
         assert fs.drafts() == [name]
-    fs.commit(name)  # the user looked and keeps it
-    assert committed(url, name.rsplit("/", 1)[0], tmp_path) == [(1, "tree")]
     fs.store.close()
+    listed = cas_cli(url, "draft", "list")
+    assert listed.returncode == 0 and name in listed.stdout and "ended with an exception" in listed.stdout
+    bad = cas_cli(url, "draft", "commit", "writers/nothing/here/1")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "no open draft" in bad.stderr
+    kept = cas_cli(url, "draft", "commit", f"cas://{name}")  # the user looked, and keeps it
+    assert kept.returncode == 0 and "committed writers/pandas/out@1" in kept.stdout, kept.stderr
+    assert committed(url, name.rsplit("/", 1)[0], tmp_path) == [(1, "tree")]
+    assert cas_cli(url, "draft", "list").stdout.strip() == "(no drafts)"
 
 
 def test_a_killed_writer_blocks_the_commit_of_a_draft_it_shared(tmp_path):
@@ -122,9 +133,13 @@ def test_a_killed_writer_blocks_the_commit_of_a_draft_it_shared(tmp_path):
     with pytest.warns(UncommittedDraftWarning, match="p/s/shared/1"):
         fs = CasFileSystem(store=url, skip_instance_cache=True)
         assert fs.ls("p/s/shared/1", detail=False) == ["p/s/shared/1/part-0", "p/s/shared/1/part-1"]
-    fs.discard("p/s/shared/1")
-    assert fs.drafts() == []
     fs.store.close()
+    listed = cas_cli(url, "draft", "list", "--json")
+    [row] = json.loads(listed.stdout)
+    assert row["path"] == "p/s/shared/1" and row["files"] == 2 and "ended without finishing" in row["broken"]
+    dropped = cas_cli(url, "draft", "discard", "p/s")
+    assert dropped.returncode == 0 and "discarded p/s/shared/1" in dropped.stdout
+    assert open_drafts(url) == [] and committed(url, "p/s/shared", tmp_path) == []
 
 
 def test_a_failed_file_write_keeps_its_draft_from_committing_even_when_caught(tmp_path):
