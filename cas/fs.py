@@ -17,19 +17,22 @@ Writing (see docs/filesystem.md for the whole contract):
 * Writing the version path itself (``p/s/a/N``) stores one file; when the file
   is closed outside a transaction, version N is committed at once.
 * Writing below it (``p/s/a/N/x/y``), ``mkdir`` and copies into it build a
-  *draft* tree in this filesystem instance — mutable, readable here, invisible
-  elsewhere — committed as one version by :meth:`CasFileSystem.commit` or when
-  an fsspec transaction (``with fs.transaction:``) ends; an exception in the
-  transaction discards it.  Blobs are durable when each file closes; a commit
-  writes the manifest, the version record and its ref, so ``reindex`` sees it.
+  *draft* tree — mutable, seen by every instance and process on this store's
+  index (``fs_drafts``), not a version yet — committed as one version by
+  :meth:`CasFileSystem.commit`, when an fsspec transaction (``with
+  fs.transaction:``) ends (an exception in it discards the draft), or when the
+  last process writing it ends cleanly (``fs_finish``).  Blobs are durable
+  when each file closes; a commit writes the manifest, the version record and
+  its ref, so ``reindex`` sees it.
 * Copy and move inside the view move no bytes: only index entries and records.
   ``rm`` records deletions of versions; bytes go only through ``gc``.
 
 Layers, each building on the one before: ``fs_paths`` (the path grammar),
 ``fs_base`` (lookups and info from the index), ``fs_write`` (drafts and
 commits), ``fs_copy`` (copy, move, remove), this module (listing, reading,
-registration); ``fs_drafts`` and ``fs_files`` hold the draft model and the
-file objects.
+registration); ``fs_drafts`` (the draft book), ``fs_finish`` (committing
+drafts when their writers end), ``fs_procs`` and ``fs_files`` (the file
+objects) support them.
 """
 
 from __future__ import annotations
@@ -95,7 +98,7 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
     :func:`cas.open_store`, as does every other option (credentials and
     settings for the backend's fsspec filesystem; never stored or shown).
     Instances are cached per options and thread, as fsspec does; drafts
-    belong to one instance.
+    belong to the store, so every instance sees them.
     """
 
     protocol = "cas"

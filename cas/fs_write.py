@@ -3,9 +3,9 @@
 Mixed into :class:`cas.fs.CasFileSystem`; relies on its lookups (``_parse``,
 ``_info``, ``_version_of``) and state (``store``, ``_drafts``, ``_lock``).
 The rules (docs/filesystem.md): a file at ``p/s/a/N`` commits version N when
-closed outside a transaction; files below it build a draft that a commit or
-the end of a transaction turns into one tree version; N must be the next
-number; committed versions never change.
+closed outside a transaction; files below it build a draft that a commit, the
+end of a transaction or the end of its writers (``fs_finish``) turns into one
+tree version; N must be the next number; committed versions never change.
 """
 
 from __future__ import annotations
