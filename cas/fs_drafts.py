@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import BackendError
-from .fs_procs import parent_token, process_token
+from .fs_procs import process_token
 
 if TYPE_CHECKING:
     from .store import Store
@@ -51,7 +51,6 @@ CREATE TABLE IF NOT EXISTS draft_dirs (
     PRIMARY KEY (name, version, path)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS draft_writers (
     name TEXT NOT NULL, version INTEGER NOT NULL, process TEXT NOT NULL,
-    parent TEXT NOT NULL,  -- the process that started this writer: it vouches for a worker that is gone
     PRIMARY KEY (name, version, process)) WITHOUT ROWID;
 """
 
@@ -73,9 +72,8 @@ def _subtree(inner: str) -> tuple[str, str]:
 class DraftBook:
     """The open drafts of one store on this machine: a SQLite file beside its index."""
 
-    def __init__(self, path: str, store: Store | None = None) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        self._store = weakref.ref(store) if store is not None else lambda: None
         try:
             self.conn = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA busy_timeout = 60000")
@@ -110,13 +108,10 @@ class DraftBook:
     def keys(self) -> list[tuple[str, int]]:
         return [(n, v) for n, v in self.query("SELECT name, version FROM drafts ORDER BY name, version")]
 
-    def supervised(self) -> list[tuple[str, int]]:
-        """Drafts this process, or a process it started (a worker), has written to."""
-        me = process_token()
+    def mine(self) -> list[tuple[str, int]]:
+        """Drafts this process has written to."""
         rows = self.query(
-            "SELECT DISTINCT name, version FROM draft_writers WHERE process = ? OR parent = ? ORDER BY name, version",
-            me,
-            me,
+            "SELECT name, version FROM draft_writers WHERE process = ? ORDER BY name, version", process_token()
         )
         return [(n, v) for n, v in rows]
 
@@ -129,15 +124,8 @@ class DraftBook:
             self._join(c, (name, version))
         return Draft(self, name, version)
 
-    @property
-    def store(self) -> Store | None:
-        return self._store()
-
     def _join(self, c: sqlite3.Connection, key: tuple[str, int]) -> None:
-        c.execute(
-            "INSERT OR IGNORE INTO draft_writers VALUES (?, ?, ?, ?)",
-            (*key, process_token(), parent_token()),
-        )
+        c.execute("INSERT OR IGNORE INTO draft_writers VALUES (?, ?, ?)", (*key, process_token()))
 
     def drop(self, key: tuple[str, int]) -> None:
         with self.write() as c:
@@ -146,7 +134,7 @@ class DraftBook:
     @staticmethod
     def delete(c: sqlite3.Connection, key: tuple[str, int]) -> None:
         for table in ("drafts", "draft_files", "draft_dirs", "draft_writers"):
-            c.execute(f"DELETE FROM {table} WHERE name = ? AND version = ?", key)  # noqa: S608 - fixed names
+            c.execute(f"DELETE FROM {table} WHERE name = ? AND version = ?", key)
 
     def mark_broken(self, key: tuple[str, int], why: str) -> None:
         with self.write() as c:
@@ -164,7 +152,7 @@ class DraftMap(Mapping):
         from . import fs_finish
 
         self.store = store
-        fs_finish.watch(store)  # when this process ends, it finishes the drafts it (or its workers) wrote
+        fs_finish.watch(store)  # when this process ends, it finishes the drafts it wrote
         self._reader()  # an existing book is opened now: it warns of drafts nothing will commit
 
     @property
@@ -266,7 +254,7 @@ class Draft:
 
     def _count(self, table: str, inner: str) -> int:
         lo, hi = _subtree(inner)
-        sql = f"SELECT count(*) FROM {table} WHERE name = ? AND version = ? AND path >= ? AND path < ?"  # noqa: S608
+        sql = f"SELECT count(*) FROM {table} WHERE name = ? AND version = ? AND path >= ? AND path < ?"
         return self.book.query(sql, *self.key, lo, hi)[0][0]
 
     def has_files(self) -> bool:
@@ -390,7 +378,7 @@ class Draft:
         with self.book.write() as c:
             for table in ("draft_files", "draft_dirs"):
                 c.execute(
-                    f"DELETE FROM {table} WHERE name = ? AND version = ? AND path >= ? AND path < ?",  # noqa: S608
+                    f"DELETE FROM {table} WHERE name = ? AND version = ? AND path >= ? AND path < ?",
                     (*self.key, lo, hi),
                 )
             c.execute("DELETE FROM draft_dirs WHERE name = ? AND version = ? AND path = ?", (*self.key, inner))
@@ -413,7 +401,7 @@ def book_for(store: Store) -> DraftBook:
     with _BOOKS_LOCK:
         book = _BOOKS.get(store)
         if book is None or book.pid != os.getpid():
-            book = _BOOKS[store] = DraftBook(book_path(store.index.path), store)
+            book = _BOOKS[store] = DraftBook(book_path(store.index.path))
         else:
             return book
     from . import fs_finish

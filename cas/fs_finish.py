@@ -2,16 +2,13 @@
 
 Directory writers (pandas ``partition_cols``, pyarrow datasets, dask, zarr)
 write many files below ``cas://p/s/a/N/`` and never call ``commit``.  So a
-draft is committed when the writing ends: when a process that wrote to it —
-or started the workers that did — ends cleanly, and no other writer is still
-at work (``atexit`` in a main process; multiprocessing's exit finalizers in
-a worker, which skips ``atexit``).  A worker that is gone without leaving
-(a pool terminates its workers) is vouched for by the process that started
-it — its direct parent, which saw its tasks end — once that one ends cleanly.
+draft is committed when the writing ends: when the last process that wrote
+to it ends cleanly (``atexit`` in a main process; multiprocessing's exit
+finalizers in a worker, which skips ``atexit``).
 
 A process that ends on an unhandled exception marks its drafts *broken*; so
-does a failed file write into a draft, and a writer that vanished with no
-writer above it.  A broken or abandoned draft is never committed behind
+does a failed file write into a draft, and a writer that vanished without
+leaving (killed, or terminated by its pool: it may have had more to write).  A broken or abandoned draft is never committed behind
 anyone's back: it stays in the draft book, each process that opens the store
 warns about it (:class:`UncommittedDraftWarning`), and a person commits
 (``fs.commit(path)``) or discards it.
@@ -30,6 +27,7 @@ import weakref
 from collections.abc import Callable
 
 from .backend import Backend
+from .errors import VersionExistsError
 from .fs_drafts import _BOOKS, Draft, DraftBook, book_path
 from .fs_procs import process_alive, process_token
 from .store import Store
@@ -59,16 +57,29 @@ def commit_draft(store: Store, book: DraftBook, draft: Draft) -> ArtifactVersion
     Decided inside the book's write lock, so two processes never commit one draft twice.
     """
     with book.write() as c:
-        if not c.execute("SELECT 1 FROM drafts WHERE name = ? AND version = ?", draft.key).fetchone():
-            return None  # another process committed or discarded it meanwhile
-        blob = draft.blob
+        return _link(c, store, book, draft)
+
+
+def _link(c: sqlite3.Connection, store: Store, book: DraftBook, draft: Draft) -> ArtifactVersion | None:
+    """Inside a book transaction: link the draft's version and drop the draft.  A process killed
+    here rolls the book back, so whoever finishes next sees the draft (and commits it again)."""
+    if not c.execute("SELECT 1 FROM drafts WHERE name = ? AND version = ?", draft.key).fetchone():
+        return None  # another process committed or discarded it meanwhile
+    blob = draft.blob
+    entries = [("", blob.digest, blob.size)] if blob is not None else draft.entries()
+    try:
         if blob is not None:
             av = store.link(draft.name, blob.digest, BLOB, version=draft.version)
-        elif draft.has_files():
-            av = store.link_tree(draft.name, draft.entries(), version=draft.version)
+        elif entries:
+            av = store.link_tree(draft.name, entries, version=draft.version)
         else:
             av = None
-        book.delete(c, draft.key)
+    except VersionExistsError:
+        # a writer killed after linking, before its book transaction committed: the same version is in
+        av = store.get_artifact_version(draft.name, draft.version)
+        if sorted((p, d.hex, n) for p, d, n in av.files()) != sorted(entries):
+            raise
+    book.delete(c, draft.key)
     return av
 
 
@@ -99,7 +110,7 @@ def _ended_with_error() -> bool:
 
 
 def finish_process() -> None:
-    """At the end of a process: finish every draft it, or a worker it started, wrote to (once per process)."""
+    """At the end of a process: finish every draft it wrote to (once per process)."""
     global _FINISHED_PID
     if _FINISHED_PID == os.getpid():
         return
@@ -134,37 +145,45 @@ def _usable(store: Store | None, backend: Backend, index_path: str) -> Store:
 
 
 def finish_book(book: DraftBook, get_store: Callable[[], Store], *, clean: bool) -> None:
-    me = process_token()
-    for key in book.supervised():
+    for key in book.mine():
         label = f"cas://{key[0]}/{key[1]}"
-        with book.write() as c:
-            c.execute("DELETE FROM draft_writers WHERE name = ? AND version = ? AND process = ?", (*key, me))
-            row = c.execute("SELECT broken FROM drafts WHERE name = ? AND version = ?", key).fetchone()
-            if row is None:
-                continue
-            others = c.execute(
-                "SELECT process, parent FROM draft_writers WHERE name = ? AND version = ?", key
-            ).fetchall()
-            why = row[0]
-            if not clean:
-                why = why or f"process {os.getpid()} ended with an exception while it or its workers wrote it"
-            elif why is None:
-                if any(process_alive(p) for p, _ in others):
-                    continue  # another writer is still at work: the last one to end finishes it
-                lost = [p for p, parent in others if parent != me]
-                if lost:
-                    why = f"process {lost[0].split(':')[0]}, which wrote to it, ended without finishing"
-            if why is not None:
-                c.execute("UPDATE drafts SET broken = ? WHERE name = ? AND version = ?", (why, *key))
-                _warn(f"{label} was not committed: {why}. {_HINT}")
-                continue
-            # every other writer was a worker this process started, and this process ended cleanly
-            c.execute("DELETE FROM draft_writers WHERE name = ? AND version = ?", key)
         try:
-            commit_draft(get_store(), book, Draft(book, *key))
+            with book.write() as c:
+                why = _verdict(c, key, clean)
+                if why == _WAIT:
+                    continue
+                if why is not None:
+                    c.execute("UPDATE drafts SET broken = ? WHERE name = ? AND version = ?", (why, *key))
+                    _warn(f"{label} was not committed: {why}. {_HINT}")
+                    continue
+                c.execute("DELETE FROM draft_writers WHERE name = ? AND version = ?", key)
+                _link(c, get_store(), book, Draft(book, *key))
         except Exception as e:
             book.mark_broken(key, f"committing it failed: {e}")
             _warn(f"{label} was not committed: committing it failed: {e}. {_HINT}")
+
+
+_WAIT = "wait"
+
+
+def _verdict(c: sqlite3.Connection, key: tuple[str, int], clean: bool) -> str | None:
+    """This process is leaving draft ``key``: None to commit it now, _WAIT to leave it to
+    another writer, or why it must not be committed on its own."""
+    me = process_token()
+    c.execute("DELETE FROM draft_writers WHERE name = ? AND version = ? AND process = ?", (*key, me))
+    row = c.execute("SELECT broken FROM drafts WHERE name = ? AND version = ?", key).fetchone()
+    if row is None:
+        return _WAIT  # committed or discarded meanwhile
+    if row[0] is not None:
+        return row[0]
+    if not clean:
+        return f"process {os.getpid()} ended with an exception while it or its workers wrote it"
+    others = [r[0] for r in c.execute("SELECT process FROM draft_writers WHERE name = ? AND version = ?", key)]
+    if any(process_alive(p) for p in others):
+        return _WAIT  # another writer is still at work: the last one to end finishes it
+    if others:  # gone without leaving: killed, or terminated by its pool, maybe mid-dataset
+        return f"process {others[0].split(':')[0]}, which wrote to it, ended without finishing"
+    return None
 
 
 def _warn(message: str) -> None:
@@ -177,7 +196,7 @@ def warn_stale(book: DraftBook) -> None:
         return
     _WARNED.add(book.path)
     stale = []
-    mine = set(book.supervised())  # this process finishes those itself when it ends
+    mine = set(book.mine())  # this process finishes those itself when it ends
     for name, version, broken in book.query("SELECT name, version, broken FROM drafts ORDER BY name, version"):
         writers = book.writers((name, version))
         if broken is not None or ((name, version) not in mine and not any(process_alive(w) for w in writers)):

@@ -1,4 +1,4 @@
-"""Naming processes for the draft book: who writes a draft, and who started whom.
+"""Naming processes for the draft book: who writes a draft, and whether it still runs.
 
 A process is named ``<pid>:<start time>`` (Linux clock ticks since boot,
 from ``/proc``), so a pid the kernel reuses for another program is not taken
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["parent_token", "process_alive", "process_token"]
+__all__ = ["process_alive", "process_token"]
 
 
 def _stat(pid: int) -> list[bytes] | None:
@@ -27,25 +27,16 @@ def _token(pid: int) -> str:
     return f"{pid}:{fields[19].decode() if fields else ''}"
 
 
-_OWN: tuple[int, str, str] = (0, "", "")
-
-
-def _own() -> tuple[int, str, str]:
-    global _OWN
-    pid = os.getpid()
-    if _OWN[0] != pid:
-        _OWN = (pid, _token(pid), _token(os.getppid()))
-    return _OWN
+_OWN: tuple[int, str] = (0, "")
 
 
 def process_token() -> str:
     """This process's name."""
-    return _own()[1]
-
-
-def parent_token() -> str:
-    """The name of the process that started this one."""
-    return _own()[2]
+    global _OWN
+    pid = os.getpid()
+    if _OWN[0] != pid:
+        _OWN = (pid, _token(pid))
+    return _OWN[1]
 
 
 def process_alive(token: str) -> bool:

@@ -231,8 +231,8 @@ class WriteMixin(CasFileSystemBase):
         return [f"{name}/{number}" for name, number in sorted(self._drafts)]
 
     def _select(self, path) -> list[Draft]:
-        if path is None:  # what this process and its workers wrote: never another process's work in progress
-            return [self._drafts[k] for k in self._drafts.book.supervised() if k in self._drafts]
+        if path is None:  # what this process wrote: never another process's work in progress
+            return [self._drafts[k] for k in self._drafts.book.mine() if k in self._drafts]
         cp = self._parse(path)
         if cp.level >= 4:
             key = (cp.name, cp.spec if isinstance(cp.spec, int) else 0)
@@ -246,7 +246,7 @@ class WriteMixin(CasFileSystemBase):
 
     def commit(self, path=None) -> list[ArtifactVersion]:
         """Commit open drafts as versions, in version order: those at or below ``path``
-        (whoever wrote them), or with no path those this process or its workers wrote to.
+        (whoever wrote them), or with no path those this process wrote to.
 
         A draft with no file commits nothing.  Each version commits
         atomically; several drafts are not one atomic unit: on an error the
@@ -259,7 +259,7 @@ class WriteMixin(CasFileSystemBase):
         return commit_draft(self.store, self._drafts.book, draft)
 
     def discard(self, path=None) -> None:
-        """Drop open drafts (at or below ``path``, or this process's and its workers'); blobs are left for ``gc``."""
+        """Drop open drafts (at or below ``path``, or this process's); their blobs are left for ``gc``."""
         with self._lock:
             for d in self._select(path):
                 self._drafts.book.drop(d.key)
