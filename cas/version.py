@@ -122,7 +122,8 @@ class ArtifactVersion:
         return entry[0]
 
     def open(self, path: str | None = None) -> BinaryIO:
-        """A buffered, seekable reader; a full sequential read is verified."""
+        """A buffered, seekable reader, verified at the end of a sequential read
+        and before the first byte of a random access (see ``cas.blobs.VerifyingReader``)."""
         self.store._note_read(self)
         return io.BufferedReader(self.store.blobs.open(self._blob_for(path)), CHUNK)  # type: ignore[return-value]
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from store_helpers import replace_blob
 
 import cas
 from cas.errors import (
@@ -259,6 +260,42 @@ def test_a_full_read_is_checked_against_the_digest(local_store):
     with pytest.raises(IntegrityError), fs.open("p/s/a/1") as f:
         while f.read(1024):
             pass
+
+
+@pytest.mark.parametrize("damaged", ["flip", "truncate"])
+def test_random_access_never_serves_bytes_of_a_damaged_blob(fs, damaged):
+    """A seek (pyarrow's footer read, cat_file ranges) checks the whole blob first."""
+    data = os.urandom(3 * MiB + 17)
+    fs.pipe("p/s/big/1", data)
+    bad = bytearray(data)
+    bad[2 * MiB + 5] ^= 1
+    replace_blob(fs.store, fs.ukey("p/s/big/1").split(":")[1], bytes(bad) if damaged == "flip" else data[: 3 * MiB])
+
+    def seek_then_read(offset, whence=io.SEEK_SET):
+        with fs.open("p/s/big/1", "rb") as f:
+            f.seek(offset, whence)
+            return f.read(1000)
+
+    def read_exactly_to_the_end():  # as np.load and pickle do: never asking past the end
+        with fs.open("p/s/big/1", "rb") as f:
+            return f.read(len(data) if damaged == "flip" else 3 * MiB)
+
+    for read in (
+        lambda: fs.cat_file("p/s/big/1", start=MiB, end=MiB + 10),
+        lambda: fs.cat_file("p/s/big/1", start=-5),
+        lambda: fs.tail("p/s/big/1", 100),
+        lambda: seek_then_read(2 * MiB + 3),
+        lambda: seek_then_read(-7, io.SEEK_END),
+        read_exactly_to_the_end,
+    ):
+        with pytest.raises(IntegrityError):
+            read()
+    with fs.open("p/s/big/1", "rb") as f:  # once found, the reader keeps refusing
+        with pytest.raises(IntegrityError):
+            f.seek(MiB)
+        with pytest.raises(IntegrityError):
+            f.seek(0)
+            f.read(10)
 
 
 @pytest.mark.parametrize("backend_name", ["local"])  # memory:// holds blobs in RAM by design
