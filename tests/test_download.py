@@ -152,3 +152,18 @@ def test_a_sound_download_is_whole_and_leaves_no_temp(store, store_url, fs, cas_
     want_tree = {LAST: FILES[LAST]} if how == "fs.get_file" else FILES
     got = {k.replace(os.sep, "/"): b for k, b in snapshot(root).items() if b is not None}
     assert got == {"file.bin": FILES[LAST], **{f"tree/{p}": b for p, b in want_tree.items()}}
+
+
+@pytest.mark.parametrize("kind", ["file", "tree"])
+def test_loading_a_damaged_path_version_leaves_no_scratch_directory(store, tmp_path, monkeypatch, kind):
+    """store.load of a saved path downloads into a fresh temp directory: on an error, none is left."""
+    src = make_tree(tmp_path / "src", FILES)
+    v = store.save(src / LAST if kind == "file" else src, "p/s/model")
+    digest = v.digest if kind == "file" else {p: d for p, d, _ in v.files()}[LAST]
+    replace_blob(store, digest.hex, damage(FILES[LAST], "flip"))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    with pytest.raises(IntegrityError):
+        store.load("p/s/model")
+    assert list(scratch.iterdir()) == []
