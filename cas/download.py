@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -66,7 +66,8 @@ class Download:
         if os.path.isdir(final) and not os.path.islink(final):
             raise PathIsDirectoryError(f"{final} is a directory", final)
         self.mkdir(os.path.dirname(final))
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(final)}{_TEMP}", dir=os.path.dirname(final))
+        tmp = _temp_name(final)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666)  # modes as any new file's
         self._moves.append((tmp, final))  # first: abort must remove it whatever happens next
         self._write(hexdigest, fd)
 
@@ -81,7 +82,8 @@ class Download:
                 self.file(hexdigest, os.path.join(final, *rel.split("/")))
             return
         self.mkdir(os.path.dirname(final))
-        tmpdir = tempfile.mkdtemp(prefix=f".{os.path.basename(final)}{_TEMP}", dir=os.path.dirname(final))
+        tmpdir = _temp_name(final)
+        os.mkdir(tmpdir)  # not mkdtemp: its 0700 would become the tree's mode
         self._moves.append((tmpdir, final))
         made = {tmpdir}
         for rel, hexdigest in files:
@@ -148,6 +150,12 @@ class Download:
 
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _temp_name(final: str) -> str:
+    """A fresh name beside ``final`` (created with O_EXCL / mkdir, so a clash raises, never reuses)."""
+    name = os.path.basename(final)[:200]  # room for the suffix within NAME_MAX
+    return os.path.join(os.path.dirname(final), f".{name}{_TEMP}{uuid.uuid4().hex[:12]}")
 
 
 def _fsync_dir(path: str) -> None:

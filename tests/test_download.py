@@ -152,6 +152,12 @@ def test_a_sound_download_is_whole_and_leaves_no_temp(store, store_url, fs, cas_
     want_tree = {LAST: FILES[LAST]} if how == "fs.get_file" else FILES
     got = {k.replace(os.sep, "/"): b for k, b in snapshot(root).items() if b is not None}
     assert got == {"file.bin": FILES[LAST], **{f"tree/{p}": b for p, b in want_tree.items()}}
+    # modes as any new file or directory gets (a temp file's 0600 must not leak through)
+    (root / "plain").write_bytes(b"")
+    (root / "plain-dir").mkdir()
+    assert {(root / p).stat().st_mode for p in got} == {(root / "plain").stat().st_mode}
+    dirs = [root / "tree" / "sub", root / "tree"] if how != "fs.get_file" else [root / "tree"]
+    assert {d.stat().st_mode for d in dirs} == {(root / "plain-dir").stat().st_mode}
 
 
 @pytest.mark.parametrize("kind", ["file", "tree"])
