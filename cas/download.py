@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from .digest import CHUNK
-from .errors import PathIsDirectoryError
+from .errors import PathIsDirectoryError, PathNotDirectoryError
 
 if TYPE_CHECKING:
     from .blobs import BlobStore
@@ -101,10 +101,12 @@ class Download:
         path = os.path.abspath(path)
         missing = []
         while not os.path.isdir(path):
+            if os.path.lexists(path):
+                raise PathNotDirectoryError(f"{path} is in the way: it exists and is not a directory", path)
             missing.append(path)
             path = os.path.dirname(path)
         for d in reversed(missing):
-            os.mkdir(d)  # a file in the way raises FileExistsError / NotADirectoryError
+            os.mkdir(d)
             self._made.append(d)
 
     def _write(self, hexdigest: str, fd: int) -> None:

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from store_helpers import make_tree, replace_blob
 
 from cas.cli import cli
-from cas.errors import IntegrityError
+from cas.errors import IntegrityError, PathIsDirectoryError, PathNotDirectoryError
 from cas.fs import CasFileSystem
 
 FILES = {
@@ -173,3 +173,19 @@ def test_loading_a_damaged_path_version_leaves_no_scratch_directory(store, tmp_p
     with pytest.raises(IntegrityError):
         store.load("p/s/model")
     assert list(scratch.iterdir()) == []
+
+
+def test_a_file_in_the_way_is_one_clear_error_and_changes_nothing(store, tmp_path):
+    store.save(make_tree(tmp_path / "src", FILES), "p/s/model")
+    store.save(b"bytes", "p/s/model.bin")
+    root = tmp_path / "out"
+    (root / "blocker").mkdir(parents=True)
+    (root / "blocker" / "file").write_bytes(b"mine")
+    (root / "dir").mkdir()
+    before = snapshot(root)
+    for ref, dest in (("p/s/model", root / "blocker" / "file"), ("p/s/model.bin", root / "blocker" / "file" / "x")):
+        with pytest.raises(PathNotDirectoryError, match="is in the way"):
+            store.get_artifact_version(ref).download(dest)
+    with pytest.raises(PathIsDirectoryError):
+        CasFileSystem(store=store, skip_instance_cache=True).get_file("p/s/model.bin/1", str(root / "dir"))
+    assert snapshot(root) == before
