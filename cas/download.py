@@ -26,6 +26,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from .digest import CHUNK
@@ -62,14 +63,7 @@ class Download:
 
     def file(self, hexdigest: str, dest: str | os.PathLike) -> None:
         """Stage blob ``hexdigest`` for ``dest`` (replaced at commit if it is a file)."""
-        final = os.path.abspath(dest)
-        if os.path.isdir(final) and not os.path.islink(final):
-            raise PathIsDirectoryError(f"{final} is a directory", final)
-        self.mkdir(os.path.dirname(final))
-        tmp = _temp_name(final)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666)  # modes as any new file's
-        self._moves.append((tmp, final))  # first: abort must remove it whatever happens next
-        self._write(hexdigest, fd)
+        self._fetch([(hexdigest, self._stage(dest))])
 
     def tree(self, files: Iterable[tuple[str, str]], dest: str | os.PathLike) -> None:
         """Stage a tree, ``(relative "/" path, digest)`` per file, for directory ``dest``.
@@ -78,21 +72,22 @@ class Download:
         existing directory gets the files added (or replaced) in it."""
         final = os.path.abspath(dest)
         if os.path.lexists(final):
-            for rel, hexdigest in files:
-                self.file(hexdigest, os.path.join(final, *rel.split("/")))
+            self._fetch([(hexdigest, self._stage(os.path.join(final, *rel.split("/")))) for rel, hexdigest in files])
             return
         self.mkdir(os.path.dirname(final))
         tmpdir = _temp_name(final)
         os.mkdir(tmpdir)  # not mkdtemp: its 0700 would become the tree's mode
         self._moves.append((tmpdir, final))
         made = {tmpdir}
+        jobs = []
         for rel, hexdigest in files:
             path = os.path.join(tmpdir, *rel.split("/"))
             parent = os.path.dirname(path)
             if parent not in made:
                 os.makedirs(parent, exist_ok=True)
                 made.add(parent)
-            self._write(hexdigest, os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666))
+            jobs.append((hexdigest, path))
+        self._fetch(jobs)
         for d in sorted(made, reverse=True):  # children first: each new entry is durable before its parent
             _fsync_dir(d)
 
@@ -109,12 +104,37 @@ class Download:
             os.mkdir(d)
             self._made.append(d)
 
-    def _write(self, hexdigest: str, fd: int) -> None:
-        with os.fdopen(fd, "wb", buffering=0) as out, self._blobs.open(hexdigest) as src:
+    def _stage(self, dest: str | os.PathLike) -> str:
+        """Register a temp name beside ``dest`` (abort removes it, commit renames it)."""
+        final = os.path.abspath(dest)
+        if os.path.isdir(final) and not os.path.islink(final):
+            raise PathIsDirectoryError(f"{final} is a directory", final)
+        self.mkdir(os.path.dirname(final))
+        tmp = _temp_name(final)
+        self._moves.append((tmp, final))
+        return tmp
+
+    def _fetch(self, jobs: list[tuple[str, str]]) -> None:
+        """Write (digest, temp path) jobs; remote blobs in parallel (each is one round trip or more)."""
+        if len(jobs) < 2 or self._blobs.backend.is_local:
+            for hexdigest, path in jobs:
+                self._write(hexdigest, path)
+            return
+        pool = ThreadPoolExecutor(max_workers=_REMOTE_JOBS)
+        try:
+            for future in [pool.submit(self._write, hexdigest, path) for hexdigest, path in jobs]:
+                future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # an error: stop the rest before abort cleans up
+
+    def _write(self, hexdigest: str, path: str) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o666)  # modes as any new file's
+        with os.fdopen(fd, "wb") as out, self._blobs.open(hexdigest) as src:
             buf = bytearray(CHUNK)
             view = memoryview(buf)
             while n := src.readinto(buf):  # EOF: the reader raises IntegrityError on a mismatch
                 out.write(view[:n])
+            out.flush()
             os.fsync(out.fileno())
 
     # -- finishing -----------------------------------------------------------------
@@ -152,6 +172,7 @@ class Download:
 
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_REMOTE_JOBS = 8  # blobs fetched at once from an object store (as sync's default)
 
 
 def _temp_name(final: str) -> str:
