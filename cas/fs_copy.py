@@ -26,7 +26,7 @@ from .errors import (
 from .fs_drafts import Draft, PendingMove, Staged
 from .fs_paths import CasPath
 from .fs_write import WriteMixin
-from .version import BLOB, TREE
+from .version import BLOB, TREE, ArtifactVersion
 
 __all__ = ["CopyRemoveMixin"]
 
@@ -125,7 +125,7 @@ class CopyRemoveMixin(WriteMixin):
             written.add((cp.name, cp.spec))
         return written
 
-    def _versions_below(self, cp: CasPath) -> list:
+    def _versions_below(self, cp: CasPath) -> list[ArtifactVersion]:
         out = []
         for name in dict.fromkeys(self._names_below(cp)):
             try:

@@ -161,14 +161,18 @@ class CasArtifactRepository(ArtifactRepository):
     def download_artifacts(self, artifact_path: str, dst_path: str | None = None) -> str:
         """MLflow's contract (``dst_path`` must exist; default: a new temp directory),
         all or nothing: a file or directory appears whole and verified, or not at all."""
-        if dst_path is None:
-            dst_path = tempfile.mkdtemp()
-        dst_path = os.path.abspath(dst_path)
+        made = dst_path is None
+        dst_path = os.path.abspath(tempfile.mkdtemp() if dst_path is None else dst_path)
         if not os.path.isdir(dst_path):
             raise MlflowException(f"The destination path for downloaded artifacts does not exist: {dst_path}")
         rel = (artifact_path or "").strip("/")
         local = os.path.join(dst_path, *rel.split("/")) if rel else dst_path
-        _wrap(self.space.download, self._path(rel), local)
+        try:
+            _wrap(self.space.download, self._path(rel), local)
+        except BaseException:
+            if made:
+                os.rmdir(dst_path)  # the download left it empty: leave nothing at all
+            raise
         return local
 
 
