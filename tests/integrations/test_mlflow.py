@@ -138,7 +138,7 @@ import mlflow.artifacts
 out = {}
 for uri in sys.argv[2:]:
     try:
-        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=sys.argv[1])
+        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=sys.argv[1] or None)
         out[uri] = "downloaded"
     except Exception as e:
         out[uri] = f"{type(e).__name__}: {e}"
@@ -189,3 +189,10 @@ def test_a_damaged_download_leaves_the_destination_as_it_was(tmp_path, damaged):
     result = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT ") :])
     assert all("integrity error" in result[u] for u in uris), result
     assert _snapshot(dst) == before
+    # no dst_path: MLflow's contract is a new temp directory; a failure leaves none
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    out = _run([sys.executable, "-c", _DOWNLOAD, "", *uris], tmp_path, dict(env, TMPDIR=str(scratch)))
+    result = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT ") :])
+    assert all("integrity error" in result[u] for u in uris), result
+    assert list(scratch.iterdir()) == []
