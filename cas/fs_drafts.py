@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS draft_files (
 CREATE TABLE IF NOT EXISTS draft_dirs (
     name TEXT NOT NULL, version INTEGER NOT NULL, path TEXT NOT NULL,
     PRIMARY KEY (name, version, path)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS moves (id INTEGER PRIMARY KEY AUTOINCREMENT);
+CREATE TABLE IF NOT EXISTS move_waits (  -- a cas:// mv into drafts: the drafts it waits for
+    move INTEGER NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (move, name, version)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS move_deletes (  -- its committed sources, deleted once every target committed
+    move INTEGER NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS draft_writers (
     name TEXT NOT NULL, version INTEGER NOT NULL, process TEXT NOT NULL,
     PRIMARY KEY (name, version, process)) WITHOUT ROWID;
@@ -133,8 +139,33 @@ class DraftBook:
 
     @staticmethod
     def delete(c: sqlite3.Connection, key: tuple[str, int]) -> None:
+        """Drop a draft; a move still waiting for it is cancelled (its sources stay)."""
+        for (move,) in c.execute("SELECT move FROM move_waits WHERE name = ? AND version = ?", key).fetchall():
+            for table, column in (("moves", "id"), ("move_waits", "move"), ("move_deletes", "move")):
+                c.execute(f"DELETE FROM {table} WHERE {column} = ?", (move,))
         for table in ("drafts", "draft_files", "draft_dirs", "draft_writers"):
             c.execute(f"DELETE FROM {table} WHERE name = ? AND version = ?", key)
+
+    def add_move(self, deletes: list[tuple[str, int]], into: set[tuple[str, int]]) -> None:
+        """A ``mv`` copied into the drafts ``into``: delete ``deletes`` once all of them have committed."""
+        if not deletes:
+            return
+        with self.write() as c:
+            move = c.execute("INSERT INTO moves DEFAULT VALUES").lastrowid
+            c.executemany("INSERT OR IGNORE INTO move_waits VALUES (?, ?, ?)", [(move, *k) for k in into])
+            c.executemany("INSERT INTO move_deletes VALUES (?, ?, ?)", [(move, *d) for d in deletes])
+
+    @staticmethod
+    def settle_moves(c: sqlite3.Connection, key: tuple[str, int]) -> list[tuple[str, int]]:
+        """Draft ``key`` committed: the sources of the moves it completes, now due for deletion."""
+        due: list[tuple[str, int]] = []
+        for (move,) in c.execute("SELECT move FROM move_waits WHERE name = ? AND version = ?", key).fetchall():
+            c.execute("DELETE FROM move_waits WHERE move = ? AND name = ? AND version = ?", (move, *key))
+            if c.execute("SELECT 1 FROM move_waits WHERE move = ?", (move,)).fetchone() is None:
+                due += c.execute("SELECT name, version FROM move_deletes WHERE move = ?", (move,)).fetchall()
+                c.execute("DELETE FROM move_deletes WHERE move = ?", (move,))
+                c.execute("DELETE FROM moves WHERE id = ?", (move,))
+        return due
 
     def mark_broken(self, key: tuple[str, int], why: str) -> None:
         with self.write() as c:

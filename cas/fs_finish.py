@@ -17,6 +17,7 @@ warns about it (:class:`UncommittedDraftWarning`), and a person commits
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing.util
 import os
 import sqlite3
@@ -27,7 +28,7 @@ import weakref
 from collections.abc import Callable
 
 from .backend import Backend
-from .errors import VersionExistsError
+from .errors import ArtifactNotFoundError, VersionDeletedError, VersionExistsError
 from .fs_drafts import _BOOKS, Draft, DraftBook, book_path
 from .fs_procs import process_alive, process_token
 from .store import Store
@@ -79,6 +80,9 @@ def _link(c: sqlite3.Connection, store: Store, book: DraftBook, draft: Draft) ->
         av = store.get_artifact_version(draft.name, draft.version)
         if sorted((p, d.hex, n) for p, d, n in av.files()) != sorted(entries):
             raise
+    for name, number in book.settle_moves(c, draft.key):  # a mv into this draft: its source goes now
+        with contextlib.suppress(VersionDeletedError, ArtifactNotFoundError):
+            store.delete_version(name, number)
     book.delete(c, draft.key)
     return av
 

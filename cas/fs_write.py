@@ -259,7 +259,11 @@ class WriteMixin(CasFileSystemBase):
         return commit_draft(self.store, self._drafts.book, draft)
 
     def discard(self, path=None) -> None:
-        """Drop open drafts (at or below ``path``, or this process's); their blobs are left for ``gc``."""
+        """Drop open drafts (at or below ``path``, or this process's); their blobs are left for ``gc``.
+        A ``mv`` into a dropped draft keeps its source."""
         with self._lock:
             for d in self._select(path):
-                self._drafts.book.drop(d.key)
+                self._drop_draft(d.key)
+
+    def _drop_draft(self, key: tuple[str, int]) -> None:
+        self._drafts.book.drop(key)  # cancels the moves waiting for it: their sources stay
