@@ -243,3 +243,20 @@ def test_a_pool_that_terminates_its_workers_commits_whole_or_leaves_a_draft_that
     fs = CasFileSystem(store=url, skip_instance_cache=True)
     assert fs.find("p/s/pooled/1") == [f"p/s/pooled/1/part-{i}" for i in range(4)] and fs.drafts() == []
     fs.store.close()
+
+
+def test_a_move_into_a_draft_deletes_its_source_when_another_process_commits_it(tmp_path):
+    url = str(tmp_path / "store")
+    moved = run(url, code=textwrap.dedent("""
+        import sys, fsspec
+        fs = fsspec.filesystem("cas", store=sys.argv[1])
+        fs.pipe("p/s/src/1", b"the source")
+        fs.mv("p/s/src/1", "p/s/dst/1/moved.bin")  # into a draft: the source waits for its commit
+        raise RuntimeError("the writer stops before committing")
+    """))
+    assert moved.returncode != 0
+    assert committed(url, "p/s/src", tmp_path) == [(1, "blob")]  # kept: the draft is not committed
+    done = cas_cli(url, "draft", "commit", "p/s/dst/1")
+    assert done.returncode == 0, done.stderr
+    assert committed(url, "p/s/dst", tmp_path) == [(1, "tree")]
+    assert committed(url, "p/s/src", tmp_path) == []  # the move completed: its source is deleted
