@@ -147,21 +147,15 @@ class RetryPolicy:
             raise InvalidNameError(f"CAS_RETRIES must be a whole number of retries, not {raw!r}")
         return cls(attempts=int(raw) + 1)
 
-    def call(self, fn: Callable[[], T], on_retry: Callable[[BaseException], None] | None = None) -> T:
+    def call(self, fn: Callable[[], T]) -> T:
         """``fn()``, repeated while it fails transiently; the last failure is re-raised as it was."""
         if self.attempts <= 1:
             return fn()
-
-        def before_sleep(state: tenacity.RetryCallState) -> None:
-            if on_retry is not None and state.outcome is not None:
-                on_retry(state.outcome.exception())
-
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.attempts),
             # 0.1, 0.2, 0.4 ... s, capped, plus jitter so retrying threads and machines spread out
             wait=tenacity.wait_exponential(multiplier=self.initial, max=self.maximum) + tenacity.wait_random(0, self.initial),
             retry=tenacity.retry_if_exception(is_transient),
-            before_sleep=before_sleep,
             reraise=True,
         )
         return retrying(fn)

@@ -20,7 +20,7 @@ import threading
 import time
 
 import pytest
-from servers import free_port, s3_options_for
+from servers import azure_connection_string, free_port, s3_options_for
 from store_helpers import make_tree
 from sync_helpers import store_state
 
@@ -30,6 +30,7 @@ from cas.retry import RetryPolicy, is_transient
 
 NO_LIBRARY_RETRIES = {"config_kwargs": {"retries": {"total_max_attempts": 1}, "connect_timeout": 5, "read_timeout": 20}}
 _REQUEST_LINE = re.compile(rb"^([A-Z]+) (\S+) HTTP/1\.[01]\r\n")
+_KEEP = 8192  # bytes of each request kept for matching lose() patterns
 
 
 class FlakyProxy:
@@ -37,9 +38,10 @@ class FlakyProxy:
 
     ``drop_rate``: the fraction of requests whose connection is reset before
     the request is forwarded.  ``lose(pattern, n)``: the next ``n`` requests
-    whose request line matches ``pattern`` reach the server, but the
-    connection is reset as its answer arrives, so the client never sees it.
-    ``requests`` holds every request line seen, in order.
+    that match ``pattern`` (a regex over the request line, headers and body
+    start) reach the server, but the connection is reset as the server's
+    answer arrives, so the client never sees it.  ``requests`` holds every
+    request line seen, in order.
     """
 
     def __init__(self, target_port: int, drop_rate: float = 0.0, seed: int = 7) -> None:
@@ -65,7 +67,7 @@ class FlakyProxy:
 
     def lose(self, pattern: str, n: int = 1) -> None:
         with self._lock:
-            self._lose.append([re.compile(pattern.encode()), n])
+            self._lose.append([re.compile(pattern.encode(), re.DOTALL), n])
 
     def close(self) -> None:
         """Stop accepting and end every open connection (clients keep pooled ones open)."""
@@ -98,18 +100,22 @@ class FlakyProxy:
             threading.Thread(target=self._requests, args=(pair,), daemon=True).start()
             threading.Thread(target=self._answers, args=(pair,), daemon=True).start()
 
-    def _decide(self, line: bytes) -> str:
+    def _drop(self, line: bytes) -> bool:
         with self._lock:
             self.requests.append(line)
-            for rule in self._lose:
-                if rule[1] > 0 and rule[0].search(line):
-                    rule[1] -= 1
-                    self.lost.append(line)
-                    return "lose"
             if self._random.random() < self.drop_rate:
                 self.dropped += 1
-                return "drop"
-        return "pass"
+                return True
+        return False
+
+    def _lose_answer(self, request: bytes) -> bool:
+        with self._lock:
+            for rule in self._lose:
+                if rule[1] > 0 and rule[0].search(request):
+                    rule[1] -= 1
+                    self.lost.append(request.split(b"\r\n", 1)[0])
+                    return True
+        return False
 
     def _requests(self, pair: _Pair) -> None:
         """client -> server; this thread alone reads the client socket."""
@@ -117,11 +123,12 @@ class FlakyProxy:
             while data := pair.client.recv(65536):
                 m = _REQUEST_LINE.match(data)
                 if m:  # the start of a request (HTTP/1.1 clients do not pipeline)
-                    verdict = self._decide(m.group(0).strip())
-                    if verdict == "drop":
+                    if self._drop(m.group(0).strip()):
                         pair.reset = True
                         return
-                    pair.lose = verdict == "lose"
+                    pair.request = bytearray(data[:_KEEP])
+                elif pair.request is not None and len(pair.request) < _KEEP:
+                    pair.request += data[: _KEEP - len(pair.request)]
                 pair.upstream.sendall(data)
         except OSError:
             pass
@@ -133,11 +140,14 @@ class FlakyProxy:
         """server -> client; this thread alone reads the server socket."""
         try:
             while data := pair.upstream.recv(65536):
-                if pair.lose and not data.startswith(b"HTTP/1.1 100"):
-                    # The server has done the work and is answering: the client never hears.
-                    pair.reset = True
-                    _shutdown(pair.client, socket.SHUT_RD)  # wakes the other thread, sends nothing
-                    return
+                request, final = pair.request, not data.startswith(b"HTTP/1.1 100")
+                if request is not None and final:
+                    pair.request = None  # answered: the rest of this response passes
+                    if self._lose_answer(bytes(request)):
+                        # The server has done the work and is answering: the client never hears.
+                        pair.reset = True
+                        _shutdown(pair.client, socket.SHUT_RD)  # wakes the other thread, sends nothing
+                        return
                 pair.client.sendall(data)
         except OSError:
             pass
@@ -164,7 +174,7 @@ class _Pair:
     def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
         self.client = client
         self.upstream = upstream
-        self.lose = False  # lose the answer to the request in flight
+        self.request: bytearray | None = None  # the start of the request awaiting its answer
         self.reset = False  # end with RST rather than FIN
         self.running = 2  # pump threads still going
 
@@ -186,16 +196,22 @@ def _shutdown(sock: socket.socket, how: int = socket.SHUT_RDWR) -> None:
 
 
 @pytest.fixture
-def flaky(moto_server):
-    proxies: list[FlakyProxy] = []
+def proxies():
+    made: list[FlakyProxy] = []
 
-    def make(drop_rate: float = 0.0) -> FlakyProxy:
-        proxies.append(FlakyProxy(moto_server.port, drop_rate))
-        return proxies[-1]
+    def make(port: int, drop_rate: float = 0.0) -> FlakyProxy:
+        made.append(FlakyProxy(port, drop_rate))
+        return made[-1]
 
     yield make
-    for p in proxies:
+    for p in made:
         p.close()
+
+
+@pytest.fixture
+def flaky(proxies, moto_server):
+    """flaky(drop_rate) -> a FlakyProxy in front of moto."""
+    return lambda drop_rate=0.0: proxies(moto_server.port, drop_rate)
 
 
 def open_via(proxy: FlakyProxy, url: str, index: str) -> cas.Store:
@@ -208,9 +224,26 @@ def open_direct(moto_server, url: str, index: str) -> cas.Store:
     return cas.open_store(url, index=index, **s3_options_for(moto_server.endpoint))
 
 
-pytestmark = pytest.mark.s3
+CLOUD = [pytest.param("s3", marks=pytest.mark.s3), pytest.param("gcs", marks=pytest.mark.gcs), pytest.param("azure", marks=pytest.mark.azure)]
+SERVER = {"s3": "moto_server", "gcs": "gcs_server", "azure": "azurite_server"}
+# The request line of a create of refs/versions/p/s/a/1, and of any journal entry.
+CLAIM_V1 = {
+    "s3": r"^PUT \S*/refs/versions/p/s/a/1 ",
+    "azure": r"^PUT \S*/refs/versions/p/s/a/1[ ?]",
+    "gcs": r"^POST /upload.*\"name\": \"[^\"]*/refs/versions/p/s/a/1\"",  # the name is in the body
+}
+JOURNAL_PUT = {"s3": r"^PUT \S*/journal/", "azure": r"^PUT \S*/journal/", "gcs": r"^POST /upload.*\"name\": \"[^\"]*/journal/"}
 
 
+def options_for(name: str, endpoint: str) -> dict:
+    if name == "s3":
+        return s3_options_for(endpoint)
+    if name == "gcs":
+        return {"endpoint_url": endpoint, "token": "anon", "project": "cas-test"}
+    return {"connection_string": azure_connection_string(endpoint)}
+
+
+@pytest.mark.s3
 def test_save_and_sync_through_a_connection_that_drops(flaky, moto_server, s3_root, tmp_path):
     """A fifth of all requests reset, some answers to creates lost: a tree save,
     plain saves, an alias and a sync all succeed, with every byte right."""
@@ -260,25 +293,29 @@ def test_save_and_sync_through_a_connection_that_drops(flaky, moto_server, s3_ro
         s.close()
 
 
-def test_a_lost_answer_to_a_version_claim_is_recognised_as_ours(flaky, moto_server, s3_root, tmp_path):
+@pytest.mark.parametrize("name", CLOUD)
+def test_a_lost_answer_to_a_version_claim_is_recognised_as_ours(proxies, request, name, tmp_path):
     """The claim of version 1 reaches the server, its answer is lost, the retry hears
     "already exists": the ref holds our record, so the save is version 1 - not a
-    "lost race" followed by a duplicate version 2.  (botocore's own retries make
-    the same retry; here they are left on, as they are by default.)"""
-    proxy = flaky()
-    store = cas.open_store(s3_root, index=str(tmp_path / "a.sqlite"), **s3_options_for(proxy.endpoint))
-    proxy.lose(r"^PUT \S*/refs/versions/p/s/a/1 ")
-    proxy.lose(r"^PUT \S*/journal/")
+    "lost race" followed by a duplicate version 2.  (The client libraries' own
+    retries make the same retry; here they are left on, as they are by default.)"""
+    server = request.getfixturevalue(SERVER[name])
+    url = request.getfixturevalue(f"{name}_root")
+    proxy = proxies(server.port)
+    store = cas.open_store(url, index=str(tmp_path / "a.sqlite"), **options_for(name, proxy.endpoint))
+    proxy.lose(CLAIM_V1[name])
+    proxy.lose(JOURNAL_PUT[name])
     v = store.save(b"only once", "p/s/a")
-    assert len(proxy.lost) == 2
+    assert len(proxy.lost) == 2, b"\n".join(proxy.requests).decode()
     assert v.version == 1
-    with open_direct(moto_server, s3_root, str(tmp_path / "check.sqlite")) as check:
+    with cas.open_store(url, index=str(tmp_path / "check.sqlite"), **options_for(name, server.endpoint)) as check:
         assert [x.version for x in check.list_versions("p/s/a")] == [1]
         journal = [e.path for e in check.backend.list("journal")]
         assert len(journal) == 1, journal  # one entry, not a second for the same ref
     store.close()
 
 
+@pytest.mark.s3
 def test_already_exists_with_other_bytes_is_the_real_conflict(flaky, moto_server, s3_root, tmp_path):
     """Create-only on a path someone else holds: False after one PUT (412 is an answer,
     not retried) and one read to compare; with the answer lost, the same."""
@@ -297,6 +334,7 @@ def test_already_exists_with_other_bytes_is_the_real_conflict(flaky, moto_server
     store.close()
 
 
+@pytest.mark.s3
 def test_not_found_is_never_retried(flaky, s3_root, tmp_path):
     proxy = flaky()
     store = open_via(proxy, s3_root, str(tmp_path / "a.sqlite"))
@@ -307,6 +345,7 @@ def test_not_found_is_never_retried(flaky, s3_root, tmp_path):
     store.close()
 
 
+@pytest.mark.s3
 def test_retries_exhausted_or_disabled_give_one_backend_error(flaky, moto_server, s3_root, tmp_path, monkeypatch):
     """Every request reset: the save fails with one BackendError.  With CAS_RETRIES=0
     cas tries once; by default five times, after a bounded wait."""
