@@ -77,6 +77,7 @@ class Index:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._local = threading.local()  # .connection: this thread's _Connection
         self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()  # every thread's, for close()
+        self._open_lock = threading.Lock()  # guards _open and _closed
         self._closed = False
         conn = self.conn
         try:
@@ -98,8 +99,6 @@ class Index:
         held = getattr(self._local, "connection", None)
         if held is not None:
             return held.conn
-        if self._closed:
-            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
         try:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
@@ -114,8 +113,12 @@ class Index:
                 f"index {self.path} is unreadable ({e}); delete it and the next open rebuilds it from the backend",
                 self.path,
             ) from None
+        with self._open_lock:
+            if self._closed:
+                held.close()
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            self._open.add(held)
         self._local.connection = held
-        self._open.add(held)
         return conn
 
     @property
@@ -129,8 +132,10 @@ class Index:
         return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
-        self._closed = True
-        for held in list(self._open):
+        with self._open_lock:
+            self._closed = True
+            opened = list(self._open)
+        for held in opened:
             held.close()
 
     @contextlib.contextmanager
