@@ -130,7 +130,7 @@ class ObjectStoreBackend(FsspecBackend):
         except (FileNotFoundError, FileExistsError, CasError):
             raise
         except Exception as e:  # client libraries raise their own hierarchies
-            detail = self._scrub(f"{type(e).__name__}: {e}")
+            detail = " ".join(self._scrub(f"{type(e).__name__}: {e}").split())  # one line (Azure's span several)
             after = f" (after {tries} attempts)" if tries > 1 else ""
             raise BackendError(f"{what} failed on {self.url}: {detail}{after}", what) from None
 

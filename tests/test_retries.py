@@ -345,6 +345,23 @@ def test_not_found_is_never_retried(flaky, s3_root, tmp_path):
     store.close()
 
 
+@pytest.mark.azure
+def test_permission_denied_is_never_retried(proxies, azurite_server, azure_root):
+    """A wrong account key (Azurite answers 403): one request per call, one BackendError."""
+    from cas.backend import open_backend
+
+    proxy = proxies(azurite_server.port)
+    wrong = azure_connection_string(proxy.endpoint).replace("AccountKey=", "AccountKey=AAAA")
+    backend = open_backend(azure_root, connection_string=wrong)
+    with pytest.raises(BackendError, match="authenticate") as e:
+        backend.read_bytes("cas-format")
+    assert "\n" not in str(e.value)
+    with pytest.raises(BackendError, match="authenticate"):
+        backend.create_bytes("refs/x", b"1")
+    assert [r.split()[0] for r in proxy.requests] == [b"GET", b"PUT"]
+    backend.close()
+
+
 @pytest.mark.s3
 def test_retries_exhausted_or_disabled_give_one_backend_error(flaky, moto_server, s3_root, tmp_path, monkeypatch):
     """Every request reset: the save fails with one BackendError.  With CAS_RETRIES=0
