@@ -26,8 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-import tenacity
-
 from .errors import CasError, InvalidNameError
 
 __all__ = ["RetryPolicy", "is_transient"]
@@ -151,6 +149,8 @@ class RetryPolicy:
         """``fn()``, repeated while it fails transiently; the last failure is re-raised as it was."""
         if self.attempts <= 1:
             return fn()
+        import tenacity  # here: opening a memory:// store imports this module too, and never retries
+
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.attempts),
             # 0.1, 0.2, 0.4 ... s, capped, plus jitter so retrying threads and machines spread out
