@@ -196,7 +196,7 @@ def stream(v: ArtifactVersion, path: str | None, filename: str, *, download: boo
     size = v.size if path is None else _file_size(v, path)
     if size <= SMALL:
         data = v.read_bytes(path)  # verified before a byte is sent
-        chunks: Iterator[bytes] = iter([data])
+        chunks: Iterator[bytes] = _once(data)
         head = data[:16]
     else:
         chunks = _held_back(v.open(path))
@@ -228,6 +228,10 @@ def _held_back(f: Any) -> Iterator[bytes]:
             pending = block
     finally:
         f.close()
+
+
+def _once(data: bytes) -> Iterator[bytes]:
+    yield data
 
 
 def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
