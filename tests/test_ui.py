@@ -9,10 +9,13 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -477,8 +480,6 @@ def test_open_starts_a_browser_on_the_url(tmp_path):
         for _ in range(100):
             if opened.exists() and opened.read_text().strip():
                 break
-            import time
-
             time.sleep(0.1)
         assert opened.read_text().strip() == server.url
 
@@ -491,3 +492,43 @@ def test_cas_ui_is_documented_with_screenshots():
     for img in images:
         png = doc.parent / img
         assert png.read_bytes().startswith(b"\x89PNG") and png.stat().st_size < 200_000, img
+
+
+# -- a big store ------------------------------------------------------------------------------
+
+
+def _bench_ui():
+    """benchmarks/bench_ui.py builds the store it measures: the test renders the same one."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_ui.py"
+    spec = importlib.util.spec_from_file_location("bench_ui", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_a_store_of_10000_versions_and_a_100_step_chain_renders(tmp_path):
+    bench = _bench_ui()
+    # tmpfs when there is one: the build pays an fsync per ref on disk
+    base = Path("/dev/shm") if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tmp_path
+    work = Path(tempfile.mkdtemp(prefix="cas-ui-big-", dir=base))
+    try:
+        with cas.open_store(work / "store") as store:
+            refs = bench.build(store, 10_000, 100, work)
+            assert store.stats().versions == 10_000
+        with ui_server(work / "store", tmp=tmp_path) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+            for label, path in bench.pages(refs, 100).items():
+                r = client.get(path)
+                assert r.status_code == 200, (label, r.status_code, r.text[:500])
+                assert "</html>" in r.text, label
+            up = client.get(bench.pages(refs, 100)["lineage up, all 100 steps"]).text
+            assert len(re.findall(r'<g class="node step ', up)) == 101
+            assert len(re.findall(r'<g class="node version', up)) == 201
+            assert f'data-id="{refs["first"]}"' in up
+            front = client.get("/").text
+            assert "page 1 of" in front and len(re.findall(r'<tr class="artifact"', front)) == 100
+            assert server.errors() == ""
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from ui_helpers import build_store, ui_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -69,6 +69,7 @@ class StoreWorker:
         now = time.monotonic()
         if now - self._last_refresh >= self.refresh:
             self.store.refresh()
+            pages.forget(self.store)  # others (this machine's writers too) may have changed it
             self._last_refresh = now
         return fn(self.store, *args)
 

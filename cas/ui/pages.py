@@ -8,6 +8,7 @@ string, and returns a :class:`Page` (a template and its context), a
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +26,7 @@ from ..version import TREE, ArtifactVersion
 from . import content, graph
 from .diff import diff_files
 
-__all__ = ["Page", "Stream", "url", "when", "store_label"]
+__all__ = ["Page", "Stream", "url", "when", "store_label", "forget"]
 
 PAGE_SIZE = 100  # rows per page of artifacts or versions
 RUNS_LIMIT = 100
@@ -145,29 +146,51 @@ def _aliases_by_version(store: Store, name: str) -> dict[int, list[str]]:
 # -- artifacts ----------------------------------------------------------------------------
 
 
-def _matches(store: Store, name: str, term: str) -> bool:
-    """Does ``term`` match the name, one of its aliases, or a metadata key / value / key=value?"""
-    if term in name.lower():
-        return True
-    if any(term in alias.lower() for alias in store.aliases(name)):
-        return True
+# What search looks at, per store: built on the first search after each refresh
+# (cas.ui.app.StoreWorker calls forget()), so typing queries costs a scan of
+# tuples, not a query per artifact.
+_SEARCH: weakref.WeakKeyDictionary[Store, list[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]]]
+_SEARCH = weakref.WeakKeyDictionary()
+
+
+def forget(store: Store) -> None:
+    _SEARCH.pop(store, None)
+
+
+def _search_rows(store: Store) -> list[tuple[str, tuple[str, ...], tuple[tuple[str, str], ...]]]:
+    rows = _SEARCH.get(store)
+    if rows is None:
+        rows = []
+        for name in store.list_artifacts():
+            aliases = tuple(a.lower() for a in store.aliases(name))
+            meta = tuple(
+                (k.lower(), (val if isinstance(val, str) else json.dumps(val)).lower())
+                for k, val in store.get_artifact_version(name).metadata.items()
+            )
+            rows.append((name, aliases, meta))
+        _SEARCH[store] = rows
+    return rows
+
+
+def _search(store: Store, term: str) -> list[str]:
+    """Artifacts whose name or an alias contains ``term``, or whose latest version's
+    metadata has a key or value containing it, or exactly ``key=value``.  (Older
+    versions' metadata is not searched: that would read every version.)"""
     key, sep, value = term.partition("=")
-    for v in store.list_versions(name):
-        for k, val in v.metadata.items():
-            shown = val if isinstance(val, str) else json.dumps(val)
-            if sep and k.lower() == key and shown.lower() == value:
-                return True
-            if not sep and (term in k.lower() or term in shown.lower()):
-                return True
-    return False
+    found = []
+    for name, aliases, meta in _search_rows(store):
+        if (
+            term in name.lower()
+            or any(term in a for a in aliases)
+            or any((sep and k == key and v == value) or (term in k or term in v) for k, v in meta)
+        ):
+            found.append(name)
+    return found
 
 
 def artifacts(store: Store, params: Mapping[str, str], query: Mapping[str, str]) -> Page:
     term = query.get("q", "").strip()
-    names = store.list_artifacts()
-    if term:
-        needle = term.lower()
-        names = [n for n in names if _matches(store, n, needle)]
+    names = _search(store, term.lower()) if term else store.list_artifacts()
     pager = _pages(len(names), _int(query, "page", 1))
     start = (pager["page"] - 1) * PAGE_SIZE
     groups: dict[str, dict[str, list[dict[str, Any]]]] = {}
