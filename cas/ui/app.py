@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -59,19 +58,19 @@ class StoreWorker:
         self.refresh = refresh
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="cas-ui-store")
         self._last_refresh = time.monotonic()
-        self._thread: threading.Thread | None = None
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(store, *args)`` on the worker thread."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(self._run, fn, *args))
+        return await loop.run_in_executor(self._pool, functools.partial(fn, self.store, *args))
 
-    def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def catch_up(self) -> None:
+        """Refresh the index from the backend if the last refresh is old enough (worker thread only)."""
         now = time.monotonic()
         if now - self._last_refresh >= self.refresh:
             self.store.refresh()
             pages.forget(self.store)  # others (this machine's writers too) may have changed it
             self._last_refresh = now
-        return fn(self.store, *args)
 
     async def stream(self, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
         """Pull ``chunks`` (a generator reading the store) on the worker thread."""
@@ -144,14 +143,13 @@ def create_app(store: Store, *, refresh: float = 1.0, allowed_hosts: list[str] |
 
         def work(store: Store, request: Request) -> Response:
             try:
+                worker.catch_up()
                 result = fn(store, request.path_params, request.query_params)
             except (CasError, OSError, KeyError, ValueError) as e:
                 return error_page(e)
             if isinstance(result, pages.Page):
                 return render(result.template, result.context)
-            if isinstance(result, pages.Stream):
-                return result  # headers decided; the body is pulled below
-            return result
+            return result  # a redirect, or a Stream whose body the endpoint pulls
 
         async def endpoint(request: Request) -> Response:
             response = await worker.call(work, request)
