@@ -416,6 +416,7 @@ def test_new_versions_from_another_machine_show_up(tmp_path):
     cas.open_store(root).save(b"one", "team/shared/model").store.close()
     with ui_server(root, tmp=tmp_path) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         assert 'data-version="2"' not in client.get("/a/team/shared/model").text
+        assert "No artifact matches" in client.get("/?q=new-thing").text
         other = cas.open_store(root, index=str(tmp_path / "other-machine.sqlite"))
         other.save(b"two", "team/shared/model", aliases=["production"])
         other.save(b"x", "team/shared/new-thing")
@@ -423,6 +424,7 @@ def test_new_versions_from_another_machine_show_up(tmp_path):
         html = client.get("/a/team/shared/model").text
         assert 'data-version="2"' in html and '<span class="alias">production</span>' in html
         assert 'data-name="team/shared/new-thing"' in client.get("/").text
+        assert 'data-name="team/shared/new-thing"' in client.get("/?q=new-thing").text  # search sees it too
         assert client.get("/v/team/shared/model/2/raw").content == b"two"
 
 
