@@ -227,6 +227,26 @@ def test_previews_of_text_json_csv_parquet_and_images(site):
     assert f'src="/v/reports/daily/chart/{refs.chart.version}/raw"' in chart
 
 
+def test_names_and_content_are_escaped_and_quoted(site):
+    client, refs, _, _ = site
+    v = refs.raw1.version
+    listing = get(client, f"/v/churn/ingest/raw/{v}/files/notes").text
+    assert "<img src=x" not in listing and "&lt;img src=x onerror=alert(1)&gt;.txt" in listing
+    assert f'href="/v/churn/ingest/raw/{v}/files/notes/weird%20name%20%231%3F.txt"' in listing
+    weird = get(client, f"/v/churn/ingest/raw/{v}/files/notes/weird%20name%20%231%3F.txt").text
+    assert "ünïcode inside" in weird
+    hostile = get(client, f"/v/churn/ingest/raw/{v}/files/notes/%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E.txt").text
+    assert "<script>" not in hostile and "&lt;script&gt;alert(2)&lt;/script&gt;" in hostile
+    summary = get(client, f"/v/reports/daily/summary/{refs.summary.version}").text
+    assert "<script>alert(3)" not in summary and "&lt;script&gt;alert(3)&lt;/script&gt;" in summary
+
+
+def test_head_answers_like_get_without_a_body(site):
+    client, refs, _, _ = site
+    r = client.head(f"/v/churn/train/model/{refs.model.version}/raw")
+    assert r.status_code == 200 and r.content == b"" and r.headers["content-length"] == str(refs.model.size)
+
+
 def test_big_content_is_streamed_whole_and_previewed_in_part(site):
     client, refs, _, _ = site
     assert refs.big.size == BIG > SMALL
@@ -276,7 +296,7 @@ def test_runs_list_and_detail(site):
 def test_diff_of_two_tree_versions(site):
     client, refs, _, _ = site
     html = get(client, f"/diff/churn/ingest/raw?from={refs.raw1.version}&to={refs.raw2.version}").text
-    assert "1 added" in html and "1 removed" in html and "1 changed" in html and "4 unchanged" in html
+    assert "1 added" in html and "1 removed" in html and "1 changed" in html and "6 unchanged" in html
     assert re.search(r'<tr class="added">.*data/part-2.csv', html)
     assert re.search(r'<tr class="removed">.*deep/a/b/c.txt', html)
     assert re.search(r'<tr class="changed">.*data/part-1.csv', html)
@@ -534,3 +554,32 @@ def test_a_store_of_10000_versions_and_a_100_step_chain_renders(tmp_path):
             assert server.errors() == ""
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak RSS from /proc")
+def test_big_content_never_sits_whole_in_the_server_memory(tmp_path):
+    size = 64 << 20
+    root = tmp_path / "store"
+    with cas.open_store(root) as store:
+        block = os.urandom(1 << 20)
+        big = store.save(block * (size >> 20), "big/blob/random")
+        store.save(b"small", "big/blob/small")
+    with ui_server(root, tmp=tmp_path) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        client.get("/v/big/blob/small/1")  # imports, templates: the baseline
+        client.get("/v/big/blob/small/1/raw")
+        before = _peak_rss(server.proc.pid)
+        got = 0
+        with client.stream("GET", f"/v/big/blob/random/{big.version}/raw") as r:
+            for chunk in r.iter_raw():
+                got += len(chunk)
+        assert got == size
+        assert client.get(f"/v/big/blob/random/{big.version}").status_code == 200  # its preview reads it all too
+        grown = _peak_rss(server.proc.pid) - before
+    assert grown < 24 << 20, f"the server's peak RSS grew by {grown >> 20} MiB serving a {size >> 20} MiB blob"

@@ -77,6 +77,7 @@ def page(browser, site):
     tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     tab.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     tab.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    tab.on("dialog", lambda d: problems.append(f"a script ran: {d.message}"))  # stored text never runs
     tab.problems = problems
     yield tab
     tab.close()
@@ -192,6 +193,21 @@ def test_runs_and_diff_pages(page, site, shots):
     assert page.locator("tr.removed").count() == 1
     assert page.locator("tr.changed").count() == 1
     page.screenshot(path=shots / "diff.png")
+
+
+def test_hostile_names_and_metadata_stay_text(page, site):
+    server, refs = site
+    page.goto(server.url + f"v/churn/ingest/raw/{refs.raw1.version}/files/notes")
+    names = page.locator("table.listing td:first-child a").all_inner_texts()
+    assert "<img src=x onerror=alert(1)>.txt" in names and "weird name #1?.txt" in names
+    page.click("text=weird name #1?.txt")
+    page.wait_for_url(re.compile(r"weird%20name%20%231%3F.txt$"))
+    assert "ünïcode inside" in page.locator("pre.text").inner_text()
+    page.goto(server.url + f"v/churn/ingest/raw/{refs.raw1.version}/files/notes")
+    page.click("text=<img src=x onerror=alert(1)>.txt")
+    assert page.locator("pre.text").inner_text().strip() == "<script>alert(2)</script>"
+    page.goto(server.url + f"v/reports/daily/summary/{refs.summary.version}")
+    assert "<script>alert(3)</script>" in page.locator("table.metadata").inner_text()
 
 
 def test_error_pages_render(page, site):

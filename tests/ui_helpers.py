@@ -71,6 +71,8 @@ def build_store(root: Path, work: Path) -> Refs:
         "config.json": b'{"source":"crm","rows":120,"nested":{"ok":true}}',
         "images/logo.png": png(40, 24, (36, 87, 197)),
         "deep/a/b/c.txt": b"deep file\n",
+        "notes/weird name #1?.txt": "spaces, # and ? in a name; ünïcode inside\n".encode(),
+        "notes/<img src=x onerror=alert(1)>.txt": b"<script>alert(2)</script>\n",
     }
     tree2 = dict(tree1)
     tree2["data/part-1.csv"] = csv_rows(61, 60)  # changed
@@ -95,7 +97,9 @@ def build_store(root: Path, work: Path) -> Refs:
                 failed_model = s.save(b"weights-v2-partial", "model", metadata={"accuracy": 0.12})
                 raise RuntimeError("loss diverged")
     deleted = store.save("first draft\n", "reports/daily/summary")
-    summary = store.save("line one\nline two\n", "reports/daily/summary", metadata={"owner": "ana"})
+    summary = store.save(
+        "line one\nline two\n", "reports/daily/summary", metadata={"owner": "ana", "note": "<script>alert(3)</script>"}
+    )
     store.delete_version(deleted.name, deleted.version)
     chart = store.save(png(64, 32, (200, 60, 40)), "reports/daily/chart")
     big = store.save(b"0123456789abcdef" * (BIG // 16), "big/blob/file")
