@@ -10,6 +10,7 @@ import http.client
 import os
 import re
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -488,6 +489,23 @@ def test_port_zero_prints_the_url_and_loopback_is_the_default(tmp_path):
     with ui_server(root, tmp=tmp_path) as server:
         assert server.url.startswith("http://127.0.0.1:") and not server.url.endswith(":0/")
         assert httpx.get(server.url, timeout=30).status_code == 200
+
+
+def test_ctrl_c_stops_it_cleanly(tmp_path):
+    root = tmp_path / "store"
+    cas.open_store(root).close()
+    stderr = tmp_path / "err.txt"
+    proc = start_command(root, "--port", "0", stderr=stderr)
+    try:
+        assert "serving" in first_line(proc)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "cas ui: stopped" in out
+    assert stderr.read_text() == ""
 
 
 def test_open_starts_a_browser_on_the_url(tmp_path):

@@ -72,6 +72,9 @@ def serve(
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled by shutting down: that is the normal way out
     finally:
         app.state.worker.close()
         sock.close()
+    say("cas ui: stopped")
