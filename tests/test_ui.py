@@ -280,6 +280,29 @@ def test_lineage_graph_up_down_and_depth(site):
         get(client, f"/v/churn/train/model/{m.version}/lineage?{bad}", 400)
 
 
+def test_a_lineage_too_big_to_draw_is_drawn_closer(site, monkeypatch):
+    """In process (the app over an open store) to lower the node limit."""
+    from starlette.testclient import TestClient
+
+    from cas.ui import create_app, pages
+
+    _, refs, root, _ = site
+    monkeypatch.setattr(pages, "MAX_NODES", 5)
+    with cas.open_store(root, create=False) as store:
+        app = create_app(store, refresh=0, allowed_hosts=["testserver"])
+        with TestClient(app) as client:
+            html = get(client, f"/v/churn/train/model/{refs.model.version}/lineage?direction=up&depth=all").text
+        app.state.worker.close()
+    assert "shown at depth 1" in html
+    assert len(re.findall(r'<g class="node ', html)) == 4  # the model, its step, that step's two inputs
+
+
+def test_redirects_keep_the_query(site):
+    client, refs, _, _ = site
+    r = get(client, "/v/churn/train/model/production/lineage?depth=1&direction=up", 307)
+    assert r.headers["location"] == f"/v/churn/train/model/{refs.model.version}/lineage?depth=1&direction=up"
+
+
 def test_runs_list_and_detail(site):
     client, refs, _, _ = site
     html = get(client, "/runs").text

@@ -32,6 +32,7 @@ PAGE_SIZE = 100  # rows per page of artifacts or versions
 RUNS_LIMIT = 100
 DEFAULT_DEPTH = 3
 MAX_DEPTH = 1000
+MAX_NODES = 1500  # past this the lineage picture is drawn at a smaller depth
 
 
 @dataclass
@@ -108,12 +109,17 @@ def _version(store: Store, name: str, spec: str) -> ArtifactVersion:
         raise
 
 
-def _canonical(store: Store, params: Mapping[str, str], kind: str, *extra: str) -> tuple[ArtifactVersion, Any]:
+def _canonical(
+    store: Store, params: Mapping[str, str], query: Any, kind: str, *extra: str
+) -> tuple[ArtifactVersion, Any]:
     """Resolve the version; an alias or ``latest`` redirects to the numbered URL (stable to share)."""
     name = _name(params)
     v = _version(store, name, params["version"])
     if params["version"] != str(v.version):
-        return v, RedirectResponse(url(kind, name, v.version, *extra), status_code=307)
+        target = url(kind, name, v.version, *extra)
+        if query:
+            target += "?" + urlencode(list(query.multi_items()))
+        return v, RedirectResponse(target, status_code=307)
     return v, None
 
 
@@ -240,7 +246,7 @@ def versions(store: Store, params: Mapping[str, str], query: Mapping[str, str]) 
 
 
 def version(store: Store, params: Mapping[str, str], query: Mapping[str, str]) -> Page | Any:
-    v, redirect = _canonical(store, params, "version")
+    v, redirect = _canonical(store, params, query, "version")
     if redirect is not None:
         return redirect
     down = store.lineage(v, "down", 1)
@@ -276,7 +282,7 @@ def files(store: Store, params: Mapping[str, str], query: Mapping[str, str]) -> 
     path = params.get("path", "").rstrip("/")
     if path:
         check_tree_path(path)
-    v, redirect = _canonical(store, params, "files", path)
+    v, redirect = _canonical(store, params, query, "files", path)
     if redirect is not None:
         return redirect
     if v.deleted:
@@ -317,7 +323,7 @@ def raw(store: Store, params: Mapping[str, str], query: Mapping[str, str]) -> St
 
 
 def lineage(store: Store, params: Mapping[str, str], query: Mapping[str, str]) -> Page | Any:
-    v, redirect = _canonical(store, params, "lineage")
+    v, redirect = _canonical(store, params, query, "lineage")
     if redirect is not None:
         return redirect
     direction = query.get("direction", "both")
@@ -325,13 +331,23 @@ def lineage(store: Store, params: Mapping[str, str], query: Mapping[str, str]) -
         raise InvalidNameError(f"direction must be up, down or both, not {direction!r}")
     depth_text = query.get("depth", str(DEFAULT_DEPTH))
     depth = None if depth_text == "all" else _int(query, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
-    up = store.lineage(v, "up", depth) if direction in ("up", "both") else None
-    down = store.lineage(v, "down", depth) if direction in ("down", "both") else None
+    shown = depth
+    while True:
+        up = store.lineage(v, "up", shown) if direction in ("up", "both") else None
+        down = store.lineage(v, "down", shown) if direction in ("down", "both") else None
+        nodes = sum(len(g.versions) + len(g.steps) for g in (up, down) if g is not None)
+        if nodes <= MAX_NODES or shown == 1:
+            break
+        shown = 64 if shown is None else max(1, shown // 2)  # a picture that big helps no one: come closer
     drawing = graph.layout(v.ref, up, down, version_href=_lineage_href, step_href=_step_href)
-    return Page(
-        "lineage.html",
-        {"v": v, "graph": drawing, "direction": direction, "depth": "all" if depth is None else str(depth)},
-    )
+    ctx = {
+        "v": v,
+        "graph": drawing,
+        "direction": direction,
+        "depth": "all" if depth is None else str(depth),
+        "reduced": shown if shown != depth else None,
+    }
+    return Page("lineage.html", ctx)
 
 
 def _lineage_href(node: Any) -> str:
