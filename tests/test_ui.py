@@ -484,6 +484,53 @@ def test_cas_ui_on_a_missing_store_is_one_line(tmp_path):
     assert not (tmp_path / "none").exists()  # read-only: nothing was created
 
 
+def _blocking(modules: set[str]) -> str:
+    """Python source that makes importing ``modules`` fail, as if not installed."""
+    return (
+        "import importlib.abc, sys\n"
+        "class _Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        f"        if name.split('.')[0] in {sorted(modules)!r}:\n"
+        "            raise ImportError('blocked for this test: ' + name)\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+
+
+def test_without_the_ui_extra_cas_ui_says_what_to_install(tmp_path):
+    root = tmp_path / "store"
+    cas.open_store(root).close()
+    code = _blocking({"starlette", "uvicorn", "jinja2"}) + "from cas.cli import main; main()"
+    r = subprocess.run(
+        [sys.executable, "-c", code, "--store", str(root), "ui", "--port", "0"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert "pip install 'cas-store[ui]'" in r.stderr
+
+
+def test_without_the_dataframe_extra_parquet_is_not_previewed(tmp_path):
+    import pandas as pd
+
+    root = tmp_path / "store"
+    with cas.open_store(root) as store:
+        v = store.save(pd.DataFrame({"a": [1, 2]}), "p/s/frame")
+    code = _blocking({"pyarrow", "pandas", "numpy"}) + "from cas.cli import main; main()"
+    stderr = tmp_path / "err.txt"
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, "--store", str(root), "ui", "--port", "0"],
+            stdout=subprocess.PIPE, stderr=err, text=True,
+        )
+    try:
+        url = re.search(r"http://\S+/", first_line(proc)).group(0)
+        page = httpx.get(f"{url}v/p/s/frame/{v.version}", timeout=30)
+        assert page.status_code == 200 and "pip install &#39;cas-store[dataframe]&#39;" in page.text
+        assert httpx.get(f"{url}v/p/s/frame/{v.version}/raw", timeout=30).content.startswith(b"PAR1")
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        proc.stdout.close()
+
+
 def test_binding_beyond_loopback_needs_a_flag(tmp_path):
     root = tmp_path / "store"
     cas.open_store(root).close()
