@@ -7,6 +7,7 @@ store is a real local store built through the public API (tests/ui_helpers.py).
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import socket
 import stat
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from html.parser import HTMLParser
@@ -23,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
-from ui_helpers import BIG, blob_file, build_store, corrupt, first_line, start_command, ui_server
+from ui_helpers import BIG, TREE1, blob_file, build_store, corrupt, first_line, start_command, ui_server
 
 import cas
 from cas.ui.content import SMALL
@@ -185,6 +187,18 @@ def test_version_page_metadata_producer_inputs_downstream_download(site):
     assert download.headers["content-type"] == "application/octet-stream"
 
 
+def test_a_tree_downloads_as_a_tar_of_verified_files(site):
+    client, refs, _, _ = site
+    r = get(client, f"/v/churn/ingest/raw/{refs.raw1.version}/raw")
+    assert r.headers["content-type"] == "application/x-tar"
+    assert r.headers["content-disposition"] == f'attachment; filename="raw-v{refs.raw1.version}.tar"'
+    with tarfile.open(fileobj=io.BytesIO(r.content)) as tar:
+        got = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    top = f"raw-v{refs.raw1.version}/"
+    assert set(got) == {top + p for p in TREE1}
+    assert got[top + "config.json"] == b'{"source":"crm","rows":120,"nested":{"ok":true}}'
+
+
 def test_alias_and_latest_redirect_to_the_numbered_url(site):
     client, refs, _, _ = site
     r = get(client, "/v/churn/train/model/production", 307)
@@ -340,7 +354,6 @@ def test_diff_of_two_tree_versions(site):
         ("/v/churn/train/model/staging", 404),
         ("/v/churn/ingest/raw/1/files/no/such/file", 404),
         ("/v/churn/train/model/1/files", 404),  # a blob has no files
-        ("/v/churn/ingest/raw/1/raw", 404),  # a tree is not one file
         ("/runs/no-such-run", 404),
         ("/diff/no/such/artifact", 404),
         ("/nowhere", 404),
@@ -426,6 +439,15 @@ def test_a_corrupt_blob_is_an_error_page_never_its_bytes(damaged):
     r = client.get(f"/v/churn/ingest/raw/{refs.raw1.version}/files/data/part-0.csv")
     assert r.status_code == 500 and "customer" not in r.text
     assert client.get(f"/v/churn/ingest/raw/{refs.raw1.version}/raw/data/part-0.csv").status_code == 500
+
+
+def test_a_tree_with_a_corrupt_file_never_arrives_as_a_whole_archive(damaged):
+    client, refs, root = damaged
+    with cas.open_store(root) as store:
+        digest = next(d for p, d, _ in store.get_artifact_version(refs.raw1.ref).files() if p == "notes/readme.md")
+    corrupt(blob_file(root, digest), 2)
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.get(f"/v/churn/ingest/raw/{refs.raw1.version}/raw")
 
 
 def test_a_corrupt_big_blob_never_arrives_whole(damaged):

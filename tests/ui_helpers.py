@@ -57,6 +57,18 @@ class Refs:
     run2: str
 
 
+TREE1 = {
+    "data/part-0.csv": csv_rows(60),
+    "data/part-1.csv": csv_rows(60, 60),
+    "notes/readme.md": b"# raw data\nexported nightly\n",
+    "config.json": b'{"source":"crm","rows":120,"nested":{"ok":true}}',
+    "images/logo.png": png(40, 24, (36, 87, 197)),
+    "deep/a/b/c.txt": b"deep file\n",
+    "notes/weird name #1?.txt": "spaces, # and ? in a name; ünïcode inside\n".encode(),
+    "notes/<img src=x onerror=alert(1)>.txt": b"<script>alert(2)</script>\n",
+}
+
+
 def build_store(root: Path, work: Path) -> Refs:
     """Two runs of a three-step pipeline (the second with a failed step), plus
     blobs of every previewable kind, an alias, a deleted version, 120 versions
@@ -64,16 +76,7 @@ def build_store(root: Path, work: Path) -> Refs:
     import pandas as pd
 
     store = cas.open_store(root)
-    tree1 = {
-        "data/part-0.csv": csv_rows(60),
-        "data/part-1.csv": csv_rows(60, 60),
-        "notes/readme.md": b"# raw data\nexported nightly\n",
-        "config.json": b'{"source":"crm","rows":120,"nested":{"ok":true}}',
-        "images/logo.png": png(40, 24, (36, 87, 197)),
-        "deep/a/b/c.txt": b"deep file\n",
-        "notes/weird name #1?.txt": "spaces, # and ? in a name; ünïcode inside\n".encode(),
-        "notes/<img src=x onerror=alert(1)>.txt": b"<script>alert(2)</script>\n",
-    }
+    tree1 = TREE1
     tree2 = dict(tree1)
     tree2["data/part-1.csv"] = csv_rows(61, 60)  # changed
     tree2["data/part-2.csv"] = csv_rows(10, 200)  # added

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from ..version import ArtifactVersion
     from .pages import Stream
 
-__all__ = ["listing", "preview", "stream", "sniff_image", "SMALL", "PREVIEW_BYTES", "PREVIEW_MAX"]
+__all__ = ["listing", "preview", "stream", "archive", "sniff_image", "SMALL", "PREVIEW_BYTES", "PREVIEW_MAX"]
 
 SMALL = 8 << 20
 PREVIEW_BYTES = 64 << 10
@@ -205,9 +206,37 @@ def stream(v: ArtifactVersion, path: str | None, filename: str, *, download: boo
     image = sniff_image(head)
     media = image if image and not download else "application/octet-stream"
     disposition = "inline" if media != "application/octet-stream" else "attachment"
-    safe_name = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in filename) or "content"
-    headers = {"Content-Length": str(size), "Content-Disposition": f'{disposition}; filename="{safe_name}"'}
+    headers = {"Content-Length": str(size), "Content-Disposition": f'{disposition}; filename="{_safe(filename)}"'}
     return Stream(chunks, media, headers)
+
+
+def archive(v: ArtifactVersion) -> Stream:
+    """A tree version as a tar stream, each file verified as it goes (bounded memory).
+
+    No Content-Length: the body is chunked, and a corrupt file ends it without
+    the closing chunk, so a client sees a broken transfer, never a whole archive.
+    """
+    from .pages import Stream
+
+    top = f"{v.name.rsplit('/', 1)[-1]}-v{v.version}"
+    headers = {"Content-Disposition": f'attachment; filename="{_safe(top)}.tar"'}
+    return Stream(_tar(v, top), "application/x-tar", headers)
+
+
+def _tar(v: ArtifactVersion, top: str) -> Iterator[bytes]:
+    mtime = int(v.created_at.timestamp())
+    for path, _, size in v.files():
+        info = tarfile.TarInfo(f"{top}/{path}")
+        info.size, info.mode, info.mtime = size, 0o644, mtime
+        yield info.tobuf(format=tarfile.PAX_FORMAT)
+        yield from _held_back(v.open(path))
+        if size % tarfile.BLOCKSIZE:
+            yield b"\0" * (tarfile.BLOCKSIZE - size % tarfile.BLOCKSIZE)
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)  # end of archive
+
+
+def _safe(filename: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in filename) or "content"
 
 
 def _file_size(v: ArtifactVersion, path: str) -> int:

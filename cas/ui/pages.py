@@ -315,6 +315,8 @@ def raw(store: Store, params: Mapping[str, str], query: Mapping[str, str]) -> St
     v = _version(store, _name(params), params["version"])
     if v.deleted:
         raise FileNotFoundError(f"{v.ref} was deleted; its bytes are no longer served")
+    if v.kind == TREE and path is None:
+        return content.archive(v)
     filename = (path or v.name).rsplit("/", 1)[-1]
     return content.stream(v, path, filename, download=query.get("download") == "1")
 
