@@ -238,6 +238,8 @@ def test_previews_of_text_json_csv_parquet_and_images(site):
     raw = get(client, f"/v/churn/ingest/raw/{v}/raw/images/logo.png")
     assert raw.headers["content-type"] == "image/png" and raw.content.startswith(b"\x89PNG")
     assert raw.headers["content-security-policy"] == "sandbox"
+    bad = get(client, f"/v/churn/ingest/raw/{v}/files/tables/bad.parquet").text
+    assert "not readable as Parquet" in bad and "<table class=\"data\">" not in bad
     chart = get(client, f"/v/reports/daily/chart/{refs.chart.version}").text
     assert f'src="/v/reports/daily/chart/{refs.chart.version}/raw"' in chart
 
@@ -334,7 +336,7 @@ def test_runs_list_and_detail(site):
 def test_diff_of_two_tree_versions(site):
     client, refs, _, _ = site
     html = get(client, f"/diff/churn/ingest/raw?from={refs.raw1.version}&to={refs.raw2.version}").text
-    assert "1 added" in html and "1 removed" in html and "1 changed" in html and "6 unchanged" in html
+    assert "1 added" in html and "1 removed" in html and "1 changed" in html and "7 unchanged" in html
     assert re.search(r'<tr class="added">.*data/part-2.csv', html)
     assert re.search(r'<tr class="removed">.*deep/a/b/c.txt', html)
     assert re.search(r'<tr class="changed">.*data/part-1.csv', html)
@@ -589,7 +591,8 @@ def test_ctrl_c_stops_it_cleanly(tmp_path):
     stderr = tmp_path / "err.txt"
     proc = start_command(root, "--port", "0", stderr=stderr)
     try:
-        assert "serving" in first_line(proc)
+        url = re.search(r"http://\S+/", first_line(proc)).group(0)
+        assert httpx.get(url, timeout=30).status_code == 200  # up and serving, as when a person presses Ctrl-C
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     finally:

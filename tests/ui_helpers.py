@@ -66,6 +66,7 @@ TREE1 = {
     "deep/a/b/c.txt": b"deep file\n",
     "notes/weird name #1?.txt": "spaces, # and ? in a name; ünïcode inside\n".encode(),
     "notes/<img src=x onerror=alert(1)>.txt": b"<script>alert(2)</script>\n",
+    "tables/bad.parquet": b"PAR1 not really Parquet at all PAR1",
 }
 
 

@@ -104,7 +104,13 @@ def preview(v: ArtifactVersion, path: str | None, size: int, filename: str) -> d
     if suffix == "parquet" or (path is None and v.materializer in ("pandas", "arrow")):
         return _parquet(v, path, size)
     if path is None and v.materializer == "msgpack" and size <= JSON_MAX:
-        return {"kind": "json", "text": json.dumps(v.load(), indent=2, default=str, ensure_ascii=False)}
+        data = v.read_bytes()  # verified; an IntegrityError is an error page
+        try:
+            import msgpack
+
+            return {"kind": "json", "text": json.dumps(msgpack.unpackb(data), indent=2, default=str, ensure_ascii=False)}
+        except ValueError as e:
+            return {"kind": "none", "reason": f"not readable as msgpack: {e}"}
     head = _read_head(v, path, size, max(PREVIEW_BYTES, JSON_MAX if size <= JSON_MAX else 0))
     image = sniff_image(head)
     if image:
@@ -153,12 +159,15 @@ def _parquet(v: ArtifactVersion, path: str | None, size: int) -> dict[str, Any]:
         import pyarrow.parquet as pq
     except ImportError:
         return {"kind": "none", "reason": "Parquet previews need the dataframe extra: pip install 'cas-store[dataframe]'"}
-    with _verified_file(v, path, size) as f:
-        pf = pq.ParquetFile(f)
-        batch = next(pf.iter_batches(batch_size=TABLE_ROWS), None)
-        columns = pf.schema_arrow.names
-        rows = [] if batch is None else [[_cell(x) for x in row.values()] for row in batch.to_pylist()]
-        total = pf.metadata.num_rows
+    with _verified_file(v, path, size) as f:  # IntegrityError here is the store's fault: let it be an error page
+        try:
+            pf = pq.ParquetFile(f)
+            batch = next(pf.iter_batches(batch_size=TABLE_ROWS), None)
+            columns = pf.schema_arrow.names
+            rows = [] if batch is None else [[_cell(x) for x in row.values()] for row in batch.to_pylist()]
+            total = pf.metadata.num_rows
+        except Exception as e:  # noqa: BLE001 - verified bytes that are not Parquet: say so, show no table
+            return {"kind": "none", "reason": f"not readable as Parquet: {type(e).__name__}: {e}"}
     return {"kind": "table", "columns": columns, "rows": rows, "more": total > len(rows), "total": total}
 
 

@@ -67,13 +67,13 @@ def serve(
     app = create_app(store, refresh=refresh, allowed_hosts=["*"] if remote else [*LOCAL_HOSTS, host])
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", ws="none")
     server = uvicorn.Server(config)
-    say(f"cas ui: serving {store!r} read-only at {url}  (Ctrl-C to stop)")
-    if open_browser:
-        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
     try:
+        say(f"cas ui: serving {store!r} read-only at {url}  (Ctrl-C to stop)")
+        if open_browser:
+            threading.Timer(0.5, webbrowser.open, args=(url,)).start()
         server.run(sockets=[sock])
     except KeyboardInterrupt:
-        pass  # uvicorn re-raises the Ctrl-C it handled by shutting down: that is the normal way out
+        pass  # Ctrl-C, also before uvicorn's own handler is in place (it re-raises the one it handled)
     finally:
         app.state.worker.close()
         sock.close()
