@@ -499,12 +499,12 @@ def test_new_versions_from_another_machine_show_up(tmp_path):
 # -- the command ------------------------------------------------------------------------------
 
 
-def test_cas_ui_on_a_missing_store_is_one_line(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "cas.cli", "--store", str(tmp_path / "none"), "ui", "--port", "0"],
-        capture_output=True, text=True, timeout=60,
-    )
-    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "cas: error:" in r.stderr
+@pytest.mark.parametrize("where", ["cas --store X ui", "cas ui --store X"])
+def test_cas_ui_on_a_missing_store_is_one_line(tmp_path, where):
+    missing = str(tmp_path / "none")
+    args = ["--store", missing, "ui"] if where.startswith("cas --store") else ["ui", "--store", missing]
+    r = subprocess.run([sys.executable, "-m", "cas.cli", *args, "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "cas: error:" in r.stderr and missing in r.stderr
     assert not (tmp_path / "none").exists()  # read-only: nothing was created
 
 

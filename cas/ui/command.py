@@ -8,6 +8,7 @@ __all__ = ["ui_command"]
 
 
 @click.command(name="ui")
+@click.option("--store", "ui_store", default=None, metavar="URL", help="Store to browse (default: cas --store, $CAS_STORE, else ./.cas).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8470, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free one; the URL is printed).")
 @click.option("--allow-remote", is_flag=True, help="Allow a --host other than this machine (there is no authentication).")
@@ -17,7 +18,9 @@ __all__ = ["ui_command"]
     help="Catch up with the backend (others' new versions) at most this often.",
 )
 @click.pass_context
-def ui_command(ctx: click.Context, host: str, port: int, allow_remote: bool, open_browser: bool, refresh: float) -> None:
+def ui_command(
+    ctx: click.Context, ui_store: str | None, host: str, port: int, allow_remote: bool, open_browser: bool, refresh: float
+) -> None:
     """Browse artifacts, versions, lineage and runs in a web page (read-only)."""
     try:
         from .serve import serve
@@ -25,7 +28,7 @@ def ui_command(ctx: click.Context, host: str, port: int, allow_remote: bool, ope
         raise click.ClickException(f"cas ui needs the ui extra: pip install 'cas-store[ui]' ({e})") from None
     from ..store import open_store
 
-    store = open_store(ctx.find_root().obj.get("store"), create=False)
+    store = open_store(ui_store or ctx.find_root().obj.get("store"), create=False)
     ctx.call_on_close(store.close)
 
     def say(line: str) -> None:
