@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse
 
 from ..backend import redact_url
 from ..errors import InvalidNameError, RunError, VersionDeletedError
-from ..names import LATEST, parse_name, parse_version
+from ..names import parse_name, parse_version
 from ..store import Store
 from ..tree import check_tree_path
 from ..version import TREE, ArtifactVersion
@@ -397,4 +397,4 @@ def diff(store: Store, params: Mapping[str, str], query: Mapping[str, str]) -> P
     if old.deleted or new.deleted:
         raise FileNotFoundError("a deleted version cannot be compared: its files may be gone")
     result = diff_files(old.files(), new.files())
-    return Page("diff.html", {"name": name, "old": old, "new": new, "diff": result, "choices": choices, "LATEST": LATEST})
+    return Page("diff.html", {"name": name, "old": old, "new": new, "diff": result, "choices": choices})
