@@ -13,17 +13,67 @@ from collections.abc import Iterator
 
 import msgpack
 
-from .errors import InvalidNameError
+from .digest import Digest, is_hex_digest
+from .errors import CorruptRecordError, InvalidNameError
 
-__all__ = ["encode_manifest", "decode_manifest", "walk_files", "check_tree_path"]
+__all__ = ["encode_manifest", "decode_manifest", "check_entries", "walk_files", "check_tree_path"]
+
+_MAX_SIZE = 2**63 - 1
 
 
 def encode_manifest(entries: list[tuple[str, str, int]]) -> bytes:
     return msgpack.packb([list(e) for e in sorted(entries)], use_bin_type=True)
 
 
-def decode_manifest(data: bytes) -> list[tuple[str, str, int]]:
-    return [(p, d, int(s)) for p, d, s in msgpack.unpackb(data, raw=False)]
+def decode_manifest(data: bytes, hexdigest: str) -> list[tuple[str, str, int]]:
+    """The entries of manifest blob ``hexdigest``, validated (CorruptRecordError naming it).
+
+    Every path passes :func:`check_tree_path` (so none can leave a download's
+    destination), every digest is hex, every size an int; and the bytes are
+    exactly what :func:`encode_manifest` writes for them (sorted, canonical).
+    """
+    try:
+        try:
+            raw = msgpack.unpackb(data, raw=False)
+        except (ValueError, TypeError, msgpack.UnpackException) as e:
+            raise InvalidNameError(f"not msgpack ({e})") from None
+        if not isinstance(raw, list) or not all(isinstance(e, list) and len(e) == 3 for e in raw):
+            raise InvalidNameError("expected a list of [path, digest, size]")
+        for path, digest, _ in raw:
+            if not isinstance(path, str) or not isinstance(digest, str) or not is_hex_digest(digest):
+                raise InvalidNameError(f"bad entry {[path, digest]!r}"[:200])
+        entries = check_entries(raw)
+        if encode_manifest(entries) != data:
+            raise InvalidNameError("not in canonical form (sorted by path, as cas writes it)")
+    except InvalidNameError as e:
+        raise CorruptRecordError(f"blake3:{hexdigest}", f"not a tree manifest: {e}") from None
+    return entries
+
+
+def check_entries(entries) -> list[tuple[str, str, int]]:
+    """Tree entries, validated and sorted: good paths, digests and sizes; no path
+    twice, none both a file and a directory.  InvalidNameError says what is wrong."""
+    clean: dict[str, tuple[str, str, int]] = {}
+    for entry in entries:
+        try:
+            path, digest, size = entry
+        except (TypeError, ValueError):
+            raise InvalidNameError(f"a tree entry is (path, digest, size), got {entry!r}") from None
+        if not isinstance(path, str):
+            raise InvalidNameError(f"a path inside a tree must be a string, got {path!r}")
+        check_tree_path(path)
+        hexdigest = Digest.parse(digest).hex
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _MAX_SIZE:
+            raise InvalidNameError(f"invalid size {size!r} for {path!r}")
+        if path in clean:
+            raise InvalidNameError(f"{path!r} appears twice in the tree")
+        clean[path] = (path, hexdigest, size)
+    dirs = {p.rsplit("/", 1)[0] for p in clean if "/" in p}
+    dirs |= {d.rsplit("/", i)[0] for d in dirs for i in range(1, d.count("/") + 1)}
+    clash = sorted(dirs & clean.keys())
+    if clash:
+        raise InvalidNameError(f"{clash[0]!r} is both a file and a directory in the tree")
+    return sorted(clean.values())
 
 
 def check_tree_path(path: str) -> str:

@@ -111,4 +111,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         DELETE FROM meta WHERE key = 'store_id'
         """,
     ),
+    (
+        # Objects read from the backend that break the format (invariant 12):
+        # skipped by refresh and reindex, listed by verify.
+        "0004_rejected",
+        """
+        CREATE TABLE IF NOT EXISTS rejected (
+            message TEXT PRIMARY KEY,
+            key TEXT NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ),
 ]
