@@ -487,7 +487,10 @@ class RecordStore:
             data = self.blobs.read_bytes(hexdigest)
         except (BlobNotFoundError, IntegrityError) as e:
             raise CorruptRecordError(ref, f"its tree manifest cannot be read: {e}") from None
-        return decode_manifest(data, hexdigest)
+        try:
+            return decode_manifest(data, hexdigest)
+        except CorruptRecordError as e:
+            raise CorruptRecordError(ref, f"its tree {e}") from None
 
     def claim(self, ref: str, record_digest: str) -> bool:
         """Create-only write of a ref; False if someone already holds it."""

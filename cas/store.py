@@ -45,6 +45,7 @@ from .records import (
     alias_ref,
     check_json_map,
     deletion_ref,
+    journal_path,
     now_iso,
     parse_journal_key,
     parse_ref_path,
@@ -501,6 +502,13 @@ class Store:
             entries = self.records.get_manifest(record["digest"], ref)
         return record, entries
 
+    def _load_journalled(self, seq: int, ref: str, record_digest: str) -> tuple[dict[str, Any], list | None]:
+        """:meth:`_load` for a journal entry: an error also names the entry, the file to look at."""
+        try:
+            return self._load(ref, record_digest)
+        except CorruptRecordError as e:
+            raise CorruptRecordError(journal_path(seq), str(e)) from None
+
     def _reject(self, c, error: CorruptRecordError) -> None:
         """Remember a bad object for ``verify`` and say so once; the rest goes on."""
         if self.index.add_rejected(c, error.key, str(error)):
@@ -680,7 +688,7 @@ class Store:
                     break
                 ref, record_digest = entry.ref.path, entry.record
                 if not self.index.has_record(ref):
-                    record, entries = self._load(ref, record_digest)
+                    record, entries = self._load_journalled(seq, ref, record_digest)
                     with self.index.write() as c:
                         self._apply(c, ref, record_digest, record, entries)
                     applied += 1
@@ -727,7 +735,7 @@ class Store:
                     if entry is None:
                         break
                     if not self.index.has_record(entry.ref.path):  # same connection: sees this transaction
-                        record, entries = self._load(entry.ref.path, entry.record)
+                        record, entries = self._load_journalled(seq, entry.ref.path, entry.record)
                         self._apply(c, entry.ref.path, entry.record, record, entries)
                 except CorruptRecordError as e:
                     rejected.append(e)
