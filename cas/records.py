@@ -533,8 +533,8 @@ class RecordStore:
             if self.backend.is_local and self.backend.is_symlink(rel):  # type: ignore[attr-defined]
                 raise CorruptRecordError(rel, "a symlink, refused (not followed)") from None
             raise
-        except (IsADirectoryError, PermissionError) as e:
-            raise CorruptRecordError(rel, f"not a readable file: {e.strerror or e}") from None
+        except IsADirectoryError:
+            raise CorruptRecordError(rel, "a directory, not a file") from None
 
     # -- journal -------------------------------------------------------------
 

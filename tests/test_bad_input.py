@@ -572,3 +572,23 @@ def test_a_bad_journal_entry_at_the_end_does_not_stop_cas_put(local_store, tmp_p
     verify = run.invoke(cli, ["--store", victim.backend.root, "verify"])
     assert verify.exit_code == EXIT_VERIFY_FAILED
     assert f"invalid  {key}: not a journal entry: not msgpack" in verify.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
+def test_symlinks_planted_as_a_journal_entry_or_a_ref_are_skipped_and_reported(local_store, tmp_path):
+    victim = seed(local_store, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "entry").write_bytes(encode({"ref": version_ref("p/s/a", 1), "record": "ab" * 32}))
+    key = journal_path(victim.records.journal_end())
+    journal = Path(victim.backend.abspath(key))
+    journal.symlink_to(outside / "entry")
+    ref = Path(victim.backend.abspath(version_ref("p/s/a", 2)))
+    ref.unlink()
+    ref.symlink_to(outside / "entry")
+    with cas.open_store(victim.backend.root) as other:  # refresh: the journal symlink
+        assert other.save(b"three", "p/s/a").version == 3
+        assert invalid_lines(other, key, "a symlink")
+    with cas.open_store(victim.backend.root, index=str(tmp_path / "fresh.sqlite")) as fresh:  # reindex: the ref
+        assert fresh.get_artifact_version("p/s/a", 1).read_bytes() == b"one"
+        assert invalid_lines(fresh, version_ref("p/s/a", 2), "a symlink")
