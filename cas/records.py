@@ -556,11 +556,28 @@ class RecordStore:
         return decode_journal_entry(data, key)
 
     def journal_end(self) -> int:
-        """One past the highest journal seq present (a listing: for reindex only)."""
-        top = -1
+        """The first free journal slot (a listing: for reindex only)."""
+        return self.scan_journal()[0]
+
+    def scan_journal(self) -> tuple[int, list[CorruptRecordError]]:
+        """(first free slot, listed keys that do not belong in the journal).
+
+        The journal is dense: every writer claims the first free slot at or
+        after one it knows is filled.  So the end is the first free slot, and a
+        key beyond it (planted far ahead) never moves the end: if it did, a
+        reindex would start reading there and miss every later entry.
+        """
+        seqs: dict[int, str] = {}
+        bad: list[CorruptRecordError] = []
         for e in self.backend.list(JOURNAL):
             try:
-                top = max(top, parse_journal_key(e.path))
-            except CorruptRecordError:
-                continue  # a foreign key: verify reports it, it never moves the journal's end
-        return top + 1
+                seqs[parse_journal_key(e.path)] = e.path
+            except CorruptRecordError as err:
+                bad.append(err)
+        end = 0
+        while end in seqs:
+            end += 1
+        free = journal_path(end)
+        bad += [CorruptRecordError(path, f"beyond the end of the journal ({free} is free)")
+                for seq, path in sorted(seqs.items()) if seq > end]
+        return end, bad

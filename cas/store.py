@@ -39,7 +39,6 @@ from .errors import (
 from .index import Index
 from .names import LATEST, ArtifactName, check_alias, parse_name, parse_ref, parse_version
 from .records import (
-    JOURNAL,
     REFS,
     RecordStore,
     alias_ref,
@@ -47,7 +46,6 @@ from .records import (
     deletion_ref,
     journal_path,
     now_iso,
-    parse_journal_key,
     parse_ref_path,
     ref_order,
     version_ref,
@@ -804,14 +802,14 @@ class Store:
 
     def _invalid_objects(self) -> list[str]:
         """What refresh and reindex refused, plus listed ref and journal keys that
-        break the layout (a listing each: keys only, no reads)."""
+        break the layout or lie beyond the journal's end (a listing each: keys only)."""
         found = set(self.index.rejected())
-        for prefix, parse in ((REFS, parse_ref_path), (JOURNAL, parse_journal_key)):
-            for entry in self.backend.list(prefix):
-                try:
-                    parse(entry.path)
-                except CorruptRecordError as e:
-                    found.add(str(e))
+        found.update(str(e) for e in self.records.scan_journal()[1])
+        for entry in self.backend.list(REFS):
+            try:
+                parse_ref_path(entry.path)
+            except CorruptRecordError as e:
+                found.add(str(e))
         return sorted(found)
 
     def gc(self, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -> GcReport:

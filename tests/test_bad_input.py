@@ -276,6 +276,18 @@ class TestCorruption:
         assert "format 99" in str(err) and "upgrade cas" in str(err)
         assert backend_snapshot(store) == snap
 
+    @pytest.mark.parametrize("fmt", [b'{"format": 1, "hash": "blake3"}', b'{"format": 1, "hash": "blake3", "store_id": 5}',
+                                     b'{"format": 1, "hash": "blake3", "store_id": "../../x"}'])
+    def test_format_file_without_a_valid_store_id_is_refused_untouched(self, store, store_url, storage_options, tmp_path, fmt):
+        store.backend.remove(FORMAT_FILE)
+        store.backend.create_bytes(FORMAT_FILE, fmt)
+        snap = backend_snapshot(store)
+        err = refused(
+            errors.UnsupportedFormatError, cas.open_store, store_url, index=str(tmp_path / "i.sqlite"), **storage_options
+        )
+        assert "store_id" in str(err)
+        assert backend_snapshot(store) == snap
+
     def test_garbage_ref_is_skipped_reported_and_named(self, store, tmp_path):
         store.save(b"x", "p/s/a")
         store.backend.remove("refs/versions/p/s/a/1")
@@ -460,6 +472,18 @@ class TestCraftedStore:
         assert other.get_artifact_version("p/s/a").version == 3
         lines = invalid_lines(other, key, what)
         assert lines and lines[0].startswith(f"{key}: ")
+
+    def test_a_journal_entry_planted_far_ahead_does_not_hide_later_ones(self, victim, open_test_store, tmp_path):
+        far = plant(victim, journal_path(10**15), victim.backend.read_bytes(journal_path(0)))  # a genuine entry
+        fresh = open_test_store(index=str(tmp_path / "fresh.sqlite"))  # reindex: where does the journal end?
+        fresh.save(b"from fresh", "p/s/fresh")
+        victim.save(b"from victim", "p/s/victim")
+        victim.refresh()
+        fresh.refresh()
+        for s in (victim, fresh):  # each sees what the other wrote after the plant
+            assert s.get_artifact_version("p/s/fresh").read_bytes() == b"from fresh"
+            assert s.get_artifact_version("p/s/victim").read_bytes() == b"from victim"
+        assert invalid_lines(fresh, far, "beyond the end of the journal")
 
     @pytest.mark.parametrize(
         "change",
