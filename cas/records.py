@@ -115,6 +115,8 @@ def _canonical(value: Any) -> Any:
 
 
 def decode(data: bytes) -> dict[str, Any]:
+    """Raw msgpack, the inverse of :func:`encode`, for tools and tests; cas itself
+    reads what a backend holds only through the validating decoders below."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
@@ -191,7 +193,7 @@ def _number(text: str, lowest: int) -> int:
 
 def parse_ref_path(path: str) -> RefKey:
     """The ref a backend key (or a journal entry's ``ref``) names, or CorruptRecordError."""
-    shown = path if isinstance(path, str) else repr(path)
+    shown = _show_key(path)
     try:
         if not isinstance(path, str):
             raise InvalidNameError(f"expected a string, got {type(path).__name__}")
@@ -206,15 +208,21 @@ def parse_ref_path(path: str) -> RefKey:
             return RefKey(path, kind, check_segment(parts[2], "run id"), _number(parts[3], 0))
         raise InvalidNameError("not refs/versions|deletions/<name>/<N>, refs/aliases/<name>/<alias>/<seq> or refs/runs/<id>/<seq>")
     except InvalidNameError as e:
-        raise CorruptRecordError(shown[:200], f"not a ref path: {e}") from None
+        raise CorruptRecordError(shown, f"not a ref path: {e}") from None
 
 
 def parse_journal_key(path: str) -> int:
     """The seq of a listed ``journal/<16 digits>`` key, or CorruptRecordError."""
     head, _, tail = path.rpartition("/")
     if head != JOURNAL or len(tail) != _SEQ_WIDTH or not (tail.isascii() and tail.isdigit()):
-        raise CorruptRecordError(path[:200], f"not a journal key: expected {JOURNAL}/<{_SEQ_WIDTH} digits>")
+        raise CorruptRecordError(_show_key(path), f"not a journal key: expected {JOURNAL}/<{_SEQ_WIDTH} digits>")
     return int(tail)
+
+
+def _show_key(key: Any) -> str:
+    """A key as it can be printed on one line: control characters escaped, long ones cut."""
+    text = key if isinstance(key, str) and key.isprintable() else repr(key)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _unpack(data: bytes) -> Any:
@@ -494,7 +502,17 @@ class RecordStore:
 
     def claim(self, ref: str, record_digest: str) -> bool:
         """Create-only write of a ref; False if someone already holds it."""
-        return self.backend.create_bytes(ref, record_digest.encode("ascii"))
+        return self._create(ref, record_digest.encode("ascii"))
+
+    def _create(self, rel: str, data: bytes) -> bool:
+        """Create-only write; a symlink planted at that name in a local store holds
+        the name (never followed): the caller moves on as for any taken name."""
+        try:
+            return self.backend.create_bytes(rel, data)
+        except BackendError:
+            if self.backend.is_local and self.backend.is_symlink(rel):  # type: ignore[attr-defined]
+                return False
+            raise
 
     def read_ref(self, ref: str) -> str:
         """The record digest a ref holds (CorruptRecordError if it holds anything else)."""
@@ -542,7 +560,7 @@ class RecordStore:
         """Claim the next free journal slot at or after ``hint``; returns its seq."""
         data = encode({"ref": ref, "record": record_digest})
         seq = max(hint, 0)
-        while not self.backend.create_bytes(journal_path(seq), data):
+        while not self._create(journal_path(seq), data):
             seq += 1
         return seq
 

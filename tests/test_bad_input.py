@@ -545,13 +545,14 @@ class TestCraftedStore:
         assert fresh.get_artifact_version("p/s/a", "production").version == 1
 
     @pytest.mark.parametrize("key", ["refs/versions/p/s/a/01", "refs/versions/p/s/a/x", "refs/nope/p/s/a/1",
-                                     "refs/versions/p/s/-a/1", "refs/aliases/p/s/a/latest/3", "journal/17"])
+                                     "refs/versions/p/s/-a/1", "refs/aliases/p/s/a/latest/3", "journal/17",
+                                     "refs/versions/p/s/a\x1b[2J/1"])
     def test_a_listed_key_outside_the_layout_is_reported_not_used(self, victim, open_test_store, tmp_path, key):
         before = answers(victim)
         plant(victim, key, victim.records.read_ref(version_ref("p/s/a", 1)).encode())
         fresh = open_test_store(index=str(tmp_path / "fresh.sqlite"))
         assert answers(fresh) == before
-        assert invalid_lines(fresh, key)
+        assert invalid_lines(fresh, key if key.isprintable() else repr(key))
         assert fresh.save(b"three", "p/s/a").version == 3
         victim.refresh()
         assert victim.get_artifact_version("p/s/a").read_bytes() == b"three"
@@ -616,3 +617,17 @@ def test_symlinks_planted_as_a_journal_entry_or_a_ref_are_skipped_and_reported(l
     with cas.open_store(victim.backend.root, index=str(tmp_path / "fresh.sqlite")) as fresh:  # reindex: the ref
         assert fresh.get_artifact_version("p/s/a", 1).read_bytes() == b"one"
         assert invalid_lines(fresh, version_ref("p/s/a", 2), "a symlink")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
+def test_symlinks_planted_at_the_next_ref_and_journal_slot_do_not_block_saves(local_store, tmp_path):
+    victim = seed(local_store, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for rel in (version_ref("p/s/a", 3), journal_path(victim.records.journal_end())):
+        Path(victim.backend.abspath(rel)).symlink_to(outside / "planted")
+    assert victim.save(b"three", "p/s/a").version == 4  # both planted names are stepped over, not followed
+    assert list(outside.iterdir()) == []
+    with cas.open_store(victim.backend.root, index=str(tmp_path / "fresh.sqlite")) as fresh:
+        assert fresh.get_artifact_version("p/s/a").read_bytes() == b"three"
+        assert invalid_lines(fresh, version_ref("p/s/a", 3), "a symlink")
