@@ -22,6 +22,7 @@ the codec never re-checks raw strings.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -193,10 +194,15 @@ def _number(text: str, lowest: int) -> int:
 
 def parse_ref_path(path: str) -> RefKey:
     """The ref a backend key (or a journal entry's ``ref``) names, or CorruptRecordError."""
+    if not isinstance(path, str):
+        raise CorruptRecordError(_show_key(path), f"not a ref path: expected a string, got {type(path).__name__}")
+    return _parse_ref_path(path)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # a reindex or a sync parses each ref a few times
+def _parse_ref_path(path: str) -> RefKey:
     shown = _show_key(path)
     try:
-        if not isinstance(path, str):
-            raise InvalidNameError(f"expected a string, got {type(path).__name__}")
         parts = path.split("/")
         kind = parts[1] if len(parts) > 1 and parts[0] == REFS else ""
         if kind in ("versions", "deletions") and len(parts) == 6:
