@@ -408,14 +408,16 @@ def decode_record(data: bytes, hexdigest: str, ref: RefKey | str) -> dict[str, A
         kind, required, optional = spec
         if kind != ref.kind:
             raise InvalidNameError(f"a {record['type']} record cannot be claimed under refs/{ref.kind}/")
+        missing = required.keys() - record.keys()
+        if missing:
+            raise InvalidNameError(f"{sorted(missing)[0]!r} is missing")
+        settled = _check_claim(record, ref)  # fields equal to the (validated) ref's parts
         for field, check in required.items():
-            if field not in record:
-                raise InvalidNameError(f"{field!r} is missing")
-            _check_field(field, check, record[field])
+            if field not in settled:
+                _check_field(field, check, record[field])
         for field, check in optional.items():
             if field in record:
                 _check_field(field, check, record[field])
-        _check_claim(record, ref)
     except InvalidNameError as e:
         raise CorruptRecordError(f"blake3:{hexdigest}", f"not a valid record for {ref.path}: {e}") from None
     return record
@@ -428,8 +430,8 @@ def _check_field(field: str, check: Callable[[Any], None], value: Any) -> None:
         raise InvalidNameError(f"{field!r}: {e}") from None
 
 
-def _check_claim(record: dict[str, Any], ref: RefKey) -> None:
-    """The record says what its ref says."""
+def _check_claim(record: dict[str, Any], ref: RefKey) -> dict[str, Any]:
+    """The record says what its ref says; returns those fields (valid, as the ref is)."""
     if ref.kind == "runs":
         want = {"run_id": ref.owner, "seq": ref.number}
         if record["type"] == "run_start" and ref.number != 0:
@@ -439,8 +441,9 @@ def _check_claim(record: dict[str, Any], ref: RefKey) -> None:
     else:
         want = {"name": ref.owner, "version": ref.number}
     for field, value in want.items():
-        if record[field] != value:
+        if type(record[field]) is not type(value) or record[field] != value:
             raise InvalidNameError(f"{field!r} is {_brief(record[field])}, the ref says {value!r}")
+    return want
 
 
 class RecordStore:
