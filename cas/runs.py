@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidNameError, RunError
 from .index import runs as q
 from .names import check_segment, parse_ref
-from .records import check_json_map, now_iso, run_ref
+from .records import END_STATUSES, check_json_map, now_iso, run_ref
 from .version import ArtifactVersion
 
 if TYPE_CHECKING:
@@ -60,7 +60,6 @@ RUNNING = "running"
 COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
-END_STATUSES = (COMPLETED, FAILED, CANCELLED)
 
 # Fixed namespace for step run ids: uuid5(namespace, "<run id>/<step>").
 _STEP_NAMESPACE = uuid.UUID("6f0f2c53-4c1e-5d53-9a55-6361732d7275")

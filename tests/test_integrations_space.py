@@ -23,7 +23,7 @@ from cas.integrations.zenml.layout import ZenMLLayout
 from cas.names import SEGMENT_RE
 
 
-@given(st.text(min_size=1, max_size=40).filter(lambda t: "/" not in t and len(t.encode()) <= 62))
+@given(st.text(min_size=1, max_size=40).filter(lambda t: _segments.is_component(t) and len(t.encode()) <= 62))
 def test_segment_encoding_round_trips(component):
     encoded = _segments.encode(component)
     assert SEGMENT_RE.match(encoded)
@@ -36,6 +36,33 @@ def test_segment_encoding_keeps_plain_names_and_refuses_long_ones():
     assert _segments.encode("x--looks-escaped") != "x--looks-escaped"
     with pytest.raises(InvalidNameError):
         _segments.encode("é" * 40)
+
+
+@pytest.mark.parametrize("component", ["..", ".", "a/b", "a\\b", "tab\there", "nul\x00"])
+def test_what_is_not_a_path_component_is_neither_encoded_nor_decoded(component):
+    with pytest.raises(InvalidNameError):
+        _segments.encode(component)
+    with pytest.raises(InvalidNameError):
+        _segments.decode(_segments.ESCAPE + component.encode().hex())
+
+
+def test_a_crafted_name_never_lists_as_a_path_outside(local_store, tmp_path):
+    """A name read back from the backend that decodes to ``..`` (or a separator) is not
+    part of any layout: listings never offer it, so a framework never writes there."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f.txt").write_bytes(b"x")
+    dots = _segments.ESCAPE + b"../../escaped".hex()
+    run_id = "0" * 32
+    local_store.save(tree, "zen/x--2e2e/out", aliases=["zenml"])
+    local_store.save(tree, "zen/ok/out", aliases=["zenml"])
+    local_store.save(tree, f"p/s/{dots}", aliases=[f"mlflow.run.{run_id}"])
+    local_store.save(tree, "p/s/fine", aliases=[f"mlflow.run.{run_id}"])
+    zen = PathSpace(Folders(local_store), ZenMLLayout(("zen",)))
+    assert zen.listdir("cas://zen") == ["ok"]
+    assert [i.path for i in zen.find("cas://zen")] == ["cas://zen/ok/out/f.txt"]
+    mlflow = PathSpace(Folders(local_store), MlflowLayout())
+    assert mlflow.listdir(f"cas://p/s/{run_id}/artifacts") == ["fine"]
 
 
 ids = st.uuids().map(str)

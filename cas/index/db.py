@@ -378,6 +378,13 @@ class Index:
             "SELECT ref, digest FROM records WHERE ref >= ? AND ref < ? ORDER BY ref", (prefix, prefix + "\U0010ffff")
         )
 
+    def add_rejected(self, c: sqlite3.Connection, key: str, message: str) -> bool:
+        """Remember a backend object that was refused; False if it was already known."""
+        return c.execute("INSERT OR IGNORE INTO rejected (message, key) VALUES (?, ?)", (message, key)).rowcount == 1
+
+    def rejected(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT message FROM rejected ORDER BY message")]
+
     def all_version_digests(self) -> Iterator[tuple[str, str, int, str]]:
         """(name, version, digest, kind) for every version, deleted or not."""
         yield from self.conn.execute("SELECT name, version, digest, kind FROM versions ORDER BY name, version")

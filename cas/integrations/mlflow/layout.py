@@ -71,7 +71,10 @@ class MlflowLayout:
         kind, sep2, ident = rest.partition(".")
         if head != ALIAS or not sep or not sep2:
             return None
-        p, s, a = (decode(x) for x in key.name.split("/"))
+        try:
+            p, s, a = (decode(x) for x in key.name.split("/"))
+        except InvalidNameError:
+            return None  # a name no MLflow path maps to (crafted): not part of this store
         if kind == RUN:
             return (p, s, ident, ARTIFACTS, a)
         if a != kind:
