@@ -64,6 +64,42 @@ def test_mlflow_layout_is_a_bijection(pipeline, stepname, run_id, top, inner):
     assert layout.root_of(key) + (tuple(path.split("/")) if path else ()) == model
 
 
+prefixes = st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True), min_size=0, max_size=3).map(tuple)
+NAMES = {"experiment": {"7": "churn model", "0": "Default"}, "models": {}}
+
+
+def _names(what, ident):
+    return NAMES[what].get(ident, f"model-{ident[-4:]}")
+
+
+@given(prefixes, st.sampled_from(["0", "7"]), st.text("0123456789abcdef", min_size=32, max_size=32), words, files)
+def test_mlflow_layout_under_a_server_root_is_a_bijection(prefix, exp, run_id, top, inner):
+    """--default-artifact-root / --artifacts-destination cas://<prefix...>: MLflow adds
+    <experiment id>/, and cas names use the experiment's name."""
+    for root in (prefix, prefix + (exp, run_id, "artifacts")):  # the server's repo, a client's repo
+        layout = MlflowLayout(root, _names)
+        parts = (*prefix, exp, run_id, "artifacts", top, *inner)
+        key, path = layout.locate(parts)
+        pipeline = _segments.encode(NAMES["experiment"][exp])
+        assert key.name == f"{pipeline}/run/{_segments.encode(top)}"
+        assert layout.root_of(key) + (tuple(path.split("/")) if path else ()) == parts
+        model = (*prefix, exp, "models", "m-" + run_id, "artifacts", *inner)
+        key, path = layout.locate(model)
+        assert key.name == f"{pipeline}/models/model-{run_id[-4:]}"
+        assert layout.root_of(key) + (tuple(path.split("/")) if path else ()) == model
+        assert layout.locate((*prefix, exp, run_id)) is None  # above the run's folders
+        assert layout.name_prefix((*prefix, exp, run_id, "artifacts")) == f"{pipeline}/"
+
+
+def test_mlflow_layout_names_steps_after_experiments_not_ids():
+    layout = MlflowLayout(("team",), _names)
+    key, _ = layout.locate(("team", "7", "a" * 32, "artifacts", "metrics.json"))
+    assert key.name == f"{_segments.encode('churn model')}/run/metrics.json"
+    # a hand-named location keeps its own pipeline and step, even a step called "models"
+    key, _ = MlflowLayout().locate(("p", "models", "a" * 32, "artifacts", "x"))
+    assert key.name == "p/models/x" and key.alias == "mlflow.run." + "a" * 32
+
+
 def test_layouts_refuse_what_they_cannot_map():
     with pytest.raises(InvalidNameError):
         ZenMLLayout(("a", "b"))  # the artifact store path is cas://<namespace>
