@@ -80,7 +80,7 @@ def test_mlflow_layout_under_a_server_root_is_a_bijection(prefix, exp, run_id, t
         layout = MlflowLayout(root, _names)
         parts = (*prefix, exp, run_id, "artifacts", top, *inner)
         key, path = layout.locate(parts)
-        pipeline = _segments.encode(NAMES["experiment"][exp])
+        pipeline = {"0": "Default", "7": "churn-model"}[exp]
         assert key.name == f"{pipeline}/run/{_segments.encode(top)}"
         assert layout.root_of(key) + (tuple(path.split("/")) if path else ()) == parts
         model = (*prefix, exp, "models", "m-" + run_id, "artifacts", *inner)
@@ -94,7 +94,7 @@ def test_mlflow_layout_under_a_server_root_is_a_bijection(prefix, exp, run_id, t
 def test_mlflow_layout_names_steps_after_experiments_not_ids():
     layout = MlflowLayout(("team",), _names)
     key, _ = layout.locate(("team", "7", "a" * 32, "artifacts", "metrics.json"))
-    assert key.name == f"{_segments.encode('churn model')}/run/metrics.json"
+    assert key.name == "churn-model/run/metrics.json"
     # a hand-named location keeps its own pipeline and step, even a step called "models"
     key, _ = MlflowLayout().locate(("p", "models", "a" * 32, "artifacts", "x"))
     assert key.name == "p/models/x" and key.alias == "mlflow.run." + "a" * 32

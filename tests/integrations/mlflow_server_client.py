@@ -43,7 +43,9 @@ def main(work: str, url: str, experiment: str) -> None:
         with mlflow.start_run(experiment_id=exp_id) as run:
             mlflow.log_artifact(metrics)
             mlflow.log_artifacts(src, "report")
-            info = mlflow.pyfunc.log_model(name="model", python_model=Doubler(), registered_model_name=f"{experiment}-m")
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=Doubler(), registered_model_name=f"{experiment}-m"
+            )
         rid = run.info.run_id
         local = mlflow.artifacts.download_artifacts(run_id=rid, dst_path=tempfile.mkdtemp(dir=work))
         out["runs"].append(
@@ -59,12 +61,8 @@ def main(work: str, url: str, experiment: str) -> None:
                 "metrics": json.load(open(os.path.join(local, "metrics.json"))),
             }
         )
-    out["registry"] = [
-        mlflow.pyfunc.load_model(f"models:/{experiment}-m/{v}").predict([v, 10]) for v in (1, 2)
-    ]
-    out["registry_versions"] = sorted(
-        int(v.version) for v in client.search_model_versions(f"name='{experiment}-m'")
-    )
+    out["registry"] = [mlflow.pyfunc.load_model(f"models:/{experiment}-m/{v}").predict([v, 10]) for v in (1, 2)]
+    out["registry_versions"] = sorted(int(v.version) for v in client.search_model_versions(f"name='{experiment}-m'"))
 
     # An absolute artifact_path is refused, not re-rooted below the run.
     with mlflow.start_run(experiment_id=exp_id) as run:

@@ -224,7 +224,7 @@ def test_server_names_cas_versions_after_the_experiment(served):
     """cas names carry the experiment's name, never its id; cas log / lineage see every run."""
     env = dict(served["env"], PYTHONWARNINGS="error")
     cas_bin, store = str(BIN / "cas"), str(served["store_dir"])
-    for mode, pipeline in (("proxied", "x--" + "churn model".encode().hex()), ("direct", "fraud")):
+    for mode, pipeline in (("proxied", "churn-model"), ("direct", "fraud")):
         runs = served[mode]["runs"]
         run_ids = {r["run_id"] for r in runs}
 
@@ -238,7 +238,9 @@ def test_server_names_cas_versions_after_the_experiment(served):
         assert sorted(v["metadata"]["mlflow"]["models"] for v in models) == sorted(r["model_id"] for r in runs)
         graph = _run([cas_bin, "--store", store, "lineage", f"{pipeline}/run/report"], served["work"], env)
         assert "produced by step run" in graph
-        shown = json.loads(_run([cas_bin, "--store", store, "run", "show", runs[0]["run_id"], "--json"], served["work"], env))
+        shown = json.loads(
+            _run([cas_bin, "--store", store, "run", "show", runs[0]["run_id"], "--json"], served["work"], env)
+        )
         assert shown["pipeline"] == pipeline and [s["step"] for s in shown["steps"]] == ["run"]
     names = _run([cas_bin, "--store", store, "ls"], served["work"], env)
     assert "team" not in names and "/1/" not in names  # no prefix or experiment id became a name

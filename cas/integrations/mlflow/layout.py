@@ -9,7 +9,8 @@ The location is one of two shapes:
   logs, ``<pipeline>/<step>/<kind>`` for models (and other MLflow entities).
 * ``<prefix…>/<experiment id>``: what MLflow makes itself, below the server's
   ``--default-artifact-root`` or ``--artifacts-destination`` (a prefix of any
-  depth, even none).  The experiment's *name* is the pipeline: names are
+  depth, even none).  The experiment's *name* is the pipeline (made a valid
+  segment: ``churn model`` -> ``churn-model``): names are
   ``<experiment>/run/<top>`` for what a run logs and ``<experiment>/models/<model
   name>`` for logged models (``<experiment>/<kind>/artifacts`` for other entities).
 
@@ -66,6 +67,13 @@ def _anchor(parts: tuple[str, ...]) -> tuple[int, str, str, int] | None:
     return None
 
 
+def readable(name: str, fallback: str) -> str:
+    """A name segment a person can read: ``churn model`` -> ``churn-model``.  Not
+    reversible, and needs not be: the path comes back from the alias's ids."""
+    segment = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-._")[:128].rstrip("-._")
+    return segment or fallback
+
+
 def _explicit(location: tuple[str, ...]) -> bool:
     return len(location) == 2 and not _EXPERIMENT.match(location[1])
 
@@ -103,11 +111,11 @@ class MlflowLayout:
         if not location or not _EXPERIMENT.match(location[-1]):
             raise InvalidNameError(_bad_location(location))
         experiment = location[-1]
-        pipeline = encode(self.names("experiment", experiment))
+        pipeline = readable(self.names("experiment", experiment), f"experiment-{experiment}")
         alias = f"{ALIAS}.{experiment}.{kind}.{ident}"
         if kind == RUN:
             return FolderKey(f"{pipeline}/{RUN}/{encode(parts[j + 1])}", alias), "/".join(parts[j + 2 :])
-        artifact = encode(self.names(kind, ident)) if kind == MODELS else ARTIFACTS
+        artifact = readable(self.names(kind, ident), kind) if kind == MODELS else ARTIFACTS
         return FolderKey(f"{pipeline}/{encode(kind)}/{artifact}", alias), "/".join(parts[j + 1 :])
 
     def root_of(self, key: FolderKey) -> tuple[str, ...] | None:
@@ -128,7 +136,7 @@ class MlflowLayout:
     def name_prefix(self, parts: tuple[str, ...]) -> str:
         n = len(self.prefix)
         if parts[:n] == self.prefix and len(parts) > n and _EXPERIMENT.match(parts[n]):
-            return f"{encode(self.names('experiment', parts[n]))}/"
+            return f"{readable(self.names('experiment', parts[n]), f'experiment-{parts[n]}')}/"
         if parts == self.prefix[: len(parts)]:
             return ""  # at or above the experiment folders: any name may sit below
         if len(parts) >= 2 and _explicit(parts[:2]):
