@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 from click.testing import CliRunner
+from servers import LineageReceiver as Receiver
 
 import cas
 from cas import live_lineage
@@ -117,40 +118,6 @@ def test_cli_openlineage_output_is_valid(tmp_path):
 
 
 # -- live: events sent while runs execute, to a receiver on 127.0.0.1 ----------------------------------
-
-
-class Receiver:
-    """A small OpenLineage HTTP endpoint (POST /api/v1/lineage) on 127.0.0.1."""
-
-    def __init__(self, status: int = 200, delay: float = 0.0):
-        import http.server
-        import threading
-
-        self.events: list[dict] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                time.sleep(delay)
-                if self.path == "/api/v1/lineage" and status == 200:
-                    outer.events.append(json.loads(body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
 
 
 def _got(receiver: Receiver) -> list[dict]:

@@ -251,3 +251,41 @@ def test_failed_step_status_is_zenmls_and_publishes_nothing(two_runs, space, mod
     assert steps["make_data"]["status"] == "completed" and steps["make_data"]["outputs"]
     live = [f.path for f in space.find(f"cas://{NAMESPACE}")] if space.exists(f"cas://{NAMESPACE}/{mode}") else []
     assert not [p for p in live if f"/{mode}/output/" in p], live
+
+
+# -- live OpenLineage from a ZenML pipeline ---------------------------------------------------------
+
+
+def test_zenml_runs_emit_live_openlineage_events(two_runs):
+    from servers import LineageReceiver
+
+    receiver = LineageReceiver()
+    try:
+        env = dict(two_runs["env"], OPENLINEAGE_URL=receiver.url)
+        out = _run([sys.executable, "zenml_pipeline.py"], two_runs["work"], env)
+        zen = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT ") :])
+        _failing_run(dict(two_runs, env=env), "report")
+    finally:
+        receiver.close()
+    by_job: dict[str, list[dict]] = {}
+    for e in receiver.events:
+        by_job.setdefault(e["job"]["name"], []).append(e)
+    # the passing run, then the failing one: each run and step STARTs, then ends with ZenML's status
+    assert [e["eventType"] for e in by_job["churn"]] == ["START", "COMPLETE"]
+    assert [e["eventType"] for e in by_job["churn.train"]] == ["START", "COMPLETE"]
+    assert [e["eventType"] for e in by_job["churn.make_data"]] == ["START", "COMPLETE"]
+    assert [e["eventType"] for e in by_job["churn_fails.make_data"]] == ["START", "COMPLETE"]
+    assert [e["eventType"] for e in by_job["churn_fails"]] == ["START", "FAIL"]
+    assert [e["eventType"] for e in by_job["churn_fails.report"]] == ["START", "FAIL"]
+    assert by_job["churn_fails.report"][-1]["outputs"] == []  # its half-written output was retracted
+
+    store = cas.open_store(str(two_runs["store_dir"]), create=False)
+    try:
+        [done] = [e for e in by_job["churn.train"] if e["eventType"] == "COMPLETE"]
+        [out_ds] = done["outputs"]
+        version = next(v for v in store.list_versions("churn/train/output") if v.run_id == zen["run_id"])
+        assert out_ds["name"] == "churn/train/output"
+        assert out_ds["facets"]["version"]["datasetVersion"] == f"blake3:{version.digest.hex}"
+        assert [d["name"] for d in done["inputs"]] == ["churn/make_data/output"]
+    finally:
+        store.close()
