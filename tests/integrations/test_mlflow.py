@@ -254,3 +254,18 @@ def test_server_answers_caller_faults_as_invalid_parameter_value(served):
     assert served["direct"]["absolute"] == "INVALID_PARAMETER_VALUE"
     assert served["direct"]["absolute_listing"] == []
     assert served["proxied"]["absolute"] != "accepted"
+
+
+def test_docs_example_runs(tmp_path):
+    """docs/mlflow.md's python example, as written (its /tmp/cas-demo moved into tmp_path)."""
+    import re
+
+    text = (HERE.parent.parent / "docs" / "mlflow.md").read_text()
+    code = "\n\n".join(re.findall(r"```python\n(.*?)```", text, flags=re.S)).replace("/tmp/cas-demo", str(tmp_path))
+    (tmp_path / "example.py").write_text(code)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CAS_"))}
+    env.update(PYTHONWARNINGS="ignore", HOME=str(tmp_path), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    out = _run([sys.executable, str(tmp_path / "example.py")], tmp_path, env)
+    assert out.strip().splitlines()[-1] == "[2, 4] [6]"
+    log = _run([str(BIN / "cas"), "--store", str(tmp_path / ".cas"), "log", "churn/train/metrics.json"], tmp_path, env)
+    assert log.count("churn/train/metrics.json@") == 2

@@ -4,9 +4,10 @@ Paths map onto cas names as :mod:`.layout` says.  Step outputs carry lineage:
 ``prepare_step_run`` starts a cas run (id = ZenML's pipeline run id, pipeline
 = ZenML's pipeline name) and step (its inputs = the cas versions behind the
 step's input artifacts); versions of the step's output folders record it as
-their producer; ``cleanup_step_run`` ends the step, and the run once its last
-step has ended (or a step failed).  ZenML writes a step's outputs just after
-``cleanup_step_run``, so they are still linked to that step.
+their producer.  ZenML writes a step's outputs *after* ``cleanup_step_run``
+and may still fail while doing so, so the step ends with ZenML's own final
+status, read when the next step is prepared or at exit; a step that did not
+complete keeps no live version (see docs/zenml.md).
 """
 
 # No ``from __future__ import annotations``: ZenML sanitizes the arguments
