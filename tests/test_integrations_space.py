@@ -213,3 +213,46 @@ def test_a_user_alias_keeps_a_superseded_version(space, local_store):
         f.write(b"B")
     assert not local_store.get_artifact_version("zen/trainer/output", "production").deleted
     assert cas.open_store(local_store.url).get_artifact_version("zen/trainer/output", 2).size == 2
+
+
+_RACE_WRITER = """
+import sys
+import cas
+from cas.integrations._folders import Folders
+from cas.integrations._space import PathSpace
+from cas.integrations.mlflow.layout import MlflowLayout
+
+store = cas.open_store(sys.argv[1], create=False)
+space = PathSpace(Folders(store), MlflowLayout())
+sys.stdin.readline()  # start together
+for i in range(int(sys.argv[3])):
+    with space.open(f"cas://p/s/{'a' * 32}/artifacts/report/{sys.argv[2]}-{i}.txt", "wb") as f:
+        f.write(f"{sys.argv[2]} {i}".encode())
+store.close()
+"""
+
+
+def test_processes_writing_one_folder_lose_no_file(local_store, tmp_path):
+    """Two processes (two `mlflow server` workers, say) adding files to one run's
+    directory at once: every file is in the folder's final version."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "writer.py"
+    script.write_text(_RACE_WRITER)
+    n = 15
+    procs = [
+        subprocess.Popen([sys.executable, str(script), local_store.url, who, str(n)], stdin=subprocess.PIPE, text=True)
+        for who in ("w1", "w2")
+    ]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.close()
+    assert [p.wait(120) for p in procs] == [0, 0]
+    local_store.refresh()
+    space = PathSpace(Folders(local_store), MlflowLayout())
+    names = space.listdir(f"cas://p/s/{'a' * 32}/artifacts/report")
+    assert sorted(names) == sorted(f"{w}-{i}.txt" for w in ("w1", "w2") for i in range(n))
+    # every superseded version was retired: one live version of the folder
+    live = [v for v in local_store.list_versions("p/s/report")]
+    assert len(live) == 1

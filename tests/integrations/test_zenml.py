@@ -47,7 +47,7 @@ def zenml_env(tmp_path_factory):
         AUTO_OPEN_DASHBOARD="false",
         PYTHONWARNINGS="ignore",  # ZenML's own deprecation noise, in its own process
         CAS_INDEX_DIR=str(work / "index-cache"),
-        PYTHONPATH=str(HERE),
+        PYTHONPATH=os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p),
         COLUMNS="200",
     )
     env.pop("CAS_STORE", None)
