@@ -202,7 +202,8 @@ class CasArtifactRepository(ArtifactRepository):
     def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
         """Direct children of ``path``; [] for a file or a missing path (as MLflow's local repo)."""
         full = self._path(path)
-        run_id = next((p for p in self.root if _RUN_ID.match(p)), None)
+        parts = PathSpace.split(full)  # behind `mlflow server`, the run id is in the path, not the root
+        run_id = next((p for i, p in enumerate(parts[:-1]) if _RUN_ID.match(p) and parts[i + 1] == "artifacts"), None)
         if run_id is not None:
             self._end_finished_runs(only=run_id)
         try:
