@@ -13,6 +13,7 @@ this index does not hold (a partial sync) as one marked ``known=False``.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -602,5 +603,6 @@ def live_events(store: Store, run_id: str, step_run_id: str | None, phase: str) 
         runs={run.id: _run_node(run)} if step_run_id is None else {},
         namespace=store.url,
     )
-    events = graph.to_openlineage()
+    # OPENLINEAGE_NAMESPACE: the job namespace OpenLineage integrations (Airflow, dbt) read.
+    events = graph.to_openlineage(job_namespace=os.environ.get("OPENLINEAGE_NAMESPACE") or "cas")
     return [e for e in events if (e["eventType"] == "START") == (phase == "start")]

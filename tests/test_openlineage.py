@@ -216,11 +216,13 @@ def test_nothing_is_emitted_without_the_standard_config(local_store, receiver, n
     assert _got(receiver) == []
 
 
-def test_a_config_file_is_the_standard_config_too(local_store, receiver, no_openlineage_config, tmp_path):
+def test_a_config_file_is_the_standard_config_too(local_store, receiver, no_openlineage_config, tmp_path, monkeypatch):
     (tmp_path / "openlineage.yml").write_text(f"transport:\n  type: http\n  url: {receiver.url}\n")
+    monkeypatch.setenv("OPENLINEAGE_NAMESPACE", "team-ml")
     with local_store.run("churn") as run, run.step("s") as s:
         s.save(b"x", "x")
     assert [e["eventType"] for e in _got(receiver)] == ["START", "START", "COMPLETE", "COMPLETE"]
+    assert {e["job"]["namespace"] for e in receiver.events} == {"team-ml"}
 
 
 def test_emission_failures_never_fail_the_pipeline(local_store, no_openlineage_config, tmp_path, caplog):
