@@ -65,7 +65,7 @@ def test_mlflow_layout_is_a_bijection(pipeline, stepname, run_id, top, inner):
 
 
 prefixes = st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True), min_size=0, max_size=3).map(tuple)
-NAMES = {"experiment": {"7": "churn model", "0": "Default"}, "models": {}}
+NAMES = {"experiment": {"7": "churn model", "0": "x--looks-escaped"}, "models": {}}
 
 
 def _names(what, ident):
@@ -80,7 +80,7 @@ def test_mlflow_layout_under_a_server_root_is_a_bijection(prefix, exp, run_id, t
         layout = MlflowLayout(root, _names)
         parts = (*prefix, exp, run_id, "artifacts", top, *inner)
         key, path = layout.locate(parts)
-        pipeline = {"0": "Default", "7": "churn-model"}[exp]
+        pipeline = {"0": "x--looks-escaped", "7": "churn-model"}[exp]
         assert key.name == f"{pipeline}/run/{_segments.encode(top)}"
         assert layout.root_of(key) + (tuple(path.split("/")) if path else ()) == parts
         model = (*prefix, exp, "models", "m-" + run_id, "artifacts", *inner)

@@ -122,8 +122,10 @@ class MlflowLayout:
         bits = key.alias.split(".", 3)
         if bits[0] != ALIAS or len(bits) < 3:
             return None
-        p, s, a = (decode(x) for x in key.name.split("/"))
+        p, s, a = key.name.split("/")
+        a = decode(a)
         if len(bits) == 3 or not _EXPERIMENT.match(bits[1]):
+            p, s = decode(p), decode(s)  # a hand-named location (an experiment's name is not decoded)
             kind, ident = bits[1], key.alias.split(".", 2)[2]
             if kind == RUN:
                 return (p, s, ident, ARTIFACTS, a)
