@@ -160,7 +160,7 @@ def _mlflow_server(work: Path, env: dict, *args: str):
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 420  # importing mlflow in each worker is slow on a loaded 2-core machine
         while True:
             try:
                 with urllib.request.urlopen(url + "/health", timeout=2) as r:
@@ -169,7 +169,7 @@ def _mlflow_server(work: Path, env: dict, *args: str):
             except OSError:
                 pass
             assert proc.poll() is None, (work / f"server-{port}.log").read_text()[-4000:]
-            assert time.monotonic() < deadline, "mlflow server did not start"
+            assert time.monotonic() < deadline, "mlflow server did not start:\n" + (work / f"server-{port}.log").read_text()[-4000:]
             time.sleep(0.5)
         yield url
     finally:
