@@ -533,12 +533,16 @@ class Store:
         self._move_alias(target.name, check_alias(alias), target.version)
         return target
 
-    def _move_alias(self, name: str, alias: str, version: int) -> None:
+    def _move_alias(self, name: str, alias: str, version: int, *, after: int | None = None) -> bool:
+        """Move ``alias``; with ``after``, only as the move right after seq ``after``
+        (False if another process moved it first: a compare-and-swap for folders)."""
         record = {"type": "alias", "name": name, "alias": alias, "version": version, "created_at": now_iso()}
-        first = self.index.alias_seq(name, alias) + 1
-        claimed = self._claim(record, "seq", first, lambda n: alias_ref(name, alias, n))
-        assert claimed is not None  # not exact: a free seq is always found
+        first = self.index.alias_seq(name, alias) + 1 if after is None else after + 1
+        claimed = self._claim(record, "seq", first, lambda n: alias_ref(name, alias, n), exact=after is not None)
+        if claimed is None:
+            return False
         self._commit(claimed[0], claimed[1], record)
+        return True
 
     def delete_version(self, name: str, version: int | str) -> ArtifactVersion:
         """Record that a version is deleted.  Its bytes stay until ``gc``."""
