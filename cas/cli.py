@@ -20,6 +20,7 @@ import click
 from . import __version__
 from .errors import CasError
 from .store import DEFAULT_GC_GRACE, Store, open_store
+from .ui.command import ui_command
 from .units import human_bytes
 from .version import ArtifactVersion
 
@@ -313,14 +314,21 @@ def rm(ctx: click.Context, ref: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def verify(ctx: click.Context, deep: bool, as_json: bool) -> None:
-    """Check the store: missing, corrupt, truncated and foreign blobs.  Exit 2 if any."""
+    """Check the store: missing, corrupt, truncated and foreign blobs, invalid records.  Exit 2 if any."""
     store = _store(ctx)
     with progress_bar(None, "verifying", quiet=as_json) as update:
         report = store.verify(deep=deep, progress=update)
-    data = {"ok": report.ok, "checked": report.checked, "missing": report.missing, "corrupt": report.corrupt, "foreign": report.foreign}
+    data = {
+        "ok": report.ok,
+        "checked": report.checked,
+        "missing": report.missing,
+        "corrupt": report.corrupt,
+        "foreign": report.foreign,
+        "invalid": report.invalid,
+    }
     lines = [f"checked {report.checked} blobs" + (" (deep)" if deep else "")]
     lines += [f"missing  {d}" for d in report.missing] + [f"corrupt  {d}" for d in report.corrupt]
-    lines += [f"foreign  {p}" for p in report.foreign]
+    lines += [f"foreign  {p}" for p in report.foreign] + [f"invalid  {text}" for text in report.invalid]
     lines.append("ok" if report.ok else "PROBLEMS FOUND")
     _emit(ctx, as_json, data, "\n".join(lines))
     if not report.ok:
@@ -618,6 +626,9 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     click.echo(f"cas demo: store at {store.url}\n")
     run_demo(store, say=click.echo)
     click.echo(f"\nexplore it:  cas --store {location} lineage churn/train/model --format mermaid")
+
+
+cli.add_command(ui_command)  # cas/ui/command.py; the server stack loads only when it runs
 
 
 def main() -> None:

@@ -18,6 +18,8 @@ OSError family first so ``errno`` and ``filename`` stay meaningful::
     ├── PathNotDirectoryError(NotADirectoryError) a cas:// path below a file
     ├── PathExistsError(FileExistsError)    a cas:// path that is already there (exclusive create, mkdir)
     ├── IntegrityError                      bytes do not match their digest
+    ├── CorruptRecordError(ValueError)      a manifest, record, journal entry, ref or key in the
+    │                                       backend that breaks the format's grammar
     ├── UnsafeLoadError(PermissionError)    loading would run code (pickle)
     ├── UnsupportedDataError(TypeError)     no materializer can save this value
     ├── MaterializerNotFoundError(LookupError)  a version's materializer is not installed here
@@ -45,6 +47,7 @@ __all__ = [
     "PathNotDirectoryError",
     "PathExistsError",
     "IntegrityError",
+    "CorruptRecordError",
     "UnsafeLoadError",
     "UnsupportedDataError",
     "MaterializerNotFoundError",
@@ -197,6 +200,21 @@ class IntegrityError(CasError):
         self.actual = actual
         where = f" ({where})" if where else ""
         super().__init__(f"integrity error{where}: expected blake3:{expected}, got blake3:{actual}")
+
+
+class CorruptRecordError(ValueError, CasError):
+    """Something decoded from the backend breaks the format's grammar (DESIGN invariant 12).
+
+    ``key`` names the offending object: ``blake3:<hex>`` for a blob (a record
+    or a tree manifest), else its backend key (``journal/...``, ``refs/...``).
+    A reader refuses it, skips it and lets ``verify`` report it; it never
+    becomes a path.
+    """
+
+    def __init__(self, key: str, reason: str):
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
 
 
 class UnsafeLoadError(PermissionError, CasError):

@@ -34,10 +34,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from . import live_lineage
 from .errors import InvalidNameError, RunError
 from .index import runs as q
 from .names import check_segment, parse_ref
-from .records import check_json_map, now_iso, run_ref
+from .records import END_STATUSES, check_json_map, now_iso, run_ref
 from .version import ArtifactVersion
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ RUNNING = "running"
 COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
-END_STATUSES = (COMPLETED, FAILED, CANCELLED)
 
 # Fixed namespace for step run ids: uuid5(namespace, "<run id>/<step>").
 _STEP_NAMESPACE = uuid.UUID("6f0f2c53-4c1e-5d53-9a55-6361732d7275")
@@ -120,12 +120,16 @@ def _run_known(store: Store, run_id: str) -> bool:
 
 def _start_run(store: Store, pipeline: str, params: dict[str, Any], run_id: str) -> bool:
     record = {"type": "run_start", "run_id": run_id, "pipeline": pipeline, "params": params, "started_at": now_iso()}
-    return _publish(store, run_id, record, seq=0)
+    started = _publish(store, run_id, record, seq=0)
+    if started:
+        live_lineage.emit_run(store, run_id, "start")
+    return started
 
 
 def _end_run(store: Store, run_id: str, status: str, error: str | None) -> None:
     record = {"type": "run_end", "run_id": run_id, "status": status, "ended_at": now_iso(), "error": error}
     _publish(store, run_id, record)
+    live_lineage.emit_run(store, run_id, "end")
 
 
 def _start_step(store: Store, run_id: str, step: str, inputs: list[tuple[str, int]]) -> str:
@@ -139,6 +143,7 @@ def _start_step(store: Store, run_id: str, step: str, inputs: list[tuple[str, in
         "inputs": [list(i) for i in inputs],
     }
     _publish(store, run_id, record)
+    live_lineage.emit_step(store, run_id, step_run_id, "start")
     return step_run_id
 
 
@@ -169,6 +174,7 @@ def _end_step(store: Store, run_id: str, step_run_id: str, step: str, status: st
         "error": error,
     }
     _publish(store, run_id, record)
+    live_lineage.emit_step(store, run_id, step_run_id, "end")
 
 
 def _check_status(status: str) -> str:

@@ -8,6 +8,7 @@ any point leaves, at worst, unreferenced blobs for ``gc``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import time
@@ -23,8 +24,10 @@ from .blobs import BlobStore, PutResult
 from .digest import Digest
 from .errors import (
     ArtifactNotFoundError,
+    BackendError,
     BlobNotFoundError,
     CasError,
+    CorruptRecordError,
     IntegrityError,
     InvalidNameError,
     StoreNotFoundError,
@@ -36,15 +39,18 @@ from .errors import (
 from .index import Index
 from .names import LATEST, ArtifactName, check_alias, parse_name, parse_ref, parse_version
 from .records import (
+    REFS,
     RecordStore,
     alias_ref,
     check_json_map,
     deletion_ref,
+    journal_path,
     now_iso,
+    parse_ref_path,
     ref_order,
     version_ref,
 )
-from .tree import check_tree_path, decode_manifest, encode_manifest, walk_files
+from .tree import check_entries, decode_manifest, encode_manifest, walk_files
 from .version import BLOB, TREE, ArtifactVersion
 
 __all__ = ["Store", "open_store", "VerifyReport", "GcReport", "StoreStats", "UnsupportedDataError", "Progress"]
@@ -52,6 +58,11 @@ __all__ = ["Store", "open_store", "VerifyReport", "GcReport", "StoreStats", "Uns
 DEFAULT_STORE = "./.cas"
 DEFAULT_GC_GRACE = 24 * 3600.0
 INDEX_FILE = "index.sqlite"
+# SQLite's companion files: a symlink planted under any of these names would
+# make it create or write a database outside the store.
+_INDEX_FILES = (INDEX_FILE, f"{INDEX_FILE}-wal", f"{INDEX_FILE}-shm", f"{INDEX_FILE}-journal")
+
+log = logging.getLogger(__name__)
 
 #: progress callback: (units done in this step, description); units are bytes or items
 Progress = Callable[[int], None]
@@ -63,10 +74,12 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)  # digests a version or record needs
     corrupt: list[str] = field(default_factory=list)  # content does not match its name
     foreign: list[str] = field(default_factory=list)  # files under blobs/ that are not blobs
+    # records, manifests, journal entries, refs and keys that break the format ("<key>: <what is wrong>")
+    invalid: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.foreign)
+        return not (self.missing or self.corrupt or self.foreign or self.invalid)
 
 
 @dataclass(frozen=True)
@@ -144,6 +157,10 @@ class Store:
                 raise StoreNotFoundError(backend.url)
             fmt = self.records.init_format()
         self.store_id: str = fmt["store_id"]
+        if index is None and isinstance(backend, LocalBackend):
+            for name in _INDEX_FILES:
+                if backend.is_symlink(name):
+                    raise BackendError(f"refusing to follow a symlink inside the store: {name}", name)
         self.index = Index(index or default_index_path(backend))
         if self.index.get_meta("store_id") != self.store_id:
             self.reindex()  # a new index, or one left from another store at this place
@@ -303,7 +320,7 @@ class Store:
                     raise BlobNotFoundError(hexdigest)
                 listed = self.index.tree_entries(hexdigest)
             else:
-                listed = entries = decode_manifest(self.blobs.read_bytes(hexdigest))
+                listed = entries = decode_manifest(self.blobs.read_bytes(hexdigest), hexdigest)
             if not any(row.deleted_at is None for row in self.index.versions_with_digest(hexdigest)):
                 # No live version protects these blobs from gc: check they are all there.
                 self._require_blobs((d, s) for _, d, s in listed)
@@ -341,7 +358,7 @@ class Store:
         """
         aname = parse_name(name)
         metadata = _check_metadata(metadata)
-        clean = _check_entries(entries)
+        clean = check_entries(entries)
         exact = self._check_exact_version(str(aname), version)
         self._require_blobs((d, s) for _, d, s in clean)
         manifest = self.blobs.put_bytes(encode_manifest(clean))
@@ -451,22 +468,50 @@ class Store:
         hint = int(self.index.get_meta("journal_hint", "0"))
         seq = self.records.append_journal(ref, record_digest, hint)
         with self.index.write() as c:
-            self.index.set_meta("journal_hint", str(seq + 1), c)
+            if int(self.index.get_meta("journal_hint", "0")) <= seq:  # only forward (threads, processes)
+                self.index.set_meta("journal_hint", str(seq + 1), c)
             if self.index.get_meta("journal_next", "0") == str(seq):
                 # every entry before ours is applied: the next refresh can start after it
                 self.index.set_meta("journal_next", str(seq + 1), c)
             self._apply(c, ref, record_digest, record, entries)
 
     def _learn_ref(self, ref: str) -> None:
+        """Apply a ref someone else claimed.  A bad one is reported and skipped:
+        the claim loop moves past it rather than failing every later save."""
         if self.index.has_record(ref):
             return
         try:
             record_digest = self.records.read_ref(ref)
+            record, entries = self._load(ref, record_digest)
         except FileNotFoundError:
             return
-        record = self.records.get_record(record_digest)
+        except CorruptRecordError as e:
+            with self.index.write() as c:
+                self._reject(c, e)
+            return
         with self.index.write() as c:
-            self._apply(c, ref, record_digest, record)
+            self._apply(c, ref, record_digest, record, entries)
+
+    def _load(self, ref: str, record_digest: str) -> tuple[dict[str, Any], list | None]:
+        """The validated record ``ref`` claims, and the tree entries of a tree version
+        the index does not know yet: everything decoded before anything is applied."""
+        record = self.records.get_record(record_digest, ref)
+        entries = None
+        if record["type"] == "version" and record["kind"] == TREE and not self.index.has_tree(record["digest"]):
+            entries = self.records.get_manifest(record["digest"], ref)
+        return record, entries
+
+    def _load_journalled(self, seq: int, ref: str, record_digest: str) -> tuple[dict[str, Any], list | None]:
+        """:meth:`_load` for a journal entry: an error also names the entry, the file to look at."""
+        try:
+            return self._load(ref, record_digest)
+        except CorruptRecordError as e:
+            raise CorruptRecordError(journal_path(seq), str(e)) from None
+
+    def _reject(self, c, error: CorruptRecordError) -> None:
+        """Remember a bad object for ``verify`` and say so once; the rest goes on."""
+        if self.index.add_rejected(c, error.key, str(error)):
+            log.warning("cas: skipped %s (cas verify lists what was refused)", error)
 
     def _apply(self, c, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
         """Make one record visible in the index; applying twice changes nothing."""
@@ -488,12 +533,16 @@ class Store:
         self._move_alias(target.name, check_alias(alias), target.version)
         return target
 
-    def _move_alias(self, name: str, alias: str, version: int) -> None:
+    def _move_alias(self, name: str, alias: str, version: int, *, after: int | None = None) -> bool:
+        """Move ``alias``; with ``after``, only as the move right after seq ``after``
+        (False if another process moved it first: a compare-and-swap for folders)."""
         record = {"type": "alias", "name": name, "alias": alias, "version": version, "created_at": now_iso()}
-        first = self.index.alias_seq(name, alias) + 1
-        claimed = self._claim(record, "seq", first, lambda n: alias_ref(name, alias, n))
-        assert claimed is not None  # not exact: a free seq is always found
+        first = self.index.alias_seq(name, alias) + 1 if after is None else after + 1
+        claimed = self._claim(record, "seq", first, lambda n: alias_ref(name, alias, n), exact=after is not None)
+        if claimed is None:
+            return False
         self._commit(claimed[0], claimed[1], record)
+        return True
 
     def delete_version(self, name: str, version: int | str) -> ArtifactVersion:
         """Record that a version is deleted.  Its bytes stay until ``gc``."""
@@ -630,20 +679,31 @@ class Store:
         """Apply journal entries this index has not seen; returns how many were new.
 
         Reads only what is new: one read per new entry, plus one to find the end.
+        An entry that is garbage, or whose record is, is skipped and remembered
+        for ``verify`` (invariant 12): one bad object never blocks the store.
         """
         seq = int(self.index.get_meta("journal_next", "0"))
         applied = 0
-        while (entry := self.records.read_journal(seq)) is not None:
-            ref, record_digest = entry["ref"], entry["record"]
-            if not self.index.has_record(ref):
-                record = self.records.get_record(record_digest)
+        while True:
+            try:
+                entry = self.records.read_journal(seq)
+                if entry is None:
+                    break
+                ref, record_digest = entry.ref.path, entry.record
+                if not self.index.has_record(ref):
+                    record, entries = self._load_journalled(seq, ref, record_digest)
+                    with self.index.write() as c:
+                        self._apply(c, ref, record_digest, record, entries)
+                    applied += 1
+            except CorruptRecordError as e:
                 with self.index.write() as c:
-                    self._apply(c, ref, record_digest, record)
-                applied += 1
+                    self._reject(c, e)
             seq += 1
         if applied or seq != int(self.index.get_meta("journal_next", "0")):
             with self.index.write() as c:
-                self.index.set_meta("journal_next", str(seq), c)
+                # Only forward: another thread or process may have moved it further meanwhile.
+                if int(self.index.get_meta("journal_next", "0")) < seq:
+                    self.index.set_meta("journal_next", str(seq), c)
                 if int(self.index.get_meta("journal_hint", "0")) < seq:
                     self.index.set_meta("journal_hint", str(seq), c)
         return applied
@@ -654,25 +714,43 @@ class Store:
         Safe while others write: a ref claimed after the listing began is
         journaled at or after ``start``, and the journal is replayed from there
         inside the same transaction, so no committed version ever vanishes
-        from the index, not even for a moment.
+        from the index, not even for a moment.  Bad refs, records and journal
+        entries are skipped and remembered for ``verify``.
         """
         start = self.records.journal_end()
-        refs = sorted(self.records.iter_refs(), key=ref_order)
+        rejected: list[CorruptRecordError] = []
+        refs = sorted(self.records.iter_refs(on_invalid=rejected.append), key=ref_order)
+        applied = 0
         with self.index.write() as c:
             self.index.clear(c)
             for ref, record_digest in refs:
-                self._apply(c, ref, record_digest, self.records.get_record(record_digest))
+                try:
+                    record, entries = self._load(ref, record_digest)
+                except CorruptRecordError as e:
+                    rejected.append(e)
+                    continue
+                self._apply(c, ref, record_digest, record, entries)
+                applied += 1
                 if progress:
                     progress(1)
             seq = start
-            while (entry := self.records.read_journal(seq)) is not None:
-                if not self.index.has_record(entry["ref"]):  # same connection: sees this transaction
-                    self._apply(c, entry["ref"], entry["record"], self.records.get_record(entry["record"]))
+            while True:
+                try:
+                    entry = self.records.read_journal(seq)
+                    if entry is None:
+                        break
+                    if not self.index.has_record(entry.ref.path):  # same connection: sees this transaction
+                        record, entries = self._load_journalled(seq, entry.ref.path, entry.record)
+                        self._apply(c, entry.ref.path, entry.record, record, entries)
+                except CorruptRecordError as e:
+                    rejected.append(e)
                 seq += 1
+            for e in rejected:
+                self._reject(c, e)
             self.index.set_meta("store_id", self.store_id, c)
             self.index.set_meta("journal_next", str(seq), c)
             self.index.set_meta("journal_hint", str(seq), c)
-        return len(refs)
+        return applied
 
     # -- sync ------------------------------------------------------------------------
 
@@ -725,7 +803,21 @@ class Store:
             corrupt = sorted(bad)
         else:
             checked = len(needed)
-        return VerifyReport(checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign))
+        return VerifyReport(
+            checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign), invalid=self._invalid_objects()
+        )
+
+    def _invalid_objects(self) -> list[str]:
+        """What refresh and reindex refused, plus listed ref and journal keys that
+        break the layout or lie beyond the journal's end (a listing each: keys only)."""
+        found = set(self.index.rejected())
+        found.update(str(e) for e in self.records.scan_journal()[1])
+        for entry in self.backend.list(REFS):
+            try:
+                parse_ref_path(entry.path)
+            except CorruptRecordError as e:
+                found.add(str(e))
+        return sorted(found)
 
     def gc(self, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -> GcReport:
         """Remove blobs no live version or record needs, once older than ``grace`` seconds.
@@ -758,29 +850,6 @@ class Store:
         return GcReport(removed=removed, removed_bytes=removed_bytes, kept=kept, dry_run=dry_run)
 
 
-def _check_entries(entries: Iterable[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
-    """Validate tree entries: good paths, hex digests, sizes; no path both a file and a directory."""
-    clean: dict[str, tuple[str, str, int]] = {}
-    for entry in entries:
-        try:
-            path, digest, size = entry
-        except (TypeError, ValueError):
-            raise InvalidNameError(f"a tree entry is (path, digest, size), got {entry!r}") from None
-        check_tree_path(path)
-        hexdigest = Digest.parse(digest).hex
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise InvalidNameError(f"invalid size {size!r} for {path!r}")
-        if path in clean:
-            raise InvalidNameError(f"{path!r} appears twice in the tree")
-        clean[path] = (path, hexdigest, size)
-    dirs = {p.rsplit("/", 1)[0] for p in clean if "/" in p}
-    dirs |= {d.rsplit("/", i)[0] for d in dirs for i in range(1, d.count("/") + 1)}
-    clash = sorted(dirs & clean.keys())
-    if clash:
-        raise InvalidNameError(f"{clash[0]!r} is both a file and a directory in the tree")
-    return sorted(clean.values())
-
-
 def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
     return check_json_map(metadata, "metadata")
 
@@ -794,7 +863,7 @@ def _apply_version(store: Store, c, record: dict[str, Any], record_digest: str) 
     if record["kind"] == TREE and not store.index.has_tree(record["digest"]):
         entries = record.get("_entries")
         if entries is None:
-            entries = decode_manifest(store.blobs.read_bytes(record["digest"]))
+            entries = decode_manifest(store.blobs.read_bytes(record["digest"]), record["digest"])
         store.index.insert_tree_entries(c, record["digest"], entries)
 
 

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 from .blobs import BLOB_PREFIX, blob_path, digest_from_path
 from .digest import CHUNK, hash_bytes
-from .errors import IntegrityError, InvalidNameError
-from .records import REFS, ref_order
+from .errors import CorruptRecordError, IntegrityError, InvalidNameError
+from .records import parse_ref_path, ref_order
 from .store import Store
 from .version import TREE
 
@@ -103,11 +103,9 @@ class SyncResult:
 
 
 def _name_of(ref: str) -> str | None:
-    """The artifact name a versions/aliases/deletions ref belongs to."""
-    parts = ref.split("/")
-    if len(parts) >= 6 and parts[0] == REFS and parts[1] in ("versions", "aliases", "deletions"):
-        return "/".join(parts[2:5])
-    return None
+    """The artifact name a versions/aliases/deletions ref belongs to (refs come from
+    the index, validated when they entered it; the parser is the one records uses)."""
+    return parse_ref_path(ref).name
 
 
 def _matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
@@ -133,8 +131,8 @@ def _selected_refs(src: Store, match: Callable[[str], bool] | None) -> list[tupl
         return refs
     names = {n for n in (_name_of(r) for r, _ in refs) if n is not None and match(n)}
     runs = {run_id for name in names for run_id in src.index.run_ids_of(name)}
-    run_prefixes = tuple(f"{REFS}/runs/{r}/" for r in runs)
-    return [(r, d) for r, d in refs if _name_of(r) in names or (run_prefixes and r.startswith(run_prefixes))]
+    keys = [(parse_ref_path(r), d) for r, d in refs]
+    return [(k.path, d) for k, d in keys if k.name in names or (k.kind == "runs" and k.owner in runs)]
 
 
 def _needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | None]:
@@ -142,10 +140,9 @@ def _needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | No
     needed: dict[str, int | None] = {}
     for _, record_digest in refs:
         needed.setdefault(record_digest, None)
-    version_refs = [r for r, _ in refs if r.startswith(f"{REFS}/versions/")]
-    for ref in version_refs:
-        name, _, number = ref[len(REFS) + len("/versions/") :].rpartition("/")
-        row = src.index.get_version(name, int(number))
+    version_refs = [key for key in (parse_ref_path(r) for r, _ in refs) if key.kind == "versions"]
+    for key in version_refs:
+        row = src.index.get_version(key.owner, key.number)
         if row is None:
             continue
         if row.kind == TREE:
@@ -296,11 +293,7 @@ def _as_done(futures):
 
 def _group_of(ref: str) -> str:
     """Refs of one artifact name (or one run) are claimed in order, one after another."""
-    name = _name_of(ref)
-    if name is not None:
-        return name
-    parts = ref.split("/")
-    return "/".join(parts[:3]) if len(parts) > 3 else ref
+    return parse_ref_path(ref).group
 
 
 def _claim_group(src: Store, dst: Store, refs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
@@ -310,7 +303,7 @@ def _claim_group(src: Store, dst: Store, refs: list[tuple[str, str]]) -> list[tu
     for i, (ref, digest) in enumerate(refs):
         if dst.records.claim(ref, digest):
             out.append((ref, digest, "claimed"))
-        elif dst.records.read_ref(ref) == digest:
+        elif _held_by(dst, ref) == digest:
             out.append((ref, digest, "ours"))
         else:
             # A history that differs at the destination: nothing more of it is claimed.
@@ -318,6 +311,15 @@ def _claim_group(src: Store, dst: Store, refs: list[tuple[str, str]]) -> list[tu
             out.extend((r, d, "conflict") for r, d in refs[i + 1 :])
             break
     return out
+
+
+def _held_by(dst: Store, ref: str) -> str | None:
+    """The record digest ``dst`` holds at ``ref``; None for a bad ref (then the
+    histories differ: a conflict, reported, rather than a failed sync)."""
+    try:
+        return dst.records.read_ref(ref)
+    except CorruptRecordError:
+        return None
 
 
 def _publish_refs(src: Store, dst: Store, refs: list[tuple[str, str]], jobs: int) -> tuple[int, int, list[str]]:
@@ -343,7 +345,7 @@ def _publish_refs(src: Store, dst: Store, refs: list[tuple[str, str]], jobs: int
             conflicts.add(_name_of(ref) or ref)
             continue
         if result == "claimed" or not dst.index.has_record(ref):
-            dst._commit(ref, digest, src.records.get_record(digest))
+            dst._commit(ref, digest, src.records.get_record(digest, ref))
         if result == "claimed":
             sent += 1
         else:

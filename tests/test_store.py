@@ -739,8 +739,9 @@ class TestLocalDisk:
         (tmp_path / "fake").write_bytes(ref.read_bytes())
         ref.unlink()
         ref.symlink_to(tmp_path / "fake")
-        with pytest.raises(BackendError, match="symlink"):
-            local_store.reindex()
+        local_store.reindex()  # refused, not followed, and the rest of the store still rebuilds (invariant 12)
+        assert local_store.list_artifacts() == []
+        assert local_store.verify().invalid == ["refs/versions/p/s/a/1: a symlink, refused (not followed)"]
 
     def test_file_changed_while_saving(self, local_store, tmp_path, monkeypatch):
         import cas.blobs
