@@ -142,8 +142,8 @@ def test_paths_map_to_readable_cas_names_and_load_takes_every_uri_returned(flowy
     s = flowyml_store
     assert s.name_for("churn/train/model") == "churn/train/model"
     assert s.name_for("model.json") == "flowyml/files/model.json"
-    assert s.name_for("a/b/train/model") == s.name_for("a/b/train/model")
-    assert s.path_for(s.name_for("a/b/train/my model")) == "a/b/train/my model"
+    assert s.name_for("churn/my step/model") == "churn/x--6d792073746570/model"
+    assert s.path_for(s.name_for("churn/my step/model")) == "churn/my step/model"
     first = s.save({"auc": 0.9}, "churn/train/metrics", metadata={"owner": "ml"})
     second = s.save({"auc": 0.95}, "churn/train/metrics")
     assert (first, second) == ("cas://churn/train/metrics/1", "cas://churn/train/metrics/2")
@@ -158,7 +158,7 @@ def test_paths_map_to_readable_cas_names_and_load_takes_every_uri_returned(flowy
     assert not s.exists(first) and s.exists(second)
     s.delete("churn/train/metrics")
     assert not s.exists("churn/train/metrics") and s.list_artifacts("churn/") == []
-    for bad in ("/etc/passwd", "../x/y/z", "cas://p/s/a/1/inside"):
+    for bad in ("/etc/passwd", "../x/y/z", "a/b/c/d", "cas://p/s/a/1/inside"):
         with pytest.raises(cas.errors.InvalidNameError):
             s.load(bad)
 

@@ -94,17 +94,17 @@ class CasArtifactStore(ArtifactStore):
 
     @staticmethod
     def name_for(path: str | os.PathLike) -> str:
-        """The cas name of a FlowyML path: ``pipeline/step/artifact`` (more leading parts form the
-        pipeline; one or two parts go under ``flowyml/files/`` and ``flowyml/``)."""
+        """The cas name of a FlowyML path ``pipeline/step/artifact``; one or two parts go under
+        ``flowyml/files/`` and ``flowyml/``; more than three are refused (a cas name has three)."""
         text = os.fspath(path)
         parts = PurePosixPath(text).parts
-        if not parts or text.startswith("/") or "\\" in text or any(p in (".", "..") for p in parts):
+        if not parts or len(parts) > 3 or text.startswith("/") or "\\" in text or any(p in (".", "..") for p in parts):
             raise InvalidNameError(f"invalid artifact path {text!r}: a relative path like pipeline/step/artifact")
         if len(parts) == 1:
             parts = (SHORT_PIPELINE, SHORT_STEP, *parts)
         elif len(parts) == 2:
             parts = (SHORT_PIPELINE, *parts)
-        return "/".join(encode(p) for p in ("/".join(parts[:-2]), *parts[-2:]))
+        return "/".join(encode(p) for p in parts)
 
     @staticmethod
     def path_for(name: str) -> str:
