@@ -6,10 +6,13 @@ non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +21,8 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import CasError
+from .errors import CasError, DestinationExistsError
+from .names import check_alias, parse_name
 from .store import DEFAULT_GC_GRACE, Store, open_store
 from .units import human_bytes
 from .version import ArtifactVersion
@@ -186,14 +190,18 @@ def put(ctx: click.Context, source: str, name: str, aliases: tuple[str, ...], me
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--meta")
         metadata[key] = value
+    # Check what can be checked before the store is opened: a failed put creates no store.
+    parse_name(name)
+    for a in aliases:
+        check_alias(a)
+    path = Path(source)
+    if source != "-" and not path.exists():
+        raise FileNotFoundError(f"no such file or directory: {source}")
     store = _store(ctx, create=True)
     before = store.stats().stored_bytes
     if source == "-":
         v = store.save(sys.stdin.buffer, name, metadata=metadata, aliases=aliases)
     else:
-        path = Path(source)
-        if not path.exists():
-            raise FileNotFoundError(f"no such file or directory: {source}")
         total = sum(1 for _ in path.rglob("*") if _.is_file()) if path.is_dir() else path.stat().st_size
         with progress_bar(total, f"saving {name}", "file" if path.is_dir() else "B", quiet=as_json) as update:
             v = store.save(path, name, metadata=metadata, aliases=aliases, progress=update)
@@ -205,13 +213,51 @@ def put(ctx: click.Context, source: str, name: str, aliases: tuple[str, ...], me
 @cli.command()
 @click.argument("ref", metavar="NAME[@VERSION]")
 @click.argument("dest", required=False, type=click.Path())
+@click.option("--force", is_flag=True, help="Replace a file or directory already at the destination.")
 @json_option
 @click.pass_context
-def get(ctx: click.Context, ref: str, dest: str | None, as_json: bool) -> None:
-    """Download a version to DEST (default: the artifact name in the current directory)."""
+def get(ctx: click.Context, ref: str, dest: str | None, force: bool, as_json: bool) -> None:
+    """Download a version to DEST (default: the artifact name in the current directory).
+
+    A DEST that ends with / or is an existing directory receives the artifact
+    inside it, under its artifact name.  Nothing already there is replaced
+    unless --force is given.
+    """
     v = _store(ctx).get_artifact_version(ref)
-    target = v.download(dest or ".")
+    target = download_target(dest, v.name.rsplit("/", 1)[-1])
+    if os.path.lexists(target):
+        if not force:
+            raise DestinationExistsError(str(target))
+        replace_with_download(v, target)
+    else:
+        v.download(target)
     _emit(ctx, as_json, version_dict(v) | {"path": str(target)}, f"{v.ref} -> {target}")
+
+
+def download_target(dest: str | None, basename: str) -> Path:
+    """Where ``cas get`` writes: DEST itself, or BASENAME inside DEST when DEST is
+    omitted, ends with a slash, or is an existing directory (as cp and rsync do)."""
+    if dest is None:
+        return Path(basename)
+    if dest.endswith(("/", os.sep)) or os.path.isdir(dest):
+        return Path(dest) / basename
+    return Path(dest)
+
+
+def replace_with_download(v: ArtifactVersion, target: Path) -> None:
+    """--force: the new content is assembled beside ``target`` and swapped in, so a
+    failed download leaves the old one as it was."""
+    if v.kind == "blob" and target.is_dir() and not target.is_symlink():
+        raise IsADirectoryError(errno.EISDIR, f"{target} is a directory; a file version cannot replace it")
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.cas-", dir=target.parent))
+    try:
+        fresh = v.download(scratch / "new")
+        if target.is_dir() and not target.is_symlink():
+            old = scratch / "old"
+            os.replace(target, old)
+        os.replace(fresh, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @cli.command()

@@ -38,6 +38,7 @@ __all__ = [
     "VersionNotFoundError",
     "VersionDeletedError",
     "VersionExistsError",
+    "DestinationExistsError",
     "ReadOnlyError",
     "BlobNotFoundError",
     "PathNotFoundError",
@@ -129,6 +130,15 @@ class VersionExistsError(FileExistsError, CasError):
             super().__init__(_errno.EEXIST, message)
         else:
             super().__init__(_errno.EEXIST, message, filename)
+
+
+class DestinationExistsError(FileExistsError, CasError):
+    """A download would replace an existing local file or directory (``cas get --force`` allows it)."""
+
+    __str__ = CasError.__str__
+
+    def __init__(self, path: str):
+        super().__init__(_errno.EEXIST, f"{path} already exists (use --force to replace it)", path)
 
 
 class ReadOnlyError(PermissionError, CasError):

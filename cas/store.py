@@ -234,6 +234,7 @@ class Store:
                 return BLOB, self.blobs.put_bytes(data.encode("utf-8")), None
         if isinstance(data, os.PathLike):
             path = os.fspath(data)
+            self._refuse_own(path)
             if os.path.isdir(path):
                 return self._put_tree(path, progress)
             if not os.path.isfile(path):
@@ -254,7 +255,7 @@ class Store:
         entries: list[tuple[str, str, int]] = []
         # Walk (and validate every path) before writing anything: a refused
         # symlink or bad file name must leave the store unchanged.
-        files = list(walk_files(root))
+        files = list(walk_files(root, exclude=self._own_files()))
         with self.backend.batch():
             for rel, abspath in files:
                 result = self.blobs.put_file(abspath)
@@ -264,6 +265,19 @@ class Store:
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
+
+    def _refuse_own(self, path: str) -> None:
+        own = self._own_files()
+        if any(_identity(p) in own for p in _self_and_parents(path)):
+            raise InvalidNameError(f"refusing to save {path!r}: it is part of the store it would be saved into")
+
+    def _own_files(self) -> set[tuple[int, int]]:
+        """Identities of this store's own directory and live index files: a
+        directory being saved never includes the store it is saved into."""
+        paths = [self.index.path + suffix for suffix in ("", "-wal", "-shm", "-journal")]
+        if isinstance(self.backend, LocalBackend):
+            paths.append(self.backend.root)
+        return {ident for p in paths if (ident := _identity(p)) is not None}
 
     # -- versions of content already stored (metadata-only; used by the cas:// view) --
 
@@ -756,6 +770,24 @@ class Store:
             if abort_stale is not None:
                 abort_stale(cutoff)
         return GcReport(removed=removed, removed_bytes=removed_bytes, kept=kept, dry_run=dry_run)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _self_and_parents(path: str) -> Iterable[str]:
+    path = os.path.abspath(path)
+    while True:
+        yield path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
 
 
 def _check_entries(entries: Iterable[tuple[str, str, int]]) -> list[tuple[str, str, int]]:

@@ -427,3 +427,114 @@ class TestSubprocess:
             assert proc.wait(timeout=60) == 0
         assert "saving p/s/big" in seen.decode(errors="replace")
         assert out.startswith("p/s/big@1 ")
+
+
+class TestUserFilesAreSafe:
+    """Issue 9 case 8: no command loses or clobbers a user's files, none saves the store
+    into itself, and a failed command leaves no store behind."""
+
+    def test_trailing_slash_means_into_a_directory(self, run, files, tmp_path):
+        run("put", str(files["file"]), "p/s/model.bin")
+        out = tmp_path / "out"
+        got = as_json(run("get", "p/s/model.bin", f"{out}/", "--json"))
+        assert Path(got["path"]) == out / "model.bin"
+        assert (out / "model.bin").read_bytes() == b"model bytes"
+
+    def test_an_existing_file_is_never_overwritten_without_force(self, run, files, tmp_path):
+        run("put", str(files["file"]), "p/s/model.bin")
+        run("put", "-", "p/s/model.bin", input=b"second")
+        out = tmp_path / "out"
+        ok(run("get", "p/s/model.bin@1", f"{out}/"))
+        err = one_line_error(run("get", "p/s/model.bin@2", f"{out}/"))
+        assert "already exists" in err and "--force" in err
+        assert (out / "model.bin").read_bytes() == b"model bytes"
+        one_line_error(run("get", "p/s/model.bin@2", str(out / "model.bin")))
+        assert (out / "model.bin").read_bytes() == b"model bytes"
+        ok(run("get", "p/s/model.bin@2", str(out / "model.bin"), "--force"))
+        assert (out / "model.bin").read_bytes() == b"second"
+
+    def test_a_tree_into_an_existing_directory_goes_inside_it(self, run, files, tmp_path):
+        run("put", str(files["dir"]), "p/s/data")
+        dest = tmp_path / "existing"
+        dest.mkdir()
+        (dest / "mine.txt").write_text("keep me")
+        got = as_json(run("get", "p/s/data", str(dest), "--json"))
+        assert Path(got["path"]) == dest / "data"
+        assert (dest / "data" / "parts" / "0.csv").read_text() == "a,b\n1,2\n"
+        assert (dest / "mine.txt").read_text() == "keep me"
+        # again: the tree is already there, so it is not touched without --force
+        (dest / "data" / "README").write_text("edited")
+        one_line_error(run("get", "p/s/data", str(dest)))
+        assert (dest / "data" / "README").read_text() == "edited"
+        ok(run("get", "p/s/data", str(dest), "--force"))
+        assert (dest / "data" / "README").read_text() == "data\n"
+        assert sorted(p.name for p in dest.iterdir()) == ["data", "mine.txt"]  # no scratch left behind
+
+    def test_a_tree_never_replaces_a_file_and_a_file_never_a_directory(self, run, files, tmp_path):
+        run("put", str(files["dir"]), "p/s/data")
+        run("put", str(files["file"]), "p/s/model")
+        (tmp_path / "data").write_text("a file")
+        one_line_error(run("get", "p/s/data", str(tmp_path / "data")))
+        assert (tmp_path / "data").read_text() == "a file"
+        (tmp_path / "model").mkdir()
+        (tmp_path / "model" / "x").write_text("x")
+        err = one_line_error(run("get", "p/s/model", str(tmp_path), "--force"))  # into tmp_path: ./model
+        assert "is a directory" in err
+        assert (tmp_path / "model" / "x").read_text() == "x"
+
+    def test_put_dot_beside_the_store_leaves_the_store_out(self, files, tmp_path, monkeypatch):
+        work = tmp_path / "work"
+        work.mkdir()
+        (work / "train.csv").write_text("x\n1\n")
+        monkeypatch.chdir(work)
+        monkeypatch.delenv("CAS_STORE", raising=False)
+        runner = CliRunner()
+        ok(runner.invoke(cli, ["put", "train.csv", "p/s/first"]))
+        assert (work / ".cas" / "index.sqlite").exists()
+        shown = as_json(runner.invoke(cli, ["put", ".", "p/s/dir", "--json"]))
+        listed = as_json(runner.invoke(cli, ["show", "p/s/dir", "--json"]))
+        assert [f["path"] for f in listed["files"]] == ["train.csv"], listed["files"]
+        assert shown["size"] == len("x\n1\n")
+
+    def test_the_api_never_saves_a_store_into_itself(self, tmp_path):
+        work = tmp_path / "work"
+        (work / "sub").mkdir(parents=True)
+        (work / "sub" / "a.txt").write_text("a")
+        with cas.open_store(work / ".cas") as store:
+            store.save(b"x", "p/s/x")
+            v = store.save(work, "p/s/all")
+            assert [p for p, _, _ in v.files()] == ["sub/a.txt"]
+            # a store kept elsewhere, with its index inside the directory saved
+            with cas.open_store(tmp_path / "other", index=str(work / "sub" / "idx.sqlite")) as other:
+                other.save(b"y", "p/s/y")
+                v = other.save(work / "sub", "p/s/sub")
+                assert [p for p, _, _ in v.files()] == ["a.txt"]
+            for inside in (work / ".cas", work / ".cas" / "blobs", work / ".cas" / "index.sqlite"):
+                with pytest.raises(cas.errors.InvalidNameError, match="part of the store"):
+                    store.save(inside, "p/s/bad")
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            ["put", "missing.bin", "p/s/a"],
+            ["put", "{file}", "bad name"],
+            ["put", "{file}", "p/s/a", "--alias", "1bad"],
+            ["put", "{file}", "p/s/a", "--meta", "novalue"],
+        ],
+        ids=["missing-file", "bad-name", "bad-alias", "bad-meta"],
+    )
+    def test_a_failed_put_creates_no_store(self, args, files, tmp_path, monkeypatch):
+        work = tmp_path / "work"
+        work.mkdir()
+        monkeypatch.chdir(work)
+        monkeypatch.delenv("CAS_STORE", raising=False)
+        argv = [a.replace("{file}", str(files["file"])) for a in args]
+        result = CliRunner().invoke(cli, argv)
+        assert result.exit_code != 0
+        assert list(work.iterdir()) == [], "a failed put left files behind"
+
+    def test_a_failed_put_in_a_subprocess_creates_no_store(self, tmp_path):
+        r = subprocess.run([*cas_command(), "put", "missing.bin", "p/s/a"], cwd=tmp_path, capture_output=True,
+                           env={k: v for k, v in os.environ.items() if k != "CAS_STORE"}, timeout=120)
+        assert r.returncode == 1 and r.stderr.decode().startswith("cas: error: ")
+        assert list(tmp_path.iterdir()) == []
