@@ -104,13 +104,15 @@ def _emit(ctx: click.Context, as_json: bool, data: Any, text: str | None = None)
 
 
 @contextmanager
-def progress_bar(total: int | None, desc: str, unit: str = "B", quiet: bool = False) -> Iterator[Any]:
-    """A tqdm bar on stderr; silent when stderr is not a terminal or output is --json."""
-    from tqdm import tqdm
+def progress_bar(ctx: click.Context, total: int | None, desc: str, *, as_json: bool = False, **kw: Any) -> Iterator[Any]:
+    """A live bar on stderr (see cas.cli_progress): on a terminal only, never with
+    --quiet, not with --json unless --progress asks for it."""
+    from .cli_progress import progress_bar as bar
 
-    disable = True if quiet else None  # None: tqdm hides itself when not a tty
-    with tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", disable=disable, file=sys.stderr, leave=False) as bar:
-        yield bar.update
+    obj = ctx.find_root().obj or {}
+    mode = "never" if obj.get("quiet") else "always" if obj.get("progress") else "never" if as_json else None
+    with bar(mode, total, desc, **kw) as update:
+        yield update
 
 
 def version_dict(v: ArtifactVersion) -> dict[str, Any]:
@@ -154,9 +156,11 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print machin
     metavar="URL",
     help="Store location: a path or fsspec URL (default: $CAS_STORE, else ./.cas).",
 )
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+@click.option("--progress", "show_progress", is_flag=True, help="Progress bars on stderr even when it is not a terminal.")
 @click.version_option(__version__, prog_name="cas")
 @click.pass_context
-def cli(ctx: click.Context, store: str | None) -> None:
+def cli(ctx: click.Context, store: str | None, quiet: bool, show_progress: bool) -> None:
     """cas: a content-addressed, versioned artifact store for ML pipelines.
 
     Names are PIPELINE/STEP/ARTIFACT; a version is written NAME@N, NAME@latest
@@ -164,6 +168,8 @@ def cli(ctx: click.Context, store: str | None) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["store"] = store
+    ctx.obj["quiet"] = quiet
+    ctx.obj["progress"] = show_progress
 
 
 @cli.command()
@@ -200,10 +206,11 @@ def put(ctx: click.Context, source: str, name: str, aliases: tuple[str, ...], me
     store = _store(ctx, create=True)
     before = store.stats().stored_bytes
     if source == "-":
-        v = store.save(sys.stdin.buffer, name, metadata=metadata, aliases=aliases)
+        with progress_bar(ctx, None, f"saving {name}", as_json=as_json) as update:
+            v = store.save(sys.stdin.buffer, name, metadata=metadata, aliases=aliases, progress=update)
     else:
-        total = sum(1 for _ in path.rglob("*") if _.is_file()) if path.is_dir() else path.stat().st_size
-        with progress_bar(total, f"saving {name}", "file" if path.is_dir() else "B", quiet=as_json) as update:
+        total, count = _local_size(path)
+        with progress_bar(ctx, total, f"saving {name}", as_json=as_json, items_total=count) as update:
             v = store.save(path, name, metadata=metadata, aliases=aliases, progress=update)
     new_bytes = store.stats().stored_bytes - before
     data = version_dict(v) | {"new_bytes": max(new_bytes, 0)}
@@ -228,9 +235,11 @@ def get(ctx: click.Context, ref: str, dest: str | None, force: bool, as_json: bo
     if os.path.lexists(target):
         if not force:
             raise DestinationExistsError(str(target))
-        replace_with_download(v, target)
+        with progress_bar(ctx, v.size, f"getting {v.ref}", as_json=as_json, items_total=_file_count(v)) as update:
+            replace_with_download(v, target, update)
     else:
-        v.download(target)
+        with progress_bar(ctx, v.size, f"getting {v.ref}", as_json=as_json, items_total=_file_count(v)) as update:
+            v.download(target, progress=update)
     _emit(ctx, as_json, version_dict(v) | {"path": str(target)}, f"{v.ref} -> {target}")
 
 
@@ -244,14 +253,26 @@ def download_target(dest: str | None, basename: str) -> Path:
     return Path(dest)
 
 
-def replace_with_download(v: ArtifactVersion, target: Path) -> None:
+def _file_count(v: ArtifactVersion) -> int | None:
+    return len(v.files()) if v.kind == "tree" else None
+
+
+def _local_size(path: Path) -> tuple[int, int | None]:
+    """(bytes, files) of what `cas put` is about to read, for its bar."""
+    if not path.is_dir():
+        return path.stat().st_size, None
+    sizes = [p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
+    return sum(sizes), len(sizes)
+
+
+def replace_with_download(v: ArtifactVersion, target: Path, progress: Any = None) -> None:
     """--force: the new content is assembled beside ``target`` and swapped in, so a
     failed download leaves the old one as it was."""
     if v.kind == "blob" and target.is_dir() and not target.is_symlink():
         raise IsADirectoryError(errno.EISDIR, f"{target} is a directory; a file version cannot replace it")
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.cas-", dir=target.parent))
     try:
-        fresh = v.download(scratch / "new")
+        fresh = v.download(scratch / "new", progress=progress)
         if target.is_dir() and not target.is_symlink():
             old = scratch / "old"
             os.replace(target, old)
@@ -268,9 +289,11 @@ def cat(ctx: click.Context, ref: str, path: str | None) -> None:
     """Write a version's bytes (or PATH inside a directory version) to stdout."""
     v = _store(ctx).get_artifact_version(ref)
     out = sys.stdout.buffer
-    with v.open(path) as f:
+    size = v.size if path is None else next((s for p, _, s in v.files(path) if p == path), None)
+    with v.open(path) as f, progress_bar(ctx, size, f"reading {v.ref}") as update:
         while block := f.read(1 << 20):
             out.write(block)
+            update(len(block))
     out.flush()
 
 
@@ -361,7 +384,8 @@ def rm(ctx: click.Context, ref: str, as_json: bool) -> None:
 def verify(ctx: click.Context, deep: bool, as_json: bool) -> None:
     """Check the store: missing, corrupt, truncated and foreign blobs.  Exit 2 if any."""
     store = _store(ctx)
-    with progress_bar(None, "verifying", quiet=as_json) as update:
+    total = store.stats().stored_bytes if deep else None
+    with progress_bar(ctx, total, "verifying", as_json=as_json, item_unit="blobs", count_bytes=deep) as update:
         report = store.verify(deep=deep, progress=update)
     data = {"ok": report.ok, "checked": report.checked, "missing": report.missing, "corrupt": report.corrupt, "foreign": report.foreign}
     lines = [f"checked {report.checked} blobs" + (" (deep)" if deep else "")]
@@ -413,7 +437,7 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 def reindex(ctx: click.Context, as_json: bool) -> None:
     """Rebuild the index from the records in the backend."""
     store = _store(ctx)
-    with progress_bar(None, "reindexing", "ref", quiet=as_json) as update:
+    with progress_bar(ctx, None, "reindexing", as_json=as_json, item_unit="refs", count_bytes=False) as update:
         n = store.reindex(progress=update)
     _emit(ctx, as_json, {"refs": n}, f"reindexed {n} refs from {store.url}")
 
@@ -493,7 +517,7 @@ def sync_cmd(
         result = run_sync(source, target, names, jobs=jobs, dry_run=True)
     else:
         plan = status(source, target, names, jobs=jobs)
-        with progress_bar(plan.bytes_missing, "syncing", quiet=as_json) as update:
+        with progress_bar(ctx, plan.bytes_missing, "syncing", as_json=as_json, items_total=len(plan.blobs), item_unit="blobs") as update:
             result = transfer(source, target, plan, jobs=jobs, progress=update)
     verb = "would send" if dry_run else "sent"
     text = (

@@ -53,8 +53,10 @@ DEFAULT_STORE = "./.cas"
 DEFAULT_GC_GRACE = 24 * 3600.0
 INDEX_FILE = "index.sqlite"
 
-#: progress callback: (units done in this step, description); units are bytes or items
-Progress = Callable[[int], None]
+#: progress callback ``progress(nbytes, items=0)``: called with the bytes read as they
+#: are read (save, download, verify --deep, sync), and with ``(0, 1)`` as each item
+#: (a file of a tree, a blob, a ref) is done.  Called often: keep it cheap.
+Progress = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -240,13 +242,11 @@ class Store:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no such file or directory: {path}")
             with self.backend.batch():
-                result = self.blobs.put_file(path)
-            if progress:
-                progress(result.size)
+                result = self.blobs.put_file(path, progress)
             return BLOB, result, None
         if hasattr(data, "read"):
             with self.backend.batch():
-                return BLOB, self.blobs.put_stream(data), None
+                return BLOB, self.blobs.put_stream(data, progress), None
         raise UnsupportedDataError(
             f"cannot save a {type(data).__name__}: pass bytes, str, a pathlib.Path, or a binary file object"
         )
@@ -258,10 +258,10 @@ class Store:
         files = list(walk_files(root, exclude=self._own_files()))
         with self.backend.batch():
             for rel, abspath in files:
-                result = self.blobs.put_file(abspath)
+                result = self.blobs.put_file(abspath, progress)
                 entries.append((rel, result.digest, result.size))
                 if progress:
-                    progress(1)
+                    progress(0, 1)
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
@@ -677,7 +677,7 @@ class Store:
             for ref, record_digest in refs:
                 self._apply(c, ref, record_digest, self.records.get_record(record_digest))
                 if progress:
-                    progress(1)
+                    progress(0, 1)
             seq = start
             while (entry := self.records.read_journal(seq)) is not None:
                 if not self.index.has_record(entry["ref"]):  # same connection: sees this transaction
@@ -726,16 +726,16 @@ class Store:
         checked = 0
         if deep:
             bad = set(corrupt)
-            for digest, size in present.items():
+            for digest in present:
                 try:
-                    actual, _ = self.blobs.check(digest)
+                    actual, _ = self.blobs.check(digest, progress)
                 except CasError:
                     actual = ""
                 if actual != digest:
                     bad.add(digest)
                 checked += 1
                 if progress:
-                    progress(size)
+                    progress(0, 1)
             corrupt = sorted(bad)
         else:
             checked = len(needed)

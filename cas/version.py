@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -134,21 +134,25 @@ class ArtifactVersion:
     def read_text(self, path: str | None = None, encoding: str = "utf-8") -> str:
         return self.read_bytes(path).decode(encoding)
 
-    def download(self, dest: str | os.PathLike) -> Path:
+    def download(self, dest: str | os.PathLike, *, progress: Callable[..., None] | None = None) -> Path:
         """Write the file (or the directory tree) to ``dest``; returns what was written.
 
         If ``dest`` is an existing directory, the artifact is written inside it
         under its artifact name.  Each file appears only once complete and verified.
+        ``progress(nbytes, items=0)`` is called as bytes are written and with
+        ``(0, 1)`` after each file (see :data:`cas.store.Progress`).
         """
         self.store._note_read(self)
         dest = Path(dest)
         if dest.is_dir():
             dest = dest / self.name.rsplit("/", 1)[-1]
         if self.kind == BLOB:
-            _copy_verified(self.store, self.digest.hex, dest)
+            _copy_verified(self.store, self.digest.hex, dest, progress)
         else:
             for path, digest, _ in self.files():
-                _copy_verified(self.store, digest.hex, dest.joinpath(*path.split("/")))
+                _copy_verified(self.store, digest.hex, dest.joinpath(*path.split("/")), progress)
+                if progress:
+                    progress(0, 1)
             dest.mkdir(parents=True, exist_ok=True)
         return dest
 
@@ -159,12 +163,16 @@ def _runs():
     return runs
 
 
-def _copy_verified(store: Store, hexdigest: str, dest: Path) -> None:
+def _copy_verified(store: Store, hexdigest: str, dest: Path, progress: Callable[..., None] | None = None) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.cas-{uuid.uuid4().hex[:8]}")
     try:
         with store.blobs.open(hexdigest) as src, open(tmp, "wb") as out:
-            shutil.copyfileobj(io.BufferedReader(src, CHUNK), out, CHUNK)
+            reader = io.BufferedReader(src, CHUNK)
+            while block := reader.read(CHUNK):
+                out.write(block)
+                if progress:
+                    progress(len(block))
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -429,6 +429,116 @@ class TestSubprocess:
         assert out.startswith("p/s/big@1 ")
 
 
+def in_pty(argv: list[str], env: dict[str, str], feed=None, timeout: float = 120) -> tuple[int, bytes, list[tuple[float, bytes]]]:
+    """Run argv with stderr on a real pty (100 columns); ``feed(stdin)`` writes its
+    input from a thread.  Returns (exit code, stdout, [(seconds, bytes drawn)])."""
+    import threading
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    drawn: list[tuple[float, bytes]] = []
+    with subprocess.Popen(argv, stdin=subprocess.PIPE if feed else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=slave, env=env) as proc:
+        os.close(slave)
+        out: list[bytes] = []
+        reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+        reader.start()
+        if feed:
+            writer = threading.Thread(target=lambda: (feed(proc.stdin), proc.stdin.close()), daemon=True)
+            writer.start()
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            ready, _, _ = select.select([master], [], [], 5)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            drawn.append((time.monotonic() - start, chunk))
+        os.close(master)
+        code = proc.wait(timeout=60)
+        reader.join(60)
+    return code, b"".join(out), drawn
+
+
+class TestProgress:
+    """Issue 12 item 1: bars move while bytes flow, in IEC units, on a terminal only."""
+
+    def test_a_slow_stream_shows_live_bytes_every_half_second(self, tmp_path):
+        import re
+        import time
+
+        def feed(stdin):
+            for _ in range(12):  # 12 x 4 MiB over ~3 s
+                stdin.write(os.urandom(4 << 20))
+                stdin.flush()
+                time.sleep(0.25)
+
+        env = dict(os.environ, CAS_STORE=str(tmp_path / "s"))
+        code, out, drawn = in_pty([*cas_command(), "put", "-", "p/s/stream"], env, feed)
+        assert code == 0 and out.startswith(b"p/s/stream@1 "), out
+        text = b"".join(c for _, c in drawn).decode(errors="replace")
+        counts = [float(m) for m in re.findall(r"saving p/s/stream: ([\d.]+) MiB", text)]
+        assert len(set(counts)) >= 4, text  # many distinct byte counts, not 0 then done
+        assert counts == sorted(counts)
+        assert "MB" not in text.replace("MiB", "") and "48.0 MiB" in out.decode()  # one unit system: IEC
+        # updates arrive while the stream flows: no gap over 0.5 s (plus the feeder's pace)
+        times = [t for t, c in drawn if b"MiB" in c]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        assert max(gaps) < 0.75, gaps
+
+    @pytest.mark.parametrize(
+        "argv,desc",
+        [
+            (["get", "p/s/big", "{tmp}/out.bin"], "getting p/s/big@1"),
+            (["get", "p/s/tree", "{tmp}/tree"], "getting p/s/tree@1"),
+            (["cat", "p/s/big"], "reading p/s/big@1"),
+            (["verify", "--deep"], "verifying"),
+            (["reindex"], "reindexing"),
+            (["sync", "{store}", "{tmp}/copy"], "syncing"),
+        ],
+        ids=["get", "get-tree", "cat", "verify-deep", "reindex", "sync"],
+    )
+    def test_every_long_command_draws_a_bar(self, tmp_path, argv, desc):
+        store = tmp_path / "s"
+        (tmp_path / "d").mkdir()
+        for i in range(3):
+            (tmp_path / "d" / f"{i}.bin").write_bytes(os.urandom(3 << 20))
+        sh("put", "-", "p/s/big", store=store, input=os.urandom(12 << 20))
+        sh("put", str(tmp_path / "d"), "p/s/tree", store=store)
+        env = dict(os.environ, CAS_STORE=str(store))
+        args = [a.replace("{tmp}", str(tmp_path)).replace("{store}", str(store)) for a in argv]
+        code, _, drawn = in_pty([*cas_command(), "--progress", *args], env)
+        text = b"".join(c for _, c in drawn).decode(errors="replace")
+        assert code == 0, text
+        assert desc in text, text
+        if argv[0] == "get" and "tree" in argv[1]:
+            assert "/3 files" in text, text
+        if argv[0] != "reindex":
+            assert "MiB" in text, text
+
+    def test_quiet_draws_nothing_on_a_terminal(self, tmp_path):
+        env = dict(os.environ, CAS_STORE=str(tmp_path / "s"))
+        code, out, drawn = in_pty([*cas_command(), "--quiet", "put", "-", "p/s/q"], env,
+                                  lambda stdin: stdin.write(os.urandom(8 << 20)))
+        assert code == 0 and out.startswith(b"p/s/q@1 ")
+        assert b"".join(c for _, c in drawn) == b""
+
+    def test_nothing_on_a_pipe_unless_asked(self, tmp_path, files):
+        store = tmp_path / "s"
+        plain = sh("put", str(files["file"]), "p/s/a", store=store)
+        assert plain.returncode == 0 and plain.stderr == b""
+        asked = sh("--progress", "get", "p/s/a", str(tmp_path / "got"), store=store)
+        assert asked.returncode == 0 and b"getting p/s/a@1" in asked.stderr
+        assert sh("--progress", "--quiet", "get", "p/s/a", str(tmp_path / "got2"), store=store).stderr == b""
+
+
 class TestUserFilesAreSafe:
     """Issue 9 case 8: no command loses or clobbers a user's files, none saves the store
     into itself, and a failed command leaves no store behind."""
