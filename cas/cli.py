@@ -38,7 +38,27 @@ class OneLineUsageError(click.UsageError):
 
     def show(self, file: Any = None) -> None:
         hint = f" (see '{self.ctx.command_path} --help')" if self.ctx is not None else ""
+        if self.ctx is not None and _wants_json(self.ctx):
+            _json_error(f"{self.format_message()}{hint}", "UsageError", self.exit_code)
+            return
         click.echo(f"cas: error: {self.format_message()}{hint}", err=True)
+
+
+def _wants_json(ctx: click.Context) -> bool:
+    return bool((ctx.find_root().obj or {}).get("json"))
+
+
+def _json_error(message: str, kind: str, code: int) -> None:
+    """Under --json an error is one JSON object on stderr, with the same exit code."""
+    click.echo(json.dumps({"error": message, "type": kind, "exit_code": code}), err=True)
+
+
+def _error(ctx: click.Context, message: str, kind: str, code: int) -> None:
+    if _wants_json(ctx):
+        _json_error(message, kind, code)
+    else:
+        click.echo(f"cas: error: {message}", err=True)
+    ctx.exit(code)
 
 
 class CasGroup(click.Group):
@@ -53,6 +73,13 @@ class CasGroup(click.Group):
             return super().make_context(*args, **kwargs)
         except click.UsageError as e:
             raise _one_line(e) from None
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # --json anywhere before "--" makes errors JSON too, even those raised while
+        # the subcommand's own arguments are parsed.
+        if "--json" in (args[: args.index("--")] if "--" in args else args):
+            ctx.ensure_object(dict)["json"] = True
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -70,11 +97,13 @@ class CasGroup(click.Group):
             ctx.exit(EXIT_BROKEN_PIPE)
         except (CasError, OSError, ValueError, TypeError, KeyError) as e:
             message = str(e) if not isinstance(e, KeyError) or isinstance(e, CasError) else f"not found: {e}"
-            click.echo(f"cas: error: {message}", err=True)
-            ctx.exit(EXIT_ERROR)
+            _error(ctx, message, type(e).__name__, EXIT_ERROR)
         except Exception as e:
             if os.environ.get("CAS_DEBUG"):
                 raise
+            if _wants_json(ctx):
+                _json_error(f"internal error: {type(e).__name__}: {e}", "InternalError", EXIT_INTERNAL)
+                ctx.exit(EXIT_INTERNAL)
             click.echo(f"cas: internal error: {type(e).__name__}: {e} (set CAS_DEBUG=1 for a traceback)", err=True)
             ctx.exit(EXIT_INTERNAL)
 
@@ -176,9 +205,18 @@ def cli(ctx: click.Context, store: str | None, quiet: bool, show_progress: bool)
 @json_option
 @click.pass_context
 def init(ctx: click.Context, as_json: bool) -> None:
-    """Create a store (nothing happens if one is already there)."""
-    store = _store(ctx, create=True)
-    _emit(ctx, as_json, {"store": store.url, "store_id": store.store_id}, f"initialised cas store at {store.url}")
+    """Create a store; if one is already there, say so and change nothing."""
+    from .errors import StoreNotFoundError
+
+    try:
+        store = _store(ctx)
+        created = False
+    except StoreNotFoundError:
+        store = _store(ctx, create=True)
+        created = True
+    data = {"store": store.url, "store_id": store.store_id, "created": created}
+    verb = "initialised cas store at" if created else "a cas store already exists at"
+    _emit(ctx, as_json, data, f"{verb} {store.url}")
 
 
 @cli.command()
@@ -387,8 +425,10 @@ def verify(ctx: click.Context, deep: bool, as_json: bool) -> None:
     total = store.stats().stored_bytes if deep else None
     with progress_bar(ctx, total, "verifying", as_json=as_json, item_unit="blobs", count_bytes=deep) as update:
         report = store.verify(deep=deep, progress=update)
-    data = {"ok": report.ok, "checked": report.checked, "missing": report.missing, "corrupt": report.corrupt, "foreign": report.foreign}
-    lines = [f"checked {report.checked} blobs" + (" (deep)" if deep else "")]
+    counted = "stored" if deep else "needed"
+    data = {"ok": report.ok, "checked": report.checked, "blobs_counted": counted, "missing": report.missing,
+            "corrupt": report.corrupt, "foreign": report.foreign}
+    lines = [f"rehashed {report.checked} stored blobs (deep)" if deep else f"checked {report.checked} needed blobs"]
     lines += [f"missing  {d}" for d in report.missing] + [f"corrupt  {d}" for d in report.corrupt]
     lines += [f"foreign  {p}" for p in report.foreign]
     lines.append("ok" if report.ok else "PROBLEMS FOUND")
@@ -406,8 +446,9 @@ def gc(ctx: click.Context, dry_run: bool, grace: str, as_json: bool) -> None:
     """Remove blobs that no live version needs."""
     report = _store(ctx).gc(grace=parse_duration(grace), dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
-    data = {"removed": report.removed, "removed_bytes": report.removed_bytes, "kept": report.kept, "dry_run": dry_run}
-    _emit(ctx, as_json, data, f"{verb} {report.removed} blobs ({human_bytes(report.removed_bytes)}), kept {report.kept}")
+    data = {"removed": report.removed, "removed_bytes": report.removed_bytes, "kept": report.kept, "dry_run": dry_run,
+            "blobs_counted": "stored"}
+    _emit(ctx, as_json, data, f"{verb} {report.removed} blobs ({human_bytes(report.removed_bytes)}), kept {report.kept} (stored blobs)")
 
 
 @cli.command()
@@ -423,9 +464,10 @@ def stats(ctx: click.Context, as_json: bool) -> None:
         "logical_bytes": s.logical_bytes,
         "stored_bytes": s.stored_bytes,
         "dedupe_ratio": round(s.dedupe_ratio, 3),
+        "blobs_counted": "content",
     }
     text = (
-        f"artifacts {s.artifacts}, versions {s.versions}, blobs {s.blobs}\n"
+        f"artifacts {s.artifacts}, versions {s.versions}, content blobs {s.blobs}\n"
         f"logical {human_bytes(s.logical_bytes)}, stored {human_bytes(s.stored_bytes)}, dedupe {s.dedupe_ratio:.2f}x"
     )
     _emit(ctx, as_json, data, text)
@@ -509,9 +551,11 @@ def sync_cmd(
     ctx.call_on_close(source.close)
     try:
         target = open_store(dst, create=not dry_run, **_storage_options(dst_options, "--dst-option"))
+        target_url = target.url
     except StoreNotFoundError:
         # --dry-run writes nothing, not even a new store's format file: compare against an empty one.
         target = open_store(f"memory://cas-dry-run-{uuid.uuid4().hex}")
+        target_url = _shown_url(dst)
     ctx.call_on_close(target.close)
     if dry_run:
         result = run_sync(source, target, names, jobs=jobs, dry_run=True)
@@ -525,14 +569,25 @@ def sync_cmd(
         f"skipped {result.blobs_skipped} already there ({human_bytes(result.bytes_skipped)}); "
         f"{verb} {result.refs_sent} refs, {result.refs_skipped} already there"
     )
-    _emit(ctx, as_json, result.as_dict() | {"src": source.url, "dst": target.url}, text)
+    _emit(ctx, as_json, result.as_dict() | {"src": source.url, "dst": target_url}, text)
     if result.conflicts:
-        click.echo(
-            f"cas: error: {len(result.conflicts)} artifact(s) have a different history in {target.url} "
+        _error(
+            ctx,
+            f"{len(result.conflicts)} artifact(s) have a different history in {target_url} "
             f"and were not copied: {', '.join(result.conflicts)}",
-            err=True,
+            "SyncConflict",
+            EXIT_ERROR,
         )
-        ctx.exit(EXIT_ERROR)
+
+
+def _shown_url(url: str) -> str:
+    """The URL a store at ``url`` would report, without opening it (nothing is created)."""
+    from .backend import redact_url
+
+    if "://" not in url or url.startswith("file://"):
+        path = url[len("file://") :] if url.startswith("file://") else url
+        return "file://" + os.path.abspath(os.path.expanduser(path))
+    return redact_url(url)
 
 
 # -- runs, lineage and the demo (cas.runs, cas.lineage, cas.demo) ------------------------

@@ -78,7 +78,7 @@ class TestCommands:
         assert data["store_id"] == json.loads((store_dir / FORMAT_FILE).read_text())["store_id"]
         # again: nothing changes
         assert as_json(run("init", "--json"))["store_id"] == data["store_id"]
-        assert "initialised" in ok(run("init"))
+        assert "already exists" in ok(run("init"))  # issue 12 item 8: says so, changes nothing
 
     def test_put_and_get(self, run, files, tmp_path):
         out = as_json(run("put", str(files["file"]), "p/train/model", "--alias", "production", "--meta", "acc=0.9", "--json"))
@@ -183,7 +183,8 @@ class TestCommands:
         run("put", "-", "p/s/g", input=b"to be deleted")
         run("rm", "p/s/g@1")
         dry = as_json(run("gc", "--grace", "0", "--dry-run", "--json"))
-        assert dry == {"removed": 1, "removed_bytes": len(b"to be deleted"), "kept": dry["kept"], "dry_run": True}
+        assert dry == {"removed": 1, "removed_bytes": len(b"to be deleted"), "kept": dry["kept"], "dry_run": True,
+                       "blobs_counted": "stored"}
         assert as_json(run("gc", "--grace", "1h", "--json"))["removed"] == 0  # too young
         assert "removed 1 blobs" in ok(run("gc", "--grace", "0s"))
         assert as_json(run("gc", "--grace", "0", "--json"))["removed"] == 0
@@ -206,7 +207,7 @@ class TestCommands:
         data = as_json(run("stats", "--json"))
         size = len(b"model bytes")
         assert data == {"artifacts": 2, "versions": 2, "blobs": 1, "logical_bytes": 2 * size,
-                        "stored_bytes": size, "dedupe_ratio": 2.0}
+                        "stored_bytes": size, "dedupe_ratio": 2.0, "blobs_counted": "content"}
         assert "dedupe 2.00x" in ok(run("stats"))
 
     def test_reindex_after_the_index_is_deleted(self, run, files, store_dir):
@@ -648,3 +649,72 @@ class TestUserFilesAreSafe:
                            env={k: v for k, v in os.environ.items() if k != "CAS_STORE"}, timeout=120)
         assert r.returncode == 1 and r.stderr.decode().startswith("cas: error: ")
         assert list(tmp_path.iterdir()) == []
+
+
+class TestScripts:
+    """Issue 12 item 8: what a script relies on."""
+
+    @pytest.mark.parametrize(
+        "args,kind,code",
+        [
+            (["show", "p/s/missing", "--json"], "ArtifactNotFoundError", EXIT_ERROR),
+            (["put", "{file}", "bad name", "--json"], "InvalidNameError", EXIT_ERROR),
+            (["put", "{file}", "p/s/a", "--meta", "novalue", "--json"], "UsageError", 2),
+            (["gc", "--grace", "soon", "--json"], "UsageError", 2),
+            (["log", "p/s/a", "--nope", "--json"], "UsageError", 2),
+            (["get", "p/s/a@9", "--json"], "VersionNotFoundError", EXIT_ERROR),
+        ],
+        ids=["not-found", "bad-name", "bad-meta", "bad-grace", "unknown-option", "no-version"],
+    )
+    def test_errors_under_json_are_json_on_stderr(self, run, files, args, kind, code):
+        run("put", str(files["file"]), "p/s/a")
+        result = run(*[a.replace("{file}", str(files["file"])) for a in args])
+        assert result.exit_code == code, (result.stdout, result.stderr)
+        assert result.stdout == ""
+        err = json.loads(result.stderr)
+        assert err["type"] == kind and err["exit_code"] == code and err["error"]
+        assert result.stderr.count("\n") == 1
+
+    def test_json_errors_in_a_subprocess(self, tmp_path):
+        r = sh("ls", "--json", store=tmp_path / "none")
+        assert r.returncode == EXIT_ERROR
+        err = json.loads(r.stderr)
+        assert err["type"] == "StoreNotFoundError" and "no cas store" in err["error"]
+        plain = sh("ls", store=tmp_path / "none")
+        assert plain.stderr.decode().startswith("cas: error: ")
+
+    def test_init_on_an_existing_store_says_so_and_changes_nothing(self, run, files, store_dir):
+        first = as_json(run("init", "--json"))
+        assert first["created"] is True
+        run("put", str(files["file"]), "p/s/a")
+        before = {p: p.stat().st_mtime_ns for p in store_dir.rglob("*") if "index.sqlite" not in p.name}
+        again = as_json(run("init", "--json"))
+        assert again["created"] is False and again["store_id"] == first["store_id"]
+        assert "already exists" in ok(run("init"))
+        after = {p: p.stat().st_mtime_ns for p in store_dir.rglob("*") if "index.sqlite" not in p.name}
+        assert after == before
+
+    def test_sync_dry_run_reports_the_users_url(self, run, files, store_dir, tmp_path):
+        run("put", str(files["file"]), "p/s/a")
+        dst = tmp_path / "not-yet"
+        data = as_json(run("sync", "--dry-run", "--json", str(store_dir), str(dst)))
+        assert data["dst"] == "file://" + str(dst)
+        assert not dst.exists()
+
+    def test_blob_counts_agree_across_stats_verify_and_gc(self, run, files, store_dir):
+        run("put", str(files["file"]), "p/s/a")
+        run("put", str(files["file"]), "p/s/b")  # dedupe: one content blob
+        run("put", str(files["dir"]), "p/s/tree")
+        run("put", "-", "p/s/gone", input=b"to be deleted")
+        run("rm", "p/s/gone@1")
+        stats = as_json(run("stats", "--json"))
+        verify = as_json(run("verify", "--json"))
+        deep = as_json(run("verify", "--deep", "--json"))
+        gc = as_json(run("gc", "--dry-run", "--grace", "0", "--json"))
+        assert (stats["blobs_counted"], verify["blobs_counted"], deep["blobs_counted"], gc["blobs_counted"]) == (
+            "content", "needed", "stored", "stored")
+        stored = sum(1 for p in (store_dir / "blobs").rglob("*") if p.is_file())
+        assert deep["checked"] == stored == gc["kept"] + gc["removed"]
+        assert verify["checked"] == gc["kept"]  # gc keeps exactly what verify checks
+        assert stats["blobs"] == 3  # model bytes, README, parts/0.csv
+        assert gc["removed"] == 1
