@@ -107,6 +107,81 @@ def test_cli_tour_runs(tmp_path):
     assert '"deleted": true' in proc.stdout  # the last command: log --all --json after reindex
 
 
+# -- every console block of docs/cli.md, and README's blocks, top to bottom -----------------
+
+README = DOCS.parent / "README.md"
+_ERROR_OUTPUT = ("cas: error:", '{"error"')
+
+
+def console_steps(text: str) -> list[tuple[str, bool]]:
+    """(command, expected to fail) for every ``$`` line of every console block, in
+    order; a command whose shown output starts with an error must fail."""
+    steps: list[tuple[str, bool]] = []
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
+        lines = block.splitlines()
+        for i, line in enumerate(lines):
+            if line.startswith("$ "):
+                shown = lines[i + 1] if i + 1 < len(lines) else ""
+                steps.append((line[2:], shown.startswith(_ERROR_OUTPUT)))
+    return steps
+
+
+def shell_script(steps: list[tuple[str, bool]]) -> str:
+    out = ["set -euo pipefail"]
+    for i, (cmd, fails) in enumerate(steps):
+        out.append(f"echo '>>> {i}: '{_quote(cmd)}")
+        if fails:
+            out.append(f"if ( {cmd} ) 2> err.txt; then echo 'step {i} should have failed'; exit 1; fi")
+            out.append("head -c 1 err.txt | grep -q . && cat err.txt >&2 && test $(wc -l < err.txt) -eq 1")
+        else:
+            out.append(cmd)
+    return "\n".join(out) + "\n"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def run_in_fresh_directory(script: str, cwd: Path) -> subprocess.CompletedProcess:
+    bindir = os.path.dirname(sys.executable)  # the installed `cas` script lives next to python
+    env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
+    for var in ("CAS_STORE", "CAS_DEBUG"):
+        env.pop(var, None)
+    return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_every_cli_md_example_runs_top_to_bottom(tmp_path):
+    steps = console_steps(CLI_MD.read_text())
+    assert len(steps) > 30 and any(fails for _, fails in steps)
+    proc = run_in_fresh_directory(shell_script(steps), tmp_path)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "deploy" / "model" / "weights.bin").read_bytes() == b"weights"
+
+
+def readme_block(heading: str, lang: str) -> str:
+    section = README.read_text().split(heading, 1)[1]
+    return re.search(rf"```{lang}\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_command_line_block_runs_in_a_fresh_directory(tmp_path):
+    block = readme_block("## The command line", "bash")
+    lines = [line for line in block.splitlines() if line.strip()]
+    assert len(lines) >= 12
+    proc = run_in_fresh_directory(shell_script([(line, False) for line in lines]), tmp_path)
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert (tmp_path / "out" / "model").read_bytes() == b"weights v1"
+
+
+def test_readme_python_tour_runs_in_a_fresh_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CAS_STORE", raising=False)
+    namespace: dict = {"__name__": "readme"}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(readme_block("## A short tour of the Python API", "python"), "README.md", "exec"), namespace)
+    namespace["store"].close()
+
+
 # -- docs/api.md ------------------------------------------------------------------------
 
 PRINT_CHECK = re.compile(r"^(\s*)print\((.*)\)\s+#\s+(.+)$")
