@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .cli_diff import diff_cmd, status_cmd
 from .errors import CasError, DestinationExistsError
 from .names import check_alias, parse_name
 from .store import DEFAULT_GC_GRACE, Store, open_store
@@ -224,9 +225,12 @@ def init(ctx: click.Context, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--alias", "aliases", multiple=True, metavar="ALIAS", help="Also point ALIAS at the new version (repeatable).")
 @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Attach metadata (repeatable).")
+@click.option("--if-changed", is_flag=True, help="Create no version if the content equals the latest version's.")
 @json_option
 @click.pass_context
-def put(ctx: click.Context, source: str, name: str, aliases: tuple[str, ...], meta: tuple[str, ...], as_json: bool) -> None:
+def put(
+    ctx: click.Context, source: str, name: str, aliases: tuple[str, ...], meta: tuple[str, ...], if_changed: bool, as_json: bool
+) -> None:
     """Save a file or directory (PATH, or - for stdin) as the next version of NAME."""
     metadata = {}
     for item in meta:
@@ -243,15 +247,20 @@ def put(ctx: click.Context, source: str, name: str, aliases: tuple[str, ...], me
         raise FileNotFoundError(f"no such file or directory: {source}")
     store = _store(ctx, create=True)
     before = store.stats().stored_bytes
+    latest_before = max((v.version for v in store.list_versions(name)), default=0) if store.list_artifacts(name) else 0
     if source == "-":
         with progress_bar(ctx, None, f"saving {name}", as_json=as_json) as update:
-            v = store.save(sys.stdin.buffer, name, metadata=metadata, aliases=aliases, progress=update)
+            v = store.save(sys.stdin.buffer, name, metadata=metadata, aliases=aliases, progress=update, if_changed=if_changed)
     else:
         total, count = _local_size(path)
         with progress_bar(ctx, total, f"saving {name}", as_json=as_json, items_total=count) as update:
-            v = store.save(path, name, metadata=metadata, aliases=aliases, progress=update)
+            v = store.save(path, name, metadata=metadata, aliases=aliases, progress=update, if_changed=if_changed)
     new_bytes = store.stats().stored_bytes - before
-    data = version_dict(v) | {"new_bytes": max(new_bytes, 0)}
+    unchanged = v.version <= latest_before
+    data = version_dict(v) | {"new_bytes": max(new_bytes, 0), "unchanged": unchanged}
+    if unchanged:
+        _emit(ctx, as_json, data, f"{v.ref}  {v.digest.short}  unchanged: no new version")
+        return
     _emit(ctx, as_json, data, f"{v.ref}  {v.digest.short}  {human_bytes(v.size)}  ({human_bytes(max(new_bytes, 0))} new)")
 
 
@@ -683,6 +692,10 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     click.echo(f"cas demo: store at {store.url}\n")
     run_demo(store, say=click.echo)
     click.echo(f"\nexplore it:  cas --store {location} lineage churn/train/model --format mermaid")
+
+
+cli.add_command(diff_cmd)
+cli.add_command(status_cmd)
 
 
 def main() -> None:

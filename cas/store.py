@@ -183,6 +183,7 @@ class Store:
         run_id: str | None = None,
         step: str | None = None,
         inputs: Iterable[Any] = (),
+        if_changed: bool = False,
         _extra: dict[str, Any] | None = None,
     ) -> ArtifactVersion:
         """Store ``data`` as the next version of ``name``.
@@ -198,6 +199,11 @@ class Store:
         is that step's output.  Frameworks name the producer instead:
         ``run_id`` (started if new), ``step`` (default: the name's step part)
         and ``inputs`` (versions or ``name@version`` strings it consumed).
+
+        ``if_changed``: when the content (digest and kind) equals the latest
+        live version's, no version is created and that version is returned
+        (``aliases`` still move to it; ``metadata`` is not compared).  Equal
+        content is a dedupe hit, so nothing new is written either.
         """
         aname = parse_name(name)
         aliases = [check_alias(a) for a in aliases]
@@ -209,6 +215,10 @@ class Store:
             link = _runs.link_for_save(self, aname.pipeline, aname.step, run_id, step, inputs)
         with _materializers.materialize(mat, data) as payload:
             kind, result, entries = self._put_content(payload, progress)
+        if if_changed and (same := self._latest_if_same(str(aname), kind, result.digest)) is not None:
+            for alias in aliases:
+                self._move_alias(str(aname), alias, same)
+            return self._version(str(aname), same)
         if link is not None:
             extra.update(link.commit())
         record = {
@@ -265,6 +275,13 @@ class Store:
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
+
+    def _latest_if_same(self, name: str, kind: str, digest: str) -> int | None:
+        rows = self.index.list_versions(name, include_deleted=False)
+        latest = ArtifactVersion.from_row(self, rows[-1]) if rows else None
+        if latest is not None and latest.kind == kind and latest.digest.hex == digest:
+            return latest.version
+        return None
 
     def _refuse_own(self, path: str) -> None:
         own = self._own_files()

@@ -718,3 +718,87 @@ class TestScripts:
         assert verify["checked"] == gc["kept"]  # gc keeps exactly what verify checks
         assert stats["blobs"] == 3  # model bytes, README, parts/0.csv
         assert gc["removed"] == 1
+
+
+class TestDiffAndStatus:
+    """Issue 12 items 2 and 3."""
+
+    @pytest.fixture
+    def two_trees(self, run, tmp_path):
+        d = tmp_path / "data"
+        d.mkdir()
+        (d / "keep.csv").write_text("same\n")
+        (d / "old.txt").write_text("old")
+        (d / "model.bin").write_bytes(b"v1")
+        run("put", str(d), "p/s/data", "--meta", "auc=0.8", "--meta", "gone=x")
+        (d / "old.txt").unlink()
+        (d / "new.txt").write_text("brand new")
+        (d / "model.bin").write_bytes(b"v2 longer")
+        run("put", str(d), "p/s/data", "--meta", "auc=0.9", "--meta", "extra=y")
+        return d
+
+    def test_diff_of_two_tree_versions(self, run, two_trees):
+        d = as_json(run("diff", "p/s/data@1", "p/s/data@2", "--json"))
+        assert d["same"] is False and d["kind"] == ["tree", "tree"]
+        assert [(f["path"], f["size"]) for f in d["added"]] == [("new.txt", 9)]
+        assert [(f["path"], f["size"]) for f in d["removed"]] == [("old.txt", 3)]
+        assert [(f["path"], f["size"]) for f in d["changed"]] == [("model.bin", [2, 9])]
+        assert d["unchanged"] == 1
+        assert d["metadata"] == {"added": {"extra": "y"}, "removed": {"gone": "x"}, "changed": {"auc": ["0.8", "0.9"]}}
+        text = ok(run("diff", "p/s/data@1", "p/s/data@2"))
+        assert "+ new.txt  9 B" in text and "- old.txt  3 B" in text and "M model.bin  2 B -> 9 B" in text
+        assert "1 added, 1 removed, 1 changed, 1 unchanged" in text
+
+    def test_diff_reads_no_content_blob(self, run, two_trees, store_dir):
+        shutil.rmtree(store_dir / "blobs")  # every blob gone: content, manifests, records
+        d = as_json(run("diff", "p/s/data@1", "p/s/data@2", "--json"))
+        assert [f["path"] for f in d["added"]] == ["new.txt"]
+
+    def test_diff_of_blobs_and_of_a_version_and_a_local_path(self, run, files, two_trees, tmp_path):
+        run("put", "-", "p/s/f", input=b"one")
+        run("put", "-", "p/s/f", input=b"three")
+        d = as_json(run("diff", "p/s/f@1", "p/s/f@2", "--json"))
+        assert d["size"] == [3, 5] and d["digest"][0] != d["digest"][1] and "added" not in d
+        assert as_json(run("diff", "p/s/f@1", "p/s/f@1", "--json"))["same"] is True
+        assert "no differences" in ok(run("diff", "p/s/data@2", str(two_trees)))
+        (two_trees / "keep.csv").write_text("edited\n")
+        local = as_json(run("diff", "p/s/data@2", str(two_trees), "--json"))
+        assert [f["path"] for f in local["changed"]] == ["keep.csv"] and "metadata" not in local
+
+    def test_status(self, run, two_trees):
+        assert ok(run("status", str(two_trees), "p/s/data")).startswith(f"{two_trees}: same as p/s/data@2")
+        (two_trees / "extra.txt").write_text("x")
+        st = as_json(run("status", str(two_trees), "p/s/data", "--json"))
+        assert st["same"] is False and [f["path"] for f in st["added"]] == ["extra.txt"]
+        assert "differs from p/s/data@2" in ok(run("status", str(two_trees), "p/s/data"))
+        one_line_error(run("status", str(two_trees), "p/s/nothing"))
+
+    def test_put_if_changed_creates_no_version_for_equal_content(self, run, files, store_dir):
+        first = as_json(run("put", str(files["dir"]), "p/s/d", "--json"))
+        again = as_json(run("put", str(files["dir"]), "p/s/d", "--if-changed", "--alias", "prod", "--json"))
+        assert again["version"] == first["version"] == 1 and again["unchanged"] is True and again["new_bytes"] == 0
+        assert "unchanged" in ok(run("put", str(files["dir"]), "p/s/d", "--if-changed"))
+        assert [v["version"] for v in as_json(run("log", "p/s/d", "--json"))] == [1]
+        assert "prod" in as_json(run("log", "p/s/d", "--json"))[0]["aliases"]  # aliases still move
+        (files["dir"] / "README").write_text("changed\n")
+        changed = as_json(run("put", str(files["dir"]), "p/s/d", "--if-changed", "--json"))
+        assert changed["version"] == 2 and changed["unchanged"] is False
+        # without the flag, equal content still makes a version (as before)
+        assert as_json(run("put", str(files["dir"]), "p/s/d", "--json"))["version"] == 3
+        assert as_json(run("put", "-", "p/s/s", "--if-changed", "--json", input=b"x"))["version"] == 1
+        assert as_json(run("put", "-", "p/s/s", "--if-changed", "--json", input=b"x"))["unchanged"] is True
+
+    def test_api_if_changed(self, tmp_path):
+        with cas.open_store(tmp_path / "s") as store:
+            v1 = store.save(b"x", "p/s/a")
+            assert store.save(b"x", "p/s/a", if_changed=True).version == v1.version
+            store.delete_version("p/s/a", 1)
+            assert store.save(b"x", "p/s/a", if_changed=True).version == 2  # the latest live one is gone
+
+    def test_diff_in_a_subprocess(self, tmp_path, files):
+        store = tmp_path / "s"
+        sh("put", str(files["dir"]), "p/s/d", store=store)
+        (files["dir"] / "new").write_text("n")
+        sh("put", str(files["dir"]), "p/s/d", store=store)
+        r = sh("diff", "p/s/d@1", "p/s/d@2", "--json", store=store)
+        assert r.returncode == 0 and [f["path"] for f in json.loads(r.stdout)["added"]] == ["new"]
