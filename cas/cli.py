@@ -404,24 +404,72 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("ref", metavar="NAME@VERSION")
 @click.argument("alias")
+@click.option("--delete", "delete", is_flag=True, help="Remove ALIAS from the artifact NAME instead.")
 @json_option
 @click.pass_context
-def alias(ctx: click.Context, ref: str, alias: str, as_json: bool) -> None:
-    """Point ALIAS (e.g. production) at a version of an artifact."""
+def alias(ctx: click.Context, ref: str, alias: str, delete: bool, as_json: bool) -> None:
+    """Point ALIAS (e.g. production) at a version of an artifact, or --delete it.
+
+    \b
+    Examples:
+      cas alias churn/train/model@3 production
+      cas alias --delete churn/train/model candidate
+    """
+    if delete:
+        name = ref.split("@", 1)[0]
+        was = _store(ctx).delete_alias(name, alias)
+        data = {"name": name, "alias": alias, "version": None, "was": was, "deleted": True}
+        _emit(ctx, as_json, data, f"removed {name}@{alias} (was {was})")
+        return
     v = _store(ctx).set_alias(ref, None, alias)
     _emit(ctx, as_json, {"name": v.name, "alias": alias, "version": v.version}, f"{v.name}@{alias} -> {v.version}")
 
 
 @cli.command()
-@click.argument("ref", metavar="NAME@VERSION")
+@click.argument("ref", metavar="NAME@VERSION | NAME-OR-PREFIX")
+@click.option("--keep-last", type=click.IntRange(min=0), default=None, metavar="N", help="Keep the N newest versions of each name.")
+@click.option("--older-than", default=None, metavar="DURATION", help="Delete only versions older than this (30m, 12h, 30d).")
+@click.option("--keep-alias/--no-keep-alias", default=True, show_default=True, help="Keep versions an alias points at.")
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted; delete nothing.")
 @json_option
 @click.pass_context
-def rm(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Delete a version (recorded; its bytes go only with `cas gc`)."""
-    if "@" not in ref:
-        raise click.BadParameter("name the version to delete: NAME@VERSION", param_hint="REF")
-    v = _store(ctx).delete_version(ref, None)
-    _emit(ctx, as_json, {"name": v.name, "version": v.version, "deleted": True}, f"deleted {v.ref}")
+def rm(
+    ctx: click.Context, ref: str, keep_last: int | None, older_than: str | None, keep_alias: bool, dry_run: bool, as_json: bool
+) -> None:
+    """Delete a version, or apply a retention rule to a name or prefix (recorded; bytes go only with `cas gc`).
+
+    \b
+    Examples:
+      cas rm churn/train/model@1
+      cas rm churn/ --keep-last 5 --dry-run
+      cas rm churn/train/model --older-than 30d --no-keep-alias
+    """
+    from .retention import names_matching, select_expired
+
+    rule = keep_last is not None or older_than is not None
+    if "@" not in ref and not rule:
+        raise click.BadParameter("name the version to delete (NAME@VERSION), or give --keep-last/--older-than", param_hint="REF")
+    if "@" in ref and rule:
+        raise click.BadParameter("a retention rule takes a name or prefix, not NAME@VERSION", param_hint="REF")
+    store = _store(ctx)
+    if not rule:
+        targets = [store.get_artifact_version(ref)]
+    else:
+        age = parse_duration(older_than) if older_than is not None else None
+        names = names_matching(store, ref)
+        if not names:
+            raise click.BadParameter(f"no artifact named or under {ref!r}", param_hint="REF")
+        targets = select_expired(store, names, keep_last=keep_last, older_than=age, keep_aliased=keep_alias)
+    if not dry_run:
+        for v in targets:
+            store.delete_version(v.name, v.version)
+    if not rule and not dry_run:
+        v = targets[0]
+        _emit(ctx, as_json, {"name": v.name, "version": v.version, "deleted": True}, f"deleted {v.ref}")
+        return
+    verb = "would delete" if dry_run else "deleted"
+    data = {"deleted": [v.ref for v in targets], "dry_run": dry_run}
+    _emit(ctx, as_json, data, "\n".join(f"{verb} {v.ref}" for v in targets) or "nothing to delete")
 
 
 @cli.command()

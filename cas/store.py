@@ -519,6 +519,25 @@ class Store:
         self._move_alias(target.name, check_alias(alias), target.version)
         return target
 
+    def delete_alias(self, name: str, alias: str) -> int:
+        """Remove ``alias`` from ``name``; returns the version it pointed at.
+
+        Recorded like a move (an alias record with ``version`` 0, the highest
+        ``seq`` wins), so other machines, sync and reindex agree.  ``latest``
+        is maintained by cas and cannot be removed.
+        """
+        aname = str(parse_name(name))
+        alias = check_alias(alias)
+        if alias == LATEST:
+            raise InvalidNameError("'latest' is maintained by cas and cannot be removed")
+        self.refresh()
+        version = self.index.resolve_alias(aname, alias)
+        if version is None:
+            self._require_name(aname)
+            raise VersionNotFoundError(f"{aname} has no alias {alias!r}")
+        self._move_alias(aname, alias, 0)
+        return version
+
     def _move_alias(self, name: str, alias: str, version: int) -> None:
         record = {"type": "alias", "name": name, "alias": alias, "version": version, "created_at": now_iso()}
         first = self.index.alias_seq(name, alias) + 1

@@ -802,3 +802,70 @@ class TestDiffAndStatus:
         sh("put", str(files["dir"]), "p/s/d", store=store)
         r = sh("diff", "p/s/d@1", "p/s/d@2", "--json", store=store)
         assert r.returncode == 0 and [f["path"] for f in json.loads(r.stdout)["added"]] == ["new"]
+
+
+class TestRetention:
+    """Issue 12 item 4: cas rm --keep-last/--older-than/--keep-alias/--dry-run, cas alias --delete."""
+
+    @pytest.fixture
+    def five(self, run):
+        for i in range(1, 6):
+            run("put", "-", "p/s/a", input=f"a{i}".encode())
+            run("put", "-", "p/s/b", input=f"b{i}".encode())
+        run("put", "-", "q/s/c", input=b"other pipeline")
+        run("alias", "p/s/a@2", "prod")
+
+    def live(self, run, name):
+        return [v["version"] for v in as_json(run("log", name, "--json"))]
+
+    def test_keep_last_over_a_prefix_keeps_aliased_versions(self, run, five):
+        dry = as_json(run("rm", "p/s/", "--keep-last", "2", "--dry-run", "--json"))
+        assert dry == {"deleted": ["p/s/a@1", "p/s/a@3", "p/s/b@1", "p/s/b@2", "p/s/b@3"], "dry_run": True}
+        assert self.live(run, "p/s/a") == [5, 4, 3, 2, 1]  # dry run: nothing deleted
+        text = ok(run("rm", "p/s/", "--keep-last", "2"))
+        assert text.splitlines()[0] == "deleted p/s/a@1"
+        assert self.live(run, "p/s/a") == [5, 4, 2] and self.live(run, "p/s/b") == [5, 4]
+        assert self.live(run, "q/s/c") == [1]  # outside the prefix
+
+    def test_no_keep_alias_and_a_single_name(self, run, five):
+        as_json(run("rm", "p/s/a", "--keep-last", "1", "--no-keep-alias", "--json"))
+        assert self.live(run, "p/s/a") == [5] and self.live(run, "p/s/b") == [5, 4, 3, 2, 1]
+
+    def test_older_than(self, run, five, store_dir):
+        assert as_json(run("rm", "p/s/", "--older-than", "1h", "--json"))["deleted"] == []
+        deleted = as_json(run("rm", "p/s/b", "--older-than", "0s", "--keep-last", "3", "--json"))["deleted"]
+        assert deleted == ["p/s/b@1", "p/s/b@2"]  # kept if any rule keeps it
+
+    def test_api_select_expired_by_age(self, tmp_path):
+        from datetime import datetime, timedelta, timezone
+
+        from cas.retention import select_expired
+
+        with cas.open_store(tmp_path / "s") as store:
+            for i in range(3):
+                store.save(f"{i}".encode(), "p/s/x")
+            later = datetime.now(timezone.utc) + timedelta(days=31)
+            assert [v.version for v in select_expired(store, ["p/s/x"], older_than=30 * 86400, now=later)] == [1, 2, 3]
+            assert select_expired(store, ["p/s/x"], older_than=30 * 86400) == []
+
+    def test_bad_retention_requests_change_nothing(self, run, five):
+        one_line_error(run("rm", "p/s/a"), code=2)  # no version, no rule
+        one_line_error(run("rm", "p/s/a@1", "--keep-last", "1"), code=2)
+        one_line_error(run("rm", "zz/", "--keep-last", "1"), code=2)
+        one_line_error(run("rm", "p/s/", "--older-than", "soon"), code=2)
+        one_line_error(run("rm", "p/s/", "--keep-last", "-1"), code=2)
+        assert self.live(run, "p/s/a") == [5, 4, 3, 2, 1]
+
+    def test_alias_delete(self, run, five, store_dir):
+        assert "removed p/s/a@prod (was 2)" in ok(run("alias", "--delete", "p/s/a", "prod"))
+        assert as_json(run("log", "p/s/a", "--json"))[3]["aliases"] == []
+        one_line_error(run("show", "p/s/a@prod"))
+        one_line_error(run("alias", "--delete", "p/s/a", "prod"))  # already gone
+        one_line_error(run("alias", "--delete", "p/s/a", "latest"))
+        # the removal is a record: a rebuilt index agrees, and the alias can come back
+        for f in store_dir.glob("index.sqlite*"):
+            f.unlink()
+        ok(run("reindex"))
+        one_line_error(run("show", "p/s/a@prod"))
+        ok(run("alias", "p/s/a@4", "prod"))
+        assert as_json(run("show", "p/s/a@prod", "--json"))["version"] == 4
