@@ -267,26 +267,36 @@ def put(
 @cli.command()
 @click.argument("ref", metavar="NAME[@VERSION]")
 @click.argument("dest", required=False, type=click.Path())
+@click.option("--path", "paths", multiple=True, metavar="PATH", help="Only this file or directory inside a tree (repeatable).")
 @click.option("--force", is_flag=True, help="Replace a file or directory already at the destination.")
 @json_option
 @click.pass_context
-def get(ctx: click.Context, ref: str, dest: str | None, force: bool, as_json: bool) -> None:
+def get(ctx: click.Context, ref: str, dest: str | None, paths: tuple[str, ...], force: bool, as_json: bool) -> None:
     """Download a version to DEST (default: the artifact name in the current directory).
 
     A DEST that ends with / or is an existing directory receives the artifact
     inside it, under its artifact name.  Nothing already there is replaced
-    unless --force is given.
+    unless --force is given.  --path fetches part of a tree, each path at
+    its place below DEST.
+
+    \b
+    Examples:
+      cas get churn/train/model@production ./deploy/
+      cas get churn/prep/data@3 ./data --path parts/0.csv --path README
+      cas get churn/train/model ./deploy/ --force
     """
     v = _store(ctx).get_artifact_version(ref)
+    selected = v._selected(paths) if paths and v.kind == "tree" else None  # a bad --path fails before any write
     target = download_target(dest, v.name.rsplit("/", 1)[-1])
-    if os.path.lexists(target):
-        if not force:
-            raise DestinationExistsError(str(target))
-        with progress_bar(ctx, v.size, f"getting {v.ref}", as_json=as_json, items_total=_file_count(v)) as update:
-            replace_with_download(v, target, update)
-    else:
-        with progress_bar(ctx, v.size, f"getting {v.ref}", as_json=as_json, items_total=_file_count(v)) as update:
-            v.download(target, progress=update)
+    size = sum(s for _, _, s in selected) if selected is not None else v.size
+    count = len(selected) if selected is not None else _file_count(v)
+    with progress_bar(ctx, size, f"getting {v.ref}", as_json=as_json, items_total=count) as update:
+        if os.path.lexists(target):
+            if not force:
+                raise DestinationExistsError(str(target))
+            replace_with_download(v, target, update, paths or None)
+        else:
+            v.download(target, paths=paths or None, progress=update)
     _emit(ctx, as_json, version_dict(v) | {"path": str(target)}, f"{v.ref} -> {target}")
 
 
@@ -312,14 +322,14 @@ def _local_size(path: Path) -> tuple[int, int | None]:
     return sum(sizes), len(sizes)
 
 
-def replace_with_download(v: ArtifactVersion, target: Path, progress: Any = None) -> None:
+def replace_with_download(v: ArtifactVersion, target: Path, progress: Any = None, paths: Any = None) -> None:
     """--force: the new content is assembled beside ``target`` and swapped in, so a
     failed download leaves the old one as it was."""
     if v.kind == "blob" and target.is_dir() and not target.is_symlink():
         raise IsADirectoryError(errno.EISDIR, f"{target} is a directory; a file version cannot replace it")
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.cas-", dir=target.parent))
     try:
-        fresh = v.download(scratch / "new", progress=progress)
+        fresh = v.download(scratch / "new", paths=paths, progress=progress)
         if target.is_dir() and not target.is_symlink():
             old = scratch / "old"
             os.replace(target, old)
@@ -331,9 +341,19 @@ def replace_with_download(v: ArtifactVersion, target: Path, progress: Any = None
 @cli.command()
 @click.argument("ref", metavar="NAME[@VERSION]")
 @click.argument("path", required=False)
+@click.option("--path", "path_option", default=None, metavar="PATH", help="The file inside a directory version (same as PATH).")
 @click.pass_context
-def cat(ctx: click.Context, ref: str, path: str | None) -> None:
-    """Write a version's bytes (or PATH inside a directory version) to stdout."""
+def cat(ctx: click.Context, ref: str, path: str | None, path_option: str | None) -> None:
+    """Write a version's bytes (or PATH inside a directory version) to stdout.
+
+    \b
+    Examples:
+      cas cat churn/ingest/raw@1 | head
+      cas cat churn/train/model --path metrics.json
+    """
+    if path is not None and path_option is not None and path != path_option:
+        raise click.BadParameter("give the path once: PATH or --path", param_hint="--path")
+    path = path if path is not None else path_option
     v = _store(ctx).get_artifact_version(ref)
     out = sys.stdout.buffer
     size = v.size if path is None else next((s for p, _, s in v.files(path) if p == path), None)

@@ -6,14 +6,14 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .digest import CHUNK, Digest
-from .errors import InvalidNameError
+from .errors import InvalidNameError, PathNotFoundError
 from .materializers import load_version
 from .tree import check_tree_path
 
@@ -134,11 +134,19 @@ class ArtifactVersion:
     def read_text(self, path: str | None = None, encoding: str = "utf-8") -> str:
         return self.read_bytes(path).decode(encoding)
 
-    def download(self, dest: str | os.PathLike, *, progress: Callable[..., None] | None = None) -> Path:
+    def download(
+        self,
+        dest: str | os.PathLike,
+        *,
+        paths: Iterable[str] | None = None,
+        progress: Callable[..., None] | None = None,
+    ) -> Path:
         """Write the file (or the directory tree) to ``dest``; returns what was written.
 
         If ``dest`` is an existing directory, the artifact is written inside it
         under its artifact name.  Each file appears only once complete and verified.
+        ``paths`` (a tree only): just these files or directories inside it, each
+        written at its own path below ``dest``; a path the tree lacks is an error.
         ``progress(nbytes, items=0)`` is called as bytes are written and with
         ``(0, 1)`` after each file (see :data:`cas.store.Progress`).
         """
@@ -147,14 +155,30 @@ class ArtifactVersion:
         if dest.is_dir():
             dest = dest / self.name.rsplit("/", 1)[-1]
         if self.kind == BLOB:
+            if paths is not None:
+                raise InvalidNameError(f"{self.ref} is a file, not a directory: it has no paths inside")
             _copy_verified(self.store, self.digest.hex, dest, progress)
         else:
-            for path, digest, _ in self.files():
+            for path, digest, _ in self._selected(paths):
                 _copy_verified(self.store, digest.hex, dest.joinpath(*path.split("/")), progress)
                 if progress:
                     progress(0, 1)
             dest.mkdir(parents=True, exist_ok=True)
         return dest
+
+
+    def _selected(self, paths: Iterable[str] | None) -> list[tuple[str, Digest, int]]:
+        """The tree's files, or those at or below each of ``paths``."""
+        if paths is None:
+            return self.files()
+        wanted = [check_tree_path(p.strip("/")) for p in ([paths] if isinstance(paths, str) else paths)]
+        chosen: dict[str, tuple[str, Digest, int]] = {}
+        for want in wanted:
+            found = [e for e in self.files(want) if e[0] == want or e[0].startswith(want + "/")]
+            if not found:
+                raise PathNotFoundError(f"{self.ref} has no file or directory {want!r}")
+            chosen.update((e[0], e) for e in found)
+        return [chosen[p] for p in sorted(chosen)]
 
 
 def _runs():

@@ -869,3 +869,39 @@ class TestRetention:
         one_line_error(run("show", "p/s/a@prod"))
         ok(run("alias", "p/s/a@4", "prod"))
         assert as_json(run("show", "p/s/a@prod", "--json"))["version"] == 4
+
+
+class TestPartialGet:
+    """Issue 12 item 5: one grammar, --path, for get and cat; download(paths=) in Python."""
+
+    def test_get_parts_of_a_tree(self, run, files, tmp_path):
+        run("put", str(files["dir"]), "p/s/data")
+        dest = tmp_path / "part"
+        got = as_json(run("get", "p/s/data", str(dest), "--path", "parts", "--json"))
+        assert Path(got["path"]) == dest
+        assert sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()) == ["parts/0.csv"]
+        ok(run("get", "p/s/data", str(tmp_path / "one"), "--path", "README"))
+        assert [p.name for p in (tmp_path / "one").iterdir()] == ["README"]
+
+    def test_a_missing_path_writes_nothing(self, run, files, tmp_path):
+        run("put", str(files["dir"]), "p/s/data")
+        err = one_line_error(run("get", "p/s/data", str(tmp_path / "x"), "--path", "README", "--path", "nope"))
+        assert "nope" in err and not (tmp_path / "x").exists()
+        one_line_error(run("get", "p/s/data", str(tmp_path / "x"), "--path", "../etc"))
+        run("put", str(files["file"]), "p/s/f")
+        one_line_error(run("get", "p/s/f", str(tmp_path / "x"), "--path", "a"))
+        assert not (tmp_path / "x").exists()
+
+    def test_cat_takes_the_same_path_option(self, run, files):
+        run("put", str(files["dir"]), "p/s/data")
+        assert run("cat", "p/s/data", "--path", "parts/0.csv").stdout_bytes == b"a,b\n1,2\n"
+        one_line_error(run("cat", "p/s/data", "README", "--path", "parts/0.csv"), code=2)
+
+    def test_api_download_paths(self, tmp_path, files):
+        with cas.open_store(tmp_path / "s") as store:
+            v = store.save(files["dir"], "p/s/data")
+            out = v.download(tmp_path / "out", paths=["parts/0.csv"])
+            assert [p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()] == ["parts/0.csv"]
+            with pytest.raises(cas.errors.PathNotFoundError):
+                v.download(tmp_path / "out2", paths=["missing"])
+            assert not (tmp_path / "out2").exists()
