@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .cli_config import config_cmd, remote_group
 from .cli_diff import diff_cmd, status_cmd
 from .errors import CasError, DestinationExistsError
 from .names import check_alias, parse_name
@@ -119,9 +120,15 @@ def _one_line(e: click.UsageError) -> click.UsageError:
     return OneLineUsageError(e.format_message(), e.ctx)
 
 
-def _store(ctx: click.Context, create: bool = False) -> Store:
-    url = ctx.obj.get("store")
-    store = open_store(url, create=create)
+def _store(ctx: click.Context, create: bool = False, here: bool = False) -> Store:
+    """The store the user named (a path, URL or remote name), else the nearest
+    ``.cas`` at or above the current directory, else ``./.cas`` (``here``: always
+    ``./.cas``, as ``cas init`` wants)."""
+    from .config import DEFAULT_DIR, resolve_store
+
+    named = ctx.find_root().obj.get("store")
+    url, options = (DEFAULT_DIR, {}) if named is None and here else resolve_store(named)
+    store = open_store(url, create=create, **options)
     ctx.call_on_close(store.close)
     return store
 
@@ -210,10 +217,10 @@ def init(ctx: click.Context, as_json: bool) -> None:
     from .errors import StoreNotFoundError
 
     try:
-        store = _store(ctx)
+        store = _store(ctx, here=True)
         created = False
     except StoreNotFoundError:
-        store = _store(ctx, create=True)
+        store = _store(ctx, create=True, here=True)
         created = True
     data = {"store": store.url, "store_id": store.store_id, "created": created}
     verb = "initialised cas store at" if created else "a cas store already exists at"
@@ -624,10 +631,12 @@ def sync_cmd(
     from .sync import status, transfer
     from .sync import sync as run_sync
 
-    source = open_store(src, create=False, **_storage_options(src_options, "--src-option"))
+    src, src_config = _sync_end(ctx, src)
+    dst, dst_config = _sync_end(ctx, dst)
+    source = open_store(src, create=False, **(src_config | _storage_options(src_options, "--src-option")))
     ctx.call_on_close(source.close)
     try:
-        target = open_store(dst, create=not dry_run, **_storage_options(dst_options, "--dst-option"))
+        target = open_store(dst, create=not dry_run, **(dst_config | _storage_options(dst_options, "--dst-option")))
         target_url = target.url
     except StoreNotFoundError:
         # --dry-run writes nothing, not even a new store's format file: compare against an empty one.
@@ -655,6 +664,15 @@ def sync_cmd(
             "SyncConflict",
             EXIT_ERROR,
         )
+
+
+def _sync_end(ctx: click.Context, arg: str) -> tuple[str, dict[str, Any]]:
+    """A sync end: "." is the store cas would use here; a remote's name is its URL."""
+    from .config import resolve_store
+
+    if arg == ".":
+        return resolve_store(ctx.find_root().obj.get("store"))
+    return resolve_store(arg)
 
 
 def _shown_url(url: str) -> str:
@@ -764,6 +782,8 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
 
 cli.add_command(diff_cmd)
 cli.add_command(status_cmd)
+cli.add_command(remote_group)
+cli.add_command(config_cmd)
 
 
 def main() -> None:

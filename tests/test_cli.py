@@ -905,3 +905,76 @@ class TestPartialGet:
             with pytest.raises(cas.errors.PathNotFoundError):
                 v.download(tmp_path / "out2", paths=["missing"])
             assert not (tmp_path / "out2").exists()
+
+
+class TestRemotesAndConfig:
+    """Issue 12 item 6: TOML config with named remotes; the nearest .cas above the cwd."""
+
+    @pytest.fixture
+    def project(self, tmp_path, monkeypatch):
+        root = tmp_path / "project"
+        (root / "src" / "deep").mkdir(parents=True)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+        monkeypatch.setenv("CAS_CEILING_DIRECTORIES", str(tmp_path))
+        monkeypatch.delenv("CAS_STORE", raising=False)
+        monkeypatch.delenv("CAS_CONFIG", raising=False)
+        monkeypatch.chdir(root)
+        ok(CliRunner().invoke(cli, ["init"]))
+        return root
+
+    def test_a_subdirectory_uses_the_nearest_store_above(self, project, monkeypatch):
+        (project / "src" / "deep" / "f.txt").write_text("x")
+        monkeypatch.chdir(project / "src" / "deep")
+        ok(CliRunner().invoke(cli, ["put", "f.txt", "p/s/f"]))
+        assert not (project / "src" / "deep" / ".cas").exists()
+        monkeypatch.chdir(project)
+        assert as_json(CliRunner().invoke(cli, ["ls", "--json"]))[0]["name"] == "p/s/f"
+        # init is explicit, as git init is: it creates a store right here
+        monkeypatch.chdir(project / "src")
+        assert as_json(CliRunner().invoke(cli, ["init", "--json"]))["created"] is True
+        assert (project / "src" / ".cas").is_dir()
+
+    def test_remote_add_list_sync_and_store_by_name(self, project, tmp_path):
+        runner = CliRunner()
+        (project / "f.txt").write_text("data")
+        ok(runner.invoke(cli, ["put", "f.txt", "p/s/f"]))
+        team = tmp_path / "team-store"
+        ok(runner.invoke(cli, ["remote", "add", "team", str(team), "--option", "auto_mkdir=true"]))
+        text = (project / ".cas" / "config.toml").read_text()
+        assert "[remote.team]" in text and str(team) in text
+        listed = as_json(runner.invoke(cli, ["remote", "list", "--json"]))
+        assert listed == {"team": {"url": str(team), "options": {"auto_mkdir": True}}}
+        ok(runner.invoke(cli, ["sync", ".", "team"]))
+        assert as_json(runner.invoke(cli, ["--store", "team", "ls", "--json"]))[0]["name"] == "p/s/f"
+        shown = as_json(runner.invoke(cli, ["config", "--json"]))
+        assert shown["config"]["remote"]["team"]["url"] == str(team)
+        ok(runner.invoke(cli, ["remote", "remove", "team"]))
+        assert as_json(runner.invoke(cli, ["remote", "list", "--json"])) == {}
+
+    def test_user_config_and_the_store_overrides_it(self, project, tmp_path):
+        runner = CliRunner()
+        ok(runner.invoke(cli, ["remote", "add", "team", "/somewhere/user", "--user"]))
+        assert (tmp_path / "xdg" / "cas" / "config.toml").exists()
+        assert as_json(runner.invoke(cli, ["remote", "list", "--json"]))["team"]["url"] == "/somewhere/user"
+        ok(runner.invoke(cli, ["remote", "add", "team", "/somewhere/store"]))
+        assert as_json(runner.invoke(cli, ["remote", "list", "--json"]))["team"]["url"] == "/somewhere/store"
+
+    @pytest.mark.parametrize("option", ["secret=abc9", "key=AKIA9", "token=tok9", "account_key=k9q", "password=pw9"])
+    def test_secrets_never_go_in_a_config_file(self, project, option):
+        err = one_line_error(CliRunner().invoke(cli, ["remote", "add", "team", "s3://b/cas", "--option", option]))
+        assert "credential" in err and option.split("=")[1] not in err
+        assert not (project / ".cas" / "config.toml").exists()
+
+    def test_bad_config_is_one_line(self, project):
+        (project / ".cas" / "config.toml").write_text("[remote.team\nurl=")
+        err = one_line_error(CliRunner().invoke(cli, ["remote", "list"]))
+        assert "not valid TOML" in err
+        one_line_error(CliRunner().invoke(cli, ["remote", "add", "bad name", "/x"]))
+
+    def test_nearest_store_in_a_subprocess(self, project, tmp_path):
+        env = {k: v for k, v in os.environ.items() if k != "CAS_STORE"}
+        env["CAS_CEILING_DIRECTORIES"] = str(tmp_path)
+        (project / "src" / "g.txt").write_text("g")
+        r = subprocess.run([*cas_command(), "put", "g.txt", "p/s/g"], cwd=project / "src", env=env, capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert not (project / "src" / ".cas").exists() and (project / ".cas" / "cas-format").exists()

@@ -145,8 +145,10 @@ def _quote(text: str) -> str:
 def run_in_fresh_directory(script: str, cwd: Path) -> subprocess.CompletedProcess:
     bindir = os.path.dirname(sys.executable)  # the installed `cas` script lives next to python
     env = dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""))
-    for var in ("CAS_STORE", "CAS_DEBUG"):
+    for var in ("CAS_STORE", "CAS_DEBUG", "CAS_CONFIG"):
         env.pop(var, None)
+    env["XDG_CONFIG_HOME"] = str(cwd / ".config")  # a user config of its own, never the real one
+    env["CAS_CEILING_DIRECTORIES"] = str(cwd.parent)  # no store above the fresh directory
     return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
