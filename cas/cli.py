@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from . import __version__
+from .cli_completion import completion_cmd
 from .cli_config import config_cmd, remote_group
 from .cli_diff import diff_cmd, status_cmd
 from .errors import CasError, DestinationExistsError
@@ -182,6 +183,13 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * scale
 
 
+def complete_ref(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion: artifact names from the index, then @versions and @aliases."""
+    from .cli_completion import complete_ref as complete
+
+    return complete(ctx, incomplete)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 
@@ -202,6 +210,12 @@ def cli(ctx: click.Context, store: str | None, quiet: bool, show_progress: bool)
 
     Names are PIPELINE/STEP/ARTIFACT; a version is written NAME@N, NAME@latest
     or NAME@ALIAS.
+
+    \b
+    Examples:
+      cas put model.pkl churn/train/model --alias candidate
+      cas log churn/train/model
+      cas --store team ls churn/
     """
     ctx.ensure_object(dict)
     ctx.obj["store"] = store
@@ -213,7 +227,13 @@ def cli(ctx: click.Context, store: str | None, quiet: bool, show_progress: bool)
 @json_option
 @click.pass_context
 def init(ctx: click.Context, as_json: bool) -> None:
-    """Create a store; if one is already there, say so and change nothing."""
+    """Create a store; if one is already there, say so and change nothing.
+
+    \b
+    Examples:
+      cas init
+      cas --store s3://bucket/cas init --json
+    """
     from .errors import StoreNotFoundError
 
     try:
@@ -228,8 +248,8 @@ def init(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("source", metavar="PATH")
-@click.argument("name")
+@click.argument("source", metavar="PATH", type=click.Path())
+@click.argument("name", shell_complete=complete_ref)
 @click.option("--alias", "aliases", multiple=True, metavar="ALIAS", help="Also point ALIAS at the new version (repeatable).")
 @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Attach metadata (repeatable).")
 @click.option("--if-changed", is_flag=True, help="Create no version if the content equals the latest version's.")
@@ -238,7 +258,14 @@ def init(ctx: click.Context, as_json: bool) -> None:
 def put(
     ctx: click.Context, source: str, name: str, aliases: tuple[str, ...], meta: tuple[str, ...], if_changed: bool, as_json: bool
 ) -> None:
-    """Save a file or directory (PATH, or - for stdin) as the next version of NAME."""
+    """Save a file or directory (PATH, or - for stdin) as the next version of NAME.
+
+    \b
+    Examples:
+      cas put model.pkl churn/train/model --alias candidate --meta auc=0.91
+      cas put ./data churn/prep/data --if-changed
+      tar c logs/ | cas put - churn/train/logs
+    """
     metadata = {}
     for item in meta:
         key, sep, value = item.partition("=")
@@ -272,7 +299,7 @@ def put(
 
 
 @cli.command()
-@click.argument("ref", metavar="NAME[@VERSION]")
+@click.argument("ref", metavar="NAME[@VERSION]", shell_complete=complete_ref)
 @click.argument("dest", required=False, type=click.Path())
 @click.option("--path", "paths", multiple=True, metavar="PATH", help="Only this file or directory inside a tree (repeatable).")
 @click.option("--force", is_flag=True, help="Replace a file or directory already at the destination.")
@@ -346,7 +373,7 @@ def replace_with_download(v: ArtifactVersion, target: Path, progress: Any = None
 
 
 @cli.command()
-@click.argument("ref", metavar="NAME[@VERSION]")
+@click.argument("ref", metavar="NAME[@VERSION]", shell_complete=complete_ref)
 @click.argument("path", required=False)
 @click.option("--path", "path_option", default=None, metavar="PATH", help="The file inside a directory version (same as PATH).")
 @click.pass_context
@@ -376,7 +403,13 @@ def cat(ctx: click.Context, ref: str, path: str | None, path_option: str | None)
 @json_option
 @click.pass_context
 def ls_cmd(ctx: click.Context, prefix: str, as_json: bool) -> None:
-    """List artifacts (optionally under PREFIX) with their latest version."""
+    """List artifacts (optionally under PREFIX) with their latest version.
+
+    \b
+    Examples:
+      cas ls
+      cas ls churn/train/ --json
+    """
     store = _store(ctx)
     rows = []
     for name in store.list_artifacts(prefix):
@@ -387,12 +420,18 @@ def ls_cmd(ctx: click.Context, prefix: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("name")
+@click.argument("name", shell_complete=complete_ref)
 @click.option("--all", "include_deleted", is_flag=True, help="Include deleted versions.")
 @json_option
 @click.pass_context
 def log(ctx: click.Context, name: str, include_deleted: bool, as_json: bool) -> None:
-    """Show the versions of NAME, newest first."""
+    """Show the versions of NAME, newest first.
+
+    \b
+    Examples:
+      cas log churn/train/model
+      cas log churn/train/model --all --json
+    """
     store = _store(ctx)
     versions = store.list_versions(name, include_deleted=include_deleted)
     aliases = store.aliases(name)
@@ -411,11 +450,17 @@ def log(ctx: click.Context, name: str, include_deleted: bool, as_json: bool) -> 
 
 
 @cli.command()
-@click.argument("ref", metavar="NAME[@VERSION]")
+@click.argument("ref", metavar="NAME[@VERSION]", shell_complete=complete_ref)
 @json_option
 @click.pass_context
 def show(ctx: click.Context, ref: str, as_json: bool) -> None:
-    """Show one version: digest, size, metadata, and the files of a directory."""
+    """Show one version: digest, size, metadata, and the files of a directory.
+
+    \b
+    Examples:
+      cas show churn/train/model@production
+      cas show churn/prep/data@3 --json
+    """
     v = _store(ctx).get_artifact_version(ref)
     data = version_dict(v)
     if v.kind == "tree":
@@ -429,7 +474,7 @@ def show(ctx: click.Context, ref: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("ref", metavar="NAME@VERSION")
+@click.argument("ref", metavar="NAME@VERSION", shell_complete=complete_ref)
 @click.argument("alias")
 @click.option("--delete", "delete", is_flag=True, help="Remove ALIAS from the artifact NAME instead.")
 @json_option
@@ -453,7 +498,7 @@ def alias(ctx: click.Context, ref: str, alias: str, delete: bool, as_json: bool)
 
 
 @cli.command()
-@click.argument("ref", metavar="NAME@VERSION | NAME-OR-PREFIX")
+@click.argument("ref", metavar="NAME@VERSION | NAME-OR-PREFIX", shell_complete=complete_ref)
 @click.option("--keep-last", type=click.IntRange(min=0), default=None, metavar="N", help="Keep the N newest versions of each name.")
 @click.option("--older-than", default=None, metavar="DURATION", help="Delete only versions older than this (30m, 12h, 30d).")
 @click.option("--keep-alias/--no-keep-alias", default=True, show_default=True, help="Keep versions an alias points at.")
@@ -504,7 +549,13 @@ def rm(
 @json_option
 @click.pass_context
 def verify(ctx: click.Context, deep: bool, as_json: bool) -> None:
-    """Check the store: missing, corrupt, truncated and foreign blobs.  Exit 2 if any."""
+    """Check the store: missing, corrupt, truncated and foreign blobs.  Exit 2 if any.
+
+    \b
+    Examples:
+      cas verify
+      cas verify --deep --json
+    """
     store = _store(ctx)
     total = store.stats().stored_bytes if deep else None
     with progress_bar(ctx, total, "verifying", as_json=as_json, item_unit="blobs", count_bytes=deep) as update:
@@ -527,7 +578,13 @@ def verify(ctx: click.Context, deep: bool, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def gc(ctx: click.Context, dry_run: bool, grace: str, as_json: bool) -> None:
-    """Remove blobs that no live version needs."""
+    """Remove blobs that no live version needs.
+
+    \b
+    Examples:
+      cas gc --dry-run
+      cas gc --grace 7d
+    """
     report = _store(ctx).gc(grace=parse_duration(grace), dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     data = {"removed": report.removed, "removed_bytes": report.removed_bytes, "kept": report.kept, "dry_run": dry_run,
@@ -539,7 +596,13 @@ def gc(ctx: click.Context, dry_run: bool, grace: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def stats(ctx: click.Context, as_json: bool) -> None:
-    """Logical bytes, stored bytes and the dedupe ratio."""
+    """Logical bytes, stored bytes and the dedupe ratio.
+
+    \b
+    Examples:
+      cas stats
+      cas --store s3://bucket/cas stats --json
+    """
     s = _store(ctx).stats()
     data = {
         "artifacts": s.artifacts,
@@ -561,7 +624,13 @@ def stats(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def reindex(ctx: click.Context, as_json: bool) -> None:
-    """Rebuild the index from the records in the backend."""
+    """Rebuild the index from the records in the backend.
+
+    \b
+    Examples:
+      cas reindex
+      cas --store team reindex --json
+    """
     store = _store(ctx)
     with progress_bar(ctx, None, "reindexing", as_json=as_json, item_unit="refs", count_bytes=False) as update:
         n = store.reindex(progress=update)
@@ -572,7 +641,13 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def refresh(ctx: click.Context, as_json: bool) -> None:
-    """Catch up with what other machines wrote to the same backend."""
+    """Catch up with what other machines wrote to the same backend.
+
+    \b
+    Examples:
+      cas refresh
+      cas --store team refresh --json
+    """
     store = _store(ctx)
     n = store.refresh()
     _emit(ctx, as_json, {"applied": n}, f"{n} new records")
@@ -624,6 +699,12 @@ def sync_cmd(
     rerun.  Credentials come from each cloud's usual environment variables,
     FSSPEC_<PROTOCOL>_<KEY> variables, or --src-option/--dst-option.
     Exits 1 if some artifact's history differs in DST (nothing of it is copied).
+
+    \b
+    Examples:
+      cas sync ./.cas s3://bucket/cas 'churn/*'
+      cas sync . team --dry-run --json
+      cas sync team ./.cas
     """
     import uuid
 
@@ -696,7 +777,13 @@ def _run_line(r: Any) -> str:
 
 @cli.group(name="run")
 def run_group() -> None:
-    """Pipeline runs: each step, what it consumed and what it produced."""
+    """Pipeline runs: each step, what it consumed and what it produced.
+
+    \b
+    Examples:
+      cas run list
+      cas run show RUN_ID
+    """
 
 
 @run_group.command(name="list")
@@ -708,7 +795,13 @@ def run_group() -> None:
 @json_option
 @click.pass_context
 def run_list(ctx: click.Context, pipeline: str | None, status: str | None, limit: int, as_json: bool) -> None:
-    """List runs, newest first."""
+    """List runs, newest first.
+
+    \b
+    Examples:
+      cas run list
+      cas run list --pipeline churn --status failed --json
+    """
     runs = _store(ctx).list_runs(pipeline, status=status, limit=limit)
     _emit(ctx, as_json, [r.to_dict() for r in runs], "\n".join(_run_line(r) for r in runs) or "(no runs)")
 
@@ -718,7 +811,13 @@ def run_list(ctx: click.Context, pipeline: str | None, status: str | None, limit
 @json_option
 @click.pass_context
 def run_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
-    """Show a run: its params and each step's status, inputs and outputs."""
+    """Show a run: its params and each step's status, inputs and outputs.
+
+    \b
+    Examples:
+      cas run list --limit 1
+      cas run show RUN_ID --json
+    """
     r = _store(ctx).get_run(run_id)
     lines = [f"run {r.id}", f"pipeline  {r.pipeline}", f"status    {r.status}" + (f"  ({r.error})" if r.error else "")]
     lines.append(f"started   {r.started_at.isoformat() if r.started_at else '-'}")
@@ -735,7 +834,7 @@ def run_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("ref", metavar="NAME[@VERSION]")
+@click.argument("ref", metavar="NAME[@VERSION]", shell_complete=complete_ref)
 @click.option("--down", is_flag=True, help="Trace what was derived from the version (default: where it came from).")
 @click.option("--depth", type=click.IntRange(min=0), default=None, metavar="N", help="Follow at most N steps (default: all).")
 @click.option(
@@ -749,7 +848,13 @@ def run_show(ctx: click.Context, run_id: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def lineage(ctx: click.Context, ref: str, down: bool, depth: int | None, fmt: str, as_json: bool) -> None:
-    """Trace a version's lineage: up to its inputs, or --down to what was derived from it."""
+    """Trace a version's lineage: up to its inputs, or --down to what was derived from it.
+
+    \b
+    Examples:
+      cas lineage churn/train/model
+      cas lineage churn/ingest/raw@1 --down --format mermaid
+    """
     graph = _store(ctx).lineage(ref, "down" if down else "up", depth)
     click.echo(graph.export("json" if as_json else fmt))
 
@@ -764,7 +869,13 @@ def lineage(ctx: click.Context, ref: str, down: bool, depth: int | None, fmt: st
 )
 @click.pass_context
 def demo(ctx: click.Context, demo_store: str | None) -> None:
-    """Run a small pipeline twice and show versions, dedupe, lineage and runs."""
+    """Run a small pipeline twice and show versions, dedupe, lineage and runs.
+
+    \b
+    Examples:
+      cas demo
+      cas demo --store /tmp/cas-demo
+    """
     import tempfile
 
     from .demo import run_demo
@@ -783,6 +894,7 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
 cli.add_command(diff_cmd)
 cli.add_command(status_cmd)
 cli.add_command(remote_group)
+cli.add_command(completion_cmd)
 cli.add_command(config_cmd)
 
 

@@ -978,3 +978,35 @@ class TestRemotesAndConfig:
         r = subprocess.run([*cas_command(), "put", "g.txt", "p/s/g"], cwd=project / "src", env=env, capture_output=True, timeout=120)
         assert r.returncode == 0, r.stderr
         assert not (project / "src" / ".cas").exists() and (project / ".cas" / "cas-format").exists()
+
+
+class TestCompletion:
+    """Issue 12 item 7: click's shell completion, artifact names and @versions from the index."""
+
+    @pytest.mark.parametrize("shell,marker", [("bash", "complete -o"), ("zsh", "compdef"), ("fish", "complete --no-files")])
+    def test_completion_prints_a_script(self, run, shell, marker):
+        out = ok(run("completion", shell, store=False))
+        assert "_CAS_COMPLETE" in out and marker in out
+
+    def complete(self, store: Path, words: str) -> list[str]:
+        env = dict(os.environ, CAS_STORE=str(store), COMP_WORDS=words, COMP_CWORD=str(len(words.split()) - 1),
+                   _CAS_COMPLETE="bash_complete")
+        r = subprocess.run(cas_command(), env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        return [line.split(",", 1)[1] for line in r.stdout.splitlines() if line]
+
+    def test_names_and_versions_complete_from_the_index(self, tmp_path):
+        store = tmp_path / "s"
+        for name in ("churn/train/model", "churn/train/metrics", "churn/test/report"):
+            sh("put", "-", name, store=store, input=b"x")
+        sh("put", "-", "churn/train/model", store=store, input=b"y")
+        sh("alias", "churn/train/model@1", "production", store=store)
+        assert self.complete(store, "cas log churn/tr") == ["churn/train/metrics", "churn/train/model"]
+        assert self.complete(store, "cas show churn/train/model@") == [
+            "churn/train/model@latest", "churn/train/model@production", "churn/train/model@2", "churn/train/model@1"]
+        assert self.complete(store, "cas get churn/train/model@p") == ["churn/train/model@production"]
+        assert "diff" in self.complete(store, "cas di")
+
+    def test_completion_never_creates_a_store(self, tmp_path):
+        assert self.complete(tmp_path / "none", "cas log ch") == []
+        assert not (tmp_path / "none").exists()

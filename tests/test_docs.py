@@ -62,6 +62,18 @@ def test_every_command_has_help(path, command):
     assert "Usage:" in result.output and path.split()[-1] in result.output
 
 
+@pytest.mark.parametrize("path,command", [("", cli), *COMMANDS], ids=["cas", *(p for p, _ in COMMANDS)])
+def test_every_help_ends_with_two_or_three_examples(path, command):
+    result = CliRunner().invoke(cli, [*path.split(), "--help"])
+    assert result.exit_code == 0, result.output
+    text = result.output.rstrip()
+    help_part = text.split("Options:", 1)[0].rstrip()
+    assert "Examples:" in help_part, f"cas {path} --help has no examples"
+    examples = [line.strip() for line in help_part.rsplit("Examples:", 1)[1].splitlines() if line.strip()]
+    assert 2 <= len(examples) <= 3, examples
+    assert all("cas " in e for e in examples), examples
+
+
 @pytest.mark.parametrize("path,command", COMMANDS, ids=[p for p, _ in COMMANDS])
 def test_every_command_is_documented_with_its_options(path, command):
     sections = cli_sections()
