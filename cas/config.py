@@ -50,6 +50,7 @@ _SECRET = re.compile(r"(secret|password|passwd|token|credential|account_key|sas|
 
 
 def user_config_path() -> Path:
+    """The per-user config file: ``$CAS_CONFIG``, else ``$XDG_CONFIG_HOME/cas/config.toml`` (default ``~/.config``)."""
     if os.environ.get("CAS_CONFIG"):
         return Path(os.environ["CAS_CONFIG"])
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
@@ -57,6 +58,7 @@ def user_config_path() -> Path:
 
 
 def store_config_path(store_dir: str | os.PathLike) -> Path:
+    """A local store's own config file, ``<store>/config.toml``."""
     return Path(store_dir) / CONFIG_FILE
 
 
@@ -149,6 +151,7 @@ def add_remote(path: Path, name: str, url: str, options: dict[str, Any] | None =
 
 
 def remove_remote(path: Path, name: str) -> None:
+    """Remove ``[remote.NAME]`` from the config file at ``path``; an error if it is not there."""
     data = _read(path)
     if name not in data.get("remote", {}):
         raise InvalidNameError(f"no remote named {name!r} in {path}")

@@ -31,6 +31,7 @@ class Side:
 
 
 def side_of_version(v: ArtifactVersion) -> Side:
+    """A version's side of a comparison, from the index (no content read)."""
     files = {p: (d.hex, s) for p, d, s in v.files()} if v.kind == TREE else {}
     return Side(v.ref, v.kind, v.digest.hex, v.size, dict(v.metadata), files)
 

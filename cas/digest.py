@@ -52,6 +52,7 @@ class Digest:
 
     @property
     def short(self) -> str:
+        """The first 12 hex digits, as cas prints them."""
         return self.hex[:12]
 
     def __str__(self) -> str:

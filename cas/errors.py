@@ -105,15 +105,17 @@ class UnsupportedFormatError(CasError):
 
 
 class ArtifactNotFoundError(KeyError, CasError):
+    """No artifact has this name (a ``KeyError`` too)."""
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
 
 
 class VersionNotFoundError(ArtifactNotFoundError):
-    pass
+    """The artifact exists but has no such version or alias."""
 
 
 class VersionDeletedError(FileNotFoundError, CasError):
+    """The version existed and was deleted (``cas rm``); its number is never reused."""
     __str__ = CasError.__str__
 
     def __init__(self, name: str, version: int):
@@ -210,6 +212,7 @@ class IntegrityError(CasError):
 
 
 class UnsafeLoadError(PermissionError, CasError):
+    """Loading this version would run code (pickle) and ``allow_pickle=True`` was not given."""
     __str__ = CasError.__str__
 
     def __init__(self, message: str):
@@ -235,5 +238,5 @@ class BackendError(OSError, CasError):
 
 
 class RunError(RuntimeError, CasError):
-    pass
+    """A run or step used wrongly: ended twice, unknown, or lineage arguments without a run."""
 

@@ -68,6 +68,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when nothing is missing, corrupt or foreign."""
         return not (self.missing or self.corrupt or self.foreign)
 
 
@@ -89,6 +90,7 @@ class StoreStats:
 
     @property
     def dedupe_ratio(self) -> float:
+        """Logical bytes over stored bytes (1.0 for an empty store)."""
         return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
 
@@ -136,6 +138,24 @@ def open_store(url: str | os.PathLike | None = None, *, index: str | None = None
 
 
 class Store:
+    """A cas store: a backend (any fsspec URL) holding blobs and records, plus a
+    local SQLite index of them.  Open one with :func:`open_store`.
+
+    Contract, in short (docs/api.md has the whole of it):
+
+    * ``save`` stores content once under its BLAKE3 digest and creates the
+      next version of a name; a version never changes afterwards.
+    * ``get_artifact_version``, ``list_versions``, ``list_artifacts``,
+      ``aliases`` and ``stats`` answer from the index without reading content;
+      a lookup that misses catches up with the backend first.
+    * Every read of content is verified against its digest.
+    * Deleting is recorded (``delete_version``); only ``gc`` removes bytes.
+    * The backend is the truth: ``reindex`` rebuilds the same answers from it,
+      ``refresh`` applies what other machines wrote.
+
+    Use it as a context manager, or call ``close``.
+    """
+
     def __init__(self, backend: Backend, *, index: str | None = None, create: bool = True) -> None:
         self.backend = backend
         self.blobs = BlobStore(backend)
@@ -154,12 +174,14 @@ class Store:
 
     @property
     def url(self) -> str:
+        """The backend URL (credentials never included)."""
         return self.backend.url
 
     def __repr__(self) -> str:
         return f"Store({redact_url(self.url)!r})"
 
     def close(self) -> None:
+        """Close the index and the backend's connections; the store is unusable afterwards (also ``with open_store(...)``)."""
         self.index.close()
         self.backend.close()
 
@@ -604,6 +626,7 @@ class Store:
         return ArtifactVersion.from_row(self, row)
 
     def list_versions(self, name: str, *, include_deleted: bool = False) -> list[ArtifactVersion]:
+        """Versions of ``name``, oldest first; deleted ones only with ``include_deleted``. ``ArtifactNotFoundError`` for an unknown name."""
         aname = str(parse_name(name))
         rows = self.index.list_versions(aname, include_deleted=include_deleted)
         if not rows:
@@ -611,14 +634,17 @@ class Store:
         return [ArtifactVersion.from_row(self, r) for r in rows]
 
     def list_artifacts(self, prefix: str = "") -> list[str]:
+        """Names of artifacts with a live version whose name starts with ``prefix``, sorted. Answered from the index."""
         if not isinstance(prefix, str) or any(ord(ch) < 32 for ch in prefix) or "\\" in prefix:
             raise InvalidNameError(f"invalid prefix {prefix!r}")
         return self.index.list_artifacts(prefix)
 
     def aliases(self, name: str) -> dict[str, int]:
+        """User aliases of ``name`` and the version each points at (``latest`` is implicit, not listed)."""
         return self.index.aliases_of(str(parse_name(name)))
 
     def stats(self) -> StoreStats:
+        """Counts and bytes from the index: artifacts, live versions, content blobs, logical and stored bytes."""
         return StoreStats(**self.index.stats())
 
     # -- loading, runs and lineage (cas.materializers, cas.runs, cas.lineage) ------------

@@ -47,6 +47,7 @@ class ArtifactVersion:
 
     @classmethod
     def from_row(cls, store: Store, row: VersionRow) -> ArtifactVersion:
+        """Build a version from an index row (for cas internals; users call ``Store.get_artifact_version``)."""
         return cls(
             name=row.name,
             version=row.version,
@@ -128,10 +129,12 @@ class ArtifactVersion:
         return io.BufferedReader(self.store.blobs.open(self._blob_for(path)), CHUNK)  # type: ignore[return-value]
 
     def read_bytes(self, path: str | None = None) -> bytes:
+        """All the bytes of the version (or of ``path`` inside a tree), verified against the digest; raises ``IntegrityError`` on a mismatch."""
         self.store._note_read(self)
         return self.store.blobs.read_bytes(self._blob_for(path))
 
     def read_text(self, path: str | None = None, encoding: str = "utf-8") -> str:
+        """``read_bytes(path)`` decoded with ``encoding``."""
         return self.read_bytes(path).decode(encoding)
 
     def download(
