@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .digest import CHUNK, Digest
+from .download import Download
 from .errors import InvalidNameError, PathNotFoundError
 from .materializers import load_version
 from .tree import check_tree_path
@@ -124,7 +124,8 @@ class ArtifactVersion:
         return entry[0]
 
     def open(self, path: str | None = None) -> BinaryIO:
-        """A buffered, seekable reader; a full sequential read is verified."""
+        """A buffered, seekable reader, verified at the end of a sequential read
+        and before the first byte of a random access (see ``cas.blobs.VerifyingReader``)."""
         self.store._note_read(self)
         return io.BufferedReader(self.store.blobs.open(self._blob_for(path)), CHUNK)  # type: ignore[return-value]
 
@@ -147,7 +148,8 @@ class ArtifactVersion:
         """Write the file (or the directory tree) to ``dest``; returns what was written.
 
         If ``dest`` is an existing directory, the artifact is written inside it
-        under its artifact name.  Each file appears only once complete and verified.
+        under its artifact name.  Nothing appears until every byte is verified;
+        on an error the destination is left as it was (see :mod:`cas.download`).
         ``paths`` (a tree only): just these files or directories inside it, each
         written at its own path below ``dest``; a path the tree lacks is an error.
         ``progress(nbytes, items=0)`` is called as bytes are written and with
@@ -157,16 +159,13 @@ class ArtifactVersion:
         dest = Path(dest)
         if dest.is_dir():
             dest = dest / self.name.rsplit("/", 1)[-1]
-        if self.kind == BLOB:
-            if paths is not None:
-                raise InvalidNameError(f"{self.ref} is a file, not a directory: it has no paths inside")
-            _copy_verified(self.store, self.digest.hex, dest, progress)
-        else:
-            for path, digest, _ in self._selected(paths):
-                _copy_verified(self.store, digest.hex, dest.joinpath(*path.split("/")), progress)
-                if progress:
-                    progress(0, 1)
-            dest.mkdir(parents=True, exist_ok=True)
+        if self.kind == BLOB and paths is not None:
+            raise InvalidNameError(f"{self.ref} is a file, not a directory: it has no paths inside")
+        with Download(self.store.blobs, progress=progress) as d:  # whole and verified, or nothing at all
+            if self.kind == BLOB:
+                d.file(self.digest.hex, dest)
+            else:
+                d.tree([(path, digest.hex) for path, digest, _ in self._selected(paths)], dest)
         return dest
 
 
@@ -188,19 +187,3 @@ def _runs():
     from . import runs  # runs builds on this module; import it when first asked
 
     return runs
-
-
-def _copy_verified(store: Store, hexdigest: str, dest: Path, progress: Callable[..., None] | None = None) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.cas-{uuid.uuid4().hex[:8]}")
-    try:
-        with store.blobs.open(hexdigest) as src, open(tmp, "wb") as out:
-            reader = io.BufferedReader(src, CHUNK)
-            while block := reader.read(CHUNK):
-                out.write(block)
-                if progress:
-                    progress(len(block))
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
