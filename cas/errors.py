@@ -11,6 +11,7 @@ OSError family first so ``errno`` and ``filename`` stay meaningful::
     │   └── VersionNotFoundError            unknown version or alias
     ├── VersionDeletedError(FileNotFoundError)  the version was deleted
     ├── VersionExistsError(FileExistsError) a committed version cannot change
+    ├── DestinationExistsError(FileExistsError)  cas get would replace a local file (--force allows it)
     ├── ReadOnlyError(PermissionError)      a write that would change immutable data
     ├── BlobNotFoundError(FileNotFoundError)   a blob the index points at is gone
     ├── PathNotFoundError(FileNotFoundError)   no such cas:// path (name, version, alias or file)
