@@ -27,6 +27,7 @@ from .cli_diff import diff_cmd, status_cmd
 from .errors import CasError, DestinationExistsError
 from .names import check_alias, parse_name
 from .store import DEFAULT_GC_GRACE, Store, open_store
+from .ui.command import ui_command
 from .units import human_bytes
 from .version import ArtifactVersion
 
@@ -896,6 +897,7 @@ cli.add_command(status_cmd)
 cli.add_command(remote_group)
 cli.add_command(completion_cmd)
 cli.add_command(config_cmd)
+cli.add_command(ui_command)  # cas/ui/command.py; the server stack loads only when it runs
 
 
 def main() -> None:
