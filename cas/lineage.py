@@ -120,21 +120,26 @@ class LineageGraph:
 
     @property
     def nodes(self) -> list[VersionNode | StepNode]:
+        """Every version and step node of the graph."""
         return [*self.versions.values(), *self.steps.values()]
 
     def producer(self, version_id: str) -> StepNode | None:
+        """The step that produced version ``version_id``, or None (saved outside a run, or beyond the depth)."""
         for e in self.edges:
             if e.kind == "output" and e.target == version_id:
                 return self.steps[e.source]
         return None
 
     def inputs_of(self, step_id: str) -> list[VersionNode]:
+        """The versions step ``step_id`` consumed."""
         return [self.versions[e.source] for e in self.edges if e.kind == "input" and e.target == step_id]
 
     def outputs_of(self, step_id: str) -> list[VersionNode]:
+        """The versions step ``step_id`` produced."""
         return [self.versions[e.target] for e in self.edges if e.kind == "output" and e.source == step_id]
 
     def consumers(self, version_id: str) -> list[StepNode]:
+        """The steps that consumed version ``version_id``."""
         return [self.steps[e.target] for e in self.edges if e.kind == "input" and e.source == version_id]
 
     def refs(self) -> list[str]:
@@ -158,6 +163,7 @@ class LineageGraph:
         raise ValueError(f"unknown lineage format {fmt!r}; use one of {', '.join(FORMATS)}")
 
     def to_dict(self) -> dict[str, Any]:
+        """Nodes and edges as plain JSON-ready data."""
         return {
             "root": self.root,
             "direction": self.direction,
@@ -167,6 +173,7 @@ class LineageGraph:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
+        """``to_dict()`` as a JSON string."""
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
 
     def to_text(self) -> str:

@@ -364,6 +364,7 @@ def _optional(check: Callable[[Any], None]) -> Callable[[Any], None]:
 
 _SEQ = _int(0, MAX_VERSION)
 _VERSION = _int(1, MAX_VERSION)
+_ALIAS_TARGET = _int(0, MAX_VERSION)  # 0: the alias was removed (`cas alias --delete`)
 _STATUS = _one_of(*END_STATUSES)
 _ERROR = _optional(_text)
 _RUN_EVENT = {"run_id": _segment, "seq": _SEQ}
@@ -378,7 +379,7 @@ _RECORDS: dict[str, tuple[str, dict[str, Callable[[Any], None]], dict[str, Calla
         {"metadata": _optional(_map), "materializer": _optional(_text), "run_id": _optional(_segment),
          "step_run_id": _optional(_segment)},
     ),
-    "alias": ("aliases", {"name": _name, "alias": _alias, "version": _VERSION, "seq": _SEQ, "created_at": _time}, {}),
+    "alias": ("aliases", {"name": _name, "alias": _alias, "version": _ALIAS_TARGET, "seq": _SEQ, "created_at": _time}, {}),
     "delete": ("deletions", {"name": _name, "version": _VERSION, "deleted_at": _time}, {}),
     "run_start": ("runs", {**_RUN_EVENT, "pipeline": _segment, "started_at": _time}, {"params": _optional(_map)}),
     "run_end": ("runs", {**_RUN_EVENT, "status": _STATUS, "ended_at": _time}, {"error": _ERROR}),

@@ -471,6 +471,7 @@ class StepRun:
     unknown_inputs: tuple[str, ...] = ()  # consumed versions this index does not hold (partial sync)
 
     def to_dict(self) -> dict[str, Any]:
+        """The step run as JSON-ready data (versions as refs)."""
         return {
             "id": self.id,
             "run_id": self.run_id,
@@ -500,21 +501,25 @@ class PipelineRun:
 
     @property
     def duration(self) -> float | None:
+        """Seconds from start to end, or None while the run is still open."""
         if self.started_at and self.ended_at:
             return (self.ended_at - self.started_at).total_seconds()
         return None
 
     @property
     def outputs(self) -> tuple[ArtifactVersion, ...]:
+        """Every version the run's steps produced, in step order."""
         return tuple(v for s in self.steps for v in s.outputs)
 
     def step(self, name: str) -> StepRun:
+        """The step run named ``name``; ``KeyError`` if the run has none."""
         for s in self.steps:
             if s.step == name:
                 return s
         raise KeyError(f"run {self.id} has no step {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The run, with its steps, as JSON-ready data."""
         return {
             "id": self.id,
             "pipeline": self.pipeline,

@@ -64,8 +64,10 @@ _INDEX_FILES = (INDEX_FILE, f"{INDEX_FILE}-wal", f"{INDEX_FILE}-shm", f"{INDEX_F
 
 log = logging.getLogger(__name__)
 
-#: progress callback: (units done in this step, description); units are bytes or items
-Progress = Callable[[int], None]
+#: progress callback ``progress(nbytes, items=0)``: called with the bytes read as they
+#: are read (save, download, verify --deep, sync), and with ``(0, 1)`` as each item
+#: (a file of a tree, a blob, a ref) is done.  Called often: keep it cheap.
+Progress = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
+        """True when nothing is missing, corrupt, foreign or invalid."""
         return not (self.missing or self.corrupt or self.foreign or self.invalid)
 
 
@@ -100,6 +103,7 @@ class StoreStats:
 
     @property
     def dedupe_ratio(self) -> float:
+        """Logical bytes over stored bytes (1.0 for an empty store)."""
         return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
 
@@ -147,6 +151,24 @@ def open_store(url: str | os.PathLike | None = None, *, index: str | None = None
 
 
 class Store:
+    """A cas store: a backend (any fsspec URL) holding blobs and records, plus a
+    local SQLite index of them.  Open one with :func:`open_store`.
+
+    Contract, in short (docs/api.md has the whole of it):
+
+    * ``save`` stores content once under its BLAKE3 digest and creates the
+      next version of a name; a version never changes afterwards.
+    * ``get_artifact_version``, ``list_versions``, ``list_artifacts``,
+      ``aliases`` and ``stats`` answer from the index without reading content;
+      a lookup that misses catches up with the backend first.
+    * Every read of content is verified against its digest.
+    * Deleting is recorded (``delete_version``); only ``gc`` removes bytes.
+    * The backend is the truth: ``reindex`` rebuilds the same answers from it,
+      ``refresh`` applies what other machines wrote.
+
+    Use it as a context manager, or call ``close``.
+    """
+
     def __init__(self, backend: Backend, *, index: str | None = None, create: bool = True) -> None:
         self.backend = backend
         self.blobs = BlobStore(backend)
@@ -169,12 +191,14 @@ class Store:
 
     @property
     def url(self) -> str:
+        """The backend URL (credentials never included)."""
         return self.backend.url
 
     def __repr__(self) -> str:
         return f"Store({redact_url(self.url)!r})"
 
     def close(self) -> None:
+        """Close the index and the backend's connections; the store is unusable afterwards (also ``with open_store(...)``)."""
         self.index.close()
         self.backend.close()
 
@@ -198,6 +222,7 @@ class Store:
         run_id: str | None = None,
         step: str | None = None,
         inputs: Iterable[Any] = (),
+        if_changed: bool = False,
         _extra: dict[str, Any] | None = None,
     ) -> ArtifactVersion:
         """Store ``data`` as the next version of ``name``.
@@ -213,6 +238,11 @@ class Store:
         is that step's output.  Frameworks name the producer instead:
         ``run_id`` (started if new), ``step`` (default: the name's step part)
         and ``inputs`` (versions or ``name@version`` strings it consumed).
+
+        ``if_changed``: when the content (digest and kind) equals the latest
+        live version's, no version is created and that version is returned
+        (``aliases`` still move to it; ``metadata`` is not compared).  Equal
+        content is a dedupe hit, so nothing new is written either.
         """
         aname = parse_name(name)
         aliases = [check_alias(a) for a in aliases]
@@ -224,6 +254,10 @@ class Store:
             link = _runs.link_for_save(self, aname.pipeline, aname.step, run_id, step, inputs)
         with _materializers.materialize(mat, data) as payload:
             kind, result, entries = self._put_content(payload, progress)
+        if if_changed and (same := self._latest_if_same(str(aname), kind, result.digest)) is not None:
+            for alias in aliases:
+                self._move_alias(str(aname), alias, same)
+            return self._version(str(aname), same)
         if link is not None:
             extra.update(link.commit())
         record = {
@@ -251,18 +285,17 @@ class Store:
                 return BLOB, self.blobs.put_bytes(data.encode("utf-8")), None
         if isinstance(data, os.PathLike):
             path = os.fspath(data)
+            self._refuse_own(path)
             if os.path.isdir(path):
                 return self._put_tree(path, progress)
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no such file or directory: {path}")
             with self.backend.batch():
-                result = self.blobs.put_file(path)
-            if progress:
-                progress(result.size)
+                result = self.blobs.put_file(path, progress)
             return BLOB, result, None
         if hasattr(data, "read"):
             with self.backend.batch():
-                return BLOB, self.blobs.put_stream(data), None
+                return BLOB, self.blobs.put_stream(data, progress), None
         raise UnsupportedDataError(
             f"cannot save a {type(data).__name__}: pass bytes, str, a pathlib.Path, or a binary file object"
         )
@@ -271,16 +304,36 @@ class Store:
         entries: list[tuple[str, str, int]] = []
         # Walk (and validate every path) before writing anything: a refused
         # symlink or bad file name must leave the store unchanged.
-        files = list(walk_files(root))
+        files = list(walk_files(root, exclude=self._own_files()))
         with self.backend.batch():
             for rel, abspath in files:
-                result = self.blobs.put_file(abspath)
+                result = self.blobs.put_file(abspath, progress)
                 entries.append((rel, result.digest, result.size))
                 if progress:
-                    progress(1)
+                    progress(0, 1)
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
+
+    def _latest_if_same(self, name: str, kind: str, digest: str) -> int | None:
+        rows = self.index.list_versions(name, include_deleted=False)
+        latest = ArtifactVersion.from_row(self, rows[-1]) if rows else None
+        if latest is not None and latest.kind == kind and latest.digest.hex == digest:
+            return latest.version
+        return None
+
+    def _refuse_own(self, path: str) -> None:
+        own = self._own_files()
+        if any(_identity(p) in own for p in _self_and_parents(path)):
+            raise InvalidNameError(f"refusing to save {path!r}: it is part of the store it would be saved into")
+
+    def _own_files(self) -> set[tuple[int, int]]:
+        """Identities of this store's own directory and live index files: a
+        directory being saved never includes the store it is saved into."""
+        paths = [self.index.path + suffix for suffix in ("", "-wal", "-shm", "-journal")]
+        if isinstance(self.backend, LocalBackend):
+            paths.append(self.backend.root)
+        return {ident for p in paths if (ident := _identity(p)) is not None}
 
     # -- versions of content already stored (metadata-only; used by the cas:// view) --
 
@@ -533,6 +586,25 @@ class Store:
         self._move_alias(target.name, check_alias(alias), target.version)
         return target
 
+    def delete_alias(self, name: str, alias: str) -> int:
+        """Remove ``alias`` from ``name``; returns the version it pointed at.
+
+        Recorded like a move (an alias record with ``version`` 0, the highest
+        ``seq`` wins), so other machines, sync and reindex agree.  ``latest``
+        is maintained by cas and cannot be removed.
+        """
+        aname = str(parse_name(name))
+        alias = check_alias(alias)
+        if alias == LATEST:
+            raise InvalidNameError("'latest' is maintained by cas and cannot be removed")
+        self.refresh()
+        version = self.index.resolve_alias(aname, alias)
+        if version is None:
+            self._require_name(aname)
+            raise VersionNotFoundError(f"{aname} has no alias {alias!r}")
+        self._move_alias(aname, alias, 0)
+        return version
+
     def _move_alias(self, name: str, alias: str, version: int, *, after: int | None = None) -> bool:
         """Move ``alias``; with ``after``, only as the move right after seq ``after``
         (False if another process moved it first: a compare-and-swap for folders)."""
@@ -603,6 +675,7 @@ class Store:
         return ArtifactVersion.from_row(self, row)
 
     def list_versions(self, name: str, *, include_deleted: bool = False) -> list[ArtifactVersion]:
+        """Versions of ``name``, oldest first; deleted ones only with ``include_deleted``. ``ArtifactNotFoundError`` for an unknown name."""
         aname = str(parse_name(name))
         rows = self.index.list_versions(aname, include_deleted=include_deleted)
         if not rows:
@@ -610,14 +683,17 @@ class Store:
         return [ArtifactVersion.from_row(self, r) for r in rows]
 
     def list_artifacts(self, prefix: str = "") -> list[str]:
+        """Names of artifacts with a live version whose name starts with ``prefix``, sorted. Answered from the index."""
         if not isinstance(prefix, str) or any(ord(ch) < 32 for ch in prefix) or "\\" in prefix:
             raise InvalidNameError(f"invalid prefix {prefix!r}")
         return self.index.list_artifacts(prefix)
 
     def aliases(self, name: str) -> dict[str, int]:
+        """User aliases of ``name`` and the version each points at (``latest`` is implicit, not listed)."""
         return self.index.aliases_of(str(parse_name(name)))
 
     def stats(self) -> StoreStats:
+        """Counts and bytes from the index: artifacts, live versions, content blobs, logical and stored bytes."""
         return StoreStats(**self.index.stats())
 
     # -- loading, runs and lineage (cas.materializers, cas.runs, cas.lineage) ------------
@@ -732,7 +808,7 @@ class Store:
                 self._apply(c, ref, record_digest, record, entries)
                 applied += 1
                 if progress:
-                    progress(1)
+                    progress(0, 1)
             seq = start
             while True:
                 try:
@@ -790,16 +866,16 @@ class Store:
         checked = 0
         if deep:
             bad = set(corrupt)
-            for digest, size in present.items():
+            for digest in present:
                 try:
-                    actual, _ = self.blobs.check(digest)
+                    actual, _ = self.blobs.check(digest, progress)
                 except CasError:
                     actual = ""
                 if actual != digest:
                     bad.add(digest)
                 checked += 1
                 if progress:
-                    progress(size)
+                    progress(0, 1)
             corrupt = sorted(bad)
         else:
             checked = len(needed)
@@ -848,6 +924,24 @@ class Store:
             if abort_stale is not None:
                 abort_stale(cutoff)
         return GcReport(removed=removed, removed_bytes=removed_bytes, kept=kept, dry_run=dry_run)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _self_and_parents(path: str) -> Iterable[str]:
+    path = os.path.abspath(path)
+    while True:
+        yield path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
 
 
 def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:

@@ -53,7 +53,7 @@ _SHARDS = 256
 # A local destination publishes blobs in batches of this many (one syncfs each).
 _LOCAL_BATCH = 2000
 
-Progress = Callable[[int], None]
+Progress = Callable[..., None]  # progress(nbytes, items=0), as cas.store.Progress
 
 
 @dataclass(frozen=True)
@@ -221,8 +221,9 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
 # -- sending -------------------------------------------------------------------------
 
 
-def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
-    """Copy one blob, hashing while copying; returns bytes written (0 if it was there)."""
+def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: Progress | None = None) -> int:
+    """Copy one blob, hashing while copying; returns bytes written (0 if it was there).
+    ``progress(nbytes)`` is called from the worker thread as bytes are read."""
     rel = blob_path(digest)
     if size is None or size <= _IN_MEMORY:
         try:
@@ -234,6 +235,8 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
         actual = hash_bytes(data)
         if actual != digest:
             raise IntegrityError(digest, actual, f"source {rel}")
+        if progress:
+            progress(len(data))
         return len(data) if dst.backend.create_bytes(rel, data, content_addressed=True) else 0
     # Large: stream through a spool file next to the destination (bounded memory),
     # verified before it is published under its final name.
@@ -243,6 +246,8 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
             raw = reader.raw
             while block := raw.read(CHUNK):
                 spool.write(block)
+                if progress:
+                    progress(len(block))
         if spool.hexdigest() != digest:
             raise IntegrityError(digest, spool.hexdigest(), f"source {rel}")
     except BaseException:
@@ -252,10 +257,10 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
     return result.size if result.written else 0
 
 
-def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None) -> int:
+def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None, progress: Progress | None) -> int:
     # A batch belongs to the thread that opened it; pool workers join it explicitly.
     with dst.backend.join(batch):
-        return _copy_blob(src, dst, digest, size)
+        return _copy_blob(src, dst, digest, size, progress)
 
 
 def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int, progress: Progress | None) -> tuple[int, int]:
@@ -267,7 +272,7 @@ def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int,
         for start in range(0, len(order), step):
             chunk = order[start : start + step]
             with dst.backend.batch() as batch:  # local: one syncfs per chunk; a no-op elsewhere
-                futures = [pool.submit(_copy_in_batch, batch, src, dst, d, s) for d, s in chunk]
+                futures = [pool.submit(_copy_in_batch, batch, src, dst, d, s, progress) for d, s in chunk]
                 try:
                     for fut in _as_done(futures):
                         n = fut.result()
@@ -275,7 +280,7 @@ def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int,
                             sent += 1
                             sent_bytes += n
                         if progress:
-                            progress(n)
+                            progress(0, 1)
                 except BaseException:
                     for f in futures:
                         f.cancel()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat as statmod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import msgpack
 
@@ -133,11 +133,13 @@ def _is_utf8(path: str) -> bool:
     return True
 
 
-def walk_files(root: str) -> Iterator[tuple[str, str]]:
+def walk_files(root: str, exclude: Collection[tuple[int, int]] = ()) -> Iterator[tuple[str, str]]:
     """(relative "/" path, absolute path) of every regular file below ``root``.
 
     Symlinks are refused rather than followed: a tree must not quietly pull in
-    bytes from outside the directory being saved.
+    bytes from outside the directory being saved.  Directories and files whose
+    ``(st_dev, st_ino)`` is in ``exclude`` are skipped (the store being saved
+    into, its live index).
     """
     stack = [""]
     while stack:
@@ -147,6 +149,8 @@ def walk_files(root: str) -> Iterator[tuple[str, str]]:
             for e in it:
                 rel = f"{rel_dir}/{e.name}" if rel_dir else e.name
                 st = e.stat(follow_symlinks=False)
+                if exclude and (st.st_dev, st.st_ino) in exclude:
+                    continue
                 if statmod.S_ISDIR(st.st_mode):
                     stack.append(rel)
                 elif statmod.S_ISREG(st.st_mode):

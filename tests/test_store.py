@@ -750,8 +750,8 @@ class TestLocalDisk:
         src.write_bytes(os.urandom(2 * MiB))
         real = cas.blobs.hash_file
 
-        def hash_then_change(path):
-            result = real(path)
+        def hash_then_change(path, progress=None):
+            result = real(path, progress)
             with open(path, "ab") as f:  # another program appends right after we hashed
                 f.write(b"more")
             return result

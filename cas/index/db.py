@@ -326,7 +326,10 @@ class Index:
         )
 
     def resolve_alias(self, name: str, alias: str) -> int | None:
-        row = self.conn.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+        # version 0: the alias was removed (its highest-seq record says so)
+        row = self.conn.execute(
+            "SELECT version FROM aliases WHERE name = ? AND alias = ? AND version > 0", (name, alias)
+        ).fetchone()
         return row[0] if row else None
 
     def alias_seq(self, name: str, alias: str) -> int:
@@ -334,7 +337,9 @@ class Index:
         return row[0] if row else -1
 
     def aliases_of(self, name: str) -> dict[str, int]:
-        rows = self.conn.execute("SELECT alias, version FROM aliases WHERE name = ? ORDER BY alias", (name,))
+        rows = self.conn.execute(
+            "SELECT alias, version FROM aliases WHERE name = ? AND version > 0 ORDER BY alias", (name,)
+        )
         return {a: v for a, v in rows}
 
     # -- whole-store questions -------------------------------------------------
