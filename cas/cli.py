@@ -851,14 +851,26 @@ def _draft_path(path: str) -> str:
 
 @cli.group(name="draft")
 def draft_group() -> None:
-    """Drafts: files written below cas://p/s/a/N/ that are not a committed version yet."""
+    """Drafts: files written below cas://p/s/a/N/ that are not a committed version yet.
+
+    \b
+    Examples:
+      cas draft list
+      cas draft commit churn/prep/parts/1
+    """
 
 
 @draft_group.command(name="list")
 @json_option
 @click.pass_context
 def draft_list(ctx: click.Context, as_json: bool) -> None:
-    """List open drafts: their files, writers still at work, and why one is not committed."""
+    """List open drafts: their files, writers still at work, and why one is not committed.
+
+    \b
+    Examples:
+      cas draft list
+      cas draft list --json
+    """
     rows = _draft_fs(ctx).draft_status()
     lines = []
     for r in rows:
@@ -877,7 +889,13 @@ def draft_list(ctx: click.Context, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def draft_commit(ctx: click.Context, path: str, as_json: bool) -> None:
-    """Commit the drafts at or below PATH (p/s/a/N or a prefix), each as one version."""
+    """Commit the drafts at or below PATH (p/s/a/N or a prefix), each as one version.
+
+    \b
+    Examples:
+      cas draft commit churn/prep/parts/1
+      cas draft commit cas://churn/prep --json
+    """
     versions = _draft_fs(ctx).commit(_draft_path(path))
     _emit(ctx, as_json, [version_dict(v) for v in versions], "\n".join(f"committed {v.ref}" for v in versions))
 
@@ -887,7 +905,13 @@ def draft_commit(ctx: click.Context, path: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def draft_discard(ctx: click.Context, path: str, as_json: bool) -> None:
-    """Drop the drafts at or below PATH; their blobs are left for gc."""
+    """Drop the drafts at or below PATH; their blobs are left for gc.
+
+    \b
+    Examples:
+      cas draft discard churn/prep/parts/1
+      cas draft discard churn/prep --json
+    """
     fs = _draft_fs(ctx)
     dropped = [d for d in fs.drafts() if f"{d}/".startswith(f"{_draft_path(path)}/")]
     fs.discard(_draft_path(path))
