@@ -174,14 +174,28 @@ class RecordStore:
     def ref_exists(self, ref: str) -> bool:
         return self.backend.exists(ref)
 
-    def iter_refs(self, kind: str = "") -> Iterator[tuple[str, str]]:
-        """(ref path, record digest) for every ref under ``refs/<kind>``."""
+    def list_refs(self, kind: str = "") -> Iterator[str]:
+        """The path of every ref under ``refs/<kind>`` (one listing; no ref is read)."""
         prefix = f"{REFS}/{kind}" if kind else REFS
         for entry in self.backend.list(prefix):
+            yield entry.path
+
+    def iter_refs(self, kind: str = "") -> Iterator[tuple[str, str]]:
+        """(ref path, record digest) for every ref under ``refs/<kind>``."""
+        for ref in self.list_refs(kind):
             try:
-                yield entry.path, self.read_ref(entry.path)
+                yield ref, self.read_ref(ref)
             except FileNotFoundError:
                 continue
+
+    def journalled_refs(self) -> tuple[set[str], int]:
+        """Every ref the journal announces, and one past its last entry (reads the whole journal)."""
+        refs: set[str] = set()
+        seq = 0
+        while (entry := self.read_journal(seq)) is not None:
+            refs.add(entry["ref"])
+            seq += 1
+        return refs, seq
 
     # -- journal -------------------------------------------------------------
 

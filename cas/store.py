@@ -18,6 +18,7 @@ from typing import Any
 from . import lineage as _lineage
 from . import materializers as _materializers
 from . import runs as _runs
+from . import sweeps
 from .backend import Backend, LocalBackend, open_backend, redact_url
 from .blobs import BlobStore, PutResult
 from .digest import Digest
@@ -63,10 +64,12 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)  # digests a version or record needs
     corrupt: list[str] = field(default_factory=list)  # content does not match its name
     foreign: list[str] = field(default_factory=list)  # files under blobs/ that are not blobs
+    orphans: list[str] = field(default_factory=list)  # refs claimed but never journalled: journalled now
+    dangling: list[str] = field(default_factory=list)  # refs whose record (or tree manifest) is missing
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.foreign)
+        return not (self.missing or self.corrupt or self.foreign or self.dangling)
 
 
 @dataclass(frozen=True)
@@ -206,21 +209,35 @@ class Store:
         if "step_run_id" not in extra:
             link = _runs.link_for_save(self, aname.pipeline, aname.step, run_id, step, inputs)
         with _materializers.materialize(mat, data) as payload:
+            started, position = time.time(), _position(payload)
             kind, result, entries = self._put_content(payload, progress)
-        if link is not None:
-            extra.update(link.commit())
-        record = {
-            "type": "version",
-            "name": str(aname),
-            "digest": result.digest,
-            "kind": kind,
-            "size": result.size,
-            "created_at": now_iso(),
-            "metadata": metadata,
-            "materializer": mat.name,
-            **extra,
-        }
-        version = self._claim_version(aname, record, entries)
+            if link is not None:
+                extra.update(link.commit())
+            record = {
+                "type": "version",
+                "name": str(aname),
+                "digest": result.digest,
+                "kind": kind,
+                "size": result.size,
+                "created_at": now_iso(),
+                "metadata": metadata,
+                "materializer": mat.name,
+                **extra,
+            }
+
+            def restore() -> None:
+                # The content is still at hand (the payload lives until this block ends): put it again.
+                if position is None:
+                    self._check_present(kind, result.digest, entries)
+                    return
+                if hasattr(payload, "seek"):
+                    payload.seek(position)
+                again = self._put_content(payload, None)[1]
+                if again.digest != result.digest:
+                    raise IntegrityError(result.digest, again.digest, "the content changed while it was being saved")
+
+            reuse = None if result.written else (started, restore)
+            version = self._claim_version(aname, record, entries, reuse=reuse)
         for alias in aliases:
             self._move_alias(str(aname), alias, version)
         return self._version(str(aname), version)
@@ -256,14 +273,18 @@ class Store:
         # symlink or bad file name must leave the store unchanged.
         files = list(walk_files(root))
         with self.backend.batch():
+            reused = 0
             for rel, abspath in files:
                 result = self.blobs.put_file(abspath)
+                reused += not result.written
                 entries.append((rel, result.digest, result.size))
                 if progress:
                     progress(1)
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
-        return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
+        # ``written`` is False if any blob of the tree was already stored: gc must not take it (see _claim_version)
+        written = manifest.written and reused == 0
+        return TREE, PutResult(manifest.digest, total, written), sorted(entries)
 
     # -- versions of content already stored (metadata-only; used by the cas:// view) --
 
@@ -320,7 +341,10 @@ class Store:
             "metadata": metadata,
             **(_extra or {}),  # lineage (run_id, step_run_id), as in save()
         }
-        number = self._claim_version(aname, record, entries, exact=exact)
+        started = time.time()
+        number = self._claim_version(
+            aname, record, entries, exact=exact, reuse=(started, lambda: self._check_present(kind, hexdigest, None))
+        )
         return self._version(str(aname), number)
 
     def link_tree(
@@ -343,6 +367,7 @@ class Store:
         metadata = _check_metadata(metadata)
         clean = _check_entries(entries)
         exact = self._check_exact_version(str(aname), version)
+        started = time.time()
         self._require_blobs((d, s) for _, d, s in clean)
         manifest = self.blobs.put_bytes(encode_manifest(clean))
         record = {
@@ -355,7 +380,12 @@ class Store:
             "metadata": metadata,
             **(_extra or {}),  # lineage (run_id, step_run_id), as in save()
         }
-        number = self._claim_version(aname, record, clean, exact=exact)
+
+        def restore() -> None:
+            self.blobs.put_bytes(encode_manifest(clean))
+            self._check_present(TREE, manifest.digest, clean)
+
+        number = self._claim_version(aname, record, clean, exact=exact, reuse=(started, restore))
         return self._version(str(aname), number)
 
     def _check_exact_version(self, name: str, version: int | None) -> int | None:
@@ -422,8 +452,21 @@ class Store:
                 return None
             number = next_after(number) if next_after else number + 1
 
-    def _claim_version(self, aname: ArtifactName, record: dict[str, Any], entries, exact: int | None = None) -> int:
-        """Claim the next free number, or exactly ``exact`` (VersionExistsError if taken)."""
+    def _claim_version(
+        self,
+        aname: ArtifactName,
+        record: dict[str, Any],
+        entries,
+        exact: int | None = None,
+        reuse: tuple[float, Callable[[], None]] | None = None,
+    ) -> int:
+        """Claim the next free number, or exactly ``exact`` (VersionExistsError if taken).
+
+        ``reuse``: (when the save began, restore) for a save that relies on
+        blobs it did not write itself (a dedupe hit, a link).  If a gc sweep
+        ran since then, ``restore`` puts back (or checks) its content once the
+        sweep is over, before the version is journalled (docs/format.md, gc).
+        """
         name = str(aname)
         caught_up = False
 
@@ -443,8 +486,27 @@ class Store:
         if claimed is None:
             raise VersionExistsError(f"{name}@{exact} was claimed by another writer", f"{name}@{exact}")
         ref, record_digest, version = claimed
+        if reuse is not None and sweeps.overlapping(self.backend, reuse[0]):
+            # The record is a blob too: the sweep may have taken it before the claim.
+            self.records.put_record(record)
+            try:
+                reuse[1]()
+            except BlobNotFoundError:
+                # Reused content is gone and cannot be put back: the number is spent,
+                # so the version is committed and its deletion recorded at once.
+                self._commit(ref, record_digest, record, entries)
+                self._record_deletion(name, version)
+                raise
         self._commit(ref, record_digest, record, entries)
         return version
+
+    def _check_present(self, kind: str, digest: str, entries) -> None:
+        """Every blob of this content is in the backend (asked there: the index may be behind)."""
+        self.blobs.size(digest)  # BlobNotFoundError if absent
+        if kind == TREE:
+            listed = entries if entries is not None else decode_manifest(self.blobs.read_bytes(digest))
+            for _, d, _ in listed:
+                self.blobs.size(d)
 
     def _commit(self, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
         """Journal a freshly claimed ref, then show it in the index."""
@@ -458,15 +520,66 @@ class Store:
             self._apply(c, ref, record_digest, record, entries)
 
     def _learn_ref(self, ref: str) -> None:
+        """Learn a ref someone else claimed (a lost claim).  One the journal does not
+        announce - its writer died between the claim and the journal entry - is
+        completed: journalled here, so every other index learns it too."""
         if self.index.has_record(ref):
             return
         try:
             record_digest = self.records.read_ref(ref)
         except FileNotFoundError:
             return
-        record = self.records.get_record(record_digest)
-        with self.index.write() as c:
-            self._apply(c, ref, record_digest, record)
+        self.refresh()
+        if not self.index.has_record(ref):
+            self._complete(ref, record_digest)
+
+    def _orphan(self, ref: str, record_digest: str) -> tuple[dict[str, Any], Any] | None:
+        """(record, tree entries) of a claimed ref, or None if it dangles (its record,
+        or a tree version's manifest, is missing or unreadable)."""
+        try:
+            record = self.records.get_record(record_digest)
+            entries = None
+            if record.get("type") == "version" and record.get("kind") == TREE:
+                entries = decode_manifest(self.blobs.read_bytes(record["digest"]))
+        except (CasError, ValueError, TypeError, KeyError):
+            return None
+        return record, entries
+
+    def _complete(self, ref: str, record_digest: str) -> bool:
+        """Journal and apply an orphan ref; False if it dangles (left alone: verify reports it)."""
+        found = self._orphan(ref, record_digest)
+        if found is None:
+            return False
+        self._commit(ref, record_digest, found[0], found[1])
+        return True
+
+    def _unknown_refs(self) -> list[tuple[str, str | None]]:
+        """(ref, record digest or None if unreadable) for every ref in the backend this
+        index does not know: orphans, and claims whose writer has not journalled yet."""
+        self.refresh()
+        known = {ref for ref, _ in self.index.iter_records()}
+        out: list[tuple[str, str | None]] = []
+        for ref in self.records.list_refs():
+            if ref in known:
+                continue
+            try:
+                out.append((ref, self.records.read_ref(ref)))
+            except FileNotFoundError:
+                continue
+            except CasError:
+                out.append((ref, None))
+        return sorted(out, key=lambda item: ref_order((item[0], "")))
+
+    def _complete_orphans(self) -> tuple[list[str], list[str]]:
+        """Journal every ref the backend holds and the journal never announced.
+        Returns (completed refs, dangling refs)."""
+        completed, dangling = [], []
+        for ref, record_digest in self._unknown_refs():
+            if record_digest is not None and self._complete(ref, record_digest):
+                completed.append(ref)
+            else:
+                dangling.append(ref)
+        return completed, dangling
 
     def _apply(self, c, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
         """Make one record visible in the index; applying twice changes nothing."""
@@ -498,14 +611,17 @@ class Store:
     def delete_version(self, name: str, version: int | str) -> ArtifactVersion:
         """Record that a version is deleted.  Its bytes stay until ``gc``."""
         target = self.get_artifact_version(name, version)
-        record = {"type": "delete", "name": target.name, "version": target.version, "deleted_at": now_iso()}
+        self._record_deletion(target.name, target.version)
+        return target
+
+    def _record_deletion(self, name: str, version: int) -> None:
+        record = {"type": "delete", "name": name, "version": version, "deleted_at": now_iso()}
         record_digest = self.records.put_record(record)
-        ref = deletion_ref(target.name, target.version)
+        ref = deletion_ref(name, version)
         if not self.records.claim(ref, record_digest):
             self._learn_ref(ref)
-            raise VersionDeletedError(target.name, target.version)
+            raise VersionDeletedError(name, version)
         self._commit(ref, record_digest, record)
-        return target
 
     # -- finding -----------------------------------------------------------------
 
@@ -658,10 +774,21 @@ class Store:
         """
         start = self.records.journal_end()
         refs = sorted(self.records.iter_refs(), key=ref_order)
+        journalled, _ = self.records.journalled_refs()
+        found = []
+        for ref, record_digest in refs:
+            try:
+                record = self.records.get_record(record_digest)
+            except BlobNotFoundError:
+                continue  # a dangling ref: nothing to show; verify reports it
+            found.append((ref, record_digest, record))
+            if ref not in journalled:
+                # an orphan (its writer died before journalling): complete it for every other index
+                self.records.append_journal(ref, record_digest, start)
         with self.index.write() as c:
             self.index.clear(c)
-            for ref, record_digest in refs:
-                self._apply(c, ref, record_digest, self.records.get_record(record_digest))
+            for ref, record_digest, record in found:
+                self._apply(c, ref, record_digest, record)
                 if progress:
                     progress(1)
             seq = start
@@ -696,8 +823,9 @@ class Store:
 
     def verify(self, deep: bool = False, progress: Progress | None = None) -> VerifyReport:
         """Check every blob a version or record needs is present with the right size;
-        with ``deep``, rehash every blob.  Finds missing, corrupt and foreign files."""
-        self.refresh()
+        with ``deep``, rehash every blob.  Finds missing, corrupt and foreign files,
+        and refs that dangle; completes orphan refs (claimed, never journalled)."""
+        orphans, dangling = self._complete_orphans()
         present: dict[str, int] = {}
         foreign: list[str] = []
         for digest, path, size, _ in self.blobs.iter_digests():
@@ -725,37 +853,77 @@ class Store:
             corrupt = sorted(bad)
         else:
             checked = len(needed)
-        return VerifyReport(checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign))
+        return VerifyReport(
+            checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign), orphans=orphans, dangling=dangling
+        )
 
     def gc(self, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -> GcReport:
         """Remove blobs no live version or record needs, once older than ``grace`` seconds.
 
-        The grace period protects saves in flight elsewhere, whose blobs land
-        before their version is claimed.
+        What is needed is decided from the refs in the backend, not only from
+        this index: a ref no journal entry announced (its writer died after
+        claiming) is journalled first.  The grace period protects saves in
+        flight elsewhere, whose blobs land before their version is claimed; a
+        save that reuses a stored blob is protected by the sweep mark written
+        before the refs are listed (docs/format.md, gc).
         """
         if grace < 0:
             raise InvalidNameError("grace must be >= 0 seconds")
         self.refresh()
-        keep = set(self.index.needed_blobs())
         cutoff = time.time() - grace
-        removed = removed_bytes = kept = 0
-        for digest, _path, size, mtime in list(self.blobs.iter_digests()):
-            if digest is None or digest in keep or (mtime is not None and mtime > cutoff):
-                kept += 1
-                continue
+        listed = list(self.blobs.iter_digests())
+        keep = set(self.index.needed_blobs())
+        candidates = [
+            (digest, size) for digest, _, size, mtime in listed
+            if digest is not None and digest not in keep and (mtime is None or mtime <= cutoff)
+        ]
+        # Mark before listing the refs, and only if there may be something to remove.
+        sweep = sweeps.begin(self.backend) if candidates and not dry_run else None
+        removed = removed_bytes = 0
+        try:
+            for ref, record_digest in self._unknown_refs():
+                if record_digest is None:
+                    continue
+                if dry_run:  # change nothing: just keep what the orphan needs
+                    keep |= self._orphan_blobs(ref, record_digest)
+                else:
+                    self._complete(ref, record_digest)
+            keep.update(self.index.needed_blobs())
+            for digest, size in candidates:
+                if digest in keep:
+                    continue
+                if sweep is not None:
+                    if not sweep.may_delete():
+                        break  # past the promised deadline: writers no longer wait for us
+                    self.blobs.remove(digest)
+                removed += 1
+                removed_bytes += size
             if not dry_run:
-                self.blobs.remove(digest)
-            removed += 1
-            removed_bytes += size
-        if not dry_run:
-            for entry in list(self.backend.list("tmp")):
-                if entry.mtime is not None and entry.mtime <= cutoff:
-                    self.backend.remove(entry.path)
-            # object stores: unfinished multipart uploads left by killed writers (cas.cloud)
-            abort_stale = getattr(self.backend, "abort_stale_uploads", None)
-            if abort_stale is not None:
-                abort_stale(cutoff)
+                for entry in list(self.backend.list("tmp")):
+                    if entry.mtime is not None and entry.mtime <= cutoff:
+                        self.backend.remove(entry.path)
+                # object stores: unfinished multipart uploads left by killed writers (cas.cloud)
+                abort_stale = getattr(self.backend, "abort_stale_uploads", None)
+                if abort_stale is not None:
+                    abort_stale(cutoff)
+        finally:
+            if sweep is not None:
+                sweep.done()
+                sweeps.prune(self.backend, time.time() - sweeps.MARK_KEEP)
+        kept = len(listed) - removed
         return GcReport(removed=removed, removed_bytes=removed_bytes, kept=kept, dry_run=dry_run)
+
+    def _orphan_blobs(self, ref: str, record_digest: str) -> set[str]:
+        """Every blob an orphan ref needs (its record, content, manifest, tree files)."""
+        found = self._orphan(ref, record_digest)
+        if found is None:
+            return {record_digest}
+        record, entries = found
+        blobs = {record_digest}
+        if record.get("type") == "version":
+            blobs.add(record["digest"])
+            blobs.update(d for _, d, _ in entries or ())
+        return blobs
 
 
 def _check_entries(entries: Iterable[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
@@ -779,6 +947,16 @@ def _check_entries(entries: Iterable[tuple[str, str, int]]) -> list[tuple[str, s
     if clash:
         raise InvalidNameError(f"{clash[0]!r} is both a file and a directory in the tree")
     return sorted(clean.values())
+
+
+def _position(payload: Any) -> int | None:
+    """Where the content of ``payload`` starts, if it can be read again (None: a one-pass stream)."""
+    if not hasattr(payload, "read"):
+        return 0  # bytes, str, a path: read again from where they are
+    try:
+        return payload.tell() if payload.seekable() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
