@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -169,3 +171,116 @@ def test_reindex_while_others_write(tmp_path):
     assert reindexer.returncode == 0, err
     with cas.open_store(store_dir) as store:
         check_store(store, results)
+
+
+# -- a save that reuses a blob, racing gc (issue 9, case 2) -------------------------------------
+
+REUSED = b"content whose only version was deleted, so gc may take it" * 100
+
+# Stops itself (a real SIGSTOP) at a chosen point: before its first version claim
+# (a writer), or before its first blob removal (gc).  The parent sends SIGCONT.
+PAUSING_CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import cas
+    from cas.blobs import BlobStore
+    from cas.records import RecordStore
+
+    url, options, index, role, data = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    store = cas.open_store(url, index=index, **options)
+    paused = []
+    def pause_once():
+        if not paused:
+            paused.append(True)
+            os.kill(os.getpid(), signal.SIGSTOP)
+    if role == "writer":
+        real_claim = RecordStore.claim
+        def claim(self, ref, digest):
+            if ref.startswith("refs/versions/"):
+                pause_once()
+            return real_claim(self, ref, digest)
+        RecordStore.claim = claim
+        v = store.save(data.encode(), "reuse/s/new")
+        print(v.version, flush=True)
+    else:
+        real_remove = BlobStore.remove
+        def remove(self, digest):
+            pause_once()
+            return real_remove(self, digest)
+        BlobStore.remove = remove
+        print(store.gc(grace=0).removed, flush=True)
+    """
+)
+
+CLOUD_PARAMS = [pytest.param(b, marks=getattr(pytest.mark, b)) for b in ("s3", "gcs", "azure")]
+
+
+def start_paused(url: str, options: dict, index: str, role: str) -> subprocess.Popen:
+    """Start a child and return once it has stopped itself (SIGSTOP) at its pause point."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PAUSING_CHILD, url, json.dumps(options), index, role, REUSED.decode()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"the {role} ended before its pause point: {proc.communicate()}"
+    return proc
+
+
+def resume(proc: subprocess.Popen) -> str:
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return out.strip()
+
+
+def deleted_blob(store: cas.Store) -> str:
+    """Stored content no live version uses: what gc(grace=0) removes."""
+    v = store.save(REUSED, "reuse/s/old")
+    store.delete_version("reuse/s/old", 1)
+    return v.digest.hex
+
+
+@pytest.mark.parametrize("backend_name", ["local", *CLOUD_PARAMS])
+def test_dedupe_hit_paused_before_its_claim_survives_gc(store_url, storage_options, tmp_path):
+    """A save finds its content already stored (a dedupe hit: nothing written, no mtime
+    touched), is paused before claiming its version, and gc removes that very blob
+    (and the save's record) meanwhile: once resumed, the save puts back what it needs
+    before it commits, so its version reads back whole."""
+    with cas.open_store(store_url, index=str(tmp_path / "gc.sqlite"), **storage_options) as store:
+        digest = deleted_blob(store)
+        writer = start_paused(store_url, storage_options, str(tmp_path / "writer.sqlite"), "writer")
+        try:
+            assert store.gc(grace=0).removed >= 2  # the reused blob and the paused save's record
+            assert not store.blobs.exists(digest)
+        finally:
+            version = resume(writer)
+        assert version == "1"
+        v = store.get_artifact_version("reuse/s/new", 1)
+        assert v.digest.hex == digest and v.read_bytes() == REUSED
+        report = store.verify(deep=True)
+        assert report.ok, report
+        store.gc(grace=0)
+        assert store.get_artifact_version("reuse/s/new").read_bytes() == REUSED
+
+
+@pytest.mark.parametrize("backend_name", ["local", *CLOUD_PARAMS[:1]])
+def test_dedupe_hit_claimed_while_gc_is_paused_mid_sweep(store_url, storage_options, tmp_path):
+    """gc has listed the refs and is paused just before removing a blob; a save of that
+    content claims its version meanwhile.  The save must not commit before the sweep
+    is over, and then it puts the blob back."""
+    with cas.open_store(store_url, index=str(tmp_path / "writer.sqlite"), **storage_options) as store:
+        digest = deleted_blob(store)
+        gc = start_paused(store_url, storage_options, str(tmp_path / "gc.sqlite"), "gc")
+        result: list = []
+        saver = threading.Thread(target=lambda: result.append(store.save(REUSED, "reuse/s/new")))
+        try:
+            saver.start()
+            saver.join(timeout=2)
+            assert saver.is_alive(), "the save committed while a sweep that may remove its blob was running"
+        finally:
+            assert int(resume(gc)) >= 1
+        saver.join(timeout=60)
+        assert result and result[0].read_bytes() == REUSED and result[0].digest.hex == digest
+        assert store.verify(deep=True).ok
