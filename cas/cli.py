@@ -318,9 +318,11 @@ def verify(ctx: click.Context, deep: bool, as_json: bool) -> None:
     with progress_bar(None, "verifying", quiet=as_json) as update:
         report = store.verify(deep=deep, progress=update)
     data = {"ok": report.ok, "checked": report.checked, "missing": report.missing, "corrupt": report.corrupt, "foreign": report.foreign}
+    data.update(orphans=report.orphans, dangling=report.dangling)
     lines = [f"checked {report.checked} blobs" + (" (deep)" if deep else "")]
     lines += [f"missing  {d}" for d in report.missing] + [f"corrupt  {d}" for d in report.corrupt]
     lines += [f"foreign  {p}" for p in report.foreign]
+    lines += [f"dangling {r}" for r in report.dangling] + [f"orphan   {r} (journalled now)" for r in report.orphans]
     lines.append("ok" if report.ok else "PROBLEMS FOUND")
     _emit(ctx, as_json, data, "\n".join(lines))
     if not report.ok:

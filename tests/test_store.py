@@ -458,6 +458,20 @@ class TestGc:
 
 
 class TestVerify:
+    def test_dangling_ref_is_reported_and_blocks_nothing(self, lstore, tmp_path):
+        """A ref whose record is gone (a damaged or hand-edited store): verify says so;
+        reindex, gc and later saves of that name carry on past it."""
+        lstore.save(b"one", "p/s/a")
+        ref = version_ref("p/s/a", 2)
+        assert lstore.records.claim(ref, hash_bytes(b"a record nobody stored"))
+        report = lstore.verify()
+        assert report.dangling == [ref] and not report.ok
+        lstore.reindex()
+        lstore.gc(grace=0)
+        assert lstore.save(b"three", "p/s/a").version == 3
+        assert [v.version for v in lstore.list_versions("p/s/a")] == [1, 3]
+        assert lstore.verify().dangling == [ref]
+
     def test_clean_store(self, store, tmp_path):
         store.save(b"x", "p/s/a")
         store.save(make_tree(tmp_path / "t", TREE), "p/s/t")
