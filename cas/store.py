@@ -7,6 +7,7 @@ any point leaves, at worst, unreferenced blobs for ``gc``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -491,9 +492,11 @@ class Store:
             self.records.put_record(record)
             try:
                 reuse[1]()
-            except BlobNotFoundError:
-                # Reused content is gone and cannot be put back: the number is spent,
-                # so the version is committed and its deletion recorded at once.
+            except Exception:
+                # Reused content is gone and cannot be put back (a one-pass stream, a
+                # source file that changed or vanished): the number is spent, so the
+                # version is committed and its deletion recorded at once - never left
+                # as an orphan that someone would complete into a version without content.
                 self._commit(ref, record_digest, record, entries)
                 self._record_deletion(name, version)
                 raise
@@ -783,8 +786,11 @@ class Store:
                 continue  # a dangling ref: nothing to show; verify reports it
             found.append((ref, record_digest, record))
             if ref not in journalled:
-                # an orphan (its writer died before journalling): complete it for every other index
-                self.records.append_journal(ref, record_digest, start)
+                # An orphan (its writer died before journalling): complete it for every
+                # other index.  Best effort: a reader with read-only credentials still
+                # rebuilds its own index; gc, verify or the next claimer complete it.
+                with contextlib.suppress(OSError, CasError):
+                    self.records.append_journal(ref, record_digest, start)
         with self.index.write() as c:
             self.index.clear(c)
             for ref, record_digest, record in found:

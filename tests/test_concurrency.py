@@ -30,6 +30,7 @@ WRITER = textwrap.dedent(
     import json, os, sys, time
     from pathlib import Path
     import cas
+    import cas.errors
 
     store_dir, worker, saves, go, index = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
     store = cas.open_store(store_dir, index=index or None)
@@ -183,6 +184,7 @@ PAUSING_CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
     import cas
+    import cas.errors
     from cas.blobs import BlobStore
     from cas.records import RecordStore
 
@@ -193,15 +195,29 @@ PAUSING_CHILD = textwrap.dedent(
         if not paused:
             paused.append(True)
             os.kill(os.getpid(), signal.SIGSTOP)
-    if role == "writer":
+    if role in ("writer", "one-pass"):
         real_claim = RecordStore.claim
         def claim(self, ref, digest):
             if ref.startswith("refs/versions/"):
                 pause_once()
             return real_claim(self, ref, digest)
         RecordStore.claim = claim
-        v = store.save(data.encode(), "reuse/s/new")
-        print(v.version, flush=True)
+        if role == "writer":
+            print(store.save(data.encode(), "reuse/s/new").version, flush=True)
+        else:  # a stream that cannot be read twice
+            import io
+            class OnePass(io.RawIOBase):
+                def __init__(self, data):
+                    self.data = data
+                def readable(self):
+                    return True
+                def read(self, n=-1):
+                    out, self.data = self.data, b""
+                    return out
+            try:
+                store.save(OnePass(data.encode()), "reuse/s/new")
+            except cas.errors.BlobNotFoundError as e:
+                print("refused:", e, flush=True)
     else:
         real_remove = BlobStore.remove
         def remove(self, digest):
@@ -283,4 +299,22 @@ def test_dedupe_hit_claimed_while_gc_is_paused_mid_sweep(store_url, storage_opti
             assert int(resume(gc)) >= 1
         saver.join(timeout=60)
         assert result and result[0].read_bytes() == REUSED and result[0].digest.hex == digest
+        assert store.verify(deep=True).ok
+
+
+def test_one_pass_stream_whose_reused_blob_gc_took_is_refused(tmp_path):
+    """The content of a one-pass stream cannot be put back: the save fails loudly and
+    the number it claimed is recorded deleted, so no index ever shows a version
+    without its content."""
+    url = str(tmp_path / "store")
+    with cas.open_store(url, index=str(tmp_path / "gc.sqlite")) as store:
+        deleted_blob(store)
+        writer = start_paused(url, {}, str(tmp_path / "writer.sqlite"), "one-pass")
+        try:
+            store.gc(grace=0)
+        finally:
+            out = resume(writer)
+        assert out.startswith("refused:"), out
+        with pytest.raises(cas.VersionDeletedError):
+            store.get_artifact_version("reuse/s/new", 1)
         assert store.verify(deep=True).ok
