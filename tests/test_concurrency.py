@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,7 @@ import threading
 import time
 
 import pytest
-from store_helpers import answers
+from store_helpers import answers, resume, start_paused
 
 import cas
 
@@ -178,77 +177,7 @@ def test_reindex_while_others_write(tmp_path):
 
 REUSED = b"content whose only version was deleted, so gc may take it" * 100
 
-# Stops itself (a real SIGSTOP) at a chosen point: before its first version claim
-# (a writer), or before its first blob removal (gc).  The parent sends SIGCONT.
-PAUSING_CHILD = textwrap.dedent(
-    """
-    import json, os, signal, sys
-    import cas
-    import cas.errors
-    from cas.blobs import BlobStore
-    from cas.records import RecordStore
-
-    url, options, index, role, data = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-    store = cas.open_store(url, index=index, **options)
-    paused = []
-    def pause_once():
-        if not paused:
-            paused.append(True)
-            os.kill(os.getpid(), signal.SIGSTOP)
-    if role in ("writer", "one-pass"):
-        real_claim = RecordStore.claim
-        def claim(self, ref, digest):
-            if ref.startswith("refs/versions/"):
-                pause_once()
-            return real_claim(self, ref, digest)
-        RecordStore.claim = claim
-        if role == "writer":
-            print(store.save(data.encode(), "reuse/s/new").version, flush=True)
-        else:  # a stream that cannot be read twice
-            import io
-            class OnePass(io.RawIOBase):
-                def __init__(self, data):
-                    self.data = data
-                def readable(self):
-                    return True
-                def read(self, n=-1):
-                    out, self.data = self.data, b""
-                    return out
-            try:
-                store.save(OnePass(data.encode()), "reuse/s/new")
-            except cas.errors.BlobNotFoundError as e:
-                print("refused:", e, flush=True)
-    else:
-        real_remove = BlobStore.remove
-        def remove(self, digest):
-            pause_once()
-            return real_remove(self, digest)
-        BlobStore.remove = remove
-        print(store.gc(grace=0).removed, flush=True)
-    """
-)
-
 CLOUD_PARAMS = [pytest.param(b, marks=getattr(pytest.mark, b)) for b in ("s3", "gcs", "azure")]
-
-
-def start_paused(url: str, options: dict, index: str, role: str) -> subprocess.Popen:
-    """Start a child and return once it has stopped itself (SIGSTOP) at its pause point."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PAUSING_CHILD, url, json.dumps(options), index, role, REUSED.decode()],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    _, status = os.waitpid(proc.pid, os.WUNTRACED)
-    assert os.WIFSTOPPED(status), f"the {role} ended before its pause point: {proc.communicate()}"
-    return proc
-
-
-def resume(proc: subprocess.Popen) -> str:
-    os.kill(proc.pid, signal.SIGCONT)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    return out.strip()
 
 
 def deleted_blob(store: cas.Store) -> str:
@@ -266,7 +195,7 @@ def test_dedupe_hit_paused_before_its_claim_survives_gc(store_url, storage_optio
     before it commits, so its version reads back whole."""
     with cas.open_store(store_url, index=str(tmp_path / "gc.sqlite"), **storage_options) as store:
         digest = deleted_blob(store)
-        writer = start_paused(store_url, storage_options, str(tmp_path / "writer.sqlite"), "writer")
+        writer = start_paused(store_url, storage_options, str(tmp_path / "writer.sqlite"), "writer", REUSED)
         try:
             assert store.gc(grace=0).removed >= 2  # the reused blob and the paused save's record
             assert not store.blobs.exists(digest)
@@ -288,7 +217,7 @@ def test_dedupe_hit_claimed_while_gc_is_paused_mid_sweep(store_url, storage_opti
     is over, and then it puts the blob back."""
     with cas.open_store(store_url, index=str(tmp_path / "writer.sqlite"), **storage_options) as store:
         digest = deleted_blob(store)
-        gc = start_paused(store_url, storage_options, str(tmp_path / "gc.sqlite"), "gc")
+        gc = start_paused(store_url, storage_options, str(tmp_path / "gc.sqlite"), "gc", REUSED)
         result: list = []
         saver = threading.Thread(target=lambda: result.append(store.save(REUSED, "reuse/s/new")))
         try:
@@ -309,7 +238,7 @@ def test_one_pass_stream_whose_reused_blob_gc_took_is_refused(tmp_path):
     url = str(tmp_path / "store")
     with cas.open_store(url, index=str(tmp_path / "gc.sqlite")) as store:
         deleted_blob(store)
-        writer = start_paused(url, {}, str(tmp_path / "writer.sqlite"), "one-pass")
+        writer = start_paused(url, {}, str(tmp_path / "writer.sqlite"), "one-pass", REUSED)
         try:
             store.gc(grace=0)
         finally:
