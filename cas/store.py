@@ -237,8 +237,7 @@ class Store:
                 if again.digest != result.digest:
                     raise IntegrityError(result.digest, again.digest, "the content changed while it was being saved")
 
-            reuse = None if result.written else (started, restore)
-            version = self._claim_version(aname, record, entries, reuse=reuse)
+            version = self._claim_version(aname, record, entries, since=started, restore=restore)
         for alias in aliases:
             self._move_alias(str(aname), alias, version)
         return self._version(str(aname), version)
@@ -274,18 +273,14 @@ class Store:
         # symlink or bad file name must leave the store unchanged.
         files = list(walk_files(root))
         with self.backend.batch():
-            reused = 0
             for rel, abspath in files:
                 result = self.blobs.put_file(abspath)
-                reused += not result.written
                 entries.append((rel, result.digest, result.size))
                 if progress:
                     progress(1)
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
-        # ``written`` is False if any blob of the tree was already stored: gc must not take it (see _claim_version)
-        written = manifest.written and reused == 0
-        return TREE, PutResult(manifest.digest, total, written), sorted(entries)
+        return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
 
     # -- versions of content already stored (metadata-only; used by the cas:// view) --
 
@@ -344,7 +339,7 @@ class Store:
         }
         started = time.time()
         number = self._claim_version(
-            aname, record, entries, exact=exact, reuse=(started, lambda: self._check_present(kind, hexdigest, None))
+            aname, record, entries, exact=exact, since=started, restore=lambda: self._check_present(kind, hexdigest, None)
         )
         return self._version(str(aname), number)
 
@@ -386,7 +381,7 @@ class Store:
             self.blobs.put_bytes(encode_manifest(clean))
             self._check_present(TREE, manifest.digest, clean)
 
-        number = self._claim_version(aname, record, clean, exact=exact, reuse=(started, restore))
+        number = self._claim_version(aname, record, clean, exact=exact, since=started, restore=restore)
         return self._version(str(aname), number)
 
     def _check_exact_version(self, name: str, version: int | None) -> int | None:
@@ -432,22 +427,27 @@ class Store:
         *,
         exact: bool = False,
         next_after: Callable[[int], int] | None = None,
-    ) -> tuple[str, str, int] | None:
+        since: float | None = None,
+    ) -> tuple[str, str, int, bool] | None:
         """Claim the first free number from ``first`` for ``record`` (invariant 6).
 
         The number goes into ``record[field]``; the record is stored, then its
         ref ``ref_for(n)`` is written create-only.  A lost claim is learned and
         the next number tried (``next_after(n)``, default n + 1), unless
-        ``exact``, which returns None instead.  Returns (ref, record digest, n),
-        not yet journalled: the caller passes them to :meth:`_commit`.
+        ``exact``, which returns None instead.  Returns (ref, record digest, n,
+        swept), not yet journalled: the caller passes them to :meth:`_commit`.
+        ``swept``: a gc sweep ran since ``since`` (default: when the record was
+        first stored), so the record was put back, and the caller must put back
+        (or check) the blobs it wrote or reused before then (docs/format.md, gc).
         """
         number = first
+        since = time.time() if since is None else since
         while True:
             record[field] = number
             record_digest = self.records.put_record(record)
             ref = ref_for(number)
             if self.records.claim(ref, record_digest):
-                return ref, record_digest, number
+                return ref, record_digest, number, self._after_claim(record, since)
             self._learn_ref(ref)  # someone else's: learn it
             if exact:
                 return None
@@ -459,14 +459,13 @@ class Store:
         record: dict[str, Any],
         entries,
         exact: int | None = None,
-        reuse: tuple[float, Callable[[], None]] | None = None,
+        since: float | None = None,
+        restore: Callable[[], None] | None = None,
     ) -> int:
         """Claim the next free number, or exactly ``exact`` (VersionExistsError if taken).
 
-        ``reuse``: (when the save began, restore) for a save that relies on
-        blobs it did not write itself (a dedupe hit, a link).  If a gc sweep
-        ran since then, ``restore`` puts back (or checks) its content once the
-        sweep is over, before the version is journalled (docs/format.md, gc).
+        ``since``: when the save began storing content; ``restore`` puts that
+        content back (or checks it is there) if a gc sweep ran since then.
         """
         name = str(aname)
         caught_up = False
@@ -482,16 +481,14 @@ class Store:
 
         first = exact if exact is not None else self.index.max_version(name) + 1
         claimed = self._claim(
-            record, "version", first, lambda n: version_ref(name, n), exact=exact is not None, next_after=after
+            record, "version", first, lambda n: version_ref(name, n), exact=exact is not None, next_after=after, since=since
         )
         if claimed is None:
             raise VersionExistsError(f"{name}@{exact} was claimed by another writer", f"{name}@{exact}")
-        ref, record_digest, version = claimed
-        if reuse is not None and sweeps.overlapping(self.backend, reuse[0]):
-            # The record is a blob too: the sweep may have taken it before the claim.
-            self.records.put_record(record)
+        ref, record_digest, version, swept = claimed
+        if swept and restore is not None:
             try:
-                reuse[1]()
+                restore()
             except Exception:
                 # Reused content is gone and cannot be put back (a one-pass stream, a
                 # source file that changed or vanished): the number is spent, so the
@@ -502,6 +499,14 @@ class Store:
                 raise
         self._commit(ref, record_digest, record, entries)
         return version
+
+    def _after_claim(self, record: dict[str, Any], since: float) -> bool:
+        """After a won claim: did a gc sweep run since ``since``?  If so (once it is
+        over) put the record back, as the sweep may have removed it before the claim."""
+        if not sweeps.overlapping(self.backend, since):
+            return False
+        self.records.put_record(record)
+        return True
 
     def _check_present(self, kind: str, digest: str, entries) -> None:
         """Every blob of this content is in the backend (asked there: the index may be behind)."""
@@ -619,11 +624,13 @@ class Store:
 
     def _record_deletion(self, name: str, version: int) -> None:
         record = {"type": "delete", "name": name, "version": version, "deleted_at": now_iso()}
+        since = time.time()
         record_digest = self.records.put_record(record)
         ref = deletion_ref(name, version)
         if not self.records.claim(ref, record_digest):
             self._learn_ref(ref)
             raise VersionDeletedError(name, version)
+        self._after_claim(record, since)
         self._commit(ref, record_digest, record)
 
     # -- finding -----------------------------------------------------------------

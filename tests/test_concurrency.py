@@ -211,6 +211,20 @@ def test_dedupe_hit_paused_before_its_claim_survives_gc(store_url, storage_optio
 
 
 @pytest.mark.parametrize("backend_name", ["local", *CLOUD_PARAMS[:1]])
+def test_fresh_save_paused_before_its_claim_survives_gc_with_no_grace(store_url, storage_options, tmp_path):
+    """``gc --grace 0`` while a save of new content is paused before its claim: gc
+    removes the blobs the save wrote (content and record); the save puts them back."""
+    with cas.open_store(store_url, index=str(tmp_path / "gc.sqlite"), **storage_options) as store:
+        writer = start_paused(store_url, storage_options, str(tmp_path / "writer.sqlite"), "writer", REUSED)
+        try:
+            assert store.gc(grace=0).removed == 2
+        finally:
+            assert resume(writer) == "1"
+        assert store.get_artifact_version("reuse/s/new", 1).read_bytes() == REUSED
+        assert store.verify(deep=True).ok
+
+
+@pytest.mark.parametrize("backend_name", ["local", *CLOUD_PARAMS[:1]])
 def test_dedupe_hit_claimed_while_gc_is_paused_mid_sweep(store_url, storage_options, tmp_path):
     """gc has listed the refs and is paused just before removing a blob; a save of that
     content claims its version meanwhile.  The save must not commit before the sweep
