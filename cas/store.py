@@ -643,7 +643,11 @@ class Store:
         except (ArtifactNotFoundError, VersionNotFoundError):
             # The index may be behind the backend (another machine wrote): catch up once.
             if not self.refresh():
-                raise
+                if not isinstance(spec, int):
+                    raise
+                # A numbered version the journal never announced may still be claimed
+                # (an orphan ref): one read finds it, and completes it for everyone.
+                self._learn_ref(version_ref(str(aname), spec))
             return self._resolve(str(aname), spec)
 
     def _resolve(self, name: str, spec: int | str) -> ArtifactVersion:
