@@ -428,6 +428,7 @@ class Store:
         exact: bool = False,
         next_after: Callable[[int], int] | None = None,
         since: float | None = None,
+        blobs: Callable[[], Iterable[str]] = tuple,
     ) -> tuple[str, str, int, bool] | None:
         """Claim the first free number from ``first`` for ``record`` (invariant 6).
 
@@ -436,9 +437,10 @@ class Store:
         the next number tried (``next_after(n)``, default n + 1), unless
         ``exact``, which returns None instead.  Returns (ref, record digest, n,
         swept), not yet journalled: the caller passes them to :meth:`_commit`.
-        ``swept``: a gc sweep ran since ``since`` (default: when the record was
-        first stored), so the record was put back, and the caller must put back
-        (or check) the blobs it wrote or reused before then (docs/format.md, gc).
+        ``swept``: a gc sweep that may have removed the record or ``blobs()``
+        ran since ``since`` (default: when the record was first stored), so the
+        record was put back, and the caller must put back (or check) the blobs
+        it wrote or reused before then (docs/format.md, gc).
         """
         number = first
         since = time.time() if since is None else since
@@ -447,7 +449,7 @@ class Store:
             record_digest = self.records.put_record(record)
             ref = ref_for(number)
             if self.records.claim(ref, record_digest):
-                return ref, record_digest, number, self._after_claim(record, since)
+                return ref, record_digest, number, self._after_claim(record, record_digest, since, blobs)
             self._learn_ref(ref)  # someone else's: learn it
             if exact:
                 return None
@@ -481,7 +483,14 @@ class Store:
 
         first = exact if exact is not None else self.index.max_version(name) + 1
         claimed = self._claim(
-            record, "version", first, lambda n: version_ref(name, n), exact=exact is not None, next_after=after, since=since
+            record,
+            "version",
+            first,
+            lambda n: version_ref(name, n),
+            exact=exact is not None,
+            next_after=after,
+            since=since,
+            blobs=lambda: self._content_blobs(record, entries),
         )
         if claimed is None:
             raise VersionExistsError(f"{name}@{exact} was claimed by another writer", f"{name}@{exact}")
@@ -500,13 +509,22 @@ class Store:
         self._commit(ref, record_digest, record, entries)
         return version
 
-    def _after_claim(self, record: dict[str, Any], since: float) -> bool:
-        """After a won claim: did a gc sweep run since ``since``?  If so (once it is
-        over) put the record back, as the sweep may have removed it before the claim."""
-        if not sweeps.overlapping(self.backend, since):
+    def _after_claim(
+        self, record: dict[str, Any], record_digest: str, since: float, blobs: Callable[[], Iterable[str]] = tuple
+    ) -> bool:
+        """After a won claim: could a gc sweep since ``since`` have removed the record
+        or ``blobs()``?  If so (once it is over) put the record back."""
+        if not sweeps.overlapping(self.backend, since, lambda: [record_digest, *blobs()]):
             return False
         self.records.put_record(record)
         return True
+
+    def _content_blobs(self, record: dict[str, Any], entries) -> list[str]:
+        """The content blobs of a version record: its digest, and a tree's files."""
+        if record["kind"] != TREE:
+            return [record["digest"]]
+        listed = entries if entries is not None else self.index.tree_entries(record["digest"])
+        return [record["digest"], *(d for _, d, _ in listed)]
 
     def _check_present(self, kind: str, digest: str, entries) -> None:
         """Every blob of this content is in the backend (asked there: the index may be behind)."""
@@ -630,7 +648,7 @@ class Store:
         if not self.records.claim(ref, record_digest):
             self._learn_ref(ref)
             raise VersionDeletedError(name, version)
-        self._after_claim(record, since)
+        self._after_claim(record, record_digest, since)
         self._commit(ref, record_digest, record)
 
     # -- finding -----------------------------------------------------------------
@@ -895,7 +913,7 @@ class Store:
             if digest is not None and digest not in keep and (mtime is None or mtime <= cutoff)
         ]
         # Mark before listing the refs, and only if there may be something to remove.
-        sweep = sweeps.begin(self.backend) if candidates and not dry_run else None
+        sweep = sweeps.begin(self.backend, [d for d, _ in candidates]) if candidates and not dry_run else None
         removed = removed_bytes = 0
         try:
             for ref, record_digest in self._unknown_refs():

@@ -329,10 +329,16 @@ def _restore_after_sweep(src: Store, dst: Store, refs: list[tuple[str, str]], si
     """Blobs the plan found present were not sent; a gc sweep at the destination since
     then may have removed them.  Once it is over, send back whatever is missing
     (docs/format.md, gc: the same rule as a save's dedupe hit)."""
-    if not refs or not sweeps.overlapping(dst.backend, since):
+    needed: dict[str, int | None] = {}
+
+    def blobs() -> dict[str, int | None]:  # only asked for if a recent sweep lists what it may remove
+        if not needed:
+            needed.update(_needed_blobs(src, refs))
+        return needed
+
+    if not refs or not sweeps.overlapping(dst.backend, since, blobs):
         return
-    needed = _needed_blobs(src, refs)
-    digests = sorted(needed)
+    digests = sorted(blobs())
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         present = list(pool.map(dst.blobs.exists, digests))
     gone = {d: needed[d] for d, ok in zip(digests, present, strict=True) if not ok}
