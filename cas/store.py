@@ -25,6 +25,7 @@ from .blobs import BlobStore, PutResult
 from .digest import Digest
 from .errors import (
     ArtifactNotFoundError,
+    BackendError,
     BlobNotFoundError,
     CasError,
     IntegrityError,
@@ -601,10 +602,12 @@ class Store:
         Returns (completed refs, dangling refs)."""
         completed, dangling = [], []
         for ref, record_digest in self._unknown_refs():
-            if record_digest is not None and self._complete(ref, record_digest):
-                completed.append(ref)
-            else:
-                dangling.append(ref)
+            try:
+                done = record_digest is not None and self._complete(ref, record_digest)
+            except (OSError, BackendError):
+                completed.append(ref)  # reported; journalling needs write access (read-only credentials)
+                continue
+            (completed if done else dangling).append(ref)
         return completed, dangling
 
     def _apply(self, c, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
