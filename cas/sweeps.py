@@ -12,6 +12,7 @@ argument; this module only reads and writes the marks.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
@@ -21,9 +22,11 @@ from .backend import Backend
 
 __all__ = ["Sweep", "SWEEP_LIMIT", "CLOCK_SKEW", "MARK_KEEP", "begin", "overlapping", "prune"]
 
+log = logging.getLogger(__name__)
+
 GC_DIR = "gc"
 #: a sweep deletes nothing later than this many seconds after its start mark (plus per candidate)
-SWEEP_LIMIT = 900.0
+SWEEP_LIMIT = 600.0
 SWEEP_PER_BLOB = 0.05
 #: and never later than this: what a writer waits for at most, whatever a mark says
 MAX_SWEEP = 6 * 3600.0
@@ -109,6 +112,9 @@ def overlapping(backend: Backend, since: float, blobs: Callable[[], Iterable[str
         started = kinds.get("start")
         if started is not None:
             deadline = min(deadline, started + MAX_SWEEP)
+        if "done" not in kinds and time.time() < deadline + CLOCK_SKEW:
+            left = deadline + CLOCK_SKEW - time.time()
+            log.warning("cas: waiting for gc sweep %s to end (at the latest in %.0f s)", sweep_id, left)
         while "done" not in kinds and time.time() < deadline + CLOCK_SKEW:
             if backend.exists(f"{GC_DIR}/{sweep_id}.done"):
                 break
