@@ -2,7 +2,9 @@
 
 Every write publishes in order (invariant 4): blobs -> tree manifest ->
 version record -> create-only ref -> journal entry -> index row.  A crash at
-any point leaves, at worst, unreferenced blobs for ``gc``.
+any point leaves, at worst, unreferenced blobs for ``gc``, or a ref claimed
+but never journalled (an orphan), which whoever meets it journals.  Every
+claim checks gc's sweep marks (``cas.sweeps``) before it is journalled.
 """
 
 from __future__ import annotations
@@ -308,6 +310,7 @@ class Store:
         (VersionExistsError if it is taken, InvalidNameError if it would leave
         a gap); by default the next free number is claimed.
         """
+        started = time.time()  # before the blobs are checked: see _claim_version
         aname = parse_name(name)
         hexdigest = Digest.parse(digest).hex
         metadata = _check_metadata(metadata)
@@ -338,7 +341,6 @@ class Store:
             "metadata": metadata,
             **(_extra or {}),  # lineage (run_id, step_run_id), as in save()
         }
-        started = time.time()
         number = self._claim_version(
             aname, record, entries, exact=exact, since=started, restore=lambda: self._check_present(kind, hexdigest, None)
         )
