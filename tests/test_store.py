@@ -452,6 +452,31 @@ class TestGc:
         assert answers(store) == before
         assert store.verify(deep=True).ok
 
+    def test_sweep_marks_bracket_each_sweep_and_are_pruned(self, lstore, monkeypatch):
+        from cas import sweeps
+
+        lstore.save(b"x", "p/s/a")
+        lstore.delete_version("p/s/a", 1)
+        assert lstore.gc(grace=0).removed == 1
+        marks = sorted(e.path.rsplit(".", 1)[1] for e in lstore.backend.list("gc"))
+        assert marks == ["done", "start"]
+        assert lstore.gc(grace=0).removed == 0 and len(list(lstore.backend.list("gc"))) == 2  # nothing to sweep: no mark
+        monkeypatch.setattr(sweeps, "MARK_KEEP", -sweeps.CLOCK_SKEW)  # every ended sweep is old now
+        lstore.blobs.put_bytes(b"orphan")
+        assert lstore.gc(grace=0).removed == 1
+        assert list(lstore.backend.list("gc")) == []
+
+    def test_a_sweep_past_its_deadline_removes_nothing(self, lstore, monkeypatch):
+        from cas import sweeps
+
+        orphan = lstore.blobs.put_bytes(b"orphan").digest
+        monkeypatch.setattr(sweeps, "SWEEP_LIMIT", -1.0)
+        monkeypatch.setattr(sweeps, "SWEEP_PER_BLOB", 0.0)
+        assert lstore.gc(grace=0).removed == 0
+        assert lstore.blobs.exists(orphan)
+        monkeypatch.undo()
+        assert lstore.gc(grace=0).removed == 1
+
     def test_negative_grace(self, store):
         with pytest.raises(InvalidNameError):
             store.gc(grace=-1)
