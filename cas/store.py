@@ -314,6 +314,7 @@ class Store:
         aname = parse_name(name)
         hexdigest = Digest.parse(digest).hex
         metadata = _check_metadata(metadata)
+        self.refresh()  # the index vouches for blobs of live versions: not for ones deleted (and collected) elsewhere
         exact = self._check_exact_version(str(aname), version)
         entries = None
         if kind == BLOB:
@@ -367,6 +368,7 @@ class Store:
         clean = _check_entries(entries)
         exact = self._check_exact_version(str(aname), version)
         started = time.time()
+        self.refresh()  # as in link(): a version deleted elsewhere no longer vouches for its blobs
         self._require_blobs((d, s) for _, d, s in clean)
         manifest = self.blobs.put_bytes(encode_manifest(clean))
         record = {
