@@ -565,13 +565,18 @@ class Store:
             self._complete(ref, record_digest)
 
     def _orphan(self, ref: str, record_digest: str) -> tuple[dict[str, Any], Any] | None:
-        """(record, tree entries) of a claimed ref, or None if it dangles (its record,
-        or a tree version's manifest, is missing or unreadable)."""
+        """(record, tree entries) of a ref no journal announced, or None if it dangles:
+        its record is missing or unreadable, or (a version) some of its content is.
+        Content can be missing only if a sweep took it before the claim; then the
+        writer, if alive, puts it back and journals the ref itself - completing it
+        first would show everyone a version without its bytes."""
         try:
             record = self.records.get_record(record_digest)
             entries = None
-            if record.get("type") == "version" and record.get("kind") == TREE:
-                entries = decode_manifest(self.blobs.read_bytes(record["digest"]))
+            if record.get("type") == "version":
+                if record.get("kind") == TREE:
+                    entries = decode_manifest(self.blobs.read_bytes(record["digest"]))
+                self._check_present(record["kind"], record["digest"], entries)
         except (CasError, ValueError, TypeError, KeyError):
             return None
         return record, entries
@@ -816,21 +821,27 @@ class Store:
         journalled, _ = self.records.journalled_refs()
         found = []
         for ref, record_digest in refs:
-            try:
-                record = self.records.get_record(record_digest)
-            except BlobNotFoundError:
-                continue  # a dangling ref: nothing to show; verify reports it
-            found.append((ref, record_digest, record))
-            if ref not in journalled:
-                # An orphan (its writer died before journalling): complete it for every
-                # other index.  Best effort: a reader with read-only credentials still
-                # rebuilds its own index; gc, verify or the next claimer complete it.
+            entries = None
+            if ref in journalled:
+                try:
+                    record = self.records.get_record(record_digest)
+                except BlobNotFoundError:
+                    continue  # a dangling ref: nothing to show; verify reports it
+            else:
+                # An orphan: shown (and completed) on the terms every other machine applies.
+                orphan = self._orphan(ref, record_digest)
+                if orphan is None:
+                    continue
+                record, entries = orphan
+                # Journalled for every other index.  Best effort: a reader with read-only
+                # credentials still rebuilds its own; gc, verify or the next claimer complete it.
                 with contextlib.suppress(OSError, CasError):
                     self.records.append_journal(ref, record_digest, start)
+            found.append((ref, record_digest, record, entries))
         with self.index.write() as c:
             self.index.clear(c)
-            for ref, record_digest, record in found:
-                self._apply(c, ref, record_digest, record)
+            for ref, record_digest, record, entries in found:
+                self._apply(c, ref, record_digest, record, entries)
                 if progress:
                     progress(1)
             seq = start

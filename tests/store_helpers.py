@@ -103,7 +103,8 @@ sys.meta_path.insert(0, _Block())
 # -- real paused processes (SIGSTOP/SIGCONT) for races with gc ----------------------------
 
 # Stops itself (a real SIGSTOP) at a chosen point: before its first version claim
-# (a writer), or before its first blob removal (gc).  The parent sends SIGCONT.
+# (a writer; "writer-twice" stops again right after it), or before its first blob
+# removal (gc).  The parent sends SIGCONT.
 PAUSING_CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
@@ -119,14 +120,21 @@ PAUSING_CHILD = textwrap.dedent(
         if not paused:
             paused.append(True)
             os.kill(os.getpid(), signal.SIGSTOP)
-    if role in ("writer", "one-pass"):
+    if role in ("writer", "one-pass", "writer-twice"):
         real_claim = RecordStore.claim
         def claim(self, ref, digest):
             if ref.startswith("refs/versions/"):
                 pause_once()
             return real_claim(self, ref, digest)
         RecordStore.claim = claim
-        if role == "writer":
+        if role == "writer-twice":  # and once more just after the claim, before it looks for gc sweeps
+            point = "_after_claim" if hasattr(cas.Store, "_after_claim") else "_commit"  # (older cas: no sweep check)
+            real_after = getattr(cas.Store, point)
+            def after_claim(self, *a, **k):
+                os.kill(os.getpid(), signal.SIGSTOP)
+                return real_after(self, *a, **k)
+            setattr(cas.Store, point, after_claim)
+        if role in ("writer", "writer-twice"):
             print(store.save(data.encode(), "reuse/s/new").version, flush=True)
         else:  # a stream that cannot be read twice
             import io
@@ -164,6 +172,16 @@ def start_paused(url: str, options: dict, index: str, role: str, data: bytes) ->
     _, status = os.waitpid(proc.pid, os.WUNTRACED)
     assert os.WIFSTOPPED(status), f"the {role} ended before its pause point: {proc.communicate()}"
     return proc
+
+
+def wait_stopped(proc: subprocess.Popen) -> None:
+    """Return once a child resumed with :func:`resume_only` has stopped itself again."""
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"the child ended before its next pause point: {proc.communicate()}"
+
+
+def resume_only(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGCONT)
 
 
 def resume(proc: subprocess.Popen) -> str:

@@ -17,9 +17,10 @@ import threading
 import time
 
 import pytest
-from store_helpers import answers, resume, start_paused
+from store_helpers import answers, resume, resume_only, start_paused, wait_stopped
 
 import cas
+from cas.blobs import blob_path
 
 WRITERS = 8
 SAVES_EACH = 6
@@ -266,3 +267,30 @@ def test_one_pass_stream_whose_reused_blob_gc_took_is_refused(tmp_path):
         with pytest.raises(cas.VersionDeletedError):
             store.get_artifact_version("reuse/s/new", 1)
         assert store.verify(deep=True).ok
+
+
+def test_claim_whose_reused_blob_was_collected_is_not_completed_by_others(tmp_path):
+    """A sweep takes the reused blob before the claim; the writer is paused again just
+    after claiming.  Another machine meeting that unjournalled ref must not publish a
+    version without its bytes; once resumed, the writer puts the blob back and commits."""
+    url = str(tmp_path / "store")
+    with cas.open_store(url, index=str(tmp_path / "gc.sqlite")) as store:
+        digest = deleted_blob(store)
+        old = time.time() - 7200
+        os.utime(store.backend.abspath(blob_path(digest)), (old, old))
+        writer = start_paused(url, {}, str(tmp_path / "writer.sqlite"), "writer-twice", REUSED)
+        try:
+            assert store.gc(grace=3600).removed == 1  # the old reused blob; the save's fresh record stays
+            resume_only(writer)
+            wait_stopped(writer)  # claimed, not yet checked for sweeps
+            with cas.open_store(url, index=str(tmp_path / "fresh.sqlite")) as fresh:  # a reindex
+                assert "reuse/s/new" not in fresh.list_artifacts(), "a reindex shows a version without its bytes"
+            with pytest.raises(cas.ArtifactNotFoundError):
+                store.get_artifact_version("reuse/s/new", 1)
+            report = store.verify()
+            assert report.orphans == [] and report.dangling == ["refs/versions/reuse/s/new/1"], report
+        finally:
+            assert resume(writer) == "1"
+        assert store.get_artifact_version("reuse/s/new", 1).read_bytes() == REUSED
+        report = store.verify(deep=True)
+        assert report.ok and report.dangling == [], report
