@@ -212,35 +212,36 @@ class Store:
         link = None
         if "step_run_id" not in extra:
             link = _runs.link_for_save(self, aname.pipeline, aname.step, run_id, step, inputs)
+        started, position = time.time(), _position(data)
         with _materializers.materialize(mat, data) as payload:
-            started, position = time.time(), _position(payload)
             kind, result, entries = self._put_content(payload, progress)
-            if link is not None:
-                extra.update(link.commit())
-            record = {
-                "type": "version",
-                "name": str(aname),
-                "digest": result.digest,
-                "kind": kind,
-                "size": result.size,
-                "created_at": now_iso(),
-                "metadata": metadata,
-                "materializer": mat.name,
-                **extra,
-            }
+        if link is not None:
+            extra.update(link.commit())
+        record = {
+            "type": "version",
+            "name": str(aname),
+            "digest": result.digest,
+            "kind": kind,
+            "size": result.size,
+            "created_at": now_iso(),
+            "metadata": metadata,
+            "materializer": mat.name,
+            **extra,
+        }
 
-            def restore() -> None:
-                # The content is still at hand (the payload lives until this block ends): put it again.
-                if position is None:
-                    self._check_present(kind, result.digest, entries)
-                    return
-                if hasattr(payload, "seek"):
-                    payload.seek(position)
+        def restore() -> None:
+            # Put the content again, from the data the caller gave (materialized again).
+            if position is None:  # a one-pass stream: it can only be checked
+                self._check_present(kind, result.digest, entries)
+                return
+            if hasattr(data, "read"):
+                data.seek(position)
+            with _materializers.materialize(mat, data) as payload:
                 again = self._put_content(payload, None)[1]
-                if again.digest != result.digest:
-                    raise IntegrityError(result.digest, again.digest, "the content changed while it was being saved")
+            if again.digest != result.digest:
+                raise IntegrityError(result.digest, again.digest, "the content changed while it was being saved")
 
-            version = self._claim_version(aname, record, entries, since=started, restore=restore)
+        version = self._claim_version(aname, record, entries, since=started, restore=restore)
         for alias in aliases:
             self._move_alias(str(aname), alias, version)
         return self._version(str(aname), version)

@@ -120,7 +120,7 @@ PAUSING_CHILD = textwrap.dedent(
         if not paused:
             paused.append(True)
             os.kill(os.getpid(), signal.SIGSTOP)
-    if role in ("writer", "one-pass", "writer-twice"):
+    if role in ("writer", "one-pass", "writer-twice", "writer-object"):
         real_claim = RecordStore.claim
         def claim(self, ref, digest):
             if ref.startswith("refs/versions/"):
@@ -136,6 +136,8 @@ PAUSING_CHILD = textwrap.dedent(
             setattr(cas.Store, point, after_claim)
         if role in ("writer", "writer-twice"):
             print(store.save(data.encode(), "reuse/s/new").version, flush=True)
+        elif role == "writer-object":  # stored through a materializer
+            print(store.save({"text": data, "n": [1, 2, 3]}, "reuse/s/new").version, flush=True)
         else:  # a stream that cannot be read twice
             import io
             class OnePass(io.RawIOBase):

@@ -212,16 +212,19 @@ def test_dedupe_hit_paused_before_its_claim_survives_gc(store_url, storage_optio
 
 
 @pytest.mark.parametrize("backend_name", ["local", *CLOUD_PARAMS[:1]])
-def test_fresh_save_paused_before_its_claim_survives_gc_with_no_grace(store_url, storage_options, tmp_path):
-    """``gc --grace 0`` while a save of new content is paused before its claim: gc
-    removes the blobs the save wrote (content and record); the save puts them back."""
+@pytest.mark.parametrize("role", ["writer", "writer-object"])
+def test_fresh_save_paused_before_its_claim_survives_gc_with_no_grace(store_url, storage_options, tmp_path, role):
+    """``gc --grace 0`` while a save of new content (bytes, or an object a materializer
+    stores) is paused before its claim: gc removes the blobs the save wrote (content
+    and record); the save puts them back."""
     with cas.open_store(store_url, index=str(tmp_path / "gc.sqlite"), **storage_options) as store:
-        writer = start_paused(store_url, storage_options, str(tmp_path / "writer.sqlite"), "writer", REUSED)
+        writer = start_paused(store_url, storage_options, str(tmp_path / "writer.sqlite"), role, REUSED)
         try:
             assert store.gc(grace=0).removed == 2
         finally:
             assert resume(writer) == "1"
-        assert store.get_artifact_version("reuse/s/new", 1).read_bytes() == REUSED
+        want = REUSED if role == "writer" else {"text": REUSED.decode(), "n": [1, 2, 3]}
+        assert store.load("reuse/s/new", 1) == want
         assert store.verify(deep=True).ok
 
 
