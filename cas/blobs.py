@@ -199,17 +199,23 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 class VerifyingReader(io.RawIOBase):
-    """Streams a blob and raises IntegrityError at EOF if it was not what we stored.
+    """Streams a blob, checked against its digest; wrong bytes raise IntegrityError.
 
-    Sequential reads are hashed as they pass; after a seek the hash can no
-    longer be trusted, so verification is skipped for that reader (range reads
-    are for random access, ``cas verify`` covers the whole blob).
+    Sequential reads are hashed as they pass and checked at EOF - or at
+    ``close`` when a reader stopped exactly at the end without asking for more
+    (``np.load``, pickle).  The first seek away from the sequential position
+    (random access: Parquet footers, ``cat_file`` ranges) first reads the rest
+    of the blob through the hash, so no byte is served out of order from a
+    blob that does not match its digest; that costs one sequential pass over
+    the blob.  Once a mismatch is found, every later read raises it again.
+    A read that stops early and closes is not verified (it cannot be).
     """
 
     def __init__(self, raw: BinaryIO, hexdigest: str) -> None:
         self.raw = raw
         self.expected = hexdigest
-        self._hasher: Hasher | None = Hasher(threaded=False)
+        self._hasher: Hasher | None = Hasher(threaded=False)  # None: verified
+        self._failed: IntegrityError | None = None
         self._pos = 0
 
     def readable(self) -> bool:
@@ -219,34 +225,67 @@ class VerifyingReader(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
-        n = self.raw.readinto(b) if hasattr(self.raw, "readinto") else self._readinto_fallback(b)
+        if self._failed is not None:
+            raise self._failed
+        n = self._raw_readinto(b)
         if self._hasher is not None:
             if n:
                 self._hasher.update(memoryview(b)[:n])
             else:
-                actual = self._hasher.hexdigest()
-                self._hasher = None
-                if actual != self.expected:
-                    raise IntegrityError(self.expected, actual, blob_path(self.expected))
+                self._check()
         self._pos += n
         return n
 
-    def _readinto_fallback(self, b) -> int:
+    def _raw_readinto(self, b) -> int:
+        if hasattr(self.raw, "readinto"):
+            return self.raw.readinto(b)
         data = self.raw.read(len(b))
         b[: len(data)] = data
         return len(data)
 
+    def _check(self) -> None:
+        """The whole blob has passed through the hash: it must match."""
+        assert self._hasher is not None
+        actual = self._hasher.hexdigest()
+        self._hasher = None
+        if actual != self.expected:
+            self._failed = IntegrityError(self.expected, actual, blob_path(self.expected))
+            raise self._failed
+
+    def _verify_rest(self) -> None:
+        buf = bytearray(CHUNK)
+        while self._hasher is not None:
+            self.readinto(buf)  # hashes; at EOF checks (and raises on a mismatch)
+
     def seek(self, offset: int, whence: int = 0) -> int:
-        pos = self.raw.seek(offset, whence)
-        if pos != self._pos:
-            self._hasher = None
-        self._pos = pos
-        return pos
+        if self._failed is not None:
+            raise self._failed
+        target = offset if whence == io.SEEK_SET else self._pos + offset if whence == io.SEEK_CUR else None
+        if target == self._pos:
+            return self._pos  # tell(), or a seek to where we are: still sequential
+        if self._hasher is not None:
+            self._verify_rest()  # random access: check the whole blob before serving any of it
+        self._pos = self.raw.seek(offset, whence)
+        return self._pos
 
     def tell(self) -> int:
         return self._pos
 
+    def _at_end(self) -> bool:
+        size = getattr(self.raw, "size", None)  # fsspec files know their size
+        if not isinstance(size, int):
+            try:
+                size = os.fstat(self.raw.fileno()).st_size
+            except (OSError, AttributeError):  # an in-memory file: one more read is free
+                return not self.raw.read(1)
+        return self._pos >= size
+
     def close(self) -> None:
-        if not self.closed:
+        if self.closed:
+            return
+        try:
+            if self._hasher is not None and self._pos and self._failed is None and self._at_end():
+                self._check()  # stopped exactly at the end: the hash is complete, check it
+        finally:
             self.raw.close()
-        super().close()
+            super().close()

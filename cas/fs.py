@@ -34,16 +34,20 @@ file objects.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
+from fsspec.callbacks import DEFAULT_CALLBACK
 from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
+from fsspec.utils import isfilelike
 
 from .digest import CHUNK, Digest
+from .download import Download
 from .errors import (
     ArtifactNotFoundError,
     PathIsDirectoryError,
@@ -119,6 +123,7 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
             self.store = open_store(store, index=index, create=create, **storage_options)
         self._drafts: dict[tuple[str, int], Draft] = {}
         self._lock = threading.RLock()
+        self._getting = threading.local()  # .download: the Download a running get() collects into
 
     def __repr__(self) -> str:
         return f"CasFileSystem({self.store!r})"
@@ -325,3 +330,30 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
                     while block := src.read(CHUNK):
                         f.write(block)
         return f
+
+    # -- downloading ----------------------------------------------------------------
+
+    def get(self, rpath, lpath, recursive=False, callback=DEFAULT_CALLBACK, maxdepth=None, **kwargs) -> None:
+        """fsspec's ``get``, all or nothing: files are moved into place only once every one is verified."""
+        with Download(self.store.blobs) as download:
+            self._getting.download = download
+            try:
+                super().get(rpath, lpath, recursive=recursive, callback=callback, maxdepth=maxdepth, **kwargs)
+            finally:
+                self._getting.download = None
+
+    def get_file(self, rpath, lpath, callback=DEFAULT_CALLBACK, outfile=None, **kwargs) -> None:
+        """One file to a local path, whole and verified or not at all (a directory: made)."""
+        if outfile is not None or isfilelike(lpath):
+            # the caller's own file object: streamed, and verified when the read reaches EOF
+            return super().get_file(rpath, lpath, callback=callback, outfile=outfile, **kwargs)
+        info = self._info(self._parse(rpath))
+        active = getattr(self._getting, "download", None)
+        with contextlib.nullcontext(active) if active is not None else Download(self.store.blobs) as download:
+            if info["type"] == "directory":
+                download.mkdir(lpath)
+                return None
+            callback.set_size(info["size"])
+            download.file(Digest.parse(info["digest"]).hex, lpath)
+            callback.relative_update(info["size"])
+        return None

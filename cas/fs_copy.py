@@ -4,7 +4,9 @@ Mixed into :class:`cas.fs.CasFileSystem` (before fsspec's base class, whose
 ``copy`` it extends).  A whole committed version copied to a new version path
 is linked in one step (``Store.link``); files copied into a draft point at the
 same blobs; ``mv`` is copy plus a recorded deletion, refused up front when the
-source cannot be removed; ``rm`` records deletions and never removes bytes.
+source cannot be removed - and when the copy went into a draft, the deletion
+of committed sources waits for that draft's commit (a discard keeps them);
+``rm`` records deletions and never removes bytes.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from .errors import (
     PathNotFoundError,
     ReadOnlyError,
 )
-from .fs_drafts import Draft, Staged
+from .fs_drafts import Draft, PendingMove, Staged
 from .fs_paths import CasPath
 from .fs_write import WriteMixin
-from .version import BLOB, TREE
+from .version import BLOB, TREE, ArtifactVersion
 
 __all__ = ["CopyRemoveMixin"]
 
@@ -91,8 +93,46 @@ class CopyRemoveMixin(WriteMixin):
         # Refuse before copying anything: a committed version's files cannot be removed.
         for cp in self._targets(path1):
             self._check_removable(cp, recursive or maxdepth is not None)
+        drafts_before = set(self._drafts)
         self.copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error="raise")
-        self.rm(path1, recursive=recursive, maxdepth=maxdepth)
+        into = self._drafts_written(path2, drafts_before)
+        if not into:  # the copy is committed: the source can go now
+            self.rm(path1, recursive=recursive, maxdepth=maxdepth)
+            return
+        with self._lock:
+            move = PendingMove([], set(into))
+            in_drafts = []  # draft content is not committed: nothing to lose by removing it now
+            for cp in self._targets(path1):
+                if cp.level >= 4 and (cp.name, self._version_number(cp)) in self._drafts:
+                    in_drafts.append(cp.path)
+                elif cp.level >= 4:
+                    move.deletes.append((cp.name, self._version_number(cp)))
+                else:
+                    move.deletes.extend((v.name, v.version) for v in self._versions_below(cp))
+                    names = set(self._names_below(cp))
+                    for key in [k for k in self._drafts if k[0] in names and k not in into]:
+                        self._drop_draft(key)
+            if in_drafts:
+                self.rm(in_drafts, recursive=recursive, maxdepth=maxdepth)
+            for key in into:
+                self._drafts[key].moves.append(move)
+
+    def _drafts_written(self, path2, before: set[tuple[str, int]]) -> set[tuple[str, int]]:
+        """Keys of the drafts a copy to ``path2`` wrote into (new ones, or the one at ``path2``)."""
+        written = set(self._drafts) - before
+        cp = self._parse(path2)
+        if cp.level >= 4 and isinstance(cp.spec, int) and (cp.name, cp.spec) in self._drafts:
+            written.add((cp.name, cp.spec))
+        return written
+
+    def _versions_below(self, cp: CasPath) -> list[ArtifactVersion]:
+        out = []
+        for name in dict.fromkeys(self._names_below(cp)):
+            try:
+                out.extend(self.store.list_versions(name))
+            except ArtifactNotFoundError:
+                pass
+        return out
 
     def _targets(self, path) -> list[CasPath]:
         paths = [path] if isinstance(path, (str, bytes, os.PathLike)) else list(path)
@@ -151,15 +191,11 @@ class CopyRemoveMixin(WriteMixin):
     def _rm_one(self, cp: CasPath) -> None:
         """Remove one checked path (see _check_removable)."""
         if cp.level < 4:
-            for name in dict.fromkeys(self._names_below(cp)):
-                try:
-                    versions = self.store.list_versions(name)
-                except ArtifactNotFoundError:
-                    versions = []
-                for av in versions:
-                    self.store.delete_version(av.name, av.version)
-                for key in [k for k in self._drafts if k[0] == name]:
-                    del self._drafts[key]
+            for av in self._versions_below(cp):
+                self.store.delete_version(av.name, av.version)
+            names = set(self._names_below(cp))
+            for key in [k for k in self._drafts if k[0] in names]:
+                self._drop_draft(key)
             return
         key = (cp.name, self._version_number(cp))
         draft = self._drafts.get(key)
@@ -168,7 +204,7 @@ class CopyRemoveMixin(WriteMixin):
             assert not isinstance(committed, Draft)
             self.store.delete_version(committed.name, committed.version)  # recorded; bytes go only through gc
         elif not cp.inner:
-            del self._drafts[key]
+            self._drop_draft(key)
         elif draft.file(cp.inner) is not None:
             draft.remove_file(cp.inner)
         elif draft.is_dir(cp.inner):

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-__all__ = ["Draft", "Staged"]
+__all__ = ["Draft", "PendingMove", "Staged"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,15 @@ class Staged:
     digest: str
     size: int
     mtime: float = field(default_factory=time.time)
+
+
+@dataclass
+class PendingMove:
+    """The source half of a ``mv`` into drafts: committed versions to delete once
+    every draft the move wrote into has committed (a discard cancels it)."""
+
+    deletes: list[tuple[str, int]]  # (name, version)
+    waiting: set[tuple[str, int]]  # draft keys not committed yet
 
 
 def _ancestors(path: str) -> Iterator[str]:
@@ -48,6 +57,7 @@ class Draft:
         # directory -> how many files and explicit dirs sit below it; keeps
         # "is this a directory?" O(1) however large the draft grows
         self._below: Counter[str] = Counter()
+        self.moves: list[PendingMove] = []  # moves whose sources go when this draft commits
 
     def __repr__(self) -> str:
         return f"Draft({self.name}@{self.version}, {len(self.files)} files)"

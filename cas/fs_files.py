@@ -1,9 +1,9 @@
 """File objects of the ``cas://`` view.
 
-Reading streams one blob through a buffered, seekable reader; a full
-sequential read is checked against the digest (IntegrityError, never wrong
-bytes), range reads after a seek are served as-is (``cas verify`` covers the
-whole blob).  Writing spools to a temporary file while hashing — memory stays
+Reading streams one blob through a buffered, seekable reader that checks
+it against the digest (IntegrityError, never wrong bytes): at the end of a
+sequential read, and before the first out-of-order byte of a random-access
+one (see :class:`cas.blobs.VerifyingReader`).  Writing spools to a temporary file while hashing — memory stays
 flat whatever the size — and only a cleanly closed file is published: leaving
 a ``with`` block on an exception, or dropping the file unclosed, discards it.
 """

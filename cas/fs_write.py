@@ -10,6 +10,7 @@ number; committed versions never change.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from fsspec.callbacks import DEFAULT_CALLBACK
@@ -230,11 +231,25 @@ class WriteMixin(CasFileSystemBase):
             av = self.store.link_tree(draft.name, draft.entries(), version=draft.version)
         else:
             av = None
-        self._drafts.pop((draft.name, draft.version), None)
+        key = (draft.name, draft.version)
+        self._drafts.pop(key, None)
+        for move in draft.moves:  # a mv into this draft: its source goes once all its targets are in
+            move.waiting.discard(key)
+            if not move.waiting:
+                for name, number in move.deletes:
+                    with contextlib.suppress(VersionDeletedError, ArtifactNotFoundError):
+                        self.store.delete_version(name, number)
+                move.deletes.clear()
         return av
 
     def discard(self, path=None) -> None:
-        """Drop open drafts (all, or those at or below ``path``); their blobs are left for ``gc``."""
+        """Drop open drafts (all, or those at or below ``path``); their blobs are left for ``gc``.
+        A ``mv`` into a dropped draft keeps its source."""
         with self._lock:
             for d in self._select(path):
-                self._drafts.pop((d.name, d.version), None)
+                self._drop_draft((d.name, d.version))
+
+    def _drop_draft(self, key: tuple[str, int]) -> None:
+        draft = self._drafts.pop(key, None)
+        for move in draft.moves if draft is not None else ():
+            move.deletes.clear()  # the move's target is gone: its source stays

@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .digest import CHUNK, Digest
+from .download import Download
 from .errors import InvalidNameError
 from .materializers import load_version
 from .tree import check_tree_path
@@ -123,7 +122,8 @@ class ArtifactVersion:
         return entry[0]
 
     def open(self, path: str | None = None) -> BinaryIO:
-        """A buffered, seekable reader; a full sequential read is verified."""
+        """A buffered, seekable reader, verified at the end of a sequential read
+        and before the first byte of a random access (see ``cas.blobs.VerifyingReader``)."""
         self.store._note_read(self)
         return io.BufferedReader(self.store.blobs.open(self._blob_for(path)), CHUNK)  # type: ignore[return-value]
 
@@ -138,18 +138,18 @@ class ArtifactVersion:
         """Write the file (or the directory tree) to ``dest``; returns what was written.
 
         If ``dest`` is an existing directory, the artifact is written inside it
-        under its artifact name.  Each file appears only once complete and verified.
+        under its artifact name.  Nothing appears until every byte is verified;
+        on an error the destination is left as it was (see :mod:`cas.download`).
         """
         self.store._note_read(self)
         dest = Path(dest)
         if dest.is_dir():
             dest = dest / self.name.rsplit("/", 1)[-1]
-        if self.kind == BLOB:
-            _copy_verified(self.store, self.digest.hex, dest)
-        else:
-            for path, digest, _ in self.files():
-                _copy_verified(self.store, digest.hex, dest.joinpath(*path.split("/")))
-            dest.mkdir(parents=True, exist_ok=True)
+        with Download(self.store.blobs) as d:  # whole and verified, or nothing at all
+            if self.kind == BLOB:
+                d.file(self.digest.hex, dest)
+            else:
+                d.tree([(path, digest.hex) for path, digest, _ in self.files()], dest)
         return dest
 
 
@@ -158,14 +158,3 @@ def _runs():
 
     return runs
 
-
-def _copy_verified(store: Store, hexdigest: str, dest: Path) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.cas-{uuid.uuid4().hex[:8]}")
-    try:
-        with store.blobs.open(hexdigest) as src, open(tmp, "wb") as out:
-            shutil.copyfileobj(io.BufferedReader(src, CHUNK), out, CHUNK)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

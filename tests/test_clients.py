@@ -8,6 +8,7 @@ import fsspec
 import pytest
 
 import cas
+from cas.blobs import blob_path
 from cas.fs import CasFileSystem
 
 pd = pytest.importorskip("pandas", reason="pandas is in the 'dataframe' extra, which tox installs")
@@ -49,6 +50,23 @@ def test_pandas_writes_and_reads_parquet_and_csv(url, frame, tmp_path):
     frame.head(3).to_csv("cas://churn/prep/table/2", index=False, storage_options=options)
     assert len(pd.read_csv("cas://churn/prep/table/latest", storage_options=options)) == 3
     assert len(pd.read_csv("cas://churn/prep/table/1", storage_options=options)) == 1000
+
+
+def test_a_flipped_byte_in_a_parquet_file_raises_instead_of_changing_a_value(url, frame):
+    """pyarrow reads a footer first and then the column chunks (random access):
+    a flipped byte in a data page must raise, never come back as a wrong number."""
+    options = {"store": url}
+    frame.to_parquet("cas://churn/prep/features/1", storage_options=options, compression=None)
+    store = CasFileSystem(store=url).store
+    v = store.get_artifact_version("churn/prep/features", 1)
+    data = bytearray(v.read_bytes())
+    data[len(data) // 3] ^= 0x01  # inside the column data, far from the footer
+    store.backend.remove(blob_path(v.digest.hex))
+    assert store.backend.create_bytes(blob_path(v.digest.hex), bytes(data))
+    with pytest.raises(cas.IntegrityError):
+        pd.read_parquet("cas://churn/prep/features/1", storage_options=options)
+    with pytest.raises(cas.IntegrityError):
+        pq.read_table("churn/prep/features/1", filesystem=fsspec.filesystem("cas", store=url), columns=["score"])
 
 
 def test_pyarrow_writes_a_dataset_in_a_transaction_and_reads_a_tree_version(url, frame):

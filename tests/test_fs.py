@@ -14,6 +14,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from store_helpers import replace_blob
 
 import cas
 from cas.errors import (
@@ -261,6 +262,42 @@ def test_a_full_read_is_checked_against_the_digest(local_store):
             pass
 
 
+@pytest.mark.parametrize("damaged", ["flip", "truncate"])
+def test_random_access_never_serves_bytes_of_a_damaged_blob(fs, damaged):
+    """A seek (pyarrow's footer read, cat_file ranges) checks the whole blob first."""
+    data = os.urandom(3 * MiB + 17)
+    fs.pipe("p/s/big/1", data)
+    bad = bytearray(data)
+    bad[2 * MiB + 5] ^= 1
+    replace_blob(fs.store, fs.ukey("p/s/big/1").split(":")[1], bytes(bad) if damaged == "flip" else data[: 3 * MiB])
+
+    def seek_then_read(offset, whence=io.SEEK_SET):
+        with fs.open("p/s/big/1", "rb") as f:
+            f.seek(offset, whence)
+            return f.read(1000)
+
+    def read_exactly_to_the_end():  # as np.load and pickle do: never asking past the end
+        with fs.open("p/s/big/1", "rb") as f:
+            return f.read(len(data) if damaged == "flip" else 3 * MiB)
+
+    for read in (
+        lambda: fs.cat_file("p/s/big/1", start=MiB, end=MiB + 10),
+        lambda: fs.cat_file("p/s/big/1", start=-5),
+        lambda: fs.tail("p/s/big/1", 100),
+        lambda: seek_then_read(2 * MiB + 3),
+        lambda: seek_then_read(-7, io.SEEK_END),
+        read_exactly_to_the_end,
+    ):
+        with pytest.raises(IntegrityError):
+            read()
+    with fs.open("p/s/big/1", "rb") as f:  # once found, the reader keeps refusing
+        with pytest.raises(IntegrityError):
+            f.seek(MiB)
+        with pytest.raises(IntegrityError):
+            f.seek(0)
+            f.read(10)
+
+
 @pytest.mark.parametrize("backend_name", ["local"])  # memory:// holds blobs in RAM by design
 def test_reads_and_writes_stream_in_bounded_memory(fs, backend_name):
     size = 48 * MiB
@@ -502,6 +539,60 @@ def test_copy_and_move_move_no_bytes(fs, monkeypatch):
     assert fs.cat("p/s/w/1/data/part-1") == content[::-1] and not fs.exists("p/s/u/1")
     assert fs.cat("p/s/v/1/whole") == content and fs.cat("p/s/v/1/picked") == content[::-1]
     assert fs.info("p/s/w/1")["digest"] == fs.info("p/s/t/1")["digest"]  # the same tree, linked
+
+
+def _live(store, name):
+    return [v.version for v in store.list_versions(name)] if store.list_artifacts(name) else []
+
+
+def test_a_move_into_a_draft_deletes_its_source_only_when_the_draft_commits(fs, reopen):
+    fs.pipe("p/s/a/1", b"precious")
+    fs.mv("p/s/a/1", "p/s/b/1/inside/file.bin")
+    assert fs.cat("p/s/a/1") == b"precious"  # still there: its target is only a draft
+    assert _live(reopen(), "p/s/a") == [1]
+    [committed] = fs.commit()
+    assert committed.ref == "p/s/b@1" and fs.cat("p/s/b/1/inside/file.bin") == b"precious"
+    assert not fs.exists("p/s/a/1")
+    other = reopen()
+    assert _live(other, "p/s/a") == [] and other.get_artifact_version("p/s/b", 1).read_bytes("inside/file.bin")
+
+
+def test_discarding_the_draft_a_move_went_into_keeps_its_source(fs, reopen):
+    fs.pipe("p/s/a/1", b"precious")
+    fs.pipe("p/s/t/1/x.txt", b"tree file")
+    fs.commit()
+    fs.mv("p/s/a/1", "p/s/b/1/inside/file.bin")
+    fs.mv("p/s/t/1", "p/s/b/1/tree", recursive=True)
+    fs.discard()
+    assert fs.drafts() == [] and not fs.exists("p/s/b")
+    assert fs.cat("p/s/a/1") == b"precious" and fs.cat("p/s/t/1/x.txt") == b"tree file"
+    assert _live(reopen(), "p/s/a") == [1] and _live(reopen(), "p/s/t") == [1]
+    fs.commit()  # nothing left to commit, nothing deleted later either
+    assert fs.cat("p/s/a/1") == b"precious"
+    # rm of the draft path is a discard too
+    fs.mv("p/s/a/1", "p/s/c/1/file.bin")
+    fs.rm("p/s/c/1", recursive=True)
+    fs.commit()
+    assert fs.cat("p/s/a/1") == b"precious"
+
+
+def test_a_move_inside_a_transaction_deletes_its_source_only_if_the_transaction_commits(fs, reopen):
+    fs.pipe("p/s/a/1", b"precious")
+    fs.pipe("p/s/a/2", b"second")
+    with pytest.raises(RuntimeError, match="boom"), fs.transaction:
+        fs.mv("p/s/a/1", "p/s/b/1")  # a whole version into the transaction's draft
+        fs.mv("p/s/a/2", "p/s/c/1/in/tree.bin")
+        assert fs.cat("p/s/a/1") == b"precious" and fs.cat("p/s/a/2") == b"second"
+        raise RuntimeError("boom")
+    assert _live(reopen(), "p/s/a") == [1, 2] and not fs.exists("p/s/b") and not fs.exists("p/s/c")
+    with fs.transaction:
+        fs.mv("p/s/a/1", "p/s/b/1")
+        fs.mv("p/s/a/2", "p/s/c/1/in/tree.bin")
+        assert _live(reopen(), "p/s/a") == [1, 2]
+    other = reopen()
+    assert _live(other, "p/s/a") == []
+    assert other.get_artifact_version("p/s/b", 1).read_bytes() == b"precious"
+    assert other.get_artifact_version("p/s/c", 1).read_bytes("in/tree.bin") == b"second"
 
 
 # -- removal records deletions ------------------------------------------------------------------

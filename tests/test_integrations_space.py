@@ -5,14 +5,16 @@ tests/integrations/ (tox -e zenml, tox -e mlflow)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from store_helpers import replace_blob
 
 import cas
-from cas.errors import InvalidNameError, PathExistsError, PathNotFoundError, ReadOnlyError
+from cas.errors import IntegrityError, InvalidNameError, PathExistsError, PathNotFoundError, ReadOnlyError
 from cas.integrations import _segments
 from cas.integrations._folders import Folders
 from cas.integrations._space import PathSpace
@@ -177,3 +179,39 @@ def test_a_user_alias_keeps_a_superseded_version(space, local_store):
         f.write(b"B")
     assert not local_store.get_artifact_version("zen/trainer/output", "production").deleted
     assert cas.open_store(local_store.url).get_artifact_version("zen/trainer/output", 2).size == 2
+
+
+@pytest.mark.parametrize("damaged", ["flip", "truncate"])
+def test_a_damaged_blob_never_reaches_a_framework(space, local_store, tmp_path, damaged):
+    """What ZenML materializers and MLflow downloads read through a folder: a seek
+    (Parquet), an exact read to the end (np.load) or a download all raise
+    IntegrityError, and a download leaves its destination as it was."""
+    uri = _uri()
+    data = os.urandom(3 << 20)
+    with space.open(uri + "/a.txt", "wb") as f:
+        f.write(b"written before the damaged file")
+    with space.open(uri + "/z.bin", "wb") as f:
+        f.write(data)
+    bad = data[: len(data) // 2] if damaged == "truncate" else data[:100] + bytes([data[100] ^ 1]) + data[101:]
+    replace_blob(local_store, space.info(uri + "/z.bin").digest, bad)
+
+    def seek_then_read():
+        with space.open(uri + "/z.bin", "rb") as f:
+            f.seek(2 << 20)
+            return f.read(10)
+
+    def read_exactly_to_the_end():
+        with space.open(uri + "/z.bin", "rb") as f:
+            return f.read(len(bad))
+
+    dest = tmp_path / "out"
+    dest.mkdir()
+    for read in (
+        seek_then_read,
+        read_exactly_to_the_end,
+        lambda: space.download(uri + "/z.bin", str(dest / "new" / "z.bin")),
+        lambda: space.download(uri, str(dest / "new-tree")),
+    ):
+        with pytest.raises(IntegrityError):
+            read()
+    assert list(dest.iterdir()) == []

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..download import Download
 from ..errors import (
     InvalidNameError,
     PathExistsError,
@@ -266,6 +267,17 @@ class PathSpace:
         if text:
             return _TextWriter(_Writer(writer), encoding="utf-8", write_through=True)
         return _Writer(writer)
+
+    def download(self, path: str | bytes, local: str) -> None:
+        """Write a file, or everything below a directory, to ``local``: whole and
+        verified, or nothing changes there (see :mod:`cas.download`)."""
+        info = self.info(path)
+        with Download(self.folders.store.blobs) as download:
+            if info.type == "file":
+                download.file(str(info.digest), local)
+                return
+            base = info.path if info.path.endswith("/") else info.path + "/"
+            download.tree([(f.path[len(base) :], str(f.digest)) for f in self.find(path)], local)
 
     def put_file(self, local: str, path: str | bytes) -> None:
         """Store a local file at ``path`` (hashed first: content already stored writes no blob)."""

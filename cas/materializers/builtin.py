@@ -91,7 +91,12 @@ class PathMaterializer(Materializer):
         return obj
 
     def load(self, version: ArtifactVersion) -> Path:
-        return version.download(tempfile.mkdtemp(prefix="cas-load-"))
+        scratch = tempfile.mkdtemp(prefix="cas-load-")
+        try:
+            return version.download(scratch)
+        except BaseException:
+            os.rmdir(scratch)  # a failed download leaves it empty: leave nothing at all
+            raise
 
 
 def _json_plain(obj: Any, depth: int = 0) -> bool:

@@ -130,3 +130,69 @@ def test_cas_cli_sees_runs_versions_and_lineage(session):
         assert shown["status"] == "completed"
     graph = _run([cas_bin, "--store", store, "lineage", "churn/train/report"], session["work"], env)
     assert "produced by step train" in graph
+
+
+_DOWNLOAD = r"""
+import json, sys
+import mlflow.artifacts
+out = {}
+for uri in sys.argv[2:]:
+    try:
+        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=sys.argv[1] or None)
+        out[uri] = "downloaded"
+    except Exception as e:
+        out[uri] = f"{type(e).__name__}: {e}"
+print("RESULT " + json.dumps(out))
+"""
+
+
+def _snapshot(root: Path) -> dict[str, bytes | None]:
+    out: dict[str, bytes | None] = {}
+    for dirpath, dirs, files in os.walk(root):
+        out.update({os.path.relpath(os.path.join(dirpath, d), root): None for d in dirs})
+        out.update({os.path.relpath(os.path.join(dirpath, f), root): Path(dirpath, f).read_bytes() for f in files})
+    return out
+
+
+@pytest.mark.parametrize("damaged", ["flip", "truncate"])
+def test_a_damaged_download_leaves_the_destination_as_it_was(tmp_path, damaged):
+    """download_artifacts (a file, a directory, a whole run) meets a bad blob in the
+    last file it writes: it fails with cas's integrity error and leaves nothing."""
+    store_dir = tmp_path / "store"
+    store = cas.open_store(str(store_dir))
+    root = "cas://churn/train/0123456789abcdef0123456789abcdef/artifacts"
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {"metrics.json": b'{"auc": 0.9}', "report/a.txt": b"first", "report/zz.bin": os.urandom(200_000)}
+    local = {}
+    for rel, data in files.items():
+        (src / rel.replace("/", "_")).write_bytes(data)
+        local[f"{root}/{rel}"] = str(src / rel.replace("/", "_"))
+    space = PathSpace(Folders(store), MlflowLayout())
+    space.put_files(local)
+    digest = space.info(f"{root}/report/zz.bin").digest
+    bad = files["report/zz.bin"]
+    bad = bad[: len(bad) // 2] if damaged == "truncate" else bad[:10] + bytes([bad[10] ^ 1]) + bad[11:]
+    path = store_dir / "blobs" / digest[:2] / digest[2:]
+    path.chmod(0o644)
+    path.write_bytes(bad)
+    store.close()
+
+    dst = tmp_path / "dst"
+    (dst / "report").mkdir(parents=True)
+    (dst / "report" / "a.txt").write_bytes(b"the user's own a.txt")
+    before = _snapshot(dst)
+    env = dict(os.environ, CAS_STORE=str(store_dir), CAS_INDEX_DIR=str(tmp_path / "cache"), PYTHONWARNINGS="ignore")
+    env.update(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlflow.db", HOME=str(tmp_path))
+    uris = [f"{root}/report/zz.bin", f"{root}/report", root]
+    out = _run([sys.executable, "-c", _DOWNLOAD, str(dst), *uris], tmp_path, env)
+    result = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT ") :])
+    assert all("integrity error" in result[u] for u in uris), result
+    assert _snapshot(dst) == before
+    # no dst_path: MLflow's contract is a new temp directory; a failure leaves none
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    out = _run([sys.executable, "-c", _DOWNLOAD, "", *uris], tmp_path, dict(env, TMPDIR=str(scratch)))
+    result = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT ") :])
+    assert all("integrity error" in result[u] for u in uris), result
+    assert list(scratch.iterdir()) == []

@@ -16,7 +16,7 @@ import json
 import os
 import posixpath
 import re
-import shutil
+import tempfile
 import threading
 from typing import Any
 
@@ -156,16 +156,24 @@ class CasArtifactRepository(ArtifactRepository):
         return out
 
     def _download_file(self, remote_file_path: str, local_path: str) -> None:
-        # Verified while read; written under a temp name, so a failure leaves no partial file.
-        tmp = f"{local_path}.cas-partial"
+        _wrap(self.space.download, self._path(remote_file_path), local_path)
+
+    def download_artifacts(self, artifact_path: str, dst_path: str | None = None) -> str:
+        """MLflow's contract (``dst_path`` must exist; default: a new temp directory),
+        all or nothing: a file or directory appears whole and verified, or not at all."""
+        made = dst_path is None
+        dst_path = os.path.abspath(tempfile.mkdtemp() if dst_path is None else dst_path)
+        if not os.path.isdir(dst_path):
+            raise MlflowException(f"The destination path for downloaded artifacts does not exist: {dst_path}")
+        rel = (artifact_path or "").strip("/")
+        local = os.path.join(dst_path, *rel.split("/")) if rel else dst_path
         try:
-            with _wrap(self.space.open, self._path(remote_file_path), "rb") as src, open(tmp, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
-            os.replace(tmp, local_path)
+            _wrap(self.space.download, self._path(rel), local)
         except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            if made:
+                os.rmdir(dst_path)  # the download left it empty: leave nothing at all
             raise
+        return local
 
 
 def _wrap(fn, *args, **kwargs):
