@@ -20,6 +20,7 @@ import click
 from . import __version__
 from .errors import CasError
 from .store import DEFAULT_GC_GRACE, Store, open_store
+from .ui.command import ui_command
 from .units import human_bytes
 from .version import ArtifactVersion
 
@@ -560,6 +561,9 @@ def demo(ctx: click.Context, demo_store: str | None) -> None:
     click.echo(f"cas demo: store at {store.url}\n")
     run_demo(store, say=click.echo)
     click.echo(f"\nexplore it:  cas --store {location} lineage churn/train/model --format mermaid")
+
+
+cli.add_command(ui_command)  # cas/ui/command.py; the server stack loads only when it runs
 
 
 def main() -> None:
