@@ -9,6 +9,10 @@ reach them.  What every backend guarantees:
   nothing under the final path.  It returns ``True`` if this call created
   the path and ``False`` if the path already existed (the content is then
   left untouched).  Callers use the ``False`` answer to claim versions.
+  Object stores retry writes (:mod:`cas.cloud`), so there a path that is not
+  ``content_addressed`` and already holds exactly these bytes also answers
+  ``True``: a retry cannot tell that from its own earlier attempt, and the
+  same bytes make the same claim.
 * Once a ``create_*`` call returns, the data is durable, except inside
   ``batch()``, where durability is reached, for every write in the batch, when
   the batch exits.  Nothing written in a batch is visible under its final

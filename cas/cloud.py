@@ -25,6 +25,13 @@ they are invisible, and :meth:`ObjectStoreBackend.abort_stale_uploads`
 
 "Already exists" is an answer, not an error: ``create_*`` returns False.
 
+Every call is retried while it fails transiently (:mod:`cas.retry`).  A
+retried create-only put can meet its own earlier attempt, which reached the
+server although its answer was lost (so can the client library's own
+retries, which cas cannot see): so "already exists" for a path that is not
+named by its content (a ref, a journal entry) is checked against the bytes
+we meant to write, and the same bytes mean this call created it.
+
 Every failure of the client library becomes one :class:`BackendError` whose
 text has had every secret from the storage options removed (invariant 11).
 """
@@ -32,14 +39,18 @@ text has had every secret from the storage options removed (invariant 11).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from .backend import Entry, FsspecBackend
 from .errors import BackendError, CasError
+from .retry import RetryPolicy
+
+T = TypeVar("T")
 
 __all__ = ["ObjectStoreBackend", "S3Backend", "GcsBackend", "AzureBackend", "cloud_backend", "secrets_of", "Scrubber"]
 
@@ -99,20 +110,64 @@ class ObjectStoreBackend(FsspecBackend):
     def __init__(self, fs, root: str, url: str, secrets: Iterable[str] = ()) -> None:
         super().__init__(fs, root, url)
         self._scrub = Scrubber(secrets)
+        self.retry = RetryPolicy.from_env()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
 
-    @contextlib.contextmanager
-    def _errors(self, what: str) -> Iterator[None]:
-        """Library failures -> one BackendError; not-found/exists stay what they are."""
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """``fn()``, retried while it fails transiently; then library failures become
+        one BackendError, while not-found/exists stay what they are."""
+        tries = 0
+
+        def attempt() -> T:
+            nonlocal tries
+            tries += 1
+            return fn()
+
         try:
-            yield
+            return self.retry.call(attempt)
         except (FileNotFoundError, FileExistsError, CasError):
             raise
         except Exception as e:  # client libraries raise their own hierarchies
-            detail = self._scrub(f"{type(e).__name__}: {e}")
-            raise BackendError(f"{what} failed on {self.url}: {detail}", what) from None
+            detail = " ".join(self._scrub(f"{type(e).__name__}: {e}").split())  # one line (Azure's span several)
+            after = f" (after {tries} attempts)" if tries > 1 else ""
+            raise BackendError(f"{what} failed on {self.url}: {detail}{after}", what) from None
+
+    def _create(self, rel: str, put: Callable[[], bool], content: Callable[[], BinaryIO], content_addressed: bool) -> bool:
+        """Run the create-only ``put`` (False: "already exists"), retried; see the module docstring."""
+        tries = 0
+
+        def attempt() -> bool:
+            nonlocal tries
+            tries += 1
+            return put()
+
+        if self._call(f"write {rel}", attempt):
+            return True
+        if content_addressed:
+            # The name is the hash: whoever wrote it, these are our bytes.  Ours if we had to retry.
+            return tries > 1
+        with content() as ours:
+            return self._holds(rel, ours)
+
+    def _holds(self, rel: str, ours: BinaryIO) -> bool:
+        """Does the object at ``rel`` hold exactly the bytes of ``ours``?"""
+
+        def compare() -> bool:
+            ours.seek(0)
+            with self.fs.open(self._abs(rel), "rb", block_size=self.part_size) as theirs:
+                while True:
+                    block = theirs.read(self.part_size)
+                    if block != ours.read(len(block) or 1):
+                        return False
+                    if not block:
+                        return True
+
+        try:
+            return self._call(f"read {rel}", compare)
+        except FileNotFoundError:
+            return False  # removed meanwhile: not ours to claim
 
     def _part_size(self, size: int) -> int:
         return max(self.part_size, -(-size // _MAX_PARTS))
@@ -120,29 +175,22 @@ class ObjectStoreBackend(FsspecBackend):
     # -- reads -------------------------------------------------------------------
 
     def exists(self, rel: str) -> bool:
-        with self._errors(f"exists {rel}"):
-            return self.fs.exists(self._abs(rel))
+        return self._call(f"exists {rel}", lambda: self.fs.exists(self._abs(rel)))
 
     def read_bytes(self, rel: str) -> bytes:
-        with self._errors(f"read {rel}"):
-            return self.fs.cat_file(self._abs(rel))
+        return self._call(f"read {rel}", lambda: self.fs.cat_file(self._abs(rel)))
 
     def open_read(self, rel: str) -> BinaryIO:
-        with self._errors(f"open {rel}"):
-            return self.fs.open(self._abs(rel), "rb", block_size=self.part_size)
+        return self._call(f"open {rel}", lambda: self.fs.open(self._abs(rel), "rb", block_size=self.part_size))
 
     def size(self, rel: str) -> int:
-        with self._errors(f"size {rel}"):
-            return int(self.fs.size(self._abs(rel)))
+        return self._call(f"size {rel}", lambda: int(self.fs.size(self._abs(rel))))
 
     def list(self, prefix: str) -> Iterator[Entry]:
-        with self._errors(f"list {prefix}"):
-            entries = list(super().list(prefix))
-        return iter(entries)
+        return iter(self._call(f"list {prefix}", lambda: list(super(ObjectStoreBackend, self).list(prefix))))
 
     def remove(self, rel: str) -> None:
-        with self._errors(f"remove {rel}"):
-            super().remove(rel)
+        self._call(f"remove {rel}", lambda: super(ObjectStoreBackend, self).remove(rel))
 
     # -- create-only writes ----------------------------------------------------------
 
@@ -151,14 +199,18 @@ class ObjectStoreBackend(FsspecBackend):
 
     def create_bytes(self, rel: str, data: bytes, *, content_addressed: bool = False) -> bool:
         path = self._abs(rel)
-        with self._errors(f"write {rel}"):
+        data = bytes(data)
+
+        def put() -> bool:
             if self.precheck and self.fs.exists(path):
                 return False
             try:
-                self.fs.pipe_file(path, bytes(data), **self._create_options(len(data)))
+                self.fs.pipe_file(path, data, **self._create_options(len(data)))
             except FileExistsError:
                 return False
-        return True
+            return True
+
+        return self._create(rel, put, lambda: io.BytesIO(data), content_addressed)
 
     def create_from_file(
         self, rel: str, local_path: str, *, move: bool = False, content_addressed: bool = False
@@ -166,7 +218,8 @@ class ObjectStoreBackend(FsspecBackend):
         path = self._abs(rel)
         try:
             size = os.path.getsize(local_path)
-            with self._errors(f"write {rel}"):
+
+            def put() -> bool:
                 # A HEAD is cheaper than re-sending a large object the server would refuse.
                 if (self.precheck or size >= self.part_size) and self.fs.exists(path):
                     return False
@@ -174,7 +227,9 @@ class ObjectStoreBackend(FsspecBackend):
                     self.fs.put_file(local_path, path, **self._create_options(size))
                 except FileExistsError:
                     return False
-            return True
+                return True
+
+            return self._create(rel, put, lambda: open(local_path, "rb"), content_addressed)
         finally:
             if move:
                 with contextlib.suppress(FileNotFoundError):
@@ -197,8 +252,9 @@ class S3Backend(ObjectStoreBackend):
     def pending_uploads(self) -> list[dict[str, Any]]:
         """Unfinished multipart uploads under this store's root."""
         bucket, prefix = self._bucket_key()
-        with self._errors("list multipart uploads"):
-            out = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix + "/")
+        out = self._call(
+            "list multipart uploads", lambda: self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix + "/")
+        )
         return list(out.get("Uploads", []))
 
     def abort_stale_uploads(self, older_than: float) -> int:
@@ -211,8 +267,12 @@ class S3Backend(ObjectStoreBackend):
                     started = started.replace(tzinfo=timezone.utc)
                 if started.timestamp() > older_than:
                     continue
-            with self._errors(f"abort upload {upload['Key']}"):
-                self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            self._call(
+                f"abort upload {upload['Key']}",
+                lambda u=upload: self.fs.call_s3(
+                    "abort_multipart_upload", Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]
+                ),
+            )
             aborted += 1
         return aborted
 
@@ -230,8 +290,8 @@ class GcsBackend(ObjectStoreBackend):
             if os.path.getsize(local_path) < _GCSFS_SIMPLE_UPLOAD_MAX:
                 # small: gcsfs would send it multipart/related; go through create_bytes' checks
                 with open(local_path, "rb") as f:
-                    return self.create_bytes(rel, f.read())
-            return super().create_from_file(rel, local_path)
+                    return self.create_bytes(rel, f.read(), content_addressed=content_addressed)
+            return super().create_from_file(rel, local_path, content_addressed=content_addressed)
         finally:
             if move:
                 with contextlib.suppress(FileNotFoundError):
@@ -244,17 +304,21 @@ class GcsBackend(ObjectStoreBackend):
 
     def create_bytes(self, rel: str, data: bytes, *, content_addressed: bool = False) -> bool:
         if not _breaks_gcsfs_multipart(data):
-            return super().create_bytes(rel, data)
+            return super().create_bytes(rel, data, content_addressed=content_addressed)
         # A one-chunk resumable upload sends the raw bytes, no multipart framing.
         path = self._abs(rel)
-        with self._errors(f"write {rel}"):
+        data = bytes(data)
+
+        def put() -> bool:
             if self.fs.exists(path):
                 return False
             try:
-                _run(self.fs, _resumable_put(self.fs, path, bytes(data)))
+                _run(self.fs, _resumable_put(self.fs, path, data))
             except FileExistsError:
                 return False
-        return True
+            return True
+
+        return self._create(rel, put, lambda: io.BytesIO(data), content_addressed)
 
 
 def _breaks_gcsfs_multipart(data: bytes) -> bool:

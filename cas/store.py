@@ -545,7 +545,8 @@ class Store:
         hint = int(self.index.get_meta("journal_hint", "0"))
         seq = self.records.append_journal(ref, record_digest, hint)
         with self.index.write() as c:
-            self.index.set_meta("journal_hint", str(seq + 1), c)
+            if int(self.index.get_meta("journal_hint", "0")) <= seq:  # only forward (threads, processes)
+                self.index.set_meta("journal_hint", str(seq + 1), c)
             if self.index.get_meta("journal_next", "0") == str(seq):
                 # every entry before ours is applied: the next refresh can start after it
                 self.index.set_meta("journal_next", str(seq + 1), c)
@@ -804,7 +805,9 @@ class Store:
             seq += 1
         if applied or seq != int(self.index.get_meta("journal_next", "0")):
             with self.index.write() as c:
-                self.index.set_meta("journal_next", str(seq), c)
+                # Only forward: another thread or process may have moved it further meanwhile.
+                if int(self.index.get_meta("journal_next", "0")) < seq:
+                    self.index.set_meta("journal_next", str(seq), c)
                 if int(self.index.get_meta("journal_hint", "0")) < seq:
                     self.index.set_meta("journal_hint", str(seq), c)
         return applied

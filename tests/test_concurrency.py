@@ -4,6 +4,10 @@ Eight OS processes share one local store directory (and its SQLite index)
 and save versions of the same name at the same moment: no errors, versions
 1..N with no duplicate and no gap, every version holds what its writer
 saved, and the store verifies clean and reindexes to the same answers.
+
+A ``Store`` is also shared by threads (invariant 14): several threads of one
+process save, read, alias, record runs and refresh through one handle while
+other processes write the same store, with the same guarantees.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
-from store_helpers import answers, resume, resume_only, start_paused, wait_stopped
+from store_helpers import answers, make_tree, resume, resume_only, start_paused, wait_stopped
 
 import cas
 from cas.blobs import blob_path
@@ -172,6 +177,190 @@ def test_reindex_while_others_write(tmp_path):
     assert reindexer.returncode == 0, err
     with cas.open_store(store_dir) as store:
         check_store(store, results)
+
+
+# -- one Store shared by threads -------------------------------------------------------
+
+THREADS = 4
+THREAD_SAVES = 10
+
+
+def thread_work(store: cas.Store, worker: str, saves: int, tree_dir: str) -> list[list]:
+    """One thread's share: saves read back at once, trees, aliases, a run, refreshes."""
+    done = []
+    with store.run("race", params={"worker": worker}) as run, run.step(f"step-{worker}"):
+        for i in range(saves):
+            content = f"worker {worker} save {i}".encode()
+            v = store.save(content, "race/train/model", metadata={"worker": worker, "i": i})
+            assert store.get_artifact_version("race/train/model", v.version).read_bytes() == content
+            store.save(b"same bytes from everyone", "race/train/shared")
+            if i % 3 == 0:
+                root = make_tree(Path(tree_dir) / f"{worker}-{i}", {"a.txt": content, f"d/{i}.bin": bytes(64)})
+                t = store.save(root, "race/train/tree")
+                assert t.read_bytes("a.txt") == content and [f[0] for f in t.files()] == ["a.txt", f"d/{i}.bin"]
+            store.set_alias("race/train/model", v.version, f"w{worker}")
+            store.list_versions("race/train/model")
+            store.refresh()
+            done.append([v.version, content.decode()])
+    return done
+
+
+def run_threads(store: cas.Store, names: list[str], saves: int, tree_dir: str, timeout: float = 240) -> list:
+    """Run thread_work for each name in its own thread; every error is kept, nothing hangs."""
+    results: list = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def run(worker: str) -> None:
+        try:
+            done = thread_work(store, worker, saves, tree_dir)
+        except BaseException as e:  # noqa: BLE001 - every failure of any thread is the finding
+            with lock:
+                errors.append(e)
+        else:
+            with lock:
+                results.extend(done)
+
+    threads = [threading.Thread(target=run, args=(w,), daemon=True) for w in names]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(deadline - time.monotonic(), 0))
+    assert not any(t.is_alive() for t in threads), "a thread hung (a lock never released?)"
+    assert errors == [], f"{len(errors)} thread errors, first: {errors[0]!r}"
+    return results
+
+
+def check_shared(store: cas.Store, results: list, workers: list[str]) -> None:
+    """0 lost versions: every save is readable, numbered 1..N with no gap and no duplicate."""
+    total = len(results)
+    assert sorted(v for v, _ in results) == list(range(1, total + 1)), "duplicate or missing version numbers"
+    by_version = dict(results)
+    versions = store.list_versions("race/train/model")
+    assert [v.version for v in versions] == list(range(1, total + 1))
+    for v in versions:
+        assert v.read_text() == by_version[v.version]
+    assert [v.version for v in store.list_versions("race/train/shared")] == list(range(1, total + 1))
+    assert sorted(store.aliases("race/train/model")) == sorted(f"w{w}" for w in workers)
+    assert {r.status for r in store.list_runs("race")} == {"completed"}
+    assert len(store.list_runs("race")) == len(workers)
+    assert store.verify(deep=True).ok
+    before = answers(store)
+    store.reindex()
+    assert answers(store) == before
+
+
+def test_one_store_shared_by_threads(lstore, tmp_path):
+    """Four threads through one Store: 0 errors, 0 lost versions (was: sqlite's
+    "cannot start a transaction within a transaction" / "database is locked")."""
+    workers = [str(w) for w in range(THREADS)]
+    results = run_threads(lstore, workers, THREAD_SAVES, str(tmp_path / "trees"))
+    check_shared(lstore, results, workers)
+
+
+def test_threads_that_end_close_their_connections(local_store):
+    """Each thread's index connection ends with the thread, and close() ends the rest."""
+    import gc
+
+    import psutil
+
+    def fds() -> int:
+        gc.collect()
+        return psutil.Process().num_fds()
+
+    def round_of_threads() -> None:
+        threads = [threading.Thread(target=lambda: local_store.get_artifact_version("p/s/a")) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    local_store.save(b"x", "p/s/a")
+    for _ in range(2):  # what first uses open once (the WAL's files; SQLite keeps a few closed fds for reuse)
+        round_of_threads()
+    before = fds()
+    for _ in range(3):
+        round_of_threads()
+    assert fds() < before + 8  # a connection left open per thread would be 3 fds each: 72 more
+    reader = threading.Event()
+    finish = threading.Event()
+
+    def hold() -> None:
+        local_store.get_artifact_version("p/s/a")
+        reader.set()
+        finish.wait(30)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    reader.wait(30)
+    local_store.close()  # closes the live thread's connection too
+    finish.set()
+    t.join()
+    with pytest.raises(Exception, match="closed"):
+        local_store.index.conn.execute("SELECT 1")
+
+
+THREADED_WRITER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[5])
+    import cas
+    from test_concurrency import run_threads
+
+    store_dir, proc, go, tree_dir = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    store = cas.open_store(store_dir)
+    Path(f"{go}.ready-{proc}").touch()
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    workers = [f"{proc}t{t}" for t in range(3)]
+    print(json.dumps(run_threads(store, workers, 6, tree_dir)))
+    """
+)
+
+
+@pytest.mark.slow
+def test_threads_and_processes_share_one_store(tmp_path):
+    """Two processes with three threads each, and three threads here, on one local
+    store and its one SQLite index: every version lands exactly once."""
+    store_dir = str(tmp_path / "store")
+    store = cas.open_store(store_dir)
+    go = str(tmp_path / "go")
+    here = os.path.dirname(os.path.abspath(__file__))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", THREADED_WRITER, store_dir, f"p{p}", go, str(tmp_path / f"trees-{p}"), here],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for p in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while sum(os.path.exists(f"{go}.ready-p{p}") for p in range(2)) < 2:
+            assert time.monotonic() < deadline, "writers did not start"
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
+            time.sleep(0.01)
+        open(go, "w").close()
+        local = [f"m{t}" for t in range(3)]
+        results = run_threads(store, local, 6, str(tmp_path / "trees-here"))
+        workers = list(local)
+        for i, p in enumerate(procs):
+            out, err = p.communicate(timeout=300)
+            assert p.returncode == 0, err
+            assert err == "", err
+            results.extend(json.loads(out))
+            workers.extend(f"p{i}t{t}" for t in range(3))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    store.refresh()
+    check_shared(store, [tuple(r) for r in results], workers)
+    store.close()
 
 
 # -- a save that reuses a blob, racing gc (issue 9, case 2) -------------------------------------

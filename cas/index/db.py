@@ -4,15 +4,24 @@ Hot paths (``get_version``) use the raw sqlite3 connection with cached
 statements; sqlite-utils handles schema work.  Every write runs inside
 ``BEGIN IMMEDIATE`` so concurrent writers queue on the lock instead of failing
 at commit time.
+
+One ``Index`` may be shared by threads: each thread gets its own connection
+(``Index.conn``), opened on first use and closed when the thread ends or the
+index closes.  Threads of one process then meet exactly as processes do, on
+SQLite's file lock (WAL: readers never wait, writers queue on BEGIN IMMEDIATE
+within ``busy_timeout``), a path the multi-process tests already hold to.  A
+lock around one shared connection would also serialise every read behind a
+long write (reindex) and let a reader see another thread's uncommitted rows.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -49,24 +58,34 @@ class VersionRow:
     deleted_at: str | None
 
 
+class _Connection:
+    """One thread's connection; closed when the thread ends and drops its locals."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    __del__ = close
+
+
 class Index:
     def __init__(self, path: str) -> None:
         self.path = path
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._local = threading.local()  # .connection: this thread's _Connection
+        self._open: weakref.WeakSet[_Connection] = weakref.WeakSet()  # every thread's, for close()
+        self._open_lock = threading.Lock()  # guards _open and _closed
+        self._closed = False
+        conn = self.conn
         try:
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as e:
-            raise BackendError(f"cannot open index {path}: {e}", path) from None
-        self.conn = conn
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             with contextlib.suppress(sqlite3.OperationalError):
                 conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as e:
-            conn.close()
+            self.close()
             if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
                 raise BackendError(f"index {path} stayed locked by another process: {e}", path) from None
             # The index is derived from the backend: deleting it loses nothing.
@@ -74,9 +93,37 @@ class Index:
                 f"index {path} is unreadable ({e}); delete it and the next open rebuilds it from the backend", path
             ) from None
 
-    @functools.cached_property
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection (see the module docstring)."""
+        held = getattr(self._local, "connection", None)
+        if held is not None:
+            return held.conn
+        try:
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise BackendError(f"cannot open index {self.path}: {e}", self.path) from None
+        held = _Connection(conn)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as e:
+            held.close()
+            raise BackendError(
+                f"index {self.path} is unreadable ({e}); delete it and the next open rebuilds it from the backend",
+                self.path,
+            ) from None
+        with self._open_lock:
+            if self._closed:
+                held.close()
+                raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+            self._open.add(held)
+        self._local.connection = held
+        return conn
+
+    @property
     def db(self) -> sqlite_utils.Database:
-        """sqlite-utils over the same connection, for schema work (reindex, tools).
+        """sqlite-utils over this thread's connection, for schema work (reindex, tools).
 
         Imported on first use: sqlite-utils imports pandas and numpy when they are
         installed, which would add a second to every ``cas`` command."""
@@ -85,7 +132,11 @@ class Index:
         return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
-        self.conn.close()
+        with self._open_lock:
+            self._closed = True
+            opened = list(self._open)
+        for held in opened:
+            held.close()
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
