@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -65,7 +65,8 @@ class BlobStore:
         written = self.backend.create_bytes(blob_path(hexdigest), data, content_addressed=True)
         return PutResult(hexdigest, len(data), written)
 
-    def put_file(self, path: str | os.PathLike) -> PutResult:
+    def put_file(self, path: str | os.PathLike, progress: Callable[[int], object] | None = None) -> PutResult:
+        """Store a local file; ``progress(nbytes)`` is called as it is read."""
         path = os.fspath(path)
         before = os.stat(path)
         if before.st_size <= _SMALL_FILE:
@@ -76,9 +77,12 @@ class BlobStore:
             finally:
                 os.close(fd)
             if len(data) == before.st_size:
-                return self.put_bytes(data)
+                result = self.put_bytes(data)
+                if progress:
+                    progress(result.size)
+                return result
         # Hash first: if the blob exists we never read the file again.
-        hexdigest, size = hash_file(path)
+        hexdigest, size = hash_file(path, progress)
         rel = blob_path(hexdigest)
         if self.backend.exists(rel):
             return PutResult(hexdigest, size, False)
@@ -93,12 +97,14 @@ class BlobStore:
             raise IntegrityError(hexdigest, "?", f"{path} changed while it was being saved")
         return PutResult(hexdigest, size, written)
 
-    def put_stream(self, stream: BinaryIO) -> PutResult:
+    def put_stream(self, stream: BinaryIO, progress: Callable[[int], object] | None = None) -> PutResult:
         """A stream that cannot be re-read is hashed while spooled to a temp file."""
         spool = self.spool()
         try:
             while block := stream.read(CHUNK):
                 spool.write(block)
+                if progress:
+                    progress(len(block))
         except BaseException:
             spool.discard()
             raise
@@ -129,12 +135,14 @@ class BlobStore:
             raise BlobNotFoundError(hexdigest) from None
         return VerifyingReader(raw, hexdigest)
 
-    def check(self, hexdigest: str) -> tuple[str, int]:
+    def check(self, hexdigest: str, progress: Callable[[int], object] | None = None) -> tuple[str, int]:
         """Rehash a stored blob; returns (actual digest, size)."""
         with self.open(hexdigest) as r:
             h = Hasher(threaded=True)
             while block := r.raw.read(CHUNK):
                 h.update(block)
+                if progress:
+                    progress(len(block))
         return h.hexdigest(), h.size
 
     def iter_digests(self) -> Iterator[tuple[str | None, str, int, float | None]]:

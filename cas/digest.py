@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -52,6 +52,7 @@ class Digest:
 
     @property
     def short(self) -> str:
+        """The first 12 hex digits, as cas prints them."""
         return self.hex[:12]
 
     def __str__(self) -> str:
@@ -83,7 +84,7 @@ def page_aligned_buffer(size: int = FILE_CHUNK) -> mmap.mmap:
     return mmap.mmap(-1, size)
 
 
-def hash_file(path: str | os.PathLike) -> tuple[str, int]:
+def hash_file(path: str | os.PathLike, progress: Callable[[int], object] | None = None) -> tuple[str, int]:
     """Hex digest and size of a local file.
 
     Read in blocks into one page-aligned buffer rather than through mmap: it
@@ -97,12 +98,16 @@ def hash_file(path: str | os.PathLike) -> tuple[str, int]:
         if size <= FILE_CHUNK:
             while block := f.read(FILE_CHUNK):
                 h.update(block)
+                if progress:
+                    progress(len(block))
             return h.hexdigest(), h.size
         buf = page_aligned_buffer()
         try:
             with memoryview(buf) as view:
                 while n := f.readinto(view):
                     h.update(view[:n])
+                    if progress:
+                        progress(n)  # bytes hashed: a large file's bar moves while it is read
         finally:
             buf.close()
     return h.hexdigest(), h.size

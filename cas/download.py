@@ -25,7 +25,7 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -44,8 +44,9 @@ class Download:
     """One all-or-nothing download: add files and trees, then leave the ``with``
     block cleanly to move them all into place (an exception removes them all)."""
 
-    def __init__(self, blobs: BlobStore) -> None:
+    def __init__(self, blobs: BlobStore, progress: Callable[..., None] | None = None) -> None:
         self._blobs = blobs
+        self._progress = progress  # progress(nbytes, items=0), as cas.store.Progress; any thread
         self._moves: list[tuple[str, str]] = []  # (temp, final), renamed in order at commit
         self._made: list[str] = []  # directories this download created, parents first
         self._done = False
@@ -134,8 +135,12 @@ class Download:
             view = memoryview(buf)
             while n := src.readinto(buf):  # EOF: the reader raises IntegrityError on a mismatch
                 out.write(view[:n])
+                if self._progress:
+                    self._progress(n)
             out.flush()
             os.fsync(out.fileno())
+        if self._progress:
+            self._progress(0, 1)
 
     # -- finishing -----------------------------------------------------------------
 

@@ -11,6 +11,7 @@ OSError family first so ``errno`` and ``filename`` stay meaningful::
     │   └── VersionNotFoundError            unknown version or alias
     ├── VersionDeletedError(FileNotFoundError)  the version was deleted
     ├── VersionExistsError(FileExistsError) a committed version cannot change
+    ├── DestinationExistsError(FileExistsError)  cas get would replace a local file (--force allows it)
     ├── ReadOnlyError(PermissionError)      a write that would change immutable data
     ├── BlobNotFoundError(FileNotFoundError)   a blob the index points at is gone
     ├── PathNotFoundError(FileNotFoundError)   no such cas:// path (name, version, alias or file)
@@ -18,6 +19,8 @@ OSError family first so ``errno`` and ``filename`` stay meaningful::
     ├── PathNotDirectoryError(NotADirectoryError) a cas:// path below a file
     ├── PathExistsError(FileExistsError)    a cas:// path that is already there (exclusive create, mkdir)
     ├── IntegrityError                      bytes do not match their digest
+    ├── CorruptRecordError(ValueError)      a manifest, record, journal entry, ref or key in the
+    │                                       backend that breaks the format's grammar
     ├── UnsafeLoadError(PermissionError)    loading would run code (pickle)
     ├── UnsupportedDataError(TypeError)     no materializer can save this value
     ├── MaterializerNotFoundError(LookupError)  a version's materializer is not installed here
@@ -38,6 +41,7 @@ __all__ = [
     "VersionNotFoundError",
     "VersionDeletedError",
     "VersionExistsError",
+    "DestinationExistsError",
     "ReadOnlyError",
     "BlobNotFoundError",
     "PathNotFoundError",
@@ -45,6 +49,7 @@ __all__ = [
     "PathNotDirectoryError",
     "PathExistsError",
     "IntegrityError",
+    "CorruptRecordError",
     "UnsafeLoadError",
     "UnsupportedDataError",
     "MaterializerNotFoundError",
@@ -104,15 +109,17 @@ class UnsupportedFormatError(CasError):
 
 
 class ArtifactNotFoundError(KeyError, CasError):
+    """No artifact has this name (a ``KeyError`` too)."""
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
 
 
 class VersionNotFoundError(ArtifactNotFoundError):
-    pass
+    """The artifact exists but has no such version or alias."""
 
 
 class VersionDeletedError(FileNotFoundError, CasError):
+    """The version existed and was deleted (``cas rm``); its number is never reused."""
     __str__ = CasError.__str__
 
     def __init__(self, name: str, version: int):
@@ -129,6 +136,15 @@ class VersionExistsError(FileExistsError, CasError):
             super().__init__(_errno.EEXIST, message)
         else:
             super().__init__(_errno.EEXIST, message, filename)
+
+
+class DestinationExistsError(FileExistsError, CasError):
+    """A download would replace an existing local file or directory (``cas get --force`` allows it)."""
+
+    __str__ = CasError.__str__
+
+    def __init__(self, path: str):
+        super().__init__(_errno.EEXIST, f"{path} already exists (use --force to replace it)", path)
 
 
 class ReadOnlyError(PermissionError, CasError):
@@ -199,7 +215,23 @@ class IntegrityError(CasError):
         super().__init__(f"integrity error{where}: expected blake3:{expected}, got blake3:{actual}")
 
 
+class CorruptRecordError(ValueError, CasError):
+    """Something decoded from the backend breaks the format's grammar (DESIGN invariant 12).
+
+    ``key`` names the offending object: ``blake3:<hex>`` for a blob (a record
+    or a tree manifest), else its backend key (``journal/...``, ``refs/...``).
+    A reader refuses it, skips it and lets ``verify`` report it; it never
+    becomes a path.
+    """
+
+    def __init__(self, key: str, reason: str):
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{key}: {reason}")
+
+
 class UnsafeLoadError(PermissionError, CasError):
+    """Loading this version would run code (pickle) and ``allow_pickle=True`` was not given."""
     __str__ = CasError.__str__
 
     def __init__(self, message: str):
@@ -225,5 +257,5 @@ class BackendError(OSError, CasError):
 
 
 class RunError(RuntimeError, CasError):
-    pass
+    """A run or step used wrongly: ended twice, unknown, or lineage arguments without a run."""
 

@@ -13,6 +13,7 @@ this index does not hold (a partial sync) as one marked ``known=False``.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -119,21 +120,26 @@ class LineageGraph:
 
     @property
     def nodes(self) -> list[VersionNode | StepNode]:
+        """Every version and step node of the graph."""
         return [*self.versions.values(), *self.steps.values()]
 
     def producer(self, version_id: str) -> StepNode | None:
+        """The step that produced version ``version_id``, or None (saved outside a run, or beyond the depth)."""
         for e in self.edges:
             if e.kind == "output" and e.target == version_id:
                 return self.steps[e.source]
         return None
 
     def inputs_of(self, step_id: str) -> list[VersionNode]:
+        """The versions step ``step_id`` consumed."""
         return [self.versions[e.source] for e in self.edges if e.kind == "input" and e.target == step_id]
 
     def outputs_of(self, step_id: str) -> list[VersionNode]:
+        """The versions step ``step_id`` produced."""
         return [self.versions[e.target] for e in self.edges if e.kind == "output" and e.source == step_id]
 
     def consumers(self, version_id: str) -> list[StepNode]:
+        """The steps that consumed version ``version_id``."""
         return [self.steps[e.target] for e in self.edges if e.kind == "input" and e.source == version_id]
 
     def refs(self) -> list[str]:
@@ -157,6 +163,7 @@ class LineageGraph:
         raise ValueError(f"unknown lineage format {fmt!r}; use one of {', '.join(FORMATS)}")
 
     def to_dict(self) -> dict[str, Any]:
+        """Nodes and edges as plain JSON-ready data."""
         return {
             "root": self.root,
             "direction": self.direction,
@@ -166,6 +173,7 @@ class LineageGraph:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
+        """``to_dict()`` as a JSON string."""
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
 
     def to_text(self) -> str:
@@ -299,7 +307,8 @@ class LineageGraph:
                 "version": {
                     "_producer": producer,
                     "_schemaURL": _FACET_SCHEMAS["version"],
-                    "datasetVersion": str(v.version),
+                    # the content's digest: the same bytes are the same dataset version anywhere
+                    "datasetVersion": f"blake3:{v.digest}" if v.digest else str(v.version),
                 }
             },
         }
@@ -511,35 +520,9 @@ def build_graph(store: Store, version: ArtifactVersion, direction: str = UP, dep
     versions: dict[str, VersionNode] = {}
     # Nearest first, then by name: exports and JSON read from the root outwards.
     for (name, number), row in sorted(rows.versions.items(), key=lambda kv: (hops.get(kv[0], 1 << 30), kv[0])):
-        if row is None:
-            node = VersionNode(name=name, version=number, known=False)
-        else:
-            node = VersionNode(
-                name=name,
-                version=number,
-                digest=row.digest,
-                kind=row.kind,
-                size=row.size,
-                created_at=row.created_at,
-                materializer=row.materializer,
-                run_id=row.run_id,
-                step_run_id=row.step_run_id,
-                deleted=row.deleted_at is not None,
-            )
+        node = _version_node(name, number, row)
         versions[node.id] = node
-    steps = {
-        sid: StepNode(
-            id=sid,
-            run_id=r.run_id,
-            pipeline=r.pipeline or "",
-            step=r.step,
-            status=r.status,
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-            error=r.error,
-        )
-        for sid, r in sorted(rows.steps.items(), key=lambda kv: (kv[1].started_at or "", kv[0]))
-    }
+    steps = {sid: _step_node(sid, r) for sid, r in sorted(rows.steps.items(), key=lambda kv: (kv[1].started_at or "", kv[0]))}
     edges = [Edge(f"{n}@{v}", sid, "input") for (n, v), sid in rows.inputs]
     edges += [Edge(sid, f"{n}@{v}", "output") for sid, (n, v) in rows.outputs]
     runs: dict[str, RunNode] = {}
@@ -547,7 +530,7 @@ def build_graph(store: Store, version: ArtifactVersion, direction: str = UP, dep
         if s.run_id and s.run_id not in runs:
             r = rq.get_run(conn, s.run_id)
             if r is not None:
-                runs[r.id] = RunNode(r.id, r.pipeline, r.status, r.started_at, r.ended_at, json.loads(r.params or "{}"))
+                runs[r.id] = _run_node(r)
     return LineageGraph(
         root=version.ref,
         direction=direction,
@@ -558,3 +541,75 @@ def build_graph(store: Store, version: ArtifactVersion, direction: str = UP, dep
         runs=runs,
         namespace=store.url,
     )
+
+
+def _version_node(name: str, number: int, row: Any) -> VersionNode:
+    if row is None:
+        return VersionNode(name=name, version=number, known=False)
+    return VersionNode(
+        name=name,
+        version=number,
+        digest=row.digest,
+        kind=row.kind,
+        size=row.size,
+        created_at=row.created_at,
+        materializer=row.materializer,
+        run_id=row.run_id,
+        step_run_id=row.step_run_id,
+        deleted=row.deleted_at is not None,
+    )
+
+
+def _step_node(sid: str, r: Any) -> StepNode:
+    return StepNode(
+        id=sid,
+        run_id=r.run_id,
+        pipeline=r.pipeline or "",
+        step=r.step,
+        status=r.status,
+        started_at=r.started_at,
+        ended_at=r.ended_at,
+        error=r.error,
+    )
+
+
+def _run_node(r: Any) -> RunNode:
+    return RunNode(r.id, r.pipeline, r.status, r.started_at, r.ended_at, json.loads(r.params or "{}"))
+
+
+def live_events(store: Store, run_id: str, step_run_id: str | None, phase: str) -> list[dict[str, Any]]:
+    """The OpenLineage event of one moment of a run (``phase``: ``"start"`` or ``"end"``):
+    the pipeline run's, or with ``step_run_id`` the step's with its datasets - the same
+    event :meth:`LineageGraph.to_openlineage` exports later."""
+    conn = store.index.conn
+    run = rq.get_run(conn, run_id)
+    if run is None:
+        return []
+    versions: dict[str, VersionNode] = {}
+    steps: dict[str, StepNode] = {}
+    edges: list[Edge] = []
+    if step_run_id is not None:
+        row = rq.get_step(conn, step_run_id)
+        if row is None:
+            return []
+        steps[step_run_id] = _step_node(step_run_id, row)
+        for kind, found in (("input", rq.step_input_rows(conn, step_run_id)), ("output", rq.step_output_rows(conn, step_run_id))):
+            for v in found:
+                if kind == "output" and v.deleted_at is not None:
+                    continue  # retracted (a step that failed after writing): not an output
+                node = _version_node(v.name, v.version, v)
+                versions[node.id] = node
+                edges.append(Edge(node.id, step_run_id, kind) if kind == "input" else Edge(step_run_id, node.id, kind))
+    graph = LineageGraph(
+        root="",
+        direction=UP,
+        depth=None,
+        versions=versions,
+        steps=steps,
+        edges=tuple(edges),
+        runs={run.id: _run_node(run)} if step_run_id is None else {},
+        namespace=store.url,
+    )
+    # OPENLINEAGE_NAMESPACE: the job namespace OpenLineage integrations (Airflow, dbt) read.
+    events = graph.to_openlineage(job_namespace=os.environ.get("OPENLINEAGE_NAMESPACE") or "cas")
+    return [e for e in events if (e["eventType"] == "START") == (phase == "start")]

@@ -34,10 +34,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from . import live_lineage
 from .errors import InvalidNameError, RunError
 from .index import runs as q
 from .names import check_segment, parse_ref
-from .records import check_json_map, now_iso, run_ref
+from .records import END_STATUSES, check_json_map, now_iso, run_ref
 from .version import ArtifactVersion
 
 if TYPE_CHECKING:
@@ -60,7 +61,6 @@ RUNNING = "running"
 COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
-END_STATUSES = (COMPLETED, FAILED, CANCELLED)
 
 # Fixed namespace for step run ids: uuid5(namespace, "<run id>/<step>").
 _STEP_NAMESPACE = uuid.UUID("6f0f2c53-4c1e-5d53-9a55-6361732d7275")
@@ -120,12 +120,16 @@ def _run_known(store: Store, run_id: str) -> bool:
 
 def _start_run(store: Store, pipeline: str, params: dict[str, Any], run_id: str) -> bool:
     record = {"type": "run_start", "run_id": run_id, "pipeline": pipeline, "params": params, "started_at": now_iso()}
-    return _publish(store, run_id, record, seq=0)
+    started = _publish(store, run_id, record, seq=0)
+    if started:
+        live_lineage.emit_run(store, run_id, "start")
+    return started
 
 
 def _end_run(store: Store, run_id: str, status: str, error: str | None) -> None:
     record = {"type": "run_end", "run_id": run_id, "status": status, "ended_at": now_iso(), "error": error}
     _publish(store, run_id, record)
+    live_lineage.emit_run(store, run_id, "end")
 
 
 def _start_step(store: Store, run_id: str, step: str, inputs: list[tuple[str, int]]) -> str:
@@ -139,6 +143,7 @@ def _start_step(store: Store, run_id: str, step: str, inputs: list[tuple[str, in
         "inputs": [list(i) for i in inputs],
     }
     _publish(store, run_id, record)
+    live_lineage.emit_step(store, run_id, step_run_id, "start")
     return step_run_id
 
 
@@ -169,6 +174,7 @@ def _end_step(store: Store, run_id: str, step_run_id: str, step: str, status: st
         "error": error,
     }
     _publish(store, run_id, record)
+    live_lineage.emit_step(store, run_id, step_run_id, "end")
 
 
 def _check_status(status: str) -> str:
@@ -465,6 +471,7 @@ class StepRun:
     unknown_inputs: tuple[str, ...] = ()  # consumed versions this index does not hold (partial sync)
 
     def to_dict(self) -> dict[str, Any]:
+        """The step run as JSON-ready data (versions as refs)."""
         return {
             "id": self.id,
             "run_id": self.run_id,
@@ -494,21 +501,25 @@ class PipelineRun:
 
     @property
     def duration(self) -> float | None:
+        """Seconds from start to end, or None while the run is still open."""
         if self.started_at and self.ended_at:
             return (self.ended_at - self.started_at).total_seconds()
         return None
 
     @property
     def outputs(self) -> tuple[ArtifactVersion, ...]:
+        """Every version the run's steps produced, in step order."""
         return tuple(v for s in self.steps for v in s.outputs)
 
     def step(self, name: str) -> StepRun:
+        """The step run named ``name``; ``KeyError`` if the run has none."""
         for s in self.steps:
             if s.step == name:
                 return s
         raise KeyError(f"run {self.id} has no step {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The run, with its steps, as JSON-ready data."""
         return {
             "id": self.id,
             "pipeline": self.pipeline,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 import time
@@ -30,6 +31,7 @@ from .errors import (
     BackendError,
     BlobNotFoundError,
     CasError,
+    CorruptRecordError,
     IntegrityError,
     InvalidNameError,
     StoreNotFoundError,
@@ -41,15 +43,18 @@ from .errors import (
 from .index import Index
 from .names import LATEST, ArtifactName, check_alias, parse_name, parse_ref, parse_version
 from .records import (
+    REFS,
     RecordStore,
     alias_ref,
     check_json_map,
     deletion_ref,
+    journal_path,
     now_iso,
+    parse_ref_path,
     ref_order,
     version_ref,
 )
-from .tree import check_tree_path, decode_manifest, encode_manifest, walk_files
+from .tree import check_entries, decode_manifest, encode_manifest, walk_files
 from .version import BLOB, TREE, ArtifactVersion
 
 __all__ = ["Store", "open_store", "VerifyReport", "GcReport", "StoreStats", "UnsupportedDataError", "Progress"]
@@ -57,9 +62,16 @@ __all__ = ["Store", "open_store", "VerifyReport", "GcReport", "StoreStats", "Uns
 DEFAULT_STORE = "./.cas"
 DEFAULT_GC_GRACE = 24 * 3600.0
 INDEX_FILE = "index.sqlite"
+# SQLite's companion files: a symlink planted under any of these names would
+# make it create or write a database outside the store.
+_INDEX_FILES = (INDEX_FILE, f"{INDEX_FILE}-wal", f"{INDEX_FILE}-shm", f"{INDEX_FILE}-journal")
 
-#: progress callback: (units done in this step, description); units are bytes or items
-Progress = Callable[[int], None]
+log = logging.getLogger(__name__)
+
+#: progress callback ``progress(nbytes, items=0)``: called with the bytes read as they
+#: are read (save, download, verify --deep, sync), and with ``(0, 1)`` as each item
+#: (a file of a tree, a blob, a ref) is done.  Called often: keep it cheap.
+Progress = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -69,11 +81,14 @@ class VerifyReport:
     corrupt: list[str] = field(default_factory=list)  # content does not match its name
     foreign: list[str] = field(default_factory=list)  # files under blobs/ that are not blobs
     orphans: list[str] = field(default_factory=list)  # refs claimed but never journalled: journalled now
-    dangling: list[str] = field(default_factory=list)  # refs whose record (or tree manifest) is missing
+    dangling: list[str] = field(default_factory=list)  # refs whose record (or an orphan's content) is missing
+    # records, manifests, journal entries, refs and keys that break the format ("<key>: <what is wrong>")
+    invalid: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.foreign or self.dangling)
+        """True when nothing is missing, corrupt, foreign, invalid or dangling."""
+        return not (self.missing or self.corrupt or self.foreign or self.invalid or self.dangling)
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,7 @@ class StoreStats:
 
     @property
     def dedupe_ratio(self) -> float:
+        """Logical bytes over stored bytes (1.0 for an empty store)."""
         return self.logical_bytes / self.stored_bytes if self.stored_bytes else 1.0
 
 
@@ -141,6 +157,24 @@ def open_store(url: str | os.PathLike | None = None, *, index: str | None = None
 
 
 class Store:
+    """A cas store: a backend (any fsspec URL) holding blobs and records, plus a
+    local SQLite index of them.  Open one with :func:`open_store`.
+
+    Contract, in short (docs/api.md has the whole of it):
+
+    * ``save`` stores content once under its BLAKE3 digest and creates the
+      next version of a name; a version never changes afterwards.
+    * ``get_artifact_version``, ``list_versions``, ``list_artifacts``,
+      ``aliases`` and ``stats`` answer from the index without reading content;
+      a lookup that misses catches up with the backend first.
+    * Every read of content is verified against its digest.
+    * Deleting is recorded (``delete_version``); only ``gc`` removes bytes.
+    * The backend is the truth: ``reindex`` rebuilds the same answers from it,
+      ``refresh`` applies what other machines wrote.
+
+    Use it as a context manager, or call ``close``.
+    """
+
     def __init__(self, backend: Backend, *, index: str | None = None, create: bool = True) -> None:
         self.backend = backend
         self.blobs = BlobStore(backend)
@@ -151,6 +185,10 @@ class Store:
                 raise StoreNotFoundError(backend.url)
             fmt = self.records.init_format()
         self.store_id: str = fmt["store_id"]
+        if index is None and isinstance(backend, LocalBackend):
+            for name in _INDEX_FILES:
+                if backend.is_symlink(name):
+                    raise BackendError(f"refusing to follow a symlink inside the store: {name}", name)
         self.index = Index(index or default_index_path(backend))
         if self.index.get_meta("store_id") != self.store_id:
             self.reindex()  # a new index, or one left from another store at this place
@@ -159,12 +197,14 @@ class Store:
 
     @property
     def url(self) -> str:
+        """The backend URL (credentials never included)."""
         return self.backend.url
 
     def __repr__(self) -> str:
         return f"Store({redact_url(self.url)!r})"
 
     def close(self) -> None:
+        """Close the index and the backend's connections; the store is unusable afterwards (also ``with open_store(...)``)."""
         self.index.close()
         self.backend.close()
 
@@ -188,6 +228,7 @@ class Store:
         run_id: str | None = None,
         step: str | None = None,
         inputs: Iterable[Any] = (),
+        if_changed: bool = False,
         _extra: dict[str, Any] | None = None,
     ) -> ArtifactVersion:
         """Store ``data`` as the next version of ``name``.
@@ -203,6 +244,11 @@ class Store:
         is that step's output.  Frameworks name the producer instead:
         ``run_id`` (started if new), ``step`` (default: the name's step part)
         and ``inputs`` (versions or ``name@version`` strings it consumed).
+
+        ``if_changed``: when the content (digest and kind) equals the latest
+        live version's, no version is created and that version is returned
+        (``aliases`` still move to it; ``metadata`` is not compared).  Equal
+        content is a dedupe hit, so nothing new is written either.
         """
         aname = parse_name(name)
         aliases = [check_alias(a) for a in aliases]
@@ -215,6 +261,10 @@ class Store:
         started, position = time.time(), _position(data)
         with _materializers.materialize(mat, data) as payload:
             kind, result, entries = self._put_content(payload, progress)
+        if if_changed and (same := self._latest_if_same(str(aname), kind, result.digest)) is not None:
+            for alias in aliases:
+                self._move_alias(str(aname), alias, same)
+            return self._version(str(aname), same)
         if link is not None:
             extra.update(link.commit())
         record = {
@@ -255,18 +305,17 @@ class Store:
                 return BLOB, self.blobs.put_bytes(data.encode("utf-8")), None
         if isinstance(data, os.PathLike):
             path = os.fspath(data)
+            self._refuse_own(path)
             if os.path.isdir(path):
                 return self._put_tree(path, progress)
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no such file or directory: {path}")
             with self.backend.batch():
-                result = self.blobs.put_file(path)
-            if progress:
-                progress(result.size)
+                result = self.blobs.put_file(path, progress)
             return BLOB, result, None
         if hasattr(data, "read"):
             with self.backend.batch():
-                return BLOB, self.blobs.put_stream(data), None
+                return BLOB, self.blobs.put_stream(data, progress), None
         raise UnsupportedDataError(
             f"cannot save a {type(data).__name__}: pass bytes, str, a pathlib.Path, or a binary file object"
         )
@@ -275,16 +324,36 @@ class Store:
         entries: list[tuple[str, str, int]] = []
         # Walk (and validate every path) before writing anything: a refused
         # symlink or bad file name must leave the store unchanged.
-        files = list(walk_files(root))
+        files = list(walk_files(root, exclude=self._own_files()))
         with self.backend.batch():
             for rel, abspath in files:
-                result = self.blobs.put_file(abspath)
+                result = self.blobs.put_file(abspath, progress)
                 entries.append((rel, result.digest, result.size))
                 if progress:
-                    progress(1)
+                    progress(0, 1)
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
+
+    def _latest_if_same(self, name: str, kind: str, digest: str) -> int | None:
+        rows = self.index.list_versions(name, include_deleted=False)
+        latest = ArtifactVersion.from_row(self, rows[-1]) if rows else None
+        if latest is not None and latest.kind == kind and latest.digest.hex == digest:
+            return latest.version
+        return None
+
+    def _refuse_own(self, path: str) -> None:
+        own = self._own_files()
+        if any(_identity(p) in own for p in _self_and_parents(path)):
+            raise InvalidNameError(f"refusing to save {path!r}: it is part of the store it would be saved into")
+
+    def _own_files(self) -> set[tuple[int, int]]:
+        """Identities of this store's own directory and live index files: a
+        directory being saved never includes the store it is saved into."""
+        paths = [self.index.path + suffix for suffix in ("", "-wal", "-shm", "-journal")]
+        if isinstance(self.backend, LocalBackend):
+            paths.append(self.backend.root)
+        return {ident for p in paths if (ident := _identity(p)) is not None}
 
     # -- versions of content already stored (metadata-only; used by the cas:// view) --
 
@@ -326,7 +395,7 @@ class Store:
                     raise BlobNotFoundError(hexdigest)
                 listed = self.index.tree_entries(hexdigest)
             else:
-                listed = entries = decode_manifest(self.blobs.read_bytes(hexdigest))
+                listed = entries = decode_manifest(self.blobs.read_bytes(hexdigest), hexdigest)
             if not any(row.deleted_at is None for row in self.index.versions_with_digest(hexdigest)):
                 # No live version protects these blobs from gc: check they are all there.
                 self._require_blobs((d, s) for _, d, s in listed)
@@ -366,7 +435,7 @@ class Store:
         """
         aname = parse_name(name)
         metadata = _check_metadata(metadata)
-        clean = _check_entries(entries)
+        clean = check_entries(entries)
         exact = self._check_exact_version(str(aname), version)
         started = time.time()
         self.refresh()  # as in link(): a version deleted elsewhere no longer vouches for its blobs
@@ -536,7 +605,7 @@ class Store:
         """Every blob of this content is in the backend (asked there: the index may be behind)."""
         self.blobs.size(digest)  # BlobNotFoundError if absent
         if kind == TREE:
-            listed = entries if entries is not None else decode_manifest(self.blobs.read_bytes(digest))
+            listed = entries if entries is not None else decode_manifest(self.blobs.read_bytes(digest), digest)
             for _, d, _ in listed:
                 self.blobs.size(d)
 
@@ -553,18 +622,46 @@ class Store:
             self._apply(c, ref, record_digest, record, entries)
 
     def _learn_ref(self, ref: str) -> None:
-        """Learn a ref someone else claimed (a lost claim).  One the journal does not
-        announce - its writer died between the claim and the journal entry - is
-        completed: journalled here, so every other index learns it too."""
+        """Learn a ref someone else claimed (a lost claim).  A bad one is reported and
+        skipped: the claim loop moves past it rather than failing every later save.
+        One the journal does not announce - its writer died between the claim and
+        the journal entry - is completed: journalled here, so every other index
+        learns it too."""
         if self.index.has_record(ref):
             return
         try:
             record_digest = self.records.read_ref(ref)
+            record, entries = self._load(ref, record_digest)
         except FileNotFoundError:
+            return
+        except CorruptRecordError as e:
+            with self.index.write() as c:
+                self._reject(c, e)
             return
         self.refresh()
         if not self.index.has_record(ref):
             self._complete(ref, record_digest)
+
+    def _load(self, ref: str, record_digest: str) -> tuple[dict[str, Any], list | None]:
+        """The validated record ``ref`` claims, and the tree entries of a tree version
+        the index does not know yet: everything decoded before anything is applied."""
+        record = self.records.get_record(record_digest, ref)
+        entries = None
+        if record["type"] == "version" and record["kind"] == TREE and not self.index.has_tree(record["digest"]):
+            entries = self.records.get_manifest(record["digest"], ref)
+        return record, entries
+
+    def _load_journalled(self, seq: int, ref: str, record_digest: str) -> tuple[dict[str, Any], list | None]:
+        """:meth:`_load` for a journal entry: an error also names the entry, the file to look at."""
+        try:
+            return self._load(ref, record_digest)
+        except CorruptRecordError as e:
+            raise CorruptRecordError(journal_path(seq), str(e)) from None
+
+    def _reject(self, c, error: CorruptRecordError) -> None:
+        """Remember a bad object for ``verify`` and say so once; the rest goes on."""
+        if self.index.add_rejected(c, error.key, str(error)):
+            log.warning("cas: skipped %s (cas verify lists what was refused)", error)
 
     def _orphan(self, ref: str, record_digest: str) -> tuple[dict[str, Any], Any] | None:
         """(record, tree entries) of a ref no journal announced, or None if it dangles:
@@ -573,13 +670,10 @@ class Store:
         writer, if alive, puts it back and journals the ref itself - completing it
         first would show everyone a version without its bytes."""
         try:
-            record = self.records.get_record(record_digest)
-            entries = None
-            if record.get("type") == "version":
-                if record.get("kind") == TREE:
-                    entries = decode_manifest(self.blobs.read_bytes(record["digest"]))
+            record, entries = self._load(ref, record_digest)  # validated (cas.records)
+            if record["type"] == "version":
                 self._check_present(record["kind"], record["digest"], entries)
-        except (CasError, ValueError, TypeError, KeyError):
+        except CasError:
             return None
         return record, entries
 
@@ -597,7 +691,7 @@ class Store:
         self.refresh()
         known = {ref for ref, _ in self.index.iter_records()}
         out: list[tuple[str, str | None]] = []
-        for ref in self.records.list_refs():
+        for ref in self.records.list_refs(on_invalid=lambda e: None):  # bad keys: verify lists them as invalid
             if ref in known:
                 continue
             try:
@@ -641,12 +735,35 @@ class Store:
         self._move_alias(target.name, check_alias(alias), target.version)
         return target
 
-    def _move_alias(self, name: str, alias: str, version: int) -> None:
+    def delete_alias(self, name: str, alias: str) -> int:
+        """Remove ``alias`` from ``name``; returns the version it pointed at.
+
+        Recorded like a move (an alias record with ``version`` 0, the highest
+        ``seq`` wins), so other machines, sync and reindex agree.  ``latest``
+        is maintained by cas and cannot be removed.
+        """
+        aname = str(parse_name(name))
+        alias = check_alias(alias)
+        if alias == LATEST:
+            raise InvalidNameError("'latest' is maintained by cas and cannot be removed")
+        self.refresh()
+        version = self.index.resolve_alias(aname, alias)
+        if version is None:
+            self._require_name(aname)
+            raise VersionNotFoundError(f"{aname} has no alias {alias!r}")
+        self._move_alias(aname, alias, 0)
+        return version
+
+    def _move_alias(self, name: str, alias: str, version: int, *, after: int | None = None) -> bool:
+        """Move ``alias``; with ``after``, only as the move right after seq ``after``
+        (False if another process moved it first: a compare-and-swap for folders)."""
         record = {"type": "alias", "name": name, "alias": alias, "version": version, "created_at": now_iso()}
-        first = self.index.alias_seq(name, alias) + 1
-        claimed = self._claim(record, "seq", first, lambda n: alias_ref(name, alias, n))
-        assert claimed is not None  # not exact: a free seq is always found
+        first = self.index.alias_seq(name, alias) + 1 if after is None else after + 1
+        claimed = self._claim(record, "seq", first, lambda n: alias_ref(name, alias, n), exact=after is not None)
+        if claimed is None:
+            return False
         self._commit(claimed[0], claimed[1], record)
+        return True
 
     def delete_version(self, name: str, version: int | str) -> ArtifactVersion:
         """Record that a version is deleted.  Its bytes stay until ``gc``."""
@@ -716,6 +833,7 @@ class Store:
         return ArtifactVersion.from_row(self, row)
 
     def list_versions(self, name: str, *, include_deleted: bool = False) -> list[ArtifactVersion]:
+        """Versions of ``name``, oldest first; deleted ones only with ``include_deleted``. ``ArtifactNotFoundError`` for an unknown name."""
         aname = str(parse_name(name))
         rows = self.index.list_versions(aname, include_deleted=include_deleted)
         if not rows:
@@ -723,14 +841,17 @@ class Store:
         return [ArtifactVersion.from_row(self, r) for r in rows]
 
     def list_artifacts(self, prefix: str = "") -> list[str]:
+        """Names of artifacts with a live version whose name starts with ``prefix``, sorted. Answered from the index."""
         if not isinstance(prefix, str) or any(ord(ch) < 32 for ch in prefix) or "\\" in prefix:
             raise InvalidNameError(f"invalid prefix {prefix!r}")
         return self.index.list_artifacts(prefix)
 
     def aliases(self, name: str) -> dict[str, int]:
+        """User aliases of ``name`` and the version each points at (``latest`` is implicit, not listed)."""
         return self.index.aliases_of(str(parse_name(name)))
 
     def stats(self) -> StoreStats:
+        """Counts and bytes from the index: artifacts, live versions, content blobs, logical and stored bytes."""
         return StoreStats(**self.index.stats())
 
     # -- loading, runs and lineage (cas.materializers, cas.runs, cas.lineage) ------------
@@ -792,16 +913,25 @@ class Store:
         """Apply journal entries this index has not seen; returns how many were new.
 
         Reads only what is new: one read per new entry, plus one to find the end.
+        An entry that is garbage, or whose record is, is skipped and remembered
+        for ``verify`` (invariant 12): one bad object never blocks the store.
         """
         seq = int(self.index.get_meta("journal_next", "0"))
         applied = 0
-        while (entry := self.records.read_journal(seq)) is not None:
-            ref, record_digest = entry["ref"], entry["record"]
-            if not self.index.has_record(ref):
-                record = self.records.get_record(record_digest)
+        while True:
+            try:
+                entry = self.records.read_journal(seq)
+                if entry is None:
+                    break
+                ref, record_digest = entry.ref.path, entry.record
+                if not self.index.has_record(ref):
+                    record, entries = self._load_journalled(seq, ref, record_digest)
+                    with self.index.write() as c:
+                        self._apply(c, ref, record_digest, record, entries)
+                    applied += 1
+            except CorruptRecordError as e:
                 with self.index.write() as c:
-                    self._apply(c, ref, record_digest, record)
-                applied += 1
+                    self._reject(c, e)
             seq += 1
         if applied or seq != int(self.index.get_meta("journal_next", "0")):
             with self.index.write() as c:
@@ -818,17 +948,21 @@ class Store:
         Safe while others write: a ref claimed after the listing began is
         journaled at or after ``start``, and the journal is replayed from there
         inside the same transaction, so no committed version ever vanishes
-        from the index, not even for a moment.
+        from the index, not even for a moment.  Bad refs, records and journal
+        entries are skipped and remembered for ``verify``.
         """
         start = self.records.journal_end()
-        refs = sorted(self.records.iter_refs(), key=ref_order)
+        rejected: list[CorruptRecordError] = []
+        refs = sorted(self.records.iter_refs(on_invalid=rejected.append), key=ref_order)
         journalled, _ = self.records.journalled_refs()
         found = []
         for ref, record_digest in refs:
-            entries = None
             if ref in journalled:
                 try:
-                    record = self.records.get_record(record_digest)
+                    record, entries = self._load(ref, record_digest)
+                except CorruptRecordError as e:
+                    rejected.append(e)
+                    continue
                 except BlobNotFoundError:
                     continue  # a dangling ref: nothing to show; verify reports it
             else:
@@ -842,21 +976,32 @@ class Store:
                 with contextlib.suppress(OSError, CasError):
                     self.records.append_journal(ref, record_digest, start)
             found.append((ref, record_digest, record, entries))
+        applied = 0
         with self.index.write() as c:
             self.index.clear(c)
             for ref, record_digest, record, entries in found:
                 self._apply(c, ref, record_digest, record, entries)
+                applied += 1
                 if progress:
-                    progress(1)
+                    progress(0, 1)
             seq = start
-            while (entry := self.records.read_journal(seq)) is not None:
-                if not self.index.has_record(entry["ref"]):  # same connection: sees this transaction
-                    self._apply(c, entry["ref"], entry["record"], self.records.get_record(entry["record"]))
+            while True:
+                try:
+                    entry = self.records.read_journal(seq)
+                    if entry is None:
+                        break
+                    if not self.index.has_record(entry.ref.path):  # same connection: sees this transaction
+                        record, entries = self._load_journalled(seq, entry.ref.path, entry.record)
+                        self._apply(c, entry.ref.path, entry.record, record, entries)
+                except CorruptRecordError as e:
+                    rejected.append(e)
                 seq += 1
+            for e in rejected:
+                self._reject(c, e)
             self.index.set_meta("store_id", self.store_id, c)
             self.index.set_meta("journal_next", str(seq), c)
             self.index.set_meta("journal_hint", str(seq), c)
-        return len(refs)
+        return applied
 
     # -- sync ------------------------------------------------------------------------
 
@@ -897,22 +1042,36 @@ class Store:
         checked = 0
         if deep:
             bad = set(corrupt)
-            for digest, size in present.items():
+            for digest in present:
                 try:
-                    actual, _ = self.blobs.check(digest)
+                    actual, _ = self.blobs.check(digest, progress)
                 except CasError:
                     actual = ""
                 if actual != digest:
                     bad.add(digest)
                 checked += 1
                 if progress:
-                    progress(size)
+                    progress(0, 1)
             corrupt = sorted(bad)
         else:
             checked = len(needed)
         return VerifyReport(
-            checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign), orphans=orphans, dangling=dangling
+            checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign), invalid=self._invalid_objects(),
+            orphans=orphans,
+            dangling=dangling,
         )
+
+    def _invalid_objects(self) -> list[str]:
+        """What refresh and reindex refused, plus listed ref and journal keys that
+        break the layout or lie beyond the journal's end (a listing each: keys only)."""
+        found = set(self.index.rejected())
+        found.update(str(e) for e in self.records.scan_journal()[1])
+        for entry in self.backend.list(REFS):
+            try:
+                parse_ref_path(entry.path)
+            except CorruptRecordError as e:
+                found.add(str(e))
+        return sorted(found)
 
     def gc(self, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -> GcReport:
         """Remove blobs no live version or record needs, once older than ``grace`` seconds.
@@ -983,27 +1142,22 @@ class Store:
         return blobs
 
 
-def _check_entries(entries: Iterable[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
-    """Validate tree entries: good paths, hex digests, sizes; no path both a file and a directory."""
-    clean: dict[str, tuple[str, str, int]] = {}
-    for entry in entries:
-        try:
-            path, digest, size = entry
-        except (TypeError, ValueError):
-            raise InvalidNameError(f"a tree entry is (path, digest, size), got {entry!r}") from None
-        check_tree_path(path)
-        hexdigest = Digest.parse(digest).hex
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise InvalidNameError(f"invalid size {size!r} for {path!r}")
-        if path in clean:
-            raise InvalidNameError(f"{path!r} appears twice in the tree")
-        clean[path] = (path, hexdigest, size)
-    dirs = {p.rsplit("/", 1)[0] for p in clean if "/" in p}
-    dirs |= {d.rsplit("/", i)[0] for d in dirs for i in range(1, d.count("/") + 1)}
-    clash = sorted(dirs & clean.keys())
-    if clash:
-        raise InvalidNameError(f"{clash[0]!r} is both a file and a directory in the tree")
-    return sorted(clean.values())
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _self_and_parents(path: str) -> Iterable[str]:
+    path = os.path.abspath(path)
+    while True:
+        yield path
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
 
 
 def _position(payload: Any) -> int | None:
@@ -1029,7 +1183,7 @@ def _apply_version(store: Store, c, record: dict[str, Any], record_digest: str) 
     if record["kind"] == TREE and not store.index.has_tree(record["digest"]):
         entries = record.get("_entries")
         if entries is None:
-            entries = decode_manifest(store.blobs.read_bytes(record["digest"]))
+            entries = decode_manifest(store.blobs.read_bytes(record["digest"]), record["digest"])
         store.index.insert_tree_entries(c, record["digest"], entries)
 
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from . import sweeps
 from .blobs import BLOB_PREFIX, blob_path, digest_from_path
 from .digest import CHUNK, hash_bytes
-from .errors import IntegrityError, InvalidNameError
-from .records import REFS, ref_order
+from .errors import CorruptRecordError, IntegrityError, InvalidNameError
+from .records import parse_ref_path, ref_order
 from .store import Store
 from .version import TREE
 
@@ -55,7 +55,7 @@ _SHARDS = 256
 # A local destination publishes blobs in batches of this many (one syncfs each).
 _LOCAL_BATCH = 2000
 
-Progress = Callable[[int], None]
+Progress = Callable[..., None]  # progress(nbytes, items=0), as cas.store.Progress
 
 
 @dataclass(frozen=True)
@@ -106,11 +106,9 @@ class SyncResult:
 
 
 def _name_of(ref: str) -> str | None:
-    """The artifact name a versions/aliases/deletions ref belongs to."""
-    parts = ref.split("/")
-    if len(parts) >= 6 and parts[0] == REFS and parts[1] in ("versions", "aliases", "deletions"):
-        return "/".join(parts[2:5])
-    return None
+    """The artifact name a versions/aliases/deletions ref belongs to (refs come from
+    the index, validated when they entered it; the parser is the one records uses)."""
+    return parse_ref_path(ref).name
 
 
 def _matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
@@ -136,8 +134,8 @@ def _selected_refs(src: Store, match: Callable[[str], bool] | None) -> list[tupl
         return refs
     names = {n for n in (_name_of(r) for r, _ in refs) if n is not None and match(n)}
     runs = {run_id for name in names for run_id in src.index.run_ids_of(name)}
-    run_prefixes = tuple(f"{REFS}/runs/{r}/" for r in runs)
-    return [(r, d) for r, d in refs if _name_of(r) in names or (run_prefixes and r.startswith(run_prefixes))]
+    keys = [(parse_ref_path(r), d) for r, d in refs]
+    return [(k.path, d) for k, d in keys if k.name in names or (k.kind == "runs" and k.owner in runs)]
 
 
 def _needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | None]:
@@ -145,10 +143,9 @@ def _needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | No
     needed: dict[str, int | None] = {}
     for _, record_digest in refs:
         needed.setdefault(record_digest, None)
-    version_refs = [r for r, _ in refs if r.startswith(f"{REFS}/versions/")]
-    for ref in version_refs:
-        name, _, number = ref[len(REFS) + len("/versions/") :].rpartition("/")
-        row = src.index.get_version(name, int(number))
+    version_refs = [key for key in (parse_ref_path(r) for r, _ in refs) if key.kind == "versions"]
+    for key in version_refs:
+        row = src.index.get_version(key.owner, key.number)
         if row is None:
             continue
         if row.kind == TREE:
@@ -229,8 +226,9 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
 # -- sending -------------------------------------------------------------------------
 
 
-def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
-    """Copy one blob, hashing while copying; returns bytes written (0 if it was there)."""
+def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: Progress | None = None) -> int:
+    """Copy one blob, hashing while copying; returns bytes written (0 if it was there).
+    ``progress(nbytes)`` is called from the worker thread as bytes are read."""
     rel = blob_path(digest)
     if size is None or size <= _IN_MEMORY:
         try:
@@ -242,6 +240,8 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
         actual = hash_bytes(data)
         if actual != digest:
             raise IntegrityError(digest, actual, f"source {rel}")
+        if progress:
+            progress(len(data))
         return len(data) if dst.backend.create_bytes(rel, data, content_addressed=True) else 0
     # Large: stream through a spool file next to the destination (bounded memory),
     # verified before it is published under its final name.
@@ -251,6 +251,8 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
             raw = reader.raw
             while block := raw.read(CHUNK):
                 spool.write(block)
+                if progress:
+                    progress(len(block))
         if spool.hexdigest() != digest:
             raise IntegrityError(digest, spool.hexdigest(), f"source {rel}")
     except BaseException:
@@ -260,10 +262,10 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None) -> int:
     return result.size if result.written else 0
 
 
-def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None) -> int:
+def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None, progress: Progress | None) -> int:
     # A batch belongs to the thread that opened it; pool workers join it explicitly.
     with dst.backend.join(batch):
-        return _copy_blob(src, dst, digest, size)
+        return _copy_blob(src, dst, digest, size, progress)
 
 
 def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int, progress: Progress | None) -> tuple[int, int]:
@@ -275,7 +277,7 @@ def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int,
         for start in range(0, len(order), step):
             chunk = order[start : start + step]
             with dst.backend.batch() as batch:  # local: one syncfs per chunk; a no-op elsewhere
-                futures = [pool.submit(_copy_in_batch, batch, src, dst, d, s) for d, s in chunk]
+                futures = [pool.submit(_copy_in_batch, batch, src, dst, d, s, progress) for d, s in chunk]
                 try:
                     for fut in _as_done(futures):
                         n = fut.result()
@@ -283,7 +285,7 @@ def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int,
                             sent += 1
                             sent_bytes += n
                         if progress:
-                            progress(n)
+                            progress(0, 1)
                 except BaseException:
                     for f in futures:
                         f.cancel()
@@ -301,11 +303,7 @@ def _as_done(futures):
 
 def _group_of(ref: str) -> str:
     """Refs of one artifact name (or one run) are claimed in order, one after another."""
-    name = _name_of(ref)
-    if name is not None:
-        return name
-    parts = ref.split("/")
-    return "/".join(parts[:3]) if len(parts) > 3 else ref
+    return parse_ref_path(ref).group
 
 
 def _claim_group(src: Store, dst: Store, refs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
@@ -315,7 +313,7 @@ def _claim_group(src: Store, dst: Store, refs: list[tuple[str, str]]) -> list[tu
     for i, (ref, digest) in enumerate(refs):
         if dst.records.claim(ref, digest):
             out.append((ref, digest, "claimed"))
-        elif dst.records.read_ref(ref) == digest:
+        elif _held_by(dst, ref) == digest:
             out.append((ref, digest, "ours"))
         else:
             # A history that differs at the destination: nothing more of it is claimed.
@@ -323,6 +321,15 @@ def _claim_group(src: Store, dst: Store, refs: list[tuple[str, str]]) -> list[tu
             out.extend((r, d, "conflict") for r, d in refs[i + 1 :])
             break
     return out
+
+
+def _held_by(dst: Store, ref: str) -> str | None:
+    """The record digest ``dst`` holds at ``ref``; None for a bad ref (then the
+    histories differ: a conflict, reported, rather than a failed sync)."""
+    try:
+        return dst.records.read_ref(ref)
+    except CorruptRecordError:
+        return None
 
 
 def _restore_after_sweep(src: Store, dst: Store, refs: list[tuple[str, str]], since: float, jobs: int) -> None:
@@ -371,7 +378,7 @@ def _publish_refs(
             conflicts.add(_name_of(ref) or ref)
             continue
         if result == "claimed" or not dst.index.has_record(ref):
-            dst._commit(ref, digest, src.records.get_record(digest))
+            dst._commit(ref, digest, src.records.get_record(digest, ref))
         if result == "claimed":
             sent += 1
         else:

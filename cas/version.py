@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .digest import CHUNK, Digest
 from .download import Download
-from .errors import InvalidNameError
+from .errors import InvalidNameError, PathNotFoundError
 from .materializers import load_version
 from .tree import check_tree_path
 
@@ -46,6 +47,7 @@ class ArtifactVersion:
 
     @classmethod
     def from_row(cls, store: Store, row: VersionRow) -> ArtifactVersion:
+        """Build a version from an index row (for cas internals; users call ``Store.get_artifact_version``)."""
         return cls(
             name=row.name,
             version=row.version,
@@ -128,33 +130,60 @@ class ArtifactVersion:
         return io.BufferedReader(self.store.blobs.open(self._blob_for(path)), CHUNK)  # type: ignore[return-value]
 
     def read_bytes(self, path: str | None = None) -> bytes:
+        """All the bytes of the version (or of ``path`` inside a tree), verified against the digest; raises ``IntegrityError`` on a mismatch."""
         self.store._note_read(self)
         return self.store.blobs.read_bytes(self._blob_for(path))
 
     def read_text(self, path: str | None = None, encoding: str = "utf-8") -> str:
+        """``read_bytes(path)`` decoded with ``encoding``."""
         return self.read_bytes(path).decode(encoding)
 
-    def download(self, dest: str | os.PathLike) -> Path:
+    def download(
+        self,
+        dest: str | os.PathLike,
+        *,
+        paths: Iterable[str] | None = None,
+        progress: Callable[..., None] | None = None,
+    ) -> Path:
         """Write the file (or the directory tree) to ``dest``; returns what was written.
 
         If ``dest`` is an existing directory, the artifact is written inside it
         under its artifact name.  Nothing appears until every byte is verified;
         on an error the destination is left as it was (see :mod:`cas.download`).
+        ``paths`` (a tree only): just these files or directories inside it, each
+        written at its own path below ``dest``; a path the tree lacks is an error.
+        ``progress(nbytes, items=0)`` is called as bytes are written and with
+        ``(0, 1)`` after each file (see :data:`cas.store.Progress`).
         """
         self.store._note_read(self)
         dest = Path(dest)
         if dest.is_dir():
             dest = dest / self.name.rsplit("/", 1)[-1]
-        with Download(self.store.blobs) as d:  # whole and verified, or nothing at all
+        if self.kind == BLOB and paths is not None:
+            raise InvalidNameError(f"{self.ref} is a file, not a directory: it has no paths inside")
+        with Download(self.store.blobs, progress=progress) as d:  # whole and verified, or nothing at all
             if self.kind == BLOB:
                 d.file(self.digest.hex, dest)
             else:
-                d.tree([(path, digest.hex) for path, digest, _ in self.files()], dest)
+                d.tree([(path, digest.hex) for path, digest, _ in self._selected(paths)], dest)
         return dest
+
+
+    def _selected(self, paths: Iterable[str] | None) -> list[tuple[str, Digest, int]]:
+        """The tree's files, or those at or below each of ``paths``."""
+        if paths is None:
+            return self.files()
+        wanted = [check_tree_path(p.strip("/")) for p in ([paths] if isinstance(paths, str) else paths)]
+        chosen: dict[str, tuple[str, Digest, int]] = {}
+        for want in wanted:
+            found = [e for e in self.files(want) if e[0] == want or e[0].startswith(want + "/")]
+            if not found:
+                raise PathNotFoundError(f"{self.ref} has no file or directory {want!r}")
+            chosen.update((e[0], e) for e in found)
+        return [chosen[p] for p in sorted(chosen)]
 
 
 def _runs():
     from . import runs  # runs builds on this module; import it when first asked
 
     return runs
-

@@ -13,6 +13,8 @@ skips with the install command in its reason.
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import shutil
 import signal
@@ -20,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -295,3 +298,32 @@ def make_location(request, tmp_path):
     return make
 
 
+class LineageReceiver:
+    """A small OpenLineage HTTP endpoint (POST /api/v1/lineage) on 127.0.0.1."""
+
+    def __init__(self, status: int = 200, delay: float = 0.0):
+        self.events: list[dict] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                time.sleep(delay)
+                if self.path == "/api/v1/lineage" and status == 200:
+                    outer.events.append(json.loads(body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()

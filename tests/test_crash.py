@@ -110,7 +110,7 @@ def start(store_dir, work, crash_at: int, seed: int) -> subprocess.Popen:
 def journaled_refs(store: cas.Store) -> set[str]:
     refs, seq = set(), 0
     while (entry := store.records.read_journal(seq)) is not None:
-        refs.add(entry["ref"])
+        refs.add(entry.ref.path)
         seq += 1
     assert seq == store.records.journal_end(), "the journal has a hole"
     assert not [e for e in store.backend.list(JOURNAL) if not e.path.rsplit("/", 1)[-1].isdigit()]

@@ -23,7 +23,7 @@ from cas.integrations.zenml.layout import ZenMLLayout
 from cas.names import SEGMENT_RE
 
 
-@given(st.text(min_size=1, max_size=40).filter(lambda t: "/" not in t and len(t.encode()) <= 62))
+@given(st.text(min_size=1, max_size=40).filter(lambda t: _segments.is_component(t) and len(t.encode()) <= 62))
 def test_segment_encoding_round_trips(component):
     encoded = _segments.encode(component)
     assert SEGMENT_RE.match(encoded)
@@ -36,6 +36,33 @@ def test_segment_encoding_keeps_plain_names_and_refuses_long_ones():
     assert _segments.encode("x--looks-escaped") != "x--looks-escaped"
     with pytest.raises(InvalidNameError):
         _segments.encode("é" * 40)
+
+
+@pytest.mark.parametrize("component", ["..", ".", "a/b", "a\\b", "tab\there", "nul\x00"])
+def test_what_is_not_a_path_component_is_neither_encoded_nor_decoded(component):
+    with pytest.raises(InvalidNameError):
+        _segments.encode(component)
+    with pytest.raises(InvalidNameError):
+        _segments.decode(_segments.ESCAPE + component.encode().hex())
+
+
+def test_a_crafted_name_never_lists_as_a_path_outside(local_store, tmp_path):
+    """A name read back from the backend that decodes to ``..`` (or a separator) is not
+    part of any layout: listings never offer it, so a framework never writes there."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "f.txt").write_bytes(b"x")
+    dots = _segments.ESCAPE + b"../../escaped".hex()
+    run_id = "0" * 32
+    local_store.save(tree, "zen/x--2e2e/out", aliases=["zenml"])
+    local_store.save(tree, "zen/ok/out", aliases=["zenml"])
+    local_store.save(tree, f"p/s/{dots}", aliases=[f"mlflow.run.{run_id}"])
+    local_store.save(tree, "p/s/fine", aliases=[f"mlflow.run.{run_id}"])
+    zen = PathSpace(Folders(local_store), ZenMLLayout(("zen",)))
+    assert zen.listdir("cas://zen") == ["ok"]
+    assert [i.path for i in zen.find("cas://zen")] == ["cas://zen/ok/out/f.txt"]
+    mlflow = PathSpace(Folders(local_store), MlflowLayout())
+    assert mlflow.listdir(f"cas://p/s/{run_id}/artifacts") == ["fine"]
 
 
 ids = st.uuids().map(str)
@@ -64,6 +91,42 @@ def test_mlflow_layout_is_a_bijection(pipeline, stepname, run_id, top, inner):
     key, path = layout.locate(model)
     assert key.alias == f"mlflow.models.m-{run_id}"
     assert layout.root_of(key) + (tuple(path.split("/")) if path else ()) == model
+
+
+prefixes = st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True), min_size=0, max_size=3).map(tuple)
+NAMES = {"experiment": {"7": "churn model", "0": "x--looks-escaped"}, "models": {}}
+
+
+def _names(what, ident):
+    return NAMES[what].get(ident, f"model-{ident[-4:]}")
+
+
+@given(prefixes, st.sampled_from(["0", "7"]), st.text("0123456789abcdef", min_size=32, max_size=32), words, files)
+def test_mlflow_layout_under_a_server_root_is_a_bijection(prefix, exp, run_id, top, inner):
+    """--default-artifact-root / --artifacts-destination cas://<prefix...>: MLflow adds
+    <experiment id>/, and cas names use the experiment's name."""
+    for root in (prefix, prefix + (exp, run_id, "artifacts")):  # the server's repo, a client's repo
+        layout = MlflowLayout(root, _names)
+        parts = (*prefix, exp, run_id, "artifacts", top, *inner)
+        key, path = layout.locate(parts)
+        pipeline = {"0": "x--looks-escaped", "7": "churn-model"}[exp]
+        assert key.name == f"{pipeline}/run/{_segments.encode(top)}"
+        assert layout.root_of(key) + (tuple(path.split("/")) if path else ()) == parts
+        model = (*prefix, exp, "models", "m-" + run_id, "artifacts", *inner)
+        key, path = layout.locate(model)
+        assert key.name == f"{pipeline}/models/model-{run_id[-4:]}"
+        assert layout.root_of(key) + (tuple(path.split("/")) if path else ()) == model
+        assert layout.locate((*prefix, exp, run_id)) is None  # above the run's folders
+        assert layout.name_prefix((*prefix, exp, run_id, "artifacts")) == f"{pipeline}/"
+
+
+def test_mlflow_layout_names_steps_after_experiments_not_ids():
+    layout = MlflowLayout(("team",), _names)
+    key, _ = layout.locate(("team", "7", "a" * 32, "artifacts", "metrics.json"))
+    assert key.name == "churn-model/run/metrics.json"
+    # a hand-named location keeps its own pipeline and step, even a step called "models"
+    key, _ = MlflowLayout().locate(("p", "models", "a" * 32, "artifacts", "x"))
+    assert key.name == "p/models/x" and key.alias == "mlflow.run." + "a" * 32
 
 
 def test_layouts_refuse_what_they_cannot_map():
@@ -179,6 +242,49 @@ def test_a_user_alias_keeps_a_superseded_version(space, local_store):
         f.write(b"B")
     assert not local_store.get_artifact_version("zen/trainer/output", "production").deleted
     assert cas.open_store(local_store.url).get_artifact_version("zen/trainer/output", 2).size == 2
+
+
+_RACE_WRITER = """
+import sys
+import cas
+from cas.integrations._folders import Folders
+from cas.integrations._space import PathSpace
+from cas.integrations.mlflow.layout import MlflowLayout
+
+store = cas.open_store(sys.argv[1], create=False)
+space = PathSpace(Folders(store), MlflowLayout())
+sys.stdin.readline()  # start together
+for i in range(int(sys.argv[3])):
+    with space.open(f"cas://p/s/{'a' * 32}/artifacts/report/{sys.argv[2]}-{i}.txt", "wb") as f:
+        f.write(f"{sys.argv[2]} {i}".encode())
+store.close()
+"""
+
+
+def test_processes_writing_one_folder_lose_no_file(local_store, tmp_path):
+    """Two processes (two `mlflow server` workers, say) adding files to one run's
+    directory at once: every file is in the folder's final version."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "writer.py"
+    script.write_text(_RACE_WRITER)
+    n = 15
+    procs = [
+        subprocess.Popen([sys.executable, str(script), local_store.url, who, str(n)], stdin=subprocess.PIPE, text=True)
+        for who in ("w1", "w2")
+    ]
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.close()
+    assert [p.wait(120) for p in procs] == [0, 0]
+    local_store.refresh()
+    space = PathSpace(Folders(local_store), MlflowLayout())
+    names = space.listdir(f"cas://p/s/{'a' * 32}/artifacts/report")
+    assert sorted(names) == sorted(f"{w}-{i}.txt" for w in ("w1", "w2") for i in range(n))
+    # every superseded version was retired: one live version of the folder
+    live = [v for v in local_store.list_versions("p/s/report")]
+    assert len(live) == 1
 
 
 @pytest.mark.parametrize("damaged", ["flip", "truncate"])

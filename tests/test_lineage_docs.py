@@ -37,5 +37,8 @@ def test_doc_examples_run(page, tmp_path, monkeypatch, capsys):
         materializers.unregister("point")
     if page == "lineage.md":
         assert "churn/train/model@1" in out and "failed" in out and "cas://default/evaluate/metrics/1" in out
+        # live OpenLineage: the events reached the example's receiver, in order
+        assert "[('churn', 'START'), ('churn.ingest', 'START'), ('churn.ingest', 'COMPLETE'), ('churn', 'COMPLETE')]" in out
+        assert "blake3:" in out
     else:
         assert "refused" in out and "42" in out and "point 2.0" in out

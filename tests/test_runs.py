@@ -62,7 +62,8 @@ def test_every_event_is_a_record_in_the_backend(store):
     refs = _backend_refs(store, f"runs/{run.id}")
     seqs = sorted(int(r.rsplit("/", 1)[1]) for r in refs)
     assert seqs == list(range(len(seqs)))  # claimed without gaps
-    types = [store.records.get_record(store.records.read_ref(f"refs/runs/{run.id}/{n}"))["type"] for n in seqs]
+    refs = [f"refs/runs/{run.id}/{n}" for n in seqs]
+    types = [store.records.get_record(store.records.read_ref(ref), ref)["type"] for ref in refs]
     assert types[0] == "run_start" and types[-1] == "run_end"
     assert types.count("step_start") == 3 and types.count("step_end") == 3
 
@@ -336,7 +337,7 @@ def test_end_status_does_not_depend_on_the_order_records_are_applied(local_store
         with other.index.write() as c:
             other.index.clear(c)
             for ref, digest in reversed(records):
-                other._apply(c, ref, digest, other.records.get_record(digest))
+                other._apply(c, ref, digest, other.records.get_record(digest, ref))
         again = other.get_run("r1")
         assert again.status == "completed"
         assert [s.status for s in again.steps] == ["completed"]

@@ -778,8 +778,9 @@ class TestLocalDisk:
         (tmp_path / "fake").write_bytes(ref.read_bytes())
         ref.unlink()
         ref.symlink_to(tmp_path / "fake")
-        with pytest.raises(BackendError, match="symlink"):
-            local_store.reindex()
+        local_store.reindex()  # refused, not followed, and the rest of the store still rebuilds (invariant 12)
+        assert local_store.list_artifacts() == []
+        assert local_store.verify().invalid == ["refs/versions/p/s/a/1: a symlink, refused (not followed)"]
 
     def test_file_changed_while_saving(self, local_store, tmp_path, monkeypatch):
         import cas.blobs
@@ -788,8 +789,8 @@ class TestLocalDisk:
         src.write_bytes(os.urandom(2 * MiB))
         real = cas.blobs.hash_file
 
-        def hash_then_change(path):
-            result = real(path)
+        def hash_then_change(path, progress=None):
+            result = real(path, progress)
             with open(path, "ab") as f:  # another program appends right after we hashed
                 f.write(b"more")
             return result

@@ -191,6 +191,48 @@ def test_moto_killed_mid_sync_then_restarted(tmp_path):
         server.stop()
 
 
+# -- a hostile source or destination (invariant 12): bad keys are reported, never paths ------
+
+
+def _escaped(root) -> list:
+    return [p for p in root.rglob("*") if "escaped" in p.name]
+
+
+@pytest.mark.parametrize("key", ["refs/versions/../../../escaped/7", "refs/../../escaped/x", "refs/runs/../../../../escaped/0"])
+def test_ref_keys_listed_from_an_s3_source_never_become_paths_in_the_destination(s3_root, s3_options, tmp_path, key):
+    with cas.open_store(s3_root, index=str(tmp_path / "writer.sqlite"), **s3_options) as writer:
+        writer.save(b"one", "p/s/a")
+        writer.save(b"two", "p/s/b")
+        genuine = writer.records.read_ref("refs/versions/p/s/a/1")
+        assert writer.backend.create_bytes(key, genuine.encode())  # a literal key: S3 keeps the dots
+    src = cas.open_store(s3_root, index=str(tmp_path / "src.sqlite"), **s3_options)  # a fresh index lists refs/
+    assert [line for line in src.verify().invalid if line.startswith(f"{key}: not a ref path")]
+    mirror = tmp_path / "mirror"
+    dst = cas.open_store(str(mirror / "dst"))
+    result = src.sync_to(dst)
+    assert (result.refs_sent, result.conflicts) == (2, ())
+    assert [p.name for p in mirror.iterdir()] == ["dst"] and _escaped(tmp_path) == []
+    assert dst.get_artifact_version("p/s/b").read_bytes() == b"two"
+    assert dst.verify().ok
+    src.close()
+    dst.close()
+
+
+def test_a_garbage_ref_at_the_destination_is_a_conflict_not_a_failed_sync(s3_root, s3_options, tmp_path):
+    src = cas.open_store(tmp_path / "src")
+    src.save(b"one", "p/s/a")
+    src.save(b"two", "p/s/b")
+    dst = cas.open_store(s3_root, index=str(tmp_path / "dst.sqlite"), **s3_options)
+    assert dst.backend.create_bytes("refs/versions/p/s/a/1", b"../../../etc/passwd")
+    result = src.sync_to(dst)
+    assert result.conflicts == ("p/s/a",)
+    assert dst.get_artifact_version("p/s/b").read_bytes() == b"two"
+    with cas.open_store(s3_root, index=str(tmp_path / "check.sqlite"), **s3_options) as check:
+        bad = [line for line in check.verify().invalid if line.startswith("refs/versions/p/s/a/1: not a ref")]
+        assert bad, "verify names the bad ref"
+        assert check.get_artifact_version("p/s/b").read_bytes() == b"two"
+
+
 @pytest.mark.parametrize("backend_name", ["local", "s3"])
 def test_sync_of_a_blob_the_destination_gc_is_removing(store_url, storage_options, tmp_path):
     """The destination holds a blob no version of its own needs, so sync skips sending

@@ -326,7 +326,10 @@ class Index:
         )
 
     def resolve_alias(self, name: str, alias: str) -> int | None:
-        row = self.conn.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+        # version 0: the alias was removed (its highest-seq record says so)
+        row = self.conn.execute(
+            "SELECT version FROM aliases WHERE name = ? AND alias = ? AND version > 0", (name, alias)
+        ).fetchone()
         return row[0] if row else None
 
     def alias_seq(self, name: str, alias: str) -> int:
@@ -334,7 +337,9 @@ class Index:
         return row[0] if row else -1
 
     def aliases_of(self, name: str) -> dict[str, int]:
-        rows = self.conn.execute("SELECT alias, version FROM aliases WHERE name = ? ORDER BY alias", (name,))
+        rows = self.conn.execute(
+            "SELECT alias, version FROM aliases WHERE name = ? AND version > 0 ORDER BY alias", (name,)
+        )
         return {a: v for a, v in rows}
 
     # -- whole-store questions -------------------------------------------------
@@ -377,6 +382,13 @@ class Index:
         yield from self.conn.execute(
             "SELECT ref, digest FROM records WHERE ref >= ? AND ref < ? ORDER BY ref", (prefix, prefix + "\U0010ffff")
         )
+
+    def add_rejected(self, c: sqlite3.Connection, key: str, message: str) -> bool:
+        """Remember a backend object that was refused; False if it was already known."""
+        return c.execute("INSERT OR IGNORE INTO rejected (message, key) VALUES (?, ?)", (message, key)).rowcount == 1
+
+    def rejected(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT message FROM rejected ORDER BY message")]
 
     def all_version_digests(self) -> Iterator[tuple[str, str, int, str]]:
         """(name, version, digest, kind) for every version, deleted or not."""

@@ -111,4 +111,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         DELETE FROM meta WHERE key = 'store_id'
         """,
     ),
+    (
+        # Objects read from the backend that break the format (invariant 12):
+        # skipped by refresh and reindex, listed by verify.  An index built
+        # before validation may hold what it now refuses: forgetting store_id
+        # rebuilds it from the backend, through the validating decoders.
+        "0004_rejected",
+        """
+        CREATE TABLE IF NOT EXISTS rejected (
+            message TEXT PRIMARY KEY,
+            key TEXT NOT NULL
+        ) WITHOUT ROWID;
+        DELETE FROM meta WHERE key = 'store_id'
+        """,
+    ),
 ]

@@ -37,6 +37,7 @@ from ..errors import (
     PathNotFoundError,
     VersionDeletedError,
 )
+from ..names import check_alias
 from ..store import Store
 from ..tree import check_tree_path
 from ..version import BLOB, TREE, ArtifactVersion
@@ -121,33 +122,40 @@ class Folders:
         left (the folder is then deleted).  ``lineage``: ``run_id`` and
         ``step_run_id`` of the producing step, written into the version record.
         """
+        check_alias(key.alias)
         for path in files:
             if path:
                 check_tree_path(path)
         with self.lock:
-            old = self.current(key)
-            entries = self.entries(key) or {}
-            for prefix in remove:
-                entries = {p: e for p, e in entries.items() if not _under(p, prefix)}
-            if "" in files and (entries.keys() - {""} or len(files) > 1):
-                raise PathIsDirectoryError(f"{key.name}@{key.alias} is a directory", key.name)
-            if "" in entries and files.keys() - {""}:
-                raise PathNotDirectoryError(f"{key.name}@{key.alias} is a file, not a directory", key.name)
-            entries.update(files)
-            if old is not None and _same(old, entries):
-                return old  # nothing changed: no new version
-            new: ArtifactVersion | None = None
-            if "" in entries:
-                e = entries[""]
-                new = self.store.link(key.name, e.digest, BLOB, metadata=metadata, _extra=lineage)
-            elif entries:
-                files_ = [(e.path, e.digest, e.size) for e in entries.values()]
-                new = self.store.link_tree(key.name, files_, metadata=metadata, _extra=lineage)
-            if new is not None:
-                self.store.set_alias(key.name, new.version, key.alias)
-            if old is not None and (new is None or old.version != new.version):
-                self._retire(key, old)
-            return new
+            while True:
+                # Another process may move the folder between our read and our move
+                # (two `mlflow server` workers): the move is claimed as the next one
+                # after what we read, and a lost claim merges again from the winner's.
+                seq = self.store.index.alias_seq(key.name, key.alias)
+                old = self.current(key)
+                entries = self.entries(key) or {}
+                for prefix in remove:
+                    entries = {p: e for p, e in entries.items() if not _under(p, prefix)}
+                if "" in files and (entries.keys() - {""} or len(files) > 1):
+                    raise PathIsDirectoryError(f"{key.name}@{key.alias} is a directory", key.name)
+                if "" in entries and files.keys() - {""}:
+                    raise PathNotDirectoryError(f"{key.name}@{key.alias} is a file, not a directory", key.name)
+                entries.update(files)
+                if old is not None and _same(old, entries):
+                    return old  # nothing changed: no new version
+                new: ArtifactVersion | None = None
+                if "" in entries:
+                    e = entries[""]
+                    new = self.store.link(key.name, e.digest, BLOB, metadata=metadata, _extra=lineage)
+                elif entries:
+                    files_ = [(e.path, e.digest, e.size) for e in entries.values()]
+                    new = self.store.link_tree(key.name, files_, metadata=metadata, _extra=lineage)
+                if new is not None and not self.store._move_alias(key.name, key.alias, new.version, after=seq):
+                    self.store.delete_version(key.name, new.version)  # never current: retract, merge again
+                    continue
+                if old is not None and (new is None or old.version != new.version):
+                    self._retire(key, old)
+                return new
 
     def write(
         self,

@@ -21,7 +21,13 @@ __all__ = ["ui_command"]
 def ui_command(
     ctx: click.Context, ui_store: str | None, host: str, port: int, allow_remote: bool, open_browser: bool, refresh: float
 ) -> None:
-    """Browse artifacts, versions, lineage and runs in a web page (read-only)."""
+    """Browse artifacts, versions, lineage and runs in a web page (read-only).
+
+    \b
+    Examples:
+      cas ui --open
+      cas ui --store s3://bucket/cas --port 0
+    """
     try:
         from .serve import serve
     except ImportError as e:

@@ -8,10 +8,13 @@ and load them back.  No mock of MLflow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -130,6 +133,144 @@ def test_cas_cli_sees_runs_versions_and_lineage(session):
         assert shown["status"] == "completed"
     graph = _run([cas_bin, "--store", store, "lineage", "churn/train/report"], session["work"], env)
     assert "produced by step train" in graph
+
+
+# -- a real `mlflow server`, and clients that know only its URL ------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _mlflow_server(work: Path, env: dict, *args: str):
+    """``mlflow server`` on 127.0.0.1 with a SQLite backend; yields its URL."""
+    import urllib.request
+
+    port = _free_port()
+    log = open(work / f"server-{port}.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+         "--backend-store-uri", f"sqlite:///{work}/server.db", *args],
+        cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 420  # importing mlflow in each worker is slow on a loaded 2-core machine
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None, (work / f"server-{port}.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, "mlflow server did not start:\n" + (work / f"server-{port}.log").read_text()[-4000:]
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def _client(work: Path, env: dict, url: str, experiment: str) -> dict:
+    out = _run([sys.executable, str(HERE / "mlflow_server_client.py"), str(work), url, experiment], work, env)
+    return json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT ") :])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Both deployments: the server proxying artifacts to cas (the client has no cas
+    configuration at all), and cas as the server's default artifact root (the client
+    writes to cas itself)."""
+    work = tmp_path_factory.mktemp("mlflow-server")
+    store_dir = work / "store"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CAS_"))}
+    base.update(PYTHONWARNINGS="ignore", MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false", HOME=str(work))
+    server_env = dict(base, CAS_STORE=str(store_dir), CAS_INDEX_DIR=str(work / "index-cache"))
+    out = {"work": work, "store_dir": store_dir, "env": server_env}
+    with _mlflow_server(work, server_env, "--serve-artifacts", "--artifacts-destination", "cas://team/models") as url:
+        out["proxied"] = _client(work, base, url, "churn model")
+    (work / "server.db").unlink()
+    with _mlflow_server(work, server_env, "--no-serve-artifacts", "--default-artifact-root", "cas://team") as url:
+        out["direct"] = _client(work, server_env, url, "fraud")
+    return out
+
+
+def test_server_round_trips_files_directories_and_models(served):
+    for mode in ("proxied", "direct"):
+        for run in served[mode]["runs"]:
+            assert run["listing"] == [["metrics.json", False, 13], ["report", True, None]], mode
+            assert run["report"] == [["report/plots", True, None], ["report/summary.txt", False, 10]], mode
+            assert run["downloaded"] == ["metrics.json", "report/plots/roc.txt", "report/summary.txt"], mode
+            assert run["metrics"] == {"auc": 0.91}
+        assert served[mode]["registry"] == [[2, 20], [4, 20]], mode  # models:/<name>/<version> from the registry
+        assert served[mode]["registry_versions"] == [1, 2]
+    assert all(r["artifact_uri"].startswith("mlflow-artifacts:") for r in served["proxied"]["runs"])
+    exp = served["direct"]["experiment_id"]
+    assert all(r["artifact_uri"].startswith(f"cas://team/{exp}/") for r in served["direct"]["runs"])
+
+
+def test_server_names_cas_versions_after_the_experiment(served):
+    """cas names carry the experiment's name, never its id; cas log / lineage see every run."""
+    env = dict(served["env"], PYTHONWARNINGS="error")
+    cas_bin, store = str(BIN / "cas"), str(served["store_dir"])
+    for mode, pipeline in (("proxied", "churn-model"), ("direct", "fraud")):
+        runs = served[mode]["runs"]
+        run_ids = {r["run_id"] for r in runs}
+
+        def log(name):
+            return json.loads(_run([cas_bin, "--store", store, "log", name, "--json"], served["work"], env))
+
+        assert {v["run_id"] for v in log(f"{pipeline}/run/report")} == run_ids
+        metrics = log(f"{pipeline}/run/metrics.json")
+        assert len(metrics) == 2 and all(v["kind"] == "blob" for v in metrics)
+        models = log(f"{pipeline}/models/model")
+        assert sorted(v["metadata"]["mlflow"]["models"] for v in models) == sorted(r["model_id"] for r in runs)
+        graph = _run([cas_bin, "--store", store, "lineage", f"{pipeline}/run/report"], served["work"], env)
+        assert "produced by step run" in graph
+        for run in runs:
+            shown = json.loads(
+                _run([cas_bin, "--store", store, "run", "show", run["run_id"], "--json"], served["work"], env)
+            )
+            assert shown["pipeline"] == pipeline and [s["step"] for s in shown["steps"]] == ["run"]
+            assert shown["status"] == "completed"  # asked of the tracking store (the server's own, behind it)
+    names = _run([cas_bin, "--store", store, "ls"], served["work"], env)
+    assert "team" not in names and "/1/" not in names  # no prefix or experiment id became a name
+
+
+def test_server_answers_caller_faults_as_invalid_parameter_value(served):
+    bad = served["proxied"]["bad_path"]
+    assert (bad["status"], bad["error_code"]) == (400, "INVALID_PARAMETER_VALUE")
+    assert bad["seconds"] < 10  # refused at once: MLflow's client does not retry a 400
+    # an absolute artifact_path is refused by cas's repository, and nothing was logged
+    assert served["direct"]["absolute"] == "INVALID_PARAMETER_VALUE"
+    assert served["direct"]["absolute_listing"] == []
+    assert served["proxied"]["absolute"] != "accepted"
+
+
+def test_docs_example_runs(tmp_path):
+    """docs/mlflow.md's python example, as written (its /tmp/cas-demo moved into tmp_path)."""
+    import re
+
+    text = (HERE.parent.parent / "docs" / "mlflow.md").read_text()
+    code = "\n\n".join(re.findall(r"```python\n(.*?)```", text, flags=re.S)).replace("/tmp/cas-demo", str(tmp_path))
+    (tmp_path / "example.py").write_text(code)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "CAS_"))}
+    env.update(PYTHONWARNINGS="ignore", HOME=str(tmp_path), MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    out = _run([sys.executable, str(tmp_path / "example.py")], tmp_path, env)
+    assert out.strip().splitlines()[-1] == "[2, 4] [6]"
+    log = _run([str(BIN / "cas"), "--store", str(tmp_path / ".cas"), "log", "churn/train/metrics.json"], tmp_path, env)
+    assert log.count("churn/train/metrics.json@") == 2
 
 
 _DOWNLOAD = r"""

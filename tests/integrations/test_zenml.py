@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import cas
+from cas.errors import VersionDeletedError
 from cas.integrations._folders import Folders
 from cas.integrations._space import PathSpace
 from cas.integrations.zenml.layout import ZenMLLayout
@@ -45,7 +47,7 @@ def zenml_env(tmp_path_factory):
         AUTO_OPEN_DASHBOARD="false",
         PYTHONWARNINGS="ignore",  # ZenML's own deprecation noise, in its own process
         CAS_INDEX_DIR=str(work / "index-cache"),
-        PYTHONPATH=str(HERE),
+        PYTHONPATH=os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p),
         COLUMNS="200",
     )
     env.pop("CAS_STORE", None)
@@ -189,3 +191,101 @@ def test_cas_cli_log_and_lineage(two_runs):
         assert shown["pipeline"] == "churn"
         assert shown["status"] == "completed"
         assert sorted(s["step"] for s in shown["steps"]) == ["make_data", "train"]
+
+
+# -- failures: cas's status is ZenML's final status, and nothing partial is published --------
+
+
+def _failing_run(two_runs, mode: str, interrupt: bool = False) -> dict:
+    env = dict(two_runs["env"], CAS_TEST_MODE=mode)
+    if not interrupt:
+        proc = subprocess.run(
+            [sys.executable, "zenml_pipeline.py"],
+            cwd=two_runs["work"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        out = proc.stdout + proc.stderr
+    else:  # Ctrl-C in the middle of a step: the run is cancelled by its user
+        lines = []
+        with subprocess.Popen(
+            [sys.executable, "zenml_pipeline.py"], cwd=two_runs["work"], env=env, stdout=subprocess.PIPE, text=True
+        ) as proc:
+            for line in proc.stdout:
+                lines.append(line)
+                if "SLOW-STEP-STARTED" in line:
+                    proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=300)
+        out = "".join(lines)
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    assert line is not None, out[-4000:]
+    return json.loads(line[len("RESULT ") :])
+
+
+def _cas_run(two_runs, run_id: str) -> dict:
+    env = dict(two_runs["env"], PYTHONWARNINGS="error")
+    cas_bin = str(BIN / "cas")
+    return json.loads(
+        _run([cas_bin, "--store", str(two_runs["store_dir"]), "run", "show", run_id, "--json"], two_runs["work"], env)
+    )
+
+
+@pytest.mark.parametrize("mode", ["explode", "report", "slow"])
+def test_failed_step_status_is_zenmls_and_publishes_nothing(two_runs, space, mode):
+    """explode: the step raises; report: its materializer raises mid-write (after
+    ZenML's cleanup_step_run(step_failed=False)); slow: Ctrl-C during the step."""
+    zen = _failing_run(two_runs, mode, interrupt=mode == "slow")
+    assert zen["steps"][mode]["status"] != "completed"
+    shown = _cas_run(two_runs, zen["run_id"])
+    assert shown["status"] == {"stopped": "cancelled"}.get(zen["status"], zen["status"]), (shown, zen)
+    steps = {s["step"]: s for s in shown["steps"]}
+    for name, s in zen["steps"].items():
+        if name in steps:
+            assert steps[name]["status"] == {"stopped": "cancelled"}.get(s["status"], s["status"]), (name, steps[name], s)
+    store = space.folders.store
+    for ref in steps[mode]["outputs"]:  # whatever the failed step wrote is deleted, as `cas rm`
+        with pytest.raises(VersionDeletedError):
+            store.get_artifact_version(ref)
+    assert steps["make_data"]["status"] == "completed" and steps["make_data"]["outputs"]
+    live = [f.path for f in space.find(f"cas://{NAMESPACE}")] if space.exists(f"cas://{NAMESPACE}/{mode}") else []
+    assert not [p for p in live if f"/{mode}/output/" in p], live
+
+
+# -- live OpenLineage from a ZenML pipeline ---------------------------------------------------------
+
+
+def test_zenml_runs_emit_live_openlineage_events(two_runs):
+    from servers import LineageReceiver
+
+    receiver = LineageReceiver()
+    try:
+        env = dict(two_runs["env"], OPENLINEAGE_URL=receiver.url)
+        out = _run([sys.executable, "zenml_pipeline.py"], two_runs["work"], env)
+        zen = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT "))[len("RESULT ") :])
+        _failing_run(dict(two_runs, env=env), "report")
+    finally:
+        receiver.close()
+    by_job: dict[str, list[dict]] = {}
+    for e in receiver.events:
+        by_job.setdefault(e["job"]["name"], []).append(e)
+    # the passing run, then the failing one: each run and step STARTs, then ends with ZenML's status
+    assert [e["eventType"] for e in by_job["churn"]] == ["START", "COMPLETE"]
+    assert [e["eventType"] for e in by_job["churn.train"]] == ["START", "COMPLETE"]
+    assert [e["eventType"] for e in by_job["churn.make_data"]] == ["START", "COMPLETE"]
+    assert [e["eventType"] for e in by_job["churn_fails.make_data"]] == ["START", "COMPLETE"]
+    assert [e["eventType"] for e in by_job["churn_fails"]] == ["START", "FAIL"]
+    assert [e["eventType"] for e in by_job["churn_fails.report"]] == ["START", "FAIL"]
+    assert by_job["churn_fails.report"][-1]["outputs"] == []  # its half-written output was retracted
+
+    store = cas.open_store(str(two_runs["store_dir"]), create=False)
+    try:
+        [done] = [e for e in by_job["churn.train"] if e["eventType"] == "COMPLETE"]
+        [out_ds] = done["outputs"]
+        version = next(v for v in store.list_versions("churn/train/output") if v.run_id == zen["run_id"])
+        assert out_ds["name"] == "churn/train/output"
+        assert out_ds["facets"]["version"]["datasetVersion"] == f"blake3:{version.digest.hex}"
+        assert [d["name"] for d in done["inputs"]] == ["churn/make_data/output"]
+    finally:
+        store.close()

@@ -22,21 +22,57 @@ from typing import Any
 
 from mlflow.entities import FileInfo
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
+from mlflow.utils.validation import bad_path_message, path_not_unique
 
 from ... import runs as cas_runs
-from ...errors import CasError, InvalidNameError
+from ...errors import (
+    ArtifactNotFoundError,
+    CasError,
+    InvalidNameError,
+    PathExistsError,
+    PathIsDirectoryError,
+    PathNotDirectoryError,
+    PathNotFoundError,
+    ReadOnlyError,
+    VersionDeletedError,
+    VersionExistsError,
+)
 from ...store import DEFAULT_STORE, Store, open_store
 from .._folders import FolderKey, Folders
 from .._space import PathSpace
 from .layout import RUN, MlflowLayout
 
-__all__ = ["CasArtifactRepository", "store_from_env"]
+__all__ = ["CasArtifactRepository", "CasArtifactError", "store_from_env"]
 
 _STORES: dict[str, tuple[Store, Folders]] = {}
 _ENDED = {"FINISHED": cas_runs.COMPLETED, "FAILED": cas_runs.FAILED, "KILLED": cas_runs.CANCELLED}
 _RUN_ID = re.compile(r"[0-9a-f]{32}\Z")
 _LOCK = threading.Lock()
+# Experiment and model names by (tracking uri, what, id): a name, once used for cas names, stays.
+_NAMES: dict[tuple[str | None, str, str], str] = {}
+# The caller's fault: MLflow answers INVALID_PARAMETER_VALUE (HTTP 400, which its client does not retry).
+_REFUSED = (
+    InvalidNameError,
+    PathExistsError,
+    PathIsDirectoryError,
+    PathNotDirectoryError,
+    ReadOnlyError,
+    VersionExistsError,
+)
+_MISSING = (PathNotFoundError, ArtifactNotFoundError, VersionDeletedError)
+# What ``mlflow server`` tells its workers (mlflow.server.constants; importing it loads the whole server).
+_SERVER_BACKEND = "_MLFLOW_SERVER_FILE_STORE"
+_SERVER_ARTIFACTS_ONLY = "_MLFLOW_SERVER_ARTIFACTS_ONLY"
+
+
+class CasArtifactError(MlflowException):
+    """A cas error as MLflow reports it: cas's one-line message and an MLflow error code."""
+
+
+class CasArtifactNotFoundError(CasArtifactError, FileNotFoundError):
+    """A missing artifact: RESOURCE_DOES_NOT_EXIST to MLflow, FileNotFoundError to Python callers."""
 
 
 def store_from_env() -> tuple[Store, Folders]:
@@ -63,20 +99,45 @@ class CasArtifactRepository(ArtifactRepository):
     def __init__(self, artifact_uri: str, *args: Any, **kwargs: Any) -> None:
         super().__init__(artifact_uri, *args, **kwargs)
         store, folders = store_from_env()
-        self.space = PathSpace(folders, MlflowLayout(), self._lineage)
-        self.root = PathSpace.split(artifact_uri)
+        self.root = _wrap(PathSpace.split, artifact_uri)
         # Refuse a URI that cannot map before anything is written.
-        _wrap(MlflowLayout().locate, self.root)
+        layout = _wrap(MlflowLayout, self.root, self._name_of)
+        self.space = PathSpace(folders, layout, self._lineage)
+
+    def _tracking(self) -> str | None:
+        """The tracking store to ask: inside ``mlflow server``, the server's own backend."""
+        return os.environ.get(_SERVER_BACKEND) or self.tracking_uri
+
+    def _name_of(self, what: str, ident: str) -> str:
+        """An experiment's or logged model's name, asked of MLflow once per process."""
+        key = (self._tracking(), what, ident)
+        if key not in _NAMES:
+            if os.environ.get(_SERVER_ARTIFACTS_ONLY):
+                return f"{what}-{ident}"  # an artifacts-only server has no tracking store to ask
+            from mlflow.tracking import MlflowClient
+
+            client = MlflowClient(tracking_uri=key[0])
+            if what == "experiment":
+                _NAMES[key] = client.get_experiment(ident).name
+            else:
+                _NAMES[key] = client.get_logged_model(ident).name
+        return _NAMES[key]
 
     # -- paths -------------------------------------------------------------------
 
     def _path(self, rel: str | None) -> str:
+        # As MLflow's local repository: an absolute or non-normal path is refused, never re-rooted.
+        if rel and path_not_unique(rel.rstrip("/")):
+            raise CasArtifactError(
+                f"Invalid artifact path: {rel!r}. {bad_path_message(rel)}", error_code=INVALID_PARAMETER_VALUE
+            )
         rel = (rel or "").strip("/")
         parts = self.root + (tuple(p for p in rel.split("/") if p) if rel else ())
         return PathSpace.join(parts)
 
     def _lineage(self, key: FolderKey, inner: str) -> tuple[dict[str, Any], dict[str, str] | None]:
-        _, kind, ident = key.alias.split(".", 2)
+        bits = key.alias.split(".")
+        kind, ident = bits[-2], bits[-1]  # mlflow[.<experiment id>].<kind>.<id>
         if kind != RUN:
             return {"mlflow": {kind: ident}}, None
         store = self.space.folders.store
@@ -98,7 +159,7 @@ class CasArtifactRepository(ArtifactRepository):
                 return
             from mlflow.tracking import MlflowClient
 
-            client = MlflowClient(tracking_uri=self.tracking_uri)
+            client = MlflowClient(tracking_uri=self._tracking())
             for r in running:
                 status = client.get_run(r.id).info.status
                 if status in _ENDED:
@@ -112,10 +173,12 @@ class CasArtifactRepository(ArtifactRepository):
     # -- writing -----------------------------------------------------------------
 
     def log_artifact(self, local_file: str, artifact_path: str | None = None) -> None:
+        self._path(artifact_path)
         target = posixpath.join(artifact_path or "", os.path.basename(local_file))
         _wrap(self.space.put_files, {self._path(target): local_file})
 
     def log_artifacts(self, local_dir: str, artifact_path: str | None = None) -> None:
+        self._path(artifact_path)
         files = {}
         for dirpath, _, filenames in os.walk(local_dir):
             rel_dir = os.path.relpath(dirpath, local_dir)
@@ -127,7 +190,7 @@ class CasArtifactRepository(ArtifactRepository):
 
     def delete_artifacts(self, artifact_path: str | None = None) -> None:
         path = self._path(artifact_path)
-        if not self.space.exists(path):
+        if not _wrap(self.space.exists, path):
             return
         if self.space.isdir(path):
             _wrap(self.space.rmtree, path)
@@ -139,14 +202,16 @@ class CasArtifactRepository(ArtifactRepository):
     def list_artifacts(self, path: str | None = None) -> list[FileInfo]:
         """Direct children of ``path``; [] for a file or a missing path (as MLflow's local repo)."""
         full = self._path(path)
-        if len(self.root) > 2 and _RUN_ID.match(self.root[2]):
-            self._end_finished_runs(only=self.root[2])
+        parts = PathSpace.split(full)  # behind `mlflow server`, the run id is in the path, not the root
+        run_id = next((p for i, p in enumerate(parts[:-1]) if _RUN_ID.match(p) and parts[i + 1] == "artifacts"), None)
+        if run_id is not None:
+            self._end_finished_runs(only=run_id)
         try:
             infos = self.space.ls(full)
         except (FileNotFoundError, NotADirectoryError):
             return []
         except CasError as e:
-            raise MlflowException(str(e)) from None
+            raise _mlflow_error(e) from None
         prefix = (path or "").strip("/")
         out = []
         for info in infos:
@@ -176,11 +241,16 @@ class CasArtifactRepository(ArtifactRepository):
         return local
 
 
+def _mlflow_error(e: CasError) -> CasArtifactError:
+    if isinstance(e, _MISSING):
+        return CasArtifactNotFoundError(str(e), error_code=RESOURCE_DOES_NOT_EXIST)
+    return CasArtifactError(str(e), error_code=INVALID_PARAMETER_VALUE if isinstance(e, _REFUSED) else INTERNAL_ERROR)
+
+
 def _wrap(fn, *args, **kwargs):
-    """cas errors as MlflowException (what MLflow's callers catch), with a clear message."""
+    """cas errors as MlflowException (what MLflow's callers catch, and what ``mlflow server``
+    turns into an HTTP status), with cas's one-line message."""
     try:
         return fn(*args, **kwargs)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, FileExistsError, PermissionError):
-        raise
     except CasError as e:
-        raise MlflowException(str(e)) from None
+        raise _mlflow_error(e) from None

@@ -4,9 +4,10 @@ Paths map onto cas names as :mod:`.layout` says.  Step outputs carry lineage:
 ``prepare_step_run`` starts a cas run (id = ZenML's pipeline run id, pipeline
 = ZenML's pipeline name) and step (its inputs = the cas versions behind the
 step's input artifacts); versions of the step's output folders record it as
-their producer; ``cleanup_step_run`` ends the step, and the run once its last
-step has ended (or a step failed).  ZenML writes a step's outputs just after
-``cleanup_step_run``, so they are still linked to that step.
+their producer.  ZenML writes a step's outputs *after* ``cleanup_step_run``
+and may still fail while doing so, so the step ends with ZenML's own final
+status, read when the next step is prepared or at exit; a step that did not
+complete keeps no live version (see docs/zenml.md).
 """
 
 # No ``from __future__ import annotations``: ZenML sanitizes the arguments
@@ -70,6 +71,7 @@ class CasArtifactStore(BaseArtifactStore):
         return {"zenml": dict(active["metadata"])}, active["lineage"]
 
     def prepare_step_run(self, info: Any) -> None:
+        _settle()  # the previous step's outputs are stored by now: record how it ended
         try:
             store, _ = _store_for(self.config)
             run_id = str(info.run_id)
@@ -93,7 +95,7 @@ class CasArtifactStore(BaseArtifactStore):
                 "step_run_id": str(info.step_run_id),
             },
             "cas_step": step,
-            "steps_total": len(getattr(info.snapshot, "step_configurations", {}) or {}),
+            "config": self.config,
         }
 
     def _input_refs(self, info: Any) -> list[tuple[str, int]]:
@@ -113,37 +115,19 @@ class CasArtifactStore(BaseArtifactStore):
         return refs
 
     def cleanup_step_run(self, info: Any, step_failed: bool) -> None:
-        # ZenML stores a step's outputs *after* this call, so the step stays the
-        # producer of what it writes until the next step is prepared.
+        # ZenML calls this *before* it stores the step's outputs, and storing them
+        # can still fail (a materializer raising mid-write).  So a step that did not
+        # raise stays open and producing; its final status is ZenML's, read when the
+        # next step is prepared or when this process exits (_settle).
         active = _ACTIVE.get(self.path)
         if active is None or active["zenml_step_run_id"] != str(info.step_run_id):
             return
-        store, _ = _store_for(self.config)
-        run_id = active["lineage"]["run_id"]
-        try:
-            status = cas_runs.FAILED if step_failed else cas_runs.COMPLETED
-            cas_runs.end_step(store, run_id, active["cas_step"], status)
-            run = cas_runs.get_run(store, run_id)
-            ended = [s for s in run.steps if s.status != cas_runs.RUNNING]
-            if step_failed or (active["steps_total"] and len(ended) >= self._steps_to_run(info, active)):
-                cas_runs.end_run(store, run_id, status)
-        except Exception as e:  # lineage must never break a pipeline
-            from zenml.logger import get_logger
-
-            get_logger(__name__).warning("cas: could not end step %s: %s", info.pipeline_step_name, e)
-
-    @staticmethod
-    def _steps_to_run(info: Any, active: dict[str, Any]) -> int:
-        """Steps of this run that execute (cached ones never reach the store)."""
-        try:
-            from zenml.client import Client
-            from zenml.enums import ExecutionStatus
-
-            run = Client().get_pipeline_run(info.run_id)
-            cached = sum(1 for s in run.steps.values() if s.status == ExecutionStatus.CACHED)
-            return max(active["steps_total"] - cached, 1)
-        except Exception:
-            return active["steps_total"]
+        if step_failed:
+            _ACTIVE.pop(self.path, None)
+            _end_step(self.config, active, cas_runs.FAILED)
+        else:
+            active["pending"] = True
+            _settle_at_exit()
 
     # -- ZenML's filesystem interface ---------------------------------------------
 
@@ -200,3 +184,75 @@ class CasArtifactStore(BaseArtifactStore):
                 onerror(e)
             else:
                 raise
+
+
+# -- how a step and its run ended: ZenML's word, never a guess -----------------------------------
+
+# ZenML's execution statuses that are final, as cas statuses.
+_FINAL = {
+    "completed": cas_runs.COMPLETED,
+    "cached": cas_runs.COMPLETED,
+    "failed": cas_runs.FAILED,
+    "stopped": cas_runs.CANCELLED,
+    "cancelled": cas_runs.CANCELLED,
+}
+_AT_EXIT: list[bool] = []
+
+
+def _zenml_status(kind: str, ident: str) -> str | None:
+    from zenml.client import Client
+
+    client = Client()
+    model = (
+        client.get_run_step(ident, hydrate=False) if kind == "step" else client.get_pipeline_run(ident, hydrate=False)
+    )
+    return _FINAL.get(str(getattr(model.status, "value", model.status)))
+
+
+def _settle() -> None:
+    """End every step left open by cleanup_step_run with ZenML's status for it, then
+    its run if ZenML has ended the run."""
+    for path, active in list(_ACTIVE.items()):
+        if not active.get("pending"):
+            continue
+        try:
+            status = _zenml_status("step", active["zenml_step_run_id"])
+        except Exception:
+            status = None
+        # Still "running" in ZenML once its outputs should be stored: they were not.
+        _ACTIVE.pop(path, None)
+        _end_step(active["config"], active, status or cas_runs.FAILED)
+
+
+def _settle_at_exit() -> None:
+    if not _AT_EXIT:
+        import atexit
+
+        atexit.register(_settle)
+        _AT_EXIT.append(True)
+
+
+def _end_step(config: CasArtifactStoreConfig, active: dict[str, Any], status: str) -> None:
+    """Record a step's end; a step that did not complete publishes nothing (its
+    versions are deleted, as ``cas rm``); end the run once ZenML has ended it."""
+    store, _ = _store_for(config)
+    run_id = active["lineage"]["run_id"]
+    try:
+        if status != cas_runs.COMPLETED:
+            step = cas_runs.step_run(store, active["lineage"]["step_run_id"])
+            for version in step.outputs if step is not None else ():
+                if not version.deleted:
+                    store.delete_version(version.name, version.version)
+        cas_runs.end_step(store, run_id, active["cas_step"], status)
+        try:
+            run_status = _zenml_status("run", active["metadata"]["run_id"])
+        except Exception:
+            run_status = None
+        if run_status is None and status != cas_runs.COMPLETED:
+            run_status = cas_runs.FAILED  # ZenML fails a run whose step failed; it may not say so yet
+        if run_status is not None and cas_runs.get_run(store, run_id).status == cas_runs.RUNNING:
+            cas_runs.end_run(store, run_id, run_status)
+    except Exception as e:  # lineage must never break a pipeline
+        from zenml.logger import get_logger
+
+        get_logger(__name__).warning("cas: could not end step %s: %s", active["metadata"]["step"], e)

@@ -66,7 +66,10 @@ class ZenMLLayout:
             ids = tuple(key.alias[len(ALIAS) + 1 :].split("."))
         else:
             return None
-        return self.root + (decode(a), decode(b)) + ids
+        try:
+            return self.root + (decode(a), decode(b)) + ids
+        except InvalidNameError:
+            return None  # a name no ZenML path maps to (crafted): not part of this store
 
     def name_prefix(self, parts: tuple[str, ...]) -> str:
         rel = self._rel(parts)
