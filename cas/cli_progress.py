@@ -103,6 +103,8 @@ def progress_bar(
     try:
         yield update
     finally:
+        # the final counts are drawn once even when the work beat tqdm's first redraw
+        bar.refresh()
         bar.close()
 
 

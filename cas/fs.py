@@ -17,19 +17,22 @@ Writing (see docs/filesystem.md for the whole contract):
 * Writing the version path itself (``p/s/a/N``) stores one file; when the file
   is closed outside a transaction, version N is committed at once.
 * Writing below it (``p/s/a/N/x/y``), ``mkdir`` and copies into it build a
-  *draft* tree in this filesystem instance — mutable, readable here, invisible
-  elsewhere — committed as one version by :meth:`CasFileSystem.commit` or when
-  an fsspec transaction (``with fs.transaction:``) ends; an exception in the
-  transaction discards it.  Blobs are durable when each file closes; a commit
-  writes the manifest, the version record and its ref, so ``reindex`` sees it.
+  *draft* tree — mutable, seen by every instance and process on this store's
+  index (``fs_drafts``), not a version yet — committed as one version by
+  :meth:`CasFileSystem.commit`, when an fsspec transaction (``with
+  fs.transaction:``) ends (an exception in it discards the draft), or when the
+  last process writing it ends cleanly (``fs_finish``).  Blobs are durable
+  when each file closes; a commit writes the manifest, the version record and
+  its ref, so ``reindex`` sees it.
 * Copy and move inside the view move no bytes: only index entries and records.
   ``rm`` records deletions of versions; bytes go only through ``gc``.
 
 Layers, each building on the one before: ``fs_paths`` (the path grammar),
 ``fs_base`` (lookups and info from the index), ``fs_write`` (drafts and
 commits), ``fs_copy`` (copy, move, remove), this module (listing, reading,
-registration); ``fs_drafts`` and ``fs_files`` hold the draft model and the
-file objects.
+registration); ``fs_drafts`` (the draft book), ``fs_finish`` (committing
+drafts when their writers end), ``fs_procs`` and ``fs_files`` (the file
+objects) support them.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from .errors import (
 )
 from .fs_base import dir_info, file_info
 from .fs_copy import CopyRemoveMixin
-from .fs_drafts import Draft, Staged
+from .fs_drafts import Draft, DraftMap, Staged
 from .fs_files import CasReadFile, CasWriteFile
 from .fs_paths import CasPath
 from .store import Store, open_store
@@ -69,7 +72,7 @@ _FSSPEC_OPTIONS = ("use_listings_cache", "listings_expiry_time", "max_paths", "a
 
 
 class CasTransaction(Transaction):
-    """fsspec's transaction, plus: on success commit every open draft, on error discard them."""
+    """fsspec's transaction, plus: on success commit this process's open drafts, on error discard them."""
 
     def complete(self, commit: bool = True) -> None:
         fs = self.fs
@@ -99,7 +102,7 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
     :func:`cas.open_store`, as does every other option (credentials and
     settings for the backend's fsspec filesystem; never stored or shown).
     Instances are cached per options and thread, as fsspec does; drafts
-    belong to one instance.
+    belong to the store, so every instance sees them.
     """
 
     protocol = "cas"
@@ -121,7 +124,7 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
             self.store = store
         else:
             self.store = open_store(store, index=index, create=create, **storage_options)
-        self._drafts: dict[tuple[str, int], Draft] = {}
+        self._drafts = DraftMap(self.store)
         self._lock = threading.RLock()
         self._getting = threading.local()  # .download: the Download a running get() collects into
 

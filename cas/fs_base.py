@@ -15,7 +15,7 @@ from typing import Any
 from fsspec.spec import AbstractFileSystem
 
 from .errors import ArtifactNotFoundError, PathNotFoundError
-from .fs_drafts import Draft
+from .fs_drafts import Draft, DraftMap
 from .fs_paths import CasPath, parse_path
 from .store import Store
 from .version import BLOB, TREE, ArtifactVersion
@@ -48,7 +48,7 @@ class CasFileSystemBase(AbstractFileSystem):
     protocol = "cas"
     root_marker = ""
     store: Store
-    _drafts: dict[tuple[str, int], Draft]
+    _drafts: DraftMap
     _lock: threading.RLock
 
     def _parse(self, path: Any) -> CasPath:

@@ -23,7 +23,7 @@ from .errors import (
     PathNotFoundError,
     ReadOnlyError,
 )
-from .fs_drafts import Draft, PendingMove, Staged
+from .fs_drafts import Draft, Staged
 from .fs_paths import CasPath
 from .fs_write import WriteMixin
 from .version import BLOB, TREE, ArtifactVersion
@@ -79,7 +79,7 @@ class CopyRemoveMixin(WriteMixin):
             if not self._intrans:
                 self.store.link(dst.name, v.digest.hex, v.kind, version=dst.spec)
                 return True
-            draft = self._drafts[(dst.name, dst.spec)] = Draft(dst.name, dst.spec)
+            draft = self._drafts.create(dst.name, dst.spec)
             if v.kind == BLOB:
                 draft.blob = Staged(v.digest.hex, v.size)
             else:
@@ -100,22 +100,21 @@ class CopyRemoveMixin(WriteMixin):
             self.rm(path1, recursive=recursive, maxdepth=maxdepth)
             return
         with self._lock:
-            move = PendingMove([], set(into))
+            deletes: list[tuple[str, int]] = []  # committed sources: they go when every target draft commits
             in_drafts = []  # draft content is not committed: nothing to lose by removing it now
             for cp in self._targets(path1):
                 if cp.level >= 4 and (cp.name, self._version_number(cp)) in self._drafts:
                     in_drafts.append(cp.path)
                 elif cp.level >= 4:
-                    move.deletes.append((cp.name, self._version_number(cp)))
+                    deletes.append((cp.name, self._version_number(cp)))
                 else:
-                    move.deletes.extend((v.name, v.version) for v in self._versions_below(cp))
+                    deletes.extend((v.name, v.version) for v in self._versions_below(cp))
                     names = set(self._names_below(cp))
                     for key in [k for k in self._drafts if k[0] in names and k not in into]:
                         self._drop_draft(key)
             if in_drafts:
                 self.rm(in_drafts, recursive=recursive, maxdepth=maxdepth)
-            for key in into:
-                self._drafts[key].moves.append(move)
+            self._drafts.book.add_move(deletes, into)
 
     def _drafts_written(self, path2, before: set[tuple[str, int]]) -> set[tuple[str, int]]:
         """Keys of the drafts a copy to ``path2`` wrote into (new ones, or the one at ``path2``)."""

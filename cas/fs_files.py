@@ -108,23 +108,30 @@ class CasWriteFile(io.RawIOBase):
             self._spool.discard()  # a no-op once committed
             super().close()
 
-    def discard(self) -> None:
-        """Throw the content away; nothing is published."""
+    def discard(self, *, failed: bool = False) -> None:
+        """Throw the content away; nothing is published.
+
+        ``failed``: the writer gave up on this file (an exception, or never
+        closed), so the draft it belongs to is incomplete and must not be
+        committed on its own.
+        """
         if self.closed:
             return
         self._spool.discard()
         super().close()
+        if failed and self.target.inner:
+            self.fs._file_failed(self.target)
 
     def commit(self) -> None:
         """fsspec transactions call this; closing already staged the file into its draft."""
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            self.discard()  # a failed write must leave nothing behind
+            self.discard(failed=True)  # a failed write must leave nothing behind
         else:
             self.close()
 
     def __del__(self) -> None:
         # io's finaliser would close() - that is, publish - a file nobody closed.
         with contextlib.suppress(Exception):
-            self.discard()
+            self.discard(failed=True)

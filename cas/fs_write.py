@@ -3,15 +3,15 @@
 Mixed into :class:`cas.fs.CasFileSystem`; relies on its lookups (``_parse``,
 ``_info``, ``_version_of``) and state (``store``, ``_drafts``, ``_lock``).
 The rules (docs/filesystem.md): a file at ``p/s/a/N`` commits version N when
-closed outside a transaction; files below it build a draft that a commit or
-the end of a transaction turns into one tree version; N must be the next
-number; committed versions never change.
+closed outside a transaction; files below it build a draft that a commit, the
+end of a transaction or the end of its writers (``fs_finish``) turns into one
+tree version; N must be the next number; committed versions never change.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+from typing import Any
 
 from fsspec.callbacks import DEFAULT_CALLBACK
 
@@ -28,7 +28,9 @@ from .errors import (
 )
 from .fs_base import CasFileSystemBase
 from .fs_drafts import Draft, Staged
+from .fs_finish import commit_draft
 from .fs_paths import CasPath
+from .fs_procs import process_alive
 from .version import BLOB, ArtifactVersion
 
 __all__ = ["WriteMixin"]
@@ -119,7 +121,7 @@ class WriteMixin(CasFileSystemBase):
                 if not cp.inner and autocommit:
                     self.store.link(cp.name, digest, BLOB, version=number)
                     return
-                draft = self._drafts[(cp.name, number)] = Draft(cp.name, number)
+                draft = self._drafts.create(cp.name, number)
             staged = Staged(digest, size)
             if cp.inner:
                 draft.put(cp.inner, staged)
@@ -127,6 +129,14 @@ class WriteMixin(CasFileSystemBase):
                 draft.blob = staged
                 if autocommit:
                     self._commit_draft(draft)
+
+    def _file_failed(self, cp: CasPath) -> None:
+        """A file below a version path was abandoned: keep its draft from being committed on its own."""
+        with self._lock:
+            number = self._version_number(cp)
+            if (cp.name, number) not in self._drafts:
+                self._drafts.create(cp.name, number)
+            self._drafts.book.mark_broken((cp.name, number), f"writing cas://{cp.path} failed")
 
     def pipe_file(self, path, value, mode="overwrite", **kwargs) -> None:
         cp = self._parse(path)
@@ -164,7 +174,7 @@ class WriteMixin(CasFileSystemBase):
                 if cp.inner and not create_parents:
                     raise PathNotFoundError(f"cas://{cp.version_path} does not exist", cp.path)
                 number = self._version_number(cp)
-                draft = self._drafts[(cp.name, number)] = Draft(cp.name, number)
+                draft = self._drafts.create(cp.name, number)
                 if not cp.inner:
                     return
             elif not cp.inner:
@@ -196,13 +206,33 @@ class WriteMixin(CasFileSystemBase):
 
     # -- drafts and commits --------------------------------------------------------------
 
+    def draft_status(self) -> list[dict[str, Any]]:
+        """The store's open drafts: path, files, bytes, pids of writers still at work, and why one
+        is kept from committing on its own (``broken``, None if it is not)."""
+        out = []
+        for key in sorted(self._drafts):
+            draft = self._drafts[key]
+            blob = draft.blob
+            entries = [(p, d, n) for p, d, n in draft.entries()] if blob is None else [("", blob.digest, blob.size)]
+            writing = [int(w.split(":")[0]) for w in self._drafts.book.writers(key) if process_alive(w)]
+            out.append(
+                {
+                    "path": f"{key[0]}/{key[1]}",
+                    "files": len(entries),
+                    "size": sum(n for _, _, n in entries),
+                    "writing": writing,
+                    "broken": draft.broken,
+                }
+            )
+        return out
+
     def drafts(self) -> list[str]:
-        """Version paths (``p/s/a/N``) of this filesystem's open drafts."""
+        """Version paths (``p/s/a/N``) of the store's open drafts, whichever instance or process writes them."""
         return [f"{name}/{number}" for name, number in sorted(self._drafts)]
 
     def _select(self, path) -> list[Draft]:
-        if path is None:
-            return [self._drafts[k] for k in sorted(self._drafts)]
+        if path is None:  # what this process wrote: never another process's work in progress
+            return [self._drafts[k] for k in self._drafts.book.mine() if k in self._drafts]
         cp = self._parse(path)
         if cp.level >= 4:
             key = (cp.name, cp.spec if isinstance(cp.spec, int) else 0)
@@ -215,41 +245,25 @@ class WriteMixin(CasFileSystemBase):
         return [self._drafts[k] for k in keys]
 
     def commit(self, path=None) -> list[ArtifactVersion]:
-        """Commit open drafts (all, or those at or below ``path``) as versions, in version order.
+        """Commit open drafts as versions, in version order: those at or below ``path``
+        (whoever wrote them), or with no path those this process wrote to.
 
-        A draft with no file commits nothing.  Each version commits atomically;
-        several drafts are not one atomic unit: on an error the drafts not yet
-        committed stay open.
+        A draft with no file commits nothing.  Each version commits
+        atomically; several drafts are not one atomic unit: on an error the
+        drafts not yet committed stay open.
         """
         with self._lock:
             return [av for d in self._select(path) if (av := self._commit_draft(d)) is not None]
 
     def _commit_draft(self, draft: Draft) -> ArtifactVersion | None:
-        if draft.blob is not None:
-            av = self.store.link(draft.name, draft.blob.digest, BLOB, version=draft.version)
-        elif draft.files:
-            av = self.store.link_tree(draft.name, draft.entries(), version=draft.version)
-        else:
-            av = None
-        key = (draft.name, draft.version)
-        self._drafts.pop(key, None)
-        for move in draft.moves:  # a mv into this draft: its source goes once all its targets are in
-            move.waiting.discard(key)
-            if not move.waiting:
-                for name, number in move.deletes:
-                    with contextlib.suppress(VersionDeletedError, ArtifactNotFoundError):
-                        self.store.delete_version(name, number)
-                move.deletes.clear()
-        return av
+        return commit_draft(self.store, self._drafts.book, draft)
 
     def discard(self, path=None) -> None:
-        """Drop open drafts (all, or those at or below ``path``); their blobs are left for ``gc``.
+        """Drop open drafts (at or below ``path``, or this process's); their blobs are left for ``gc``.
         A ``mv`` into a dropped draft keeps its source."""
         with self._lock:
             for d in self._select(path):
-                self._drop_draft((d.name, d.version))
+                self._drop_draft(d.key)
 
     def _drop_draft(self, key: tuple[str, int]) -> None:
-        draft = self._drafts.pop(key, None)
-        for move in draft.moves if draft is not None else ():
-            move.deletes.clear()  # the move's target is gone: its source stays
+        self._drafts.book.drop(key)  # cancels the moves waiting for it: their sources stay

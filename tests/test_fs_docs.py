@@ -14,7 +14,8 @@ DOC_STORE = "/tmp/cas-doc-store"
 
 
 def test_filesystem_doc_examples_run(tmp_path):
-    pytest.importorskip("pandas", reason="the examples use pandas, in the 'dataframe' extra that tox installs")
+    for module in ("pandas", "dask.dataframe", "xarray", "zarr"):
+        pytest.importorskip(module, reason="the examples use it; it is in the 'dataframe' extra that tox installs")
     text = DOC.read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(blocks) >= 3
@@ -25,6 +26,9 @@ def test_filesystem_doc_examples_run(tmp_path):
         fs = namespace["fs"]
         assert fs.cat("churn/eval/report/latest/metrics.json") == b'{"auc": 0.91}'
         assert fs.info("churn/prep/parts/1")["committed"] is True
+        for name in ("by_label", "arrow", "dask", "grid"):
+            assert fs.info(f"churn/prep/{name}/1")["committed"] is True
+        assert fs.drafts() == []
     finally:
         for fs in list(CasFileSystem._cache.values()):
             fs.store.close()
