@@ -483,7 +483,10 @@ class FsspecBackend(Backend):
     def list(self, prefix: str) -> Iterator[Entry]:
         base = self._abs(prefix)
         try:
-            found = self.fs.find(base, detail=True)
+            # in-process filesystems (memory://) change the dict a listing walks while
+            # other threads write: a listing takes the same lock as exists+put
+            with self._lock:
+                found = self.fs.find(base, detail=True)
         except FileNotFoundError:
             return
         root = self.fs._strip_protocol(self.root).rstrip("/")

@@ -563,10 +563,12 @@ def verify(ctx: click.Context, deep: bool, as_json: bool) -> None:
         report = store.verify(deep=deep, progress=update)
     counted = "stored" if deep else "needed"
     data = {"ok": report.ok, "checked": report.checked, "blobs_counted": counted, "missing": report.missing,
-            "corrupt": report.corrupt, "foreign": report.foreign, "invalid": report.invalid}
+            "corrupt": report.corrupt, "foreign": report.foreign, "invalid": report.invalid,
+            "orphans": report.orphans, "dangling": report.dangling}
     lines = [f"rehashed {report.checked} stored blobs (deep)" if deep else f"checked {report.checked} needed blobs"]
     lines += [f"missing  {d}" for d in report.missing] + [f"corrupt  {d}" for d in report.corrupt]
     lines += [f"foreign  {p}" for p in report.foreign] + [f"invalid  {text}" for text in report.invalid]
+    lines += [f"dangling {r}" for r in report.dangling] + [f"orphan   {r} (journalled now)" for r in report.orphans]
     lines.append("ok" if report.ok else "PROBLEMS FOUND")
     _emit(ctx, as_json, data, "\n".join(lines))
     if not report.ok:

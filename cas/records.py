@@ -531,6 +531,23 @@ class RecordStore:
     def ref_exists(self, ref: str) -> bool:
         return self.backend.exists(ref)
 
+    def list_refs(self, kind: str = "", on_invalid: Callable[[CorruptRecordError], None] | None = None) -> Iterator[str]:
+        """The path of every valid ref under ``refs/<kind>`` (one listing; no ref is read).
+
+        A listed key that breaks the grammar goes to ``on_invalid`` and is
+        skipped (without one, it raises).
+        """
+        prefix = f"{REFS}/{kind}" if kind else REFS
+        for entry in self.backend.list(prefix):
+            try:
+                path = parse_ref_path(entry.path).path
+            except CorruptRecordError as e:
+                if on_invalid is None:
+                    raise
+                on_invalid(e)
+                continue
+            yield path
+
     def iter_refs(
         self, kind: str = "", on_invalid: Callable[[CorruptRecordError], None] | None = None
     ) -> Iterator[tuple[str, str]]:
@@ -540,17 +557,17 @@ class RecordStore:
         ``on_invalid`` and is skipped (without one, it raises): one bad object
         never blocks the rest of the store.
         """
-        prefix = f"{REFS}/{kind}" if kind else REFS
-        for entry in self.backend.list(prefix):
+        for ref in self.list_refs(kind, on_invalid):
             try:
-                key = parse_ref_path(entry.path)
-                yield key.path, self.read_ref(key.path)
+                digest = self.read_ref(ref)
             except FileNotFoundError:
                 continue
             except CorruptRecordError as e:
                 if on_invalid is None:
                     raise
                 on_invalid(e)
+                continue
+            yield ref, digest
 
     def _read_listed(self, rel: str) -> bytes:
         """Bytes of a small metadata object; a symlink planted in a local store is
@@ -563,6 +580,21 @@ class RecordStore:
             raise
         except IsADirectoryError:
             raise CorruptRecordError(rel, "a directory, not a file") from None
+
+    def journalled_refs(self) -> tuple[set[str], int]:
+        """Every ref the journal announces, and one past its last entry (reads the whole journal)."""
+        refs: set[str] = set()
+        seq = 0
+        while True:
+            try:
+                entry = self.read_journal(seq)
+            except CorruptRecordError:
+                entry = False  # a bad entry announces nothing (refresh and verify report it)
+            if entry is None:
+                return refs, seq
+            if entry:
+                refs.add(entry.ref.path)
+            seq += 1
 
     # -- journal -------------------------------------------------------------
 

@@ -2,11 +2,14 @@
 
 Every write publishes in order (invariant 4): blobs -> tree manifest ->
 version record -> create-only ref -> journal entry -> index row.  A crash at
-any point leaves, at worst, unreferenced blobs for ``gc``.
+any point leaves, at worst, unreferenced blobs for ``gc``, or a ref claimed
+but never journalled (an orphan), which whoever meets it journals.  Every
+claim checks gc's sweep marks (``cas.sweeps``) before it is journalled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -19,6 +22,7 @@ from typing import Any
 from . import lineage as _lineage
 from . import materializers as _materializers
 from . import runs as _runs
+from . import sweeps
 from .backend import Backend, LocalBackend, open_backend, redact_url
 from .blobs import BlobStore, PutResult
 from .digest import Digest
@@ -76,13 +80,15 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)  # digests a version or record needs
     corrupt: list[str] = field(default_factory=list)  # content does not match its name
     foreign: list[str] = field(default_factory=list)  # files under blobs/ that are not blobs
+    orphans: list[str] = field(default_factory=list)  # refs claimed but never journalled: journalled now
+    dangling: list[str] = field(default_factory=list)  # refs whose record (or an orphan's content) is missing
     # records, manifests, journal entries, refs and keys that break the format ("<key>: <what is wrong>")
     invalid: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        """True when nothing is missing, corrupt, foreign or invalid."""
-        return not (self.missing or self.corrupt or self.foreign or self.invalid)
+        """True when nothing is missing, corrupt, foreign, invalid or dangling."""
+        return not (self.missing or self.corrupt or self.foreign or self.invalid or self.dangling)
 
 
 @dataclass(frozen=True)
@@ -252,6 +258,7 @@ class Store:
         link = None
         if "step_run_id" not in extra:
             link = _runs.link_for_save(self, aname.pipeline, aname.step, run_id, step, inputs)
+        started, position = time.time(), _position(data)
         with _materializers.materialize(mat, data) as payload:
             kind, result, entries = self._put_content(payload, progress)
         if if_changed and (same := self._latest_if_same(str(aname), kind, result.digest)) is not None:
@@ -271,7 +278,20 @@ class Store:
             "materializer": mat.name,
             **extra,
         }
-        version = self._claim_version(aname, record, entries)
+
+        def restore() -> None:
+            # Put the content again, from the data the caller gave (materialized again).
+            if position is None:  # a one-pass stream: it can only be checked
+                self._check_present(kind, result.digest, entries)
+                return
+            if hasattr(data, "read"):
+                data.seek(position)
+            with _materializers.materialize(mat, data) as payload:
+                again = self._put_content(payload, None)[1]
+            if again.digest != result.digest:
+                raise IntegrityError(result.digest, again.digest, "the content changed while it was being saved")
+
+        version = self._claim_version(aname, record, entries, since=started, restore=restore)
         for alias in aliases:
             self._move_alias(str(aname), alias, version)
         return self._version(str(aname), version)
@@ -360,9 +380,11 @@ class Store:
         (VersionExistsError if it is taken, InvalidNameError if it would leave
         a gap); by default the next free number is claimed.
         """
+        started = time.time()  # before the blobs are checked: see _claim_version
         aname = parse_name(name)
         hexdigest = Digest.parse(digest).hex
         metadata = _check_metadata(metadata)
+        self.refresh()  # the index vouches for blobs of live versions: not for ones deleted (and collected) elsewhere
         exact = self._check_exact_version(str(aname), version)
         entries = None
         if kind == BLOB:
@@ -390,7 +412,9 @@ class Store:
             "metadata": metadata,
             **(_extra or {}),  # lineage (run_id, step_run_id), as in save()
         }
-        number = self._claim_version(aname, record, entries, exact=exact)
+        number = self._claim_version(
+            aname, record, entries, exact=exact, since=started, restore=lambda: self._check_present(kind, hexdigest, None)
+        )
         return self._version(str(aname), number)
 
     def link_tree(
@@ -413,6 +437,8 @@ class Store:
         metadata = _check_metadata(metadata)
         clean = check_entries(entries)
         exact = self._check_exact_version(str(aname), version)
+        started = time.time()
+        self.refresh()  # as in link(): a version deleted elsewhere no longer vouches for its blobs
         self._require_blobs((d, s) for _, d, s in clean)
         manifest = self.blobs.put_bytes(encode_manifest(clean))
         record = {
@@ -425,7 +451,12 @@ class Store:
             "metadata": metadata,
             **(_extra or {}),  # lineage (run_id, step_run_id), as in save()
         }
-        number = self._claim_version(aname, record, clean, exact=exact)
+
+        def restore() -> None:
+            self.blobs.put_bytes(encode_manifest(clean))
+            self._check_present(TREE, manifest.digest, clean)
+
+        number = self._claim_version(aname, record, clean, exact=exact, since=started, restore=restore)
         return self._version(str(aname), number)
 
     def _check_exact_version(self, name: str, version: int | None) -> int | None:
@@ -471,29 +502,48 @@ class Store:
         *,
         exact: bool = False,
         next_after: Callable[[int], int] | None = None,
-    ) -> tuple[str, str, int] | None:
+        since: float | None = None,
+        blobs: Callable[[], Iterable[str]] = tuple,
+    ) -> tuple[str, str, int, bool] | None:
         """Claim the first free number from ``first`` for ``record`` (invariant 6).
 
         The number goes into ``record[field]``; the record is stored, then its
         ref ``ref_for(n)`` is written create-only.  A lost claim is learned and
         the next number tried (``next_after(n)``, default n + 1), unless
-        ``exact``, which returns None instead.  Returns (ref, record digest, n),
-        not yet journalled: the caller passes them to :meth:`_commit`.
+        ``exact``, which returns None instead.  Returns (ref, record digest, n,
+        swept), not yet journalled: the caller passes them to :meth:`_commit`.
+        ``swept``: a gc sweep that may have removed the record or ``blobs()``
+        ran since ``since`` (default: when the record was first stored), so the
+        record was put back, and the caller must put back (or check) the blobs
+        it wrote or reused before then (docs/format.md, gc).
         """
         number = first
+        since = time.time() if since is None else since
         while True:
             record[field] = number
             record_digest = self.records.put_record(record)
             ref = ref_for(number)
             if self.records.claim(ref, record_digest):
-                return ref, record_digest, number
+                return ref, record_digest, number, self._after_claim(record, record_digest, since, blobs)
             self._learn_ref(ref)  # someone else's: learn it
             if exact:
                 return None
             number = next_after(number) if next_after else number + 1
 
-    def _claim_version(self, aname: ArtifactName, record: dict[str, Any], entries, exact: int | None = None) -> int:
-        """Claim the next free number, or exactly ``exact`` (VersionExistsError if taken)."""
+    def _claim_version(
+        self,
+        aname: ArtifactName,
+        record: dict[str, Any],
+        entries,
+        exact: int | None = None,
+        since: float | None = None,
+        restore: Callable[[], None] | None = None,
+    ) -> int:
+        """Claim the next free number, or exactly ``exact`` (VersionExistsError if taken).
+
+        ``since``: when the save began storing content; ``restore`` puts that
+        content back (or checks it is there) if a gc sweep ran since then.
+        """
         name = str(aname)
         caught_up = False
 
@@ -508,13 +558,56 @@ class Store:
 
         first = exact if exact is not None else self.index.max_version(name) + 1
         claimed = self._claim(
-            record, "version", first, lambda n: version_ref(name, n), exact=exact is not None, next_after=after
+            record,
+            "version",
+            first,
+            lambda n: version_ref(name, n),
+            exact=exact is not None,
+            next_after=after,
+            since=since,
+            blobs=lambda: self._content_blobs(record, entries),
         )
         if claimed is None:
             raise VersionExistsError(f"{name}@{exact} was claimed by another writer", f"{name}@{exact}")
-        ref, record_digest, version = claimed
+        ref, record_digest, version, swept = claimed
+        if swept and restore is not None:
+            try:
+                restore()
+            except Exception:
+                # Reused content is gone and cannot be put back (a one-pass stream, a
+                # source file that changed or vanished): the number is spent, so the
+                # version is committed and its deletion recorded at once - never left
+                # as an orphan that someone would complete into a version without content.
+                self._commit(ref, record_digest, record, entries)
+                self._record_deletion(name, version)
+                raise
         self._commit(ref, record_digest, record, entries)
         return version
+
+    def _after_claim(
+        self, record: dict[str, Any], record_digest: str, since: float, blobs: Callable[[], Iterable[str]] = tuple
+    ) -> bool:
+        """After a won claim: could a gc sweep since ``since`` have removed the record
+        or ``blobs()``?  If so (once it is over) put the record back."""
+        if not sweeps.overlapping(self.backend, since, lambda: [record_digest, *blobs()]):
+            return False
+        self.records.put_record(record)
+        return True
+
+    def _content_blobs(self, record: dict[str, Any], entries) -> list[str]:
+        """The content blobs of a version record: its digest, and a tree's files."""
+        if record["kind"] != TREE:
+            return [record["digest"]]
+        listed = entries if entries is not None else self.index.tree_entries(record["digest"])
+        return [record["digest"], *(d for _, d, _ in listed)]
+
+    def _check_present(self, kind: str, digest: str, entries) -> None:
+        """Every blob of this content is in the backend (asked there: the index may be behind)."""
+        self.blobs.size(digest)  # BlobNotFoundError if absent
+        if kind == TREE:
+            listed = entries if entries is not None else decode_manifest(self.blobs.read_bytes(digest), digest)
+            for _, d, _ in listed:
+                self.blobs.size(d)
 
     def _commit(self, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
         """Journal a freshly claimed ref, then show it in the index."""
@@ -529,8 +622,11 @@ class Store:
             self._apply(c, ref, record_digest, record, entries)
 
     def _learn_ref(self, ref: str) -> None:
-        """Apply a ref someone else claimed.  A bad one is reported and skipped:
-        the claim loop moves past it rather than failing every later save."""
+        """Learn a ref someone else claimed (a lost claim).  A bad one is reported and
+        skipped: the claim loop moves past it rather than failing every later save.
+        One the journal does not announce - its writer died between the claim and
+        the journal entry - is completed: journalled here, so every other index
+        learns it too."""
         if self.index.has_record(ref):
             return
         try:
@@ -542,8 +638,9 @@ class Store:
             with self.index.write() as c:
                 self._reject(c, e)
             return
-        with self.index.write() as c:
-            self._apply(c, ref, record_digest, record, entries)
+        self.refresh()
+        if not self.index.has_record(ref):
+            self._complete(ref, record_digest)
 
     def _load(self, ref: str, record_digest: str) -> tuple[dict[str, Any], list | None]:
         """The validated record ``ref`` claims, and the tree entries of a tree version
@@ -565,6 +662,58 @@ class Store:
         """Remember a bad object for ``verify`` and say so once; the rest goes on."""
         if self.index.add_rejected(c, error.key, str(error)):
             log.warning("cas: skipped %s (cas verify lists what was refused)", error)
+
+    def _orphan(self, ref: str, record_digest: str) -> tuple[dict[str, Any], Any] | None:
+        """(record, tree entries) of a ref no journal announced, or None if it dangles:
+        its record is missing or unreadable, or (a version) some of its content is.
+        Content can be missing only if a sweep took it before the claim; then the
+        writer, if alive, puts it back and journals the ref itself - completing it
+        first would show everyone a version without its bytes."""
+        try:
+            record, entries = self._load(ref, record_digest)  # validated (cas.records)
+            if record["type"] == "version":
+                self._check_present(record["kind"], record["digest"], entries)
+        except CasError:
+            return None
+        return record, entries
+
+    def _complete(self, ref: str, record_digest: str) -> bool:
+        """Journal and apply an orphan ref; False if it dangles (left alone: verify reports it)."""
+        found = self._orphan(ref, record_digest)
+        if found is None:
+            return False
+        self._commit(ref, record_digest, found[0], found[1])
+        return True
+
+    def _unknown_refs(self) -> list[tuple[str, str | None]]:
+        """(ref, record digest or None if unreadable) for every ref in the backend this
+        index does not know: orphans, and claims whose writer has not journalled yet."""
+        self.refresh()
+        known = {ref for ref, _ in self.index.iter_records()}
+        out: list[tuple[str, str | None]] = []
+        for ref in self.records.list_refs(on_invalid=lambda e: None):  # bad keys: verify lists them as invalid
+            if ref in known:
+                continue
+            try:
+                out.append((ref, self.records.read_ref(ref)))
+            except FileNotFoundError:
+                continue
+            except CasError:
+                out.append((ref, None))
+        return sorted(out, key=lambda item: ref_order((item[0], "")))
+
+    def _complete_orphans(self) -> tuple[list[str], list[str]]:
+        """Journal every ref the backend holds and the journal never announced.
+        Returns (completed refs, dangling refs)."""
+        completed, dangling = [], []
+        for ref, record_digest in self._unknown_refs():
+            try:
+                done = record_digest is not None and self._complete(ref, record_digest)
+            except (OSError, BackendError):
+                completed.append(ref)  # reported; journalling needs write access (read-only credentials)
+                continue
+            (completed if done else dangling).append(ref)
+        return completed, dangling
 
     def _apply(self, c, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
         """Make one record visible in the index; applying twice changes nothing."""
@@ -619,14 +768,19 @@ class Store:
     def delete_version(self, name: str, version: int | str) -> ArtifactVersion:
         """Record that a version is deleted.  Its bytes stay until ``gc``."""
         target = self.get_artifact_version(name, version)
-        record = {"type": "delete", "name": target.name, "version": target.version, "deleted_at": now_iso()}
+        self._record_deletion(target.name, target.version)
+        return target
+
+    def _record_deletion(self, name: str, version: int) -> None:
+        record = {"type": "delete", "name": name, "version": version, "deleted_at": now_iso()}
+        since = time.time()
         record_digest = self.records.put_record(record)
-        ref = deletion_ref(target.name, target.version)
+        ref = deletion_ref(name, version)
         if not self.records.claim(ref, record_digest):
             self._learn_ref(ref)
-            raise VersionDeletedError(target.name, target.version)
+            raise VersionDeletedError(name, version)
+        self._after_claim(record, record_digest, since)
         self._commit(ref, record_digest, record)
-        return target
 
     # -- finding -----------------------------------------------------------------
 
@@ -638,7 +792,11 @@ class Store:
         except (ArtifactNotFoundError, VersionNotFoundError):
             # The index may be behind the backend (another machine wrote): catch up once.
             if not self.refresh():
-                raise
+                if not isinstance(spec, int):
+                    raise
+                # A numbered version the journal never announced may still be claimed
+                # (an orphan ref): one read finds it, and completes it for everyone.
+                self._learn_ref(version_ref(str(aname), spec))
             return self._resolve(str(aname), spec)
 
     def _resolve(self, name: str, spec: int | str) -> ArtifactVersion:
@@ -796,15 +954,32 @@ class Store:
         start = self.records.journal_end()
         rejected: list[CorruptRecordError] = []
         refs = sorted(self.records.iter_refs(on_invalid=rejected.append), key=ref_order)
-        applied = 0
-        with self.index.write() as c:
-            self.index.clear(c)
-            for ref, record_digest in refs:
+        journalled, _ = self.records.journalled_refs()
+        found = []
+        for ref, record_digest in refs:
+            if ref in journalled:
                 try:
                     record, entries = self._load(ref, record_digest)
                 except CorruptRecordError as e:
                     rejected.append(e)
                     continue
+                except BlobNotFoundError:
+                    continue  # a dangling ref: nothing to show; verify reports it
+            else:
+                # An orphan: shown (and completed) on the terms every other machine applies.
+                orphan = self._orphan(ref, record_digest)
+                if orphan is None:
+                    continue
+                record, entries = orphan
+                # Journalled for every other index.  Best effort: a reader with read-only
+                # credentials still rebuilds its own; gc, verify or the next claimer complete it.
+                with contextlib.suppress(OSError, CasError):
+                    self.records.append_journal(ref, record_digest, start)
+            found.append((ref, record_digest, record, entries))
+        applied = 0
+        with self.index.write() as c:
+            self.index.clear(c)
+            for ref, record_digest, record, entries in found:
                 self._apply(c, ref, record_digest, record, entries)
                 applied += 1
                 if progress:
@@ -850,8 +1025,9 @@ class Store:
 
     def verify(self, deep: bool = False, progress: Progress | None = None) -> VerifyReport:
         """Check every blob a version or record needs is present with the right size;
-        with ``deep``, rehash every blob.  Finds missing, corrupt and foreign files."""
-        self.refresh()
+        with ``deep``, rehash every blob.  Finds missing, corrupt and foreign files,
+        and refs that dangle; completes orphan refs (claimed, never journalled)."""
+        orphans, dangling = self._complete_orphans()
         present: dict[str, int] = {}
         foreign: list[str] = []
         for digest, path, size, _ in self.blobs.iter_digests():
@@ -880,7 +1056,9 @@ class Store:
         else:
             checked = len(needed)
         return VerifyReport(
-            checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign), invalid=self._invalid_objects()
+            checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign), invalid=self._invalid_objects(),
+            orphans=orphans,
+            dangling=dangling,
         )
 
     def _invalid_objects(self) -> list[str]:
@@ -898,32 +1076,70 @@ class Store:
     def gc(self, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -> GcReport:
         """Remove blobs no live version or record needs, once older than ``grace`` seconds.
 
-        The grace period protects saves in flight elsewhere, whose blobs land
-        before their version is claimed.
+        What is needed is decided from the refs in the backend, not only from
+        this index: a ref no journal entry announced (its writer died after
+        claiming) is journalled first.  The grace period protects saves in
+        flight elsewhere, whose blobs land before their version is claimed; a
+        save that reuses a stored blob is protected by the sweep mark written
+        before the refs are listed (docs/format.md, gc).
         """
         if grace < 0:
             raise InvalidNameError("grace must be >= 0 seconds")
         self.refresh()
-        keep = set(self.index.needed_blobs())
         cutoff = time.time() - grace
-        removed = removed_bytes = kept = 0
-        for digest, _path, size, mtime in list(self.blobs.iter_digests()):
-            if digest is None or digest in keep or (mtime is not None and mtime > cutoff):
-                kept += 1
-                continue
+        listed = list(self.blobs.iter_digests())
+        keep = set(self.index.needed_blobs())
+        candidates = [
+            (digest, size) for digest, _, size, mtime in listed
+            if digest is not None and digest not in keep and (mtime is None or mtime <= cutoff)
+        ]
+        # Mark before listing the refs, and only if there may be something to remove.
+        sweep = sweeps.begin(self.backend, [d for d, _ in candidates]) if candidates and not dry_run else None
+        removed = removed_bytes = 0
+        try:
+            for ref, record_digest in self._unknown_refs():
+                if record_digest is None:
+                    continue
+                if dry_run:  # change nothing: just keep what the orphan needs
+                    keep |= self._orphan_blobs(ref, record_digest)
+                else:
+                    self._complete(ref, record_digest)
+            keep.update(self.index.needed_blobs())
+            for digest, size in candidates:
+                if digest in keep:
+                    continue
+                if sweep is not None:
+                    if not sweep.may_delete():
+                        break  # past the promised deadline: writers no longer wait for us
+                    self.blobs.remove(digest)
+                removed += 1
+                removed_bytes += size
             if not dry_run:
-                self.blobs.remove(digest)
-            removed += 1
-            removed_bytes += size
-        if not dry_run:
-            for entry in list(self.backend.list("tmp")):
-                if entry.mtime is not None and entry.mtime <= cutoff:
-                    self.backend.remove(entry.path)
-            # object stores: unfinished multipart uploads left by killed writers (cas.cloud)
-            abort_stale = getattr(self.backend, "abort_stale_uploads", None)
-            if abort_stale is not None:
-                abort_stale(cutoff)
+                for entry in list(self.backend.list("tmp")):
+                    if entry.mtime is not None and entry.mtime <= cutoff:
+                        self.backend.remove(entry.path)
+                # object stores: unfinished multipart uploads left by killed writers (cas.cloud)
+                abort_stale = getattr(self.backend, "abort_stale_uploads", None)
+                if abort_stale is not None:
+                    abort_stale(cutoff)
+        finally:
+            if sweep is not None:
+                sweep.done()
+                sweeps.prune(self.backend, time.time() - sweeps.MARK_KEEP)
+        kept = len(listed) - removed
         return GcReport(removed=removed, removed_bytes=removed_bytes, kept=kept, dry_run=dry_run)
+
+    def _orphan_blobs(self, ref: str, record_digest: str) -> set[str]:
+        """Every blob an orphan ref needs (its record, content, manifest, tree files)."""
+        found = self._orphan(ref, record_digest)
+        if found is None:
+            return {record_digest}
+        record, entries = found
+        blobs = {record_digest}
+        if record.get("type") == "version":
+            blobs.add(record["digest"])
+            blobs.update(d for _, d, _ in entries or ())
+        return blobs
 
 
 def _identity(path: str) -> tuple[int, int] | None:
@@ -942,6 +1158,16 @@ def _self_and_parents(path: str) -> Iterable[str]:
         if parent == path:
             return
         path = parent
+
+
+def _position(payload: Any) -> int | None:
+    """Where the content of ``payload`` starts, if it can be read again (None: a one-pass stream)."""
+    if not hasattr(payload, "read"):
+        return 0  # bytes, str, a path: read again from where they are
+    try:
+        return payload.tell() if payload.seekable() else None
+    except (OSError, ValueError):
+        return None
 
 
 def _check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:

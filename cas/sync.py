@@ -29,10 +29,12 @@ their own), nothing of that artifact name is sent and the name is reported.
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
+from . import sweeps
 from .blobs import BLOB_PREFIX, blob_path, digest_from_path
 from .digest import CHUNK, hash_bytes
 from .errors import CorruptRecordError, IntegrityError, InvalidNameError
@@ -67,6 +69,7 @@ class SyncPlan:
     refs_present: int
     conflicts: tuple[str, ...]  # artifact names whose history differs at the destination
     method: str  # how missing blobs were found: "index", "exists" or "list"
+    planned_at: float = 0.0  # when presence was first asked (0: unknown, so re-checked)
 
     @property
     def bytes_missing(self) -> int:
@@ -192,6 +195,7 @@ def _fill_sizes(src: Store, blobs: dict[str, int | None], jobs: int) -> None:
 def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEFAULT_JOBS) -> SyncPlan:
     """What ``dst`` lacks of ``src`` (restricted to artifact ``names`` patterns, if given)."""
     match = _matcher(names)
+    planned_at = time.time()
     src.refresh()
     dst.refresh()
     refs = _selected_refs(src, match)
@@ -215,6 +219,7 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
         refs_present=len(refs) - len(missing_refs),
         conflicts=tuple(conflicts),
         method=method,
+        planned_at=planned_at,
     )
 
 
@@ -327,7 +332,29 @@ def _held_by(dst: Store, ref: str) -> str | None:
         return None
 
 
-def _publish_refs(src: Store, dst: Store, refs: list[tuple[str, str]], jobs: int) -> tuple[int, int, list[str]]:
+def _restore_after_sweep(src: Store, dst: Store, refs: list[tuple[str, str]], since: float, jobs: int) -> None:
+    """Blobs the plan found present were not sent; a gc sweep at the destination since
+    then may have removed them.  Once it is over, send back whatever is missing
+    (docs/format.md, gc: the same rule as a save's dedupe hit)."""
+    needed: dict[str, int | None] = {}
+
+    def blobs() -> dict[str, int | None]:  # only asked for if a recent sweep lists what it may remove
+        if not needed:
+            needed.update(_needed_blobs(src, refs))
+        return needed
+
+    if not refs or not sweeps.overlapping(dst.backend, since, blobs):
+        return
+    digests = sorted(blobs())
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        present = list(pool.map(dst.blobs.exists, digests))
+    gone = {d: needed[d] for d, ok in zip(digests, present, strict=True) if not ok}
+    _send_blobs(src, dst, gone, jobs, None)
+
+
+def _publish_refs(
+    src: Store, dst: Store, refs: list[tuple[str, str]], jobs: int, since: float = 0.0
+) -> tuple[int, int, list[str]]:
     """Claim refs in ``dst`` (create-only), then journal and index them in publish order.
 
     Claims run in parallel across artifact names and runs, in order within one;
@@ -342,6 +369,7 @@ def _publish_refs(src: Store, dst: Store, refs: list[tuple[str, str]], jobs: int
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         for claimed in pool.map(lambda g: _claim_group(src, dst, g), groups.values()):
             outcome.update((ref, result) for ref, _, result in claimed)
+    _restore_after_sweep(src, dst, [(r, d) for r, d in refs if outcome[r] != "conflict"], since, jobs)
     sent = skipped = 0
     conflicts: set[str] = set()
     for ref, digest in refs:  # already in publish order
@@ -362,7 +390,7 @@ def transfer(src: Store, dst: Store, plan: SyncPlan, *, jobs: int = DEFAULT_JOBS
     """Send what ``plan`` says is missing: blobs, then refs (invariant 4)."""
     sent, sent_bytes = _send_blobs(src, dst, plan.blobs, jobs, progress)
     already = len(plan.blobs) - sent
-    refs_sent, refs_skipped, late_conflicts = _publish_refs(src, dst, list(plan.refs), jobs)
+    refs_sent, refs_skipped, late_conflicts = _publish_refs(src, dst, list(plan.refs), jobs, plan.planned_at)
     return SyncResult(
         blobs_sent=sent,
         bytes_sent=sent_bytes,

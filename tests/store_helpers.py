@@ -1,4 +1,4 @@
-"""Helpers the store tests share: backend snapshots, corruption, and "the answers".
+"""Helpers the store tests share: backend snapshots, corruption, "the answers", paused processes.
 
 Everything here goes through the Backend interface, so it works the same on
 memory, local disk and the cloud backends.
@@ -6,6 +6,12 @@ memory, local disk and the cloud backends.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +98,96 @@ class _Block(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, _Block())
 """
+
+
+# -- real paused processes (SIGSTOP/SIGCONT) for races with gc ----------------------------
+
+# Stops itself (a real SIGSTOP) at a chosen point: before its first version claim
+# (a writer; "writer-twice" stops again right after it), or before its first blob
+# removal (gc).  The parent sends SIGCONT.
+PAUSING_CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import cas
+    import cas.errors
+    from cas.blobs import BlobStore
+    from cas.records import RecordStore
+
+    url, options, index, role, data = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+    store = cas.open_store(url, index=index, **options)
+    paused = []
+    def pause_once():
+        if not paused:
+            paused.append(True)
+            os.kill(os.getpid(), signal.SIGSTOP)
+    if role in ("writer", "one-pass", "writer-twice", "writer-object"):
+        real_claim = RecordStore.claim
+        def claim(self, ref, digest):
+            if ref.startswith("refs/versions/"):
+                pause_once()
+            return real_claim(self, ref, digest)
+        RecordStore.claim = claim
+        if role == "writer-twice":  # and once more just after the claim, before it looks for gc sweeps
+            point = "_after_claim" if hasattr(cas.Store, "_after_claim") else "_commit"  # (older cas: no sweep check)
+            real_after = getattr(cas.Store, point)
+            def after_claim(self, *a, **k):
+                os.kill(os.getpid(), signal.SIGSTOP)
+                return real_after(self, *a, **k)
+            setattr(cas.Store, point, after_claim)
+        if role in ("writer", "writer-twice"):
+            print(store.save(data.encode(), "reuse/s/new").version, flush=True)
+        elif role == "writer-object":  # stored through a materializer
+            print(store.save({"text": data, "n": [1, 2, 3]}, "reuse/s/new").version, flush=True)
+        else:  # a stream that cannot be read twice
+            import io
+            class OnePass(io.RawIOBase):
+                def __init__(self, data):
+                    self.data = data
+                def readable(self):
+                    return True
+                def read(self, n=-1):
+                    out, self.data = self.data, b""
+                    return out
+            try:
+                store.save(OnePass(data.encode()), "reuse/s/new")
+            except cas.errors.BlobNotFoundError as e:
+                print("refused:", e, flush=True)
+    else:
+        real_remove = BlobStore.remove
+        def remove(self, digest):
+            pause_once()
+            return real_remove(self, digest)
+        BlobStore.remove = remove
+        print(store.gc(grace=0).removed, flush=True)
+    """
+)
+
+
+def start_paused(url: str, options: dict, index: str, role: str, data: bytes) -> subprocess.Popen:
+    """Start a child and return once it has stopped itself (SIGSTOP) at its pause point."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PAUSING_CHILD, url, json.dumps(options), index, role, data.decode()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"the {role} ended before its pause point: {proc.communicate()}"
+    return proc
+
+
+def wait_stopped(proc: subprocess.Popen) -> None:
+    """Return once a child resumed with :func:`resume_only` has stopped itself again."""
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"the child ended before its next pause point: {proc.communicate()}"
+
+
+def resume_only(proc: subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGCONT)
+
+
+def resume(proc: subprocess.Popen) -> str:
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    return out.strip()

@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 import pytest
-from store_helpers import answers, make_tree
+from store_helpers import answers, make_tree, resume, resume_only, start_paused, wait_stopped
 
 import cas
+from cas.blobs import blob_path
 
 WRITERS = 8
 SAVES_EACH = 6
@@ -34,6 +35,7 @@ WRITER = textwrap.dedent(
     import json, os, sys, time
     from pathlib import Path
     import cas
+    import cas.errors
 
     store_dir, worker, saves, go, index = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
     store = cas.open_store(store_dir, index=index or None)
@@ -359,3 +361,128 @@ def test_threads_and_processes_share_one_store(tmp_path):
     store.refresh()
     check_shared(store, [tuple(r) for r in results], workers)
     store.close()
+
+
+# -- a save that reuses a blob, racing gc (issue 9, case 2) -------------------------------------
+
+REUSED = b"content whose only version was deleted, so gc may take it" * 100
+
+CLOUD_PARAMS = [pytest.param(b, marks=getattr(pytest.mark, b)) for b in ("s3", "gcs", "azure")]
+
+
+def deleted_blob(store: cas.Store) -> str:
+    """Stored content no live version uses: what gc(grace=0) removes."""
+    v = store.save(REUSED, "reuse/s/old")
+    store.delete_version("reuse/s/old", 1)
+    return v.digest.hex
+
+
+@pytest.mark.parametrize("backend_name", ["local", *CLOUD_PARAMS])
+def test_dedupe_hit_paused_before_its_claim_survives_gc(store_url, storage_options, tmp_path):
+    """A save finds its content already stored (a dedupe hit: nothing written, no mtime
+    touched), is paused before claiming its version, and gc removes that very blob
+    (and the save's record) meanwhile: once resumed, the save puts back what it needs
+    before it commits, so its version reads back whole."""
+    with cas.open_store(store_url, index=str(tmp_path / "gc.sqlite"), **storage_options) as store:
+        digest = deleted_blob(store)
+        writer = start_paused(store_url, storage_options, str(tmp_path / "writer.sqlite"), "writer", REUSED)
+        try:
+            assert store.gc(grace=0).removed >= 2  # the reused blob and the paused save's record
+            assert not store.blobs.exists(digest)
+        finally:
+            version = resume(writer)
+        assert version == "1"
+        v = store.get_artifact_version("reuse/s/new", 1)
+        assert v.digest.hex == digest and v.read_bytes() == REUSED
+        report = store.verify(deep=True)
+        assert report.ok, report
+        store.gc(grace=0)
+        assert store.get_artifact_version("reuse/s/new").read_bytes() == REUSED
+
+
+@pytest.mark.parametrize("backend_name", ["local", *CLOUD_PARAMS[:1]])
+@pytest.mark.parametrize("role", ["writer", "writer-object"])
+def test_fresh_save_paused_before_its_claim_survives_gc_with_no_grace(store_url, storage_options, tmp_path, role):
+    """``gc --grace 0`` while a save of new content (bytes, or an object a materializer
+    stores) is paused before its claim: gc removes the blobs the save wrote (content
+    and record); the save puts them back."""
+    with cas.open_store(store_url, index=str(tmp_path / "gc.sqlite"), **storage_options) as store:
+        writer = start_paused(store_url, storage_options, str(tmp_path / "writer.sqlite"), role, REUSED)
+        try:
+            assert store.gc(grace=0).removed == 2
+        finally:
+            assert resume(writer) == "1"
+        want = REUSED if role == "writer" else {"text": REUSED.decode(), "n": [1, 2, 3]}
+        assert store.load("reuse/s/new", 1) == want
+        assert store.verify(deep=True).ok
+
+
+@pytest.mark.parametrize("backend_name", ["local", *CLOUD_PARAMS[:1]])
+def test_dedupe_hit_claimed_while_gc_is_paused_mid_sweep(store_url, storage_options, tmp_path):
+    """gc has listed the refs and is paused just before removing a blob; a save of that
+    content claims its version meanwhile.  The save must not commit before the sweep
+    is over, and then it puts the blob back."""
+    with cas.open_store(store_url, index=str(tmp_path / "writer.sqlite"), **storage_options) as store:
+        digest = deleted_blob(store)
+        gc = start_paused(store_url, storage_options, str(tmp_path / "gc.sqlite"), "gc", REUSED)
+        # A writer relying on none of the blobs this sweep may remove does not wait for it.
+        began = time.monotonic()
+        store.save(b"unrelated", "reuse/s/other")
+        store.set_alias("reuse/s/other", 1, "production")
+        assert time.monotonic() - began < 30
+        result: list = []
+        saver = threading.Thread(target=lambda: result.append(store.save(REUSED, "reuse/s/new")))
+        try:
+            saver.start()
+            saver.join(timeout=2)
+            assert saver.is_alive(), "the save committed while a sweep that may remove its blob was running"
+        finally:
+            assert int(resume(gc)) >= 1
+        saver.join(timeout=60)
+        assert result and result[0].read_bytes() == REUSED and result[0].digest.hex == digest
+        assert store.verify(deep=True).ok
+
+
+def test_one_pass_stream_whose_reused_blob_gc_took_is_refused(tmp_path):
+    """The content of a one-pass stream cannot be put back: the save fails loudly and
+    the number it claimed is recorded deleted, so no index ever shows a version
+    without its content."""
+    url = str(tmp_path / "store")
+    with cas.open_store(url, index=str(tmp_path / "gc.sqlite")) as store:
+        deleted_blob(store)
+        writer = start_paused(url, {}, str(tmp_path / "writer.sqlite"), "one-pass", REUSED)
+        try:
+            store.gc(grace=0)
+        finally:
+            out = resume(writer)
+        assert out.startswith("refused:"), out
+        with pytest.raises(cas.VersionDeletedError):
+            store.get_artifact_version("reuse/s/new", 1)
+        assert store.verify(deep=True).ok
+
+
+def test_claim_whose_reused_blob_was_collected_is_not_completed_by_others(tmp_path):
+    """A sweep takes the reused blob before the claim; the writer is paused again just
+    after claiming.  Another machine meeting that unjournalled ref must not publish a
+    version without its bytes; once resumed, the writer puts the blob back and commits."""
+    url = str(tmp_path / "store")
+    with cas.open_store(url, index=str(tmp_path / "gc.sqlite")) as store:
+        digest = deleted_blob(store)
+        old = time.time() - 7200
+        os.utime(store.backend.abspath(blob_path(digest)), (old, old))
+        writer = start_paused(url, {}, str(tmp_path / "writer.sqlite"), "writer-twice", REUSED)
+        try:
+            assert store.gc(grace=3600).removed == 1  # the old reused blob; the save's fresh record stays
+            resume_only(writer)
+            wait_stopped(writer)  # claimed, not yet checked for sweeps
+            with cas.open_store(url, index=str(tmp_path / "fresh.sqlite")) as fresh:  # a reindex
+                assert "reuse/s/new" not in fresh.list_artifacts(), "a reindex shows a version without its bytes"
+            with pytest.raises(cas.ArtifactNotFoundError):
+                store.get_artifact_version("reuse/s/new", 1)
+            report = store.verify()
+            assert report.orphans == [] and report.dangling == ["refs/versions/reuse/s/new/1"], report
+        finally:
+            assert resume(writer) == "1"
+        assert store.get_artifact_version("reuse/s/new", 1).read_bytes() == REUSED
+        report = store.verify(deep=True)
+        assert report.ok and report.dangling == [], report

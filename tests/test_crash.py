@@ -260,3 +260,97 @@ def test_sigkill_during_a_download_leaves_nothing_or_the_whole_result(tmp_path, 
             assert got == want, f"kill at read {crash_at}/{total}: partial result under the final name"
         leftovers = [p.name for p in out.iterdir() if p.name != "model"]
         assert all(".cas-" in n for n in leftovers), leftovers  # at most a temp, visibly named
+
+
+# -- orphan refs: claimed, never journalled (issue 9, case 1) -----------------------------------
+
+# A writer on its own "machine" (its own index) that SIGKILLs itself right after it
+# claims a ref of the given kind, before the journal entry: an orphan ref.
+ORPHAN_CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    import cas
+    from cas.records import RecordStore
+
+    url, options, index, action = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+    store = cas.open_store(url, index=index, **options)
+    real_claim = RecordStore.claim
+    def claim(self, ref, digest):
+        won = real_claim(self, ref, digest)
+        if won and ref.startswith("refs/" + action.split(":")[0]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return won
+    RecordStore.claim = claim
+    if action == "versions":
+        store.save(b"two: saved by a writer killed after its claim", "orphan/s/a")
+    else:
+        store.set_alias("orphan/s/a", 1, "production")
+    print("not killed", flush=True)
+    """
+)
+
+
+def kill_after_claim(url: str, options: dict, index: str, action: str) -> None:
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-c", ORPHAN_CHILD, url, json.dumps(options), index, action],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+
+
+@pytest.mark.parametrize("backend_name", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+@pytest.mark.parametrize(
+    ("action", "meets"),
+    [(a, m) for a in ("versions", "aliases") for m in ("gc", "verify", "claimer", "reindex")] + [("versions", "reader")],
+)
+def test_orphan_ref_is_completed_by_whoever_meets_it(store_url, storage_options, tmp_path, action, meets):
+    """A writer killed between its ref and its journal entry: gc must not collect the
+    version (nor leave the store unable to reindex or save); whoever meets the orphan
+    journals it, and then every index, a fresh reindex and get_artifact_version agree."""
+
+    def machine(tag: str) -> cas.Store:
+        return cas.open_store(store_url, index=str(tmp_path / f"{tag}.sqlite"), **storage_options)
+
+    with machine("a") as a:
+        a.save(b"one", "orphan/s/a")
+        a.save(b"one and a half", "orphan/s/a", aliases=["production"])  # production -> 2
+    with machine("b"):
+        pass  # machine b knows the store before the crash
+    kill_after_claim(store_url, storage_options, str(tmp_path / "killed.sqlite"), action)
+    orphan = "refs/versions/orphan/s/a/3" if action == "versions" else "refs/aliases/orphan/s/a/production/1"
+
+    with machine("a") as a:
+        a.save(b"junk", "orphan/s/junk")
+        a.delete_version("orphan/s/junk", 1)  # something for gc to collect
+        if meets == "gc":
+            a.gc(grace=0)
+        elif meets == "verify":
+            report = a.verify()
+            assert report.orphans == [orphan] and report.ok, report
+        elif meets == "claimer":
+            if action == "versions":
+                assert a.save(b"four", "orphan/s/a").version == 4
+            else:
+                a.set_alias("orphan/s/a", 2, "production")
+        elif meets == "reindex":
+            a.reindex()
+        else:  # a reader asking for that very number
+            assert a.get_artifact_version("orphan/s/a", 3).version == 3
+        a.gc(grace=0)  # whatever met it first, gc now collects only what nothing needs
+        report = a.verify(deep=True)
+        assert report.ok, report
+        expected = answers(a)
+    assert answers(machine("fresh")) == expected, "a fresh reindex disagrees"
+    with machine("b") as b:  # learns from the journal alone
+        assert answers(b) == expected, "another machine never learnt the orphan"
+        if action == "versions":
+            assert b.get_artifact_version("orphan/s/a", 3).read_bytes() == b"two: saved by a writer killed after its claim"
+            assert b.save(b"later", "orphan/s/a").version == (5 if meets == "claimer" else 4)
+        else:
+            want = 2 if meets == "claimer" else 1
+            assert b.get_artifact_version("orphan/s/a", "production").version == want
+        assert b.verify().orphans == [], "the orphan was completed once and for all"

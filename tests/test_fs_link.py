@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from cas import sweeps
 from cas.digest import hash_bytes
 from cas.errors import BlobNotFoundError, IntegrityError, InvalidNameError, VersionExistsError
 
@@ -115,3 +116,23 @@ def test_relinking_a_tree_asks_the_backend_only_about_new_blobs(local_store):
             local_store.blobs.size = real_size
         assert asked == [put.digest]
     assert len(local_store.get_artifact_version("p/s/grow").files()) == 20
+
+
+@pytest.mark.parametrize("how", ["link", "link_tree"])
+def test_a_stale_index_does_not_vouch_for_blobs_collected_elsewhere(store, open_test_store, tmp_path, monkeypatch, how):
+    """Machine b still thinks a tree is live; machine a deleted it and collected its
+    files.  A sweep long over warns nobody, so b must not take its own index's word."""
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_bytes(b"collected elsewhere")
+    tree = store.save(tmp_path / "d", "p/s/t")
+    other = open_test_store(index=str(tmp_path / "b.sqlite"))
+    assert other.get_artifact_version("p/s/t").digest == tree.digest
+    store.delete_version("p/s/t", 1)
+    store.gc(grace=0)
+    monkeypatch.setattr(sweeps, "CLOCK_SKEW", 0.0)  # the sweep ended before b's link began
+    with pytest.raises(BlobNotFoundError):
+        if how == "link":
+            other.link("p/s/u", tree.digest, "tree")
+        else:
+            other.link_tree("p/s/u", [("f", hash_bytes(b"collected elsewhere"), 19)])
+    assert not other.records.ref_exists("refs/versions/p/s/u/1")

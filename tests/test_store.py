@@ -452,12 +452,51 @@ class TestGc:
         assert answers(store) == before
         assert store.verify(deep=True).ok
 
+    def test_sweep_marks_bracket_each_sweep_and_are_pruned(self, lstore, monkeypatch):
+        from cas import sweeps
+
+        lstore.save(b"x", "p/s/a")
+        lstore.delete_version("p/s/a", 1)
+        assert lstore.gc(grace=0).removed == 1
+        marks = sorted(e.path.rsplit(".", 1)[1] for e in lstore.backend.list("gc"))
+        assert marks == ["done", "start"]
+        assert lstore.gc(grace=0).removed == 0 and len(list(lstore.backend.list("gc"))) == 2  # nothing to sweep: no mark
+        monkeypatch.setattr(sweeps, "MARK_KEEP", -sweeps.CLOCK_SKEW)  # every ended sweep is old now
+        lstore.blobs.put_bytes(b"orphan")
+        assert lstore.gc(grace=0).removed == 1
+        assert list(lstore.backend.list("gc")) == []
+
+    def test_a_sweep_past_its_deadline_removes_nothing(self, lstore, monkeypatch):
+        from cas import sweeps
+
+        orphan = lstore.blobs.put_bytes(b"orphan").digest
+        monkeypatch.setattr(sweeps, "SWEEP_LIMIT", -1.0)
+        monkeypatch.setattr(sweeps, "SWEEP_PER_BLOB", 0.0)
+        assert lstore.gc(grace=0).removed == 0
+        assert lstore.blobs.exists(orphan)
+        monkeypatch.undo()
+        assert lstore.gc(grace=0).removed == 1
+
     def test_negative_grace(self, store):
         with pytest.raises(InvalidNameError):
             store.gc(grace=-1)
 
 
 class TestVerify:
+    def test_dangling_ref_is_reported_and_blocks_nothing(self, lstore, tmp_path):
+        """A ref whose record is gone (a damaged or hand-edited store): verify says so;
+        reindex, gc and later saves of that name carry on past it."""
+        lstore.save(b"one", "p/s/a")
+        ref = version_ref("p/s/a", 2)
+        assert lstore.records.claim(ref, hash_bytes(b"a record nobody stored"))
+        report = lstore.verify()
+        assert report.dangling == [ref] and not report.ok
+        lstore.reindex()
+        lstore.gc(grace=0)
+        assert lstore.save(b"three", "p/s/a").version == 3
+        assert [v.version for v in lstore.list_versions("p/s/a")] == [1, 3]
+        assert lstore.verify().dangling == [ref]
+
     def test_clean_store(self, store, tmp_path):
         store.save(b"x", "p/s/a")
         store.save(make_tree(tmp_path / "t", TREE), "p/s/t")

@@ -9,6 +9,7 @@ import time
 
 import pytest
 from servers import make_bucket, new_moto, s3_options_for
+from store_helpers import resume, start_paused
 from sync_helpers import store_state
 
 import cas
@@ -230,5 +231,31 @@ def test_a_garbage_ref_at_the_destination_is_a_conflict_not_a_failed_sync(s3_roo
         bad = [line for line in check.verify().invalid if line.startswith("refs/versions/p/s/a/1: not a ref")]
         assert bad, "verify names the bad ref"
         assert check.get_artifact_version("p/s/b").read_bytes() == b"two"
+
+
+@pytest.mark.parametrize("backend_name", ["local", "s3"])
+def test_sync_of_a_blob_the_destination_gc_is_removing(store_url, storage_options, tmp_path):
+    """The destination holds a blob no version of its own needs, so sync skips sending
+    it; the destination's gc (paused between listing the refs and removing that blob)
+    then removes it.  The sync must wait for the sweep and send the blob after all."""
+    data = b"content the destination deleted, and the source still has" * 50
+    dst = cas.open_store(store_url, index=str(tmp_path / "dst.sqlite"), **storage_options)
+    dst.save(data, "p/s/old")
+    dst.delete_version("p/s/old", 1)
+    src = cas.open_store(str(tmp_path / "src"))
+    src.save(data, "p/s/new")
+    gc = start_paused(store_url, storage_options, str(tmp_path / "gc.sqlite"), "gc", b"-")
+    result: list = []
+    syncer = threading.Thread(target=lambda: result.append(src.sync_to(dst)))
+    try:
+        syncer.start()
+        syncer.join(timeout=2)
+        assert syncer.is_alive(), "sync published refs to a blob a running sweep may remove"
+    finally:
+        assert int(resume(gc)) >= 1
+    syncer.join(timeout=60)
+    assert result and result[0].refs_sent >= 1
+    assert dst.get_artifact_version("p/s/new").read_bytes() == data
+    assert dst.verify(deep=True).ok
     src.close()
     dst.close()
