@@ -305,10 +305,13 @@ class Draft:
     def is_dir(self, inner: str) -> bool:
         if inner == "":
             return self.blob is None
-        explicit = self.book.query(
-            "SELECT 1 FROM draft_dirs WHERE name = ? AND version = ? AND path = ?", *self.key, inner
+        return self.has_dir(inner) or self.has_children(inner)
+
+    def has_dir(self, inner: str) -> bool:
+        """Whether ``inner`` was made a directory (by mkdir), not only implied by what is below it."""
+        return bool(
+            self.book.query("SELECT 1 FROM draft_dirs WHERE name = ? AND version = ? AND path = ?", *self.key, inner)
         )
-        return bool(explicit) or self.has_children(inner)
 
     def has_children(self, inner: str) -> bool:
         return self._count("draft_files", inner) > 0 or self._count("draft_dirs", inner) > 0

@@ -158,6 +158,9 @@ class WriteMixin(CasFileSystemBase):
         self._stage(cp, result.digest, result.size, autocommit=not self._intrans)
 
     def mkdir(self, path, create_parents=True, **kwargs) -> None:
+        self._make_dir(path, create_parents, exist_ok=False)
+
+    def _make_dir(self, path, create_parents: bool, exist_ok: bool) -> None:
         cp = self._parse(path)
         if cp.level < 4:
             return  # pipelines, steps and artifacts exist through their versions
@@ -181,8 +184,12 @@ class WriteMixin(CasFileSystemBase):
                 raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
             if draft.blob is not None:
                 raise PathNotDirectoryError(f"cas://{cp.version_path} is a file, not a directory", cp.path)
-            if draft.file(cp.inner) is not None or draft.is_dir(cp.inner):
+            if draft.file(cp.inner) is not None or (draft.is_dir(cp.inner) and not exist_ok):
                 raise PathExistsError(f"cas://{cp.path} already exists", cp.path)
+            if draft.has_dir(cp.inner):
+                return  # already made: its parents exist as long as it does
+            # a directory only implied by the files below it is made one in its own right,
+            # as on a real filesystem, so it stays when those files are removed
             parent = draft.file_parent(cp.inner)
             if parent is not None:
                 raise PathNotDirectoryError(f"cas://{cp.version_path}/{parent} is a file, not a directory", cp.path)
@@ -199,7 +206,7 @@ class WriteMixin(CasFileSystemBase):
 
     def makedirs(self, path, exist_ok=False) -> None:
         try:
-            self.mkdir(path, create_parents=True)
+            self._make_dir(path, create_parents=True, exist_ok=exist_ok)
         except FileExistsError:
             if not exist_ok:
                 raise

@@ -650,6 +650,18 @@ def test_drafts_support_append_rmdir_and_discard(fs):
     assert fs.drafts() == [] and not fs.exists("p/s/t")
 
 
+def test_removing_a_directory_in_a_draft_keeps_a_parent_made_with_makedirs(fs):
+    # the directory d exists only because a file below it does, until makedirs makes it one
+    fs.pipe("p/s/t/1/d/e/f", b"")
+    fs.makedirs("p/s/t/1/d", exist_ok=True)
+    with pytest.raises(PathExistsError):
+        fs.mkdir("p/s/t/1/d")
+    fs.rm("p/s/t/1/d/e", recursive=True)
+    assert fs.ls("p/s/t/1", detail=False) == ["p/s/t/1/d"]
+    assert fs.isdir("p/s/t/1/d") and fs.ls("p/s/t/1/d") == []
+    fs.discard()
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 BAD_PATHS = [
