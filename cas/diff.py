@@ -15,7 +15,7 @@ from .digest import hash_bytes, hash_file
 from .tree import encode_manifest, walk_files
 from .version import BLOB, TREE, ArtifactVersion
 
-__all__ = ["Side", "side_of_version", "side_of_path", "diff_sides"]
+__all__ = ["Side", "side_of_version", "side_of_path", "diff_sides", "diff_files"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ def diff_sides(a: Side, b: Side) -> dict[str, Any]:
 
     Always: ``same``, ``a``, ``b``, ``kind`` (``[a kind, b kind]``), ``digest``
     and ``size`` (``[old, new]``).  Two trees: ``added``, ``removed``,
-    ``changed`` (lists of files with sizes) and ``unchanged`` (a count).  When
+    ``changed`` (lists of files with sizes) and ``unchanged`` (a count), as
+    :func:`diff_files` gives them.  When
     both sides are versions: ``metadata`` (``added``, ``removed``, ``changed``).
     """
     out: dict[str, Any] = {
@@ -70,17 +71,7 @@ def diff_sides(a: Side, b: Side) -> dict[str, Any]:
         "size": [a.size, b.size],
     }
     if a.kind == TREE and b.kind == TREE:
-        added = sorted(set(b.files) - set(a.files))
-        removed = sorted(set(a.files) - set(b.files))
-        both = sorted(set(a.files) & set(b.files))
-        changed = [p for p in both if a.files[p][0] != b.files[p][0]]
-        out["added"] = [{"path": p, "size": b.files[p][1], "digest": f"blake3:{b.files[p][0]}"} for p in added]
-        out["removed"] = [{"path": p, "size": a.files[p][1], "digest": f"blake3:{a.files[p][0]}"} for p in removed]
-        out["changed"] = [
-            {"path": p, "size": [a.files[p][1], b.files[p][1]], "digest": [f"blake3:{a.files[p][0]}", f"blake3:{b.files[p][0]}"]}
-            for p in changed
-        ]
-        out["unchanged"] = len(both) - len(changed)
+        out.update(diff_files(a, b))
     if a.metadata is not None and b.metadata is not None:
         keys = set(a.metadata) | set(b.metadata)
         out["metadata"] = {
@@ -94,3 +85,30 @@ def diff_sides(a: Side, b: Side) -> dict[str, Any]:
         }
         out["same"] = out["same"] and not any(out["metadata"].values())
     return out
+
+
+def diff_files(a: Side, b: Side) -> dict[str, Any]:
+    """The files ``added``, ``removed`` and ``changed`` (by digest) from ``a`` to
+    ``b``, with sizes, and the ``unchanged`` count.
+
+    A blob side counts as one file at path ``""``, as ``ArtifactVersion.files()``
+    lists it, so any two sides compare file by file.
+    """
+    af, bf = _files(a), _files(b)
+    added = sorted(set(bf) - set(af))
+    removed = sorted(set(af) - set(bf))
+    both = sorted(set(af) & set(bf))
+    changed = [p for p in both if af[p][0] != bf[p][0]]
+    return {
+        "added": [{"path": p, "size": bf[p][1], "digest": f"blake3:{bf[p][0]}"} for p in added],
+        "removed": [{"path": p, "size": af[p][1], "digest": f"blake3:{af[p][0]}"} for p in removed],
+        "changed": [
+            {"path": p, "size": [af[p][1], bf[p][1]], "digest": [f"blake3:{af[p][0]}", f"blake3:{bf[p][0]}"]}
+            for p in changed
+        ],
+        "unchanged": len(both) - len(changed),
+    }
+
+
+def _files(side: Side) -> dict[str, tuple[str, int]]:
+    return side.files if side.kind == TREE else {"": (side.digest, side.size)}

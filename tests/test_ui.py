@@ -345,6 +345,18 @@ def test_diff_of_two_tree_versions(site):
     assert get(client, "/diff/churn/ingest/raw").text.count("selected") == 2  # defaults: previous -> latest
 
 
+def test_diff_of_two_blob_versions(site):
+    """A blob compares as one file (path "") named after the artifact, linked to its version."""
+    client, _, _, _ = site
+    html = get(client, "/diff/many/versions/counter?from=1&to=12").text
+    assert "0 added" in html and "0 removed" in html and "1 changed" in html and "0 unchanged" in html
+    row = re.search(r'<tr class="changed">.*?</tr>', html).group(0)
+    assert 'href="/v/many/versions/counter/12"' in row and ">many/versions/counter</a>" in row
+    assert "<td class=\"num\">6 B</td><td class=\"num\">7 B</td>" in row
+    same = get(client, "/diff/many/versions/counter?from=3&to=3").text
+    assert "1 unchanged" in same and "hold the same files" in same and '<tr class="changed">' not in same
+
+
 # -- errors ---------------------------------------------------------------------------------
 
 

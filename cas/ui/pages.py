@@ -18,13 +18,13 @@ from urllib.parse import quote, urlencode
 from starlette.responses import RedirectResponse
 
 from ..backend import redact_url
+from ..diff import diff_files, side_of_version
 from ..errors import InvalidNameError, RunError, VersionDeletedError
 from ..names import parse_name, parse_version
 from ..store import Store
 from ..tree import check_tree_path
 from ..version import TREE, ArtifactVersion
 from . import content, graph
-from .diff import diff_files
 
 __all__ = ["Page", "Stream", "url", "when", "store_label", "forget"]
 
@@ -396,5 +396,5 @@ def diff(store: Store, params: Mapping[str, str], query: Mapping[str, str]) -> P
     old = _version(store, name, from_spec)
     if old.deleted or new.deleted:
         raise FileNotFoundError("a deleted version cannot be compared: its files may be gone")
-    result = diff_files(old.files(), new.files())
+    result = diff_files(side_of_version(old), side_of_version(new))
     return Page("diff.html", {"name": name, "old": old, "new": new, "diff": result, "choices": choices})
