@@ -148,7 +148,8 @@ def _syncfs(fd: int) -> None:
     os.sync()
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_dir(path: str) -> None:
+    """Make a directory's entries (a rename or link into it) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -276,7 +277,7 @@ class LocalBackend(Backend):
                 os.close(fd)
         created = self._publish(tmp, rel)
         if created:
-            _fsync_dir(os.path.dirname(self.abspath(rel)))
+            fsync_dir(os.path.dirname(self.abspath(rel)))
         return created
 
     def create_bytes(self, rel: str, data: bytes, *, content_addressed: bool = False) -> bool:

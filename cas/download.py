@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from .backend import fsync_dir
 from .digest import CHUNK
 from .errors import PathIsDirectoryError, PathNotDirectoryError
 
@@ -90,7 +91,7 @@ class Download:
             jobs.append((hexdigest, path))
         self._fetch(jobs)
         for d in sorted(made, reverse=True):  # children first: each new entry is durable before its parent
-            _fsync_dir(d)
+            fsync_dir(d)
 
     def mkdir(self, path: str | os.PathLike) -> None:
         """Make a directory and its missing parents, removed again on abort."""
@@ -154,7 +155,7 @@ class Download:
                 os.replace(tmp, final)
                 parents.add(os.path.dirname(final))
             for d in sorted(parents, reverse=True):
-                _fsync_dir(d)
+                fsync_dir(d)
         except BaseException:
             self.abort()  # a rename refused (a file or directory raced in): undo what is left
             raise
@@ -184,12 +185,3 @@ def _temp_name(final: str) -> str:
     """A fresh name beside ``final`` (created with O_EXCL / mkdir, so a clash raises, never reuses)."""
     name = os.path.basename(final)[:200]  # room for the suffix within NAME_MAX
     return os.path.join(os.path.dirname(final), f".{name}{_TEMP}{uuid.uuid4().hex[:12]}")
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-

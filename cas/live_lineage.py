@@ -129,20 +129,15 @@ os.register_at_fork(after_in_child=_after_fork)
 
 def emit_run(store: Store, run_id: str, phase: str) -> None:
     """The START (``phase="start"``) or end event of pipeline run ``run_id``."""
-    if _config_key() is None:
-        return
-    try:
-        from .lineage import live_events
-
-        events = live_events(store, run_id, None, phase)
-    except Exception as e:
-        events = []
-        log.warning("cas: could not build an OpenLineage event for run %s: %s", run_id, e)
-    _send(store, events)
+    _emit(store, run_id, None, phase)
 
 
 def emit_step(store: Store, run_id: str, step_run_id: str, phase: str) -> None:
     """The START or end event of one step run, with its input and output datasets."""
+    _emit(store, run_id, step_run_id, phase)
+
+
+def _emit(store: Store, run_id: str, step_run_id: str | None, phase: str) -> None:
     if _config_key() is None:
         return
     try:
@@ -151,5 +146,6 @@ def emit_step(store: Store, run_id: str, step_run_id: str, phase: str) -> None:
         events = live_events(store, run_id, step_run_id, phase)
     except Exception as e:
         events = []
-        log.warning("cas: could not build an OpenLineage event for step %s: %s", step_run_id, e)
+        what = f"step {step_run_id}" if step_run_id else f"run {run_id}"
+        log.warning("cas: could not build an OpenLineage event for %s: %s", what, e)
     _send(store, events)
