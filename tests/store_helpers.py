@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,3 +193,19 @@ def resume(proc: subprocess.Popen) -> str:
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     return out.strip()
+
+
+def waits_for_paused(work: Callable[[], Any], paused: subprocess.Popen, why: str) -> Any:
+    """Run ``work`` in a thread: it must still be waiting 2 s in (``why`` says what it would
+    have done otherwise), then finish once ``paused`` resumes; returns its result."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(work()))
+    try:
+        thread.start()
+        thread.join(timeout=2)
+        assert thread.is_alive(), why
+    finally:
+        assert int(resume(paused)) >= 1
+    thread.join(timeout=60)
+    assert result
+    return result[0]

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from store_helpers import answers, make_tree, resume, resume_only, start_paused, wait_stopped
+from store_helpers import answers, make_tree, resume, resume_only, start_paused, wait_stopped, waits_for_paused
 
 import cas
 from cas.blobs import blob_path
@@ -430,16 +430,11 @@ def test_dedupe_hit_claimed_while_gc_is_paused_mid_sweep(store_url, storage_opti
         store.save(b"unrelated", "reuse/s/other")
         store.set_alias("reuse/s/other", 1, "production")
         assert time.monotonic() - began < 30
-        result: list = []
-        saver = threading.Thread(target=lambda: result.append(store.save(REUSED, "reuse/s/new")))
-        try:
-            saver.start()
-            saver.join(timeout=2)
-            assert saver.is_alive(), "the save committed while a sweep that may remove its blob was running"
-        finally:
-            assert int(resume(gc)) >= 1
-        saver.join(timeout=60)
-        assert result and result[0].read_bytes() == REUSED and result[0].digest.hex == digest
+        saved = waits_for_paused(
+            lambda: store.save(REUSED, "reuse/s/new"), gc,
+            "the save committed while a sweep that may remove its blob was running",
+        )
+        assert saved.read_bytes() == REUSED and saved.digest.hex == digest
         assert store.verify(deep=True).ok
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from servers import make_bucket, new_moto, s3_options_for
-from store_helpers import resume, start_paused
+from store_helpers import start_paused, waits_for_paused
 from sync_helpers import store_state
 
 import cas
@@ -245,16 +245,8 @@ def test_sync_of_a_blob_the_destination_gc_is_removing(store_url, storage_option
     src = cas.open_store(str(tmp_path / "src"))
     src.save(data, "p/s/new")
     gc = start_paused(store_url, storage_options, str(tmp_path / "gc.sqlite"), "gc", b"-")
-    result: list = []
-    syncer = threading.Thread(target=lambda: result.append(src.sync_to(dst)))
-    try:
-        syncer.start()
-        syncer.join(timeout=2)
-        assert syncer.is_alive(), "sync published refs to a blob a running sweep may remove"
-    finally:
-        assert int(resume(gc)) >= 1
-    syncer.join(timeout=60)
-    assert result and result[0].refs_sent >= 1
+    sent = waits_for_paused(lambda: src.sync_to(dst), gc, "sync published refs to a blob a running sweep may remove")
+    assert sent.refs_sent >= 1
     assert dst.get_artifact_version("p/s/new").read_bytes() == data
     assert dst.verify(deep=True).ok
     src.close()
