@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from cas import sweeps
-from cas.digest import hash_bytes
+from cas.storage import sweeps
+from cas.core.digest import hash_bytes
 from cas.errors import BlobNotFoundError, IntegrityError, InvalidNameError, VersionExistsError
 
 
