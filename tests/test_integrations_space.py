@@ -16,7 +16,7 @@ from store_helpers import replace_blob
 import cas
 from cas.core.names import SEGMENT_RE
 from cas.errors import IntegrityError, InvalidNameError, PathExistsError, PathNotFoundError, ReadOnlyError
-from cas.integrations import _segments
+from cas.integrations._shared import segments as _segments
 from cas.integrations._shared.folders import Folders
 from cas.integrations._shared.space import PathSpace
 from cas.integrations.mlflow.layout import MlflowLayout

@@ -43,7 +43,7 @@ from typing import BinaryIO
 
 from cas.errors import BackendError
 
-__all__ = ["Backend", "LocalBackend", "FsspecBackend", "Entry", "open_backend", "redact_url"]
+__all__ = ["Backend", "Capabilities", "LocalBackend", "FsspecBackend", "Entry", "open_backend", "redact_url"]
 
 TMP_DIR = "tmp"
 
@@ -66,10 +66,30 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{host}{slash}{path}"
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared by it (restic's ``backend.Properties``, zarr's
+    ``supports_*``): callers ask these, never the backend's class."""
+
+    #: ``create_*`` is create-only and atomic *across processes*: two writers racing
+    #: for one path get one True and one False.  Without it, only one process may write.
+    atomic_create: bool = False
+    #: paths are plain files on this machine (fsync batches, hard links, symlink checks)
+    local: bool = False
+    #: transient failures are retried by the backend itself (cas.backends.retry)
+    retries: bool = False
+    #: the backend can abort multipart uploads left behind by killed writers
+    stale_uploads: bool = False
+
+
 class Backend(ABC):
-    #: True when paths are plain files on this machine (enables fast paths).
-    is_local: bool = False
+    capabilities: Capabilities = Capabilities()
     url: str
+
+    @property
+    def is_local(self) -> bool:
+        """Shorthand for ``capabilities.local``."""
+        return self.capabilities.local
 
     @abstractmethod
     def exists(self, rel: str) -> bool: ...
@@ -158,7 +178,7 @@ def fsync_dir(path: str) -> None:
 
 
 class LocalBackend(Backend):
-    is_local = True
+    capabilities = Capabilities(atomic_create=True, local=True)
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, TypeVar
 
-from cas.backends.base import Entry, FsspecBackend
+from cas.backends.base import Capabilities, Entry, FsspecBackend
 from cas.backends.retry import RetryPolicy
 from cas.errors import BackendError, CasError
 
@@ -106,6 +106,7 @@ class ObjectStoreBackend(FsspecBackend):
     #: caught by the conditional write where the server enforces it.
     precheck = False
     part_size = PART_SIZE
+    capabilities = Capabilities(atomic_create=True, retries=True, stale_uploads=True)
 
     def __init__(self, fs, root: str, url: str, secrets: Iterable[str] = ()) -> None:
         super().__init__(fs, root, url)
