@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import msgpack
 
@@ -641,3 +641,88 @@ class RecordStore:
         bad += [CorruptRecordError(path, f"beyond the end of the journal ({free} is free)")
                 for seq, path in sorted(seqs.items()) if seq > end]
         return end, bad
+
+
+# -- builders: every record the store itself writes is made here -------------------------
+# (run and step events are built by cas.lineage.record).  A claim adds the numbered
+# field when it wins its ref: "version" of a version, "seq" of an alias move.
+
+BLOB = "blob"  # a version's kind: one file
+TREE = "tree"  # a version's kind: a manifest of files
+
+#: ``version_record(materializer=NOT_RECORDED)``: no materializer field at all.  A link
+#: of content already stored names none (golden tests pin those bytes).
+NOT_RECORDED: Any = object()
+
+
+class Lineage(TypedDict, total=False):
+    """What a version record carries to name the step that produced it."""
+
+    run_id: str
+    step_run_id: str
+
+
+class VersionRecord(TypedDict, total=False):
+    type: str  # "version"
+    name: str
+    digest: str
+    kind: str  # BLOB or TREE
+    size: int
+    created_at: str
+    metadata: dict[str, Any]
+    materializer: str | None
+    run_id: str
+    step_run_id: str
+    version: int  # set by the claim
+
+
+class AliasRecord(TypedDict, total=False):
+    type: str  # "alias"
+    name: str
+    alias: str
+    version: int  # 0: the alias was removed
+    created_at: str
+    seq: int  # set by the claim
+
+
+class DeletionRecord(TypedDict):
+    type: str  # "delete"
+    name: str
+    version: int
+    deleted_at: str
+
+
+def version_record(
+    name: str,
+    digest: str,
+    kind: str,
+    size: int,
+    metadata: dict[str, Any],
+    *,
+    materializer: str | None = NOT_RECORDED,
+    lineage: Lineage | None = None,
+) -> VersionRecord:
+    """A version of ``name`` bound to content ``digest`` (``metadata`` already checked)."""
+    record: VersionRecord = {
+        "type": "version",
+        "name": name,
+        "digest": digest,
+        "kind": kind,
+        "size": size,
+        "created_at": now_iso(),
+        "metadata": metadata,
+    }
+    if materializer is not NOT_RECORDED:
+        record["materializer"] = materializer
+    record.update(lineage or {})
+    return record
+
+
+def alias_record(name: str, alias: str, version: int) -> AliasRecord:
+    """A move of ``alias`` of ``name`` to ``version`` (0: its removal)."""
+    return {"type": "alias", "name": name, "alias": alias, "version": version, "created_at": now_iso()}
+
+
+def deletion_record(name: str, version: int) -> DeletionRecord:
+    """The deletion of ``name@version``."""
+    return {"type": "delete", "name": name, "version": version, "deleted_at": now_iso()}
