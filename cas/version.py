@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cas.core.digest import CHUNK, Digest
+from cas.core.records import BLOB, TREE
 from cas.core.tree import check_tree_path
 from cas.errors import InvalidNameError, PathNotFoundError
 from cas.materializers import load_version
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ArtifactVersion", "BLOB", "TREE"]
 
-BLOB = "blob"
-TREE = "tree"
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ class ArtifactVersion:
     @property
     def producer_step(self) -> StepRun | None:
         """The step run that saved this version (None if saved outside any run)."""
-        return _runs().step_run(self.store, self.step_run_id)
+        return self.store.step_run(self.step_run_id)
 
     @property
     def run(self) -> PipelineRun | None:
@@ -97,7 +96,7 @@ class ArtifactVersion:
     @property
     def inputs(self) -> list[ArtifactVersion]:
         """The versions the producing step consumed (deleted ones included, marked)."""
-        return _runs().producer_inputs(self.store, self)
+        return self.store.producer_inputs(self)
 
     def lineage(self, direction: str = "up", depth: int | None = None) -> LineageGraph:
         """``store.lineage(self, direction, depth)``."""
@@ -126,12 +125,12 @@ class ArtifactVersion:
     def open(self, path: str | None = None) -> BinaryIO:
         """A buffered, seekable reader, verified at the end of a sequential read
         and before the first byte of a random access (see ``cas.storage.blobs.VerifyingReader``)."""
-        self.store._note_read(self)
+        self.store.publisher.note_read(self)
         return io.BufferedReader(self.store.blobs.open(self._blob_for(path)), CHUNK)  # type: ignore[return-value]
 
     def read_bytes(self, path: str | None = None) -> bytes:
         """All the bytes of the version (or of ``path`` inside a tree), verified against the digest; raises ``IntegrityError`` on a mismatch."""
-        self.store._note_read(self)
+        self.store.publisher.note_read(self)
         return self.store.blobs.read_bytes(self._blob_for(path))
 
     def read_text(self, path: str | None = None, encoding: str = "utf-8") -> str:
@@ -155,7 +154,7 @@ class ArtifactVersion:
         ``progress(nbytes, items=0)`` is called as bytes are written and with
         ``(0, 1)`` after each file (see :data:`cas.store.Progress`).
         """
-        self.store._note_read(self)
+        self.store.publisher.note_read(self)
         dest = Path(dest)
         if dest.is_dir():
             dest = dest / self.name.rsplit("/", 1)[-1]
@@ -182,8 +181,3 @@ class ArtifactVersion:
             chosen.update((e[0], e) for e in found)
         return [chosen[p] for p in sorted(chosen)]
 
-
-def _runs():
-    from cas import runs  # runs builds on this module; import it when first asked
-
-    return runs

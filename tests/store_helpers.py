@@ -130,12 +130,12 @@ PAUSING_CHILD = textwrap.dedent(
             return real_claim(self, ref, digest)
         RecordStore.claim = claim
         if role == "writer-twice":  # and once more just after the claim, before it looks for gc sweeps
-            point = "_after_claim" if hasattr(cas.Store, "_after_claim") else "_commit"  # (older cas: no sweep check)
-            real_after = getattr(cas.Store, point)
+            from cas.store.publish import Publisher
+            real_after = Publisher.after_claim
             def after_claim(self, *a, **k):
                 os.kill(os.getpid(), signal.SIGSTOP)
                 return real_after(self, *a, **k)
-            setattr(cas.Store, point, after_claim)
+            Publisher.after_claim = after_claim
         if role in ("writer", "writer-twice"):
             print(store.save(data.encode(), "reuse/s/new").version, flush=True)
         elif role == "writer-object":  # stored through a materializer

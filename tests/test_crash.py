@@ -139,7 +139,7 @@ def check_consistent(store_dir, tmp_path, label: str) -> int:
         unlearned = backend_refs - old_refs
         assert not unlearned & journaled_refs(store), f"{label}: journaled refs never applied"
         for ref in unlearned:
-            store._learn_ref(ref)  # what a claim collision or reindex does
+            store.publisher.learn(ref)  # what a claim collision or reindex does
         caught_up = answers(store)
 
     fresh_index = tmp_path / f"reindex-{label}.sqlite"

@@ -337,7 +337,7 @@ def test_end_status_does_not_depend_on_the_order_records_are_applied(local_store
         with other.index.write() as c:
             other.index.clear(c)
             for ref, digest in reversed(records):
-                other._apply(c, ref, digest, other.records.get_record(digest, ref))
+                other.publisher.apply(c, ref, digest, other.records.get_record(digest, ref))
         again = other.get_run("r1")
         assert again.status == "completed"
         assert [s.status for s in again.steps] == ["completed"]

@@ -33,7 +33,7 @@ def _add_lineage(store: Store, run_id: str) -> str:
     digest = store.records.put_record(record)
     ref = run_ref(run_id, 0)
     assert store.records.claim(ref, digest)
-    store._commit(ref, digest, record)
+    store.publisher.commit(ref, digest, record)
     return ref
 
 

@@ -21,7 +21,7 @@ def _side(ctx: click.Context, arg: str) -> Side:
 
     store = _store(ctx)
     if "@" not in arg and os.path.exists(arg):
-        return side_of_path(arg, exclude=store._own_files())
+        return side_of_path(arg, exclude=store.ingest.own_files())
     return side_of_version(store.get_artifact_version(arg))
 
 
@@ -97,7 +97,7 @@ def status_cmd(ctx: click.Context, path: str, name: str, as_json: bool) -> None:
 
     store = _store(ctx)
     latest = store.get_artifact_version(name if "@" in name else f"{name}@latest")
-    d = diff_sides(side_of_version(latest), side_of_path(path, exclude=store._own_files()))
+    d = diff_sides(side_of_version(latest), side_of_path(path, exclude=store.ingest.own_files()))
     d["same"] = d["kind"][0] == d["kind"][1] and d["digest"][0] == d["digest"][1]
     text = f"{path}: same as {latest.ref}" if d["same"] else f"{path}: differs from {latest.ref}\n" + diff_text(d)
     _emit(ctx, as_json, d, text)

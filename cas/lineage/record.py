@@ -104,17 +104,13 @@ def _dt(text: str | None) -> datetime | None:
 def _publish(store: Store, run_id: str, record: dict[str, Any], *, seq: int | None = None) -> bool:
     """Claim a ref for ``record`` under the run; with a fixed ``seq``, False if it is taken."""
     first = seq if seq is not None else q.max_ref_seq(store.index.conn, run_ref(run_id, 0)[:-1]) + 1
-    claimed = store._claim(record, "seq", first, lambda n: run_ref(run_id, n), exact=seq is not None)
-    if claimed is None:
-        return False
-    store._commit(claimed[0], claimed[1], record)
-    return True
+    return store.publisher.publish(record, "seq", first, lambda n: run_ref(run_id, n), exact=seq is not None)
 
 
 def _run_known(store: Store, run_id: str) -> bool:
     if q.get_run(store.index.conn, run_id) is not None:
         return True
-    store._learn_ref(run_ref(run_id, 0))
+    store.publisher.learn(run_ref(run_id, 0))
     return q.get_run(store.index.conn, run_id) is not None
 
 
@@ -303,7 +299,7 @@ class ActiveStep:
         for key in ("run_id", "step", "inputs"):
             if key in kwargs:
                 raise RunError(f"step.save() takes no {key}=: the step is the producer")
-        return self.store.save(data, full, _extra=self.link, **kwargs)
+        return self.store.save(data, full, lineage=self.link, **kwargs)
 
     def get_artifact_version(self, name: str, version: int | str | None = None) -> ArtifactVersion:
         """Find a version and record it as an input of this step."""

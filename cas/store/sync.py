@@ -33,14 +33,16 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cas.core.digest import CHUNK, hash_bytes
-from cas.core.records import parse_ref_path, ref_order
+from cas.core.records import TREE, parse_ref_path, ref_order
 from cas.errors import CorruptRecordError, IntegrityError, InvalidNameError
 from cas.storage import sweeps
 from cas.storage.blobs import BLOB_PREFIX, blob_path, digest_from_path
-from cas.store.facade import Store
-from cas.version import TREE
+
+if TYPE_CHECKING:
+    from cas.store.facade import Store
 
 __all__ = ["SyncPlan", "SyncResult", "status", "transfer", "sync", "DEFAULT_JOBS"]
 
@@ -163,7 +165,7 @@ def _present_by_backend(dst: Store, unknown: set[str], jobs: int) -> tuple[set[s
     if not unknown:
         return set(), "index"
     backend = dst.backend
-    if backend.is_local or len(unknown) == 1:
+    if backend.capabilities.local or len(unknown) == 1:
         return {d for d in unknown if dst.blobs.exists(d)}, "exists"
     # Estimate the destination's size from one shard (blobs are uniform over shards).
     shard = {d for d in (digest_from_path(e.path) for e in backend.list(f"{BLOB_PREFIX}/00")) if d}
@@ -185,7 +187,7 @@ def _fill_sizes(src: Store, blobs: dict[str, int | None], jobs: int) -> None:
     unknown = [d for d, s in blobs.items() if s is None]
     if not unknown:
         return
-    if src.backend.is_local:
+    if src.backend.capabilities.local:
         blobs.update(zip(unknown, map(src.blobs.size, unknown), strict=True))
         return
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -272,7 +274,7 @@ def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int,
     sent = sent_bytes = 0
     # Largest first keeps the pool busy to the end; small ones fill the gaps.
     order = sorted(blobs.items(), key=lambda kv: -(kv[1] or 0))
-    step = _LOCAL_BATCH if dst.backend.is_local else max(len(order), 1)
+    step = _LOCAL_BATCH if dst.backend.capabilities.local else max(len(order), 1)
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         for start in range(0, len(order), step):
             chunk = order[start : start + step]
@@ -378,7 +380,7 @@ def _publish_refs(
             conflicts.add(_name_of(ref) or ref)
             continue
         if result == "claimed" or not dst.index.has_record(ref):
-            dst._commit(ref, digest, src.records.get_record(digest, ref))
+            dst.publisher.commit(ref, digest, src.records.get_record(digest, ref))
         if result == "claimed":
             sent += 1
         else:

@@ -146,11 +146,11 @@ class Folders:
                 new: ArtifactVersion | None = None
                 if "" in entries:
                     e = entries[""]
-                    new = self.store.link(key.name, e.digest, BLOB, metadata=metadata, _extra=lineage)
+                    new = self.store.link(key.name, e.digest, BLOB, metadata=metadata, lineage=lineage)
                 elif entries:
                     files_ = [(e.path, e.digest, e.size) for e in entries.values()]
-                    new = self.store.link_tree(key.name, files_, metadata=metadata, _extra=lineage)
-                if new is not None and not self.store._move_alias(key.name, key.alias, new.version, after=seq):
+                    new = self.store.link_tree(key.name, files_, metadata=metadata, lineage=lineage)
+                if new is not None and not self.store.versions.move_alias(key.name, key.alias, new.version, after=seq):
                     self.store.delete_version(key.name, new.version)  # never current: retract, merge again
                     continue
                 if old is not None and (new is None or old.version != new.version):

@@ -1,0 +1,92 @@
+"""``gc``: remove the blobs no live version or record needs, once older than a grace period."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from cas.errors import InvalidNameError
+from cas.storage import sweeps
+from cas.store.publish import Publisher
+
+__all__ = ["DEFAULT_GC_GRACE", "GcReport", "gc"]
+
+DEFAULT_GC_GRACE = 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class GcReport:
+    removed: int
+    removed_bytes: int
+    kept: int
+    dry_run: bool
+
+
+def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -> GcReport:
+    """Remove blobs no live version or record needs, once older than ``grace`` seconds.
+
+    What is needed is decided from the refs in the backend, not only from
+    this index: a ref no journal entry announced (its writer died after
+    claiming) is journalled first.  The grace period protects saves in
+    flight elsewhere, whose blobs land before their version is claimed; a
+    save that reuses a stored blob is protected by the sweep mark written
+    before the refs are listed (docs/format.md, gc).
+    """
+    if grace < 0:
+        raise InvalidNameError("grace must be >= 0 seconds")
+    backend = pub.backend
+    pub.refresh()
+    cutoff = time.time() - grace
+    listed = list(pub.blobs.iter_digests())
+    keep = set(pub.index.needed_blobs())
+    candidates = [
+        (digest, size) for digest, _, size, mtime in listed
+        if digest is not None and digest not in keep and (mtime is None or mtime <= cutoff)
+    ]
+    # Mark before listing the refs, and only if there may be something to remove.
+    sweep = sweeps.begin(backend, [d for d, _ in candidates]) if candidates and not dry_run else None
+    removed = removed_bytes = 0
+    try:
+        for ref, record_digest in pub.unknown_refs():
+            if record_digest is None:
+                continue
+            if dry_run:  # change nothing: just keep what the orphan needs
+                keep |= _orphan_blobs(pub, ref, record_digest)
+            else:
+                pub.complete(ref, record_digest)
+        keep.update(pub.index.needed_blobs())
+        for digest, size in candidates:
+            if digest in keep:
+                continue
+            if sweep is not None:
+                if not sweep.may_delete():
+                    break  # past the promised deadline: writers no longer wait for us
+                pub.blobs.remove(digest)
+            removed += 1
+            removed_bytes += size
+        if not dry_run:
+            for entry in list(backend.list("tmp")):
+                if entry.mtime is not None and entry.mtime <= cutoff:
+                    backend.remove(entry.path)
+            # object stores: unfinished multipart uploads left by killed writers (cas.backends.cloud)
+            if backend.capabilities.stale_uploads:
+                backend.abort_stale_uploads(cutoff)  # type: ignore[attr-defined]
+    finally:
+        if sweep is not None:
+            sweep.done()
+            sweeps.prune(backend, time.time() - sweeps.MARK_KEEP)
+    kept = len(listed) - removed
+    return GcReport(removed=removed, removed_bytes=removed_bytes, kept=kept, dry_run=dry_run)
+
+
+def _orphan_blobs(pub: Publisher, ref: str, record_digest: str) -> set[str]:
+    """Every blob an orphan ref needs (its record, content, manifest, tree files)."""
+    found = pub.orphan(ref, record_digest)
+    if found is None:
+        return {record_digest}
+    record, entries = found
+    blobs = {record_digest}
+    if record.get("type") == "version":
+        blobs.add(record["digest"])
+        blobs.update(d for _, d, _ in entries or ())
+    return blobs

@@ -1,0 +1,385 @@
+"""The Publisher: the one write path of a store, and how the index follows the backend.
+
+Every record is published in order (invariant 4): the record is stored, its
+create-only ref claimed, the journal entry appended, then the index row made.
+A crash in between leaves a ref claimed but never journalled (an orphan), which
+whoever meets it completes.  Every claim checks gc's sweep marks
+(``cas.storage.sweeps``) before it is journalled.  Runs, sync, aliases,
+deletions and saves all publish through :class:`Publisher`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+from cas.backends.base import Backend
+from cas.core.records import TREE, RecordStore, journal_path, ref_order
+from cas.core.tree import decode_manifest
+from cas.errors import BackendError, BlobNotFoundError, CasError, CorruptRecordError
+from cas.index import Index
+from cas.storage import sweeps
+from cas.storage.blobs import BlobStore
+
+__all__ = ["APPLIERS", "Claim", "Progress", "Publisher", "applier"]
+
+log = logging.getLogger(__name__)
+
+#: progress callback ``progress(nbytes, items=0)``: called with the bytes read as they
+#: are read (save, download, verify --deep, sync), and with ``(0, 1)`` as each item
+#: (a file of a tree, a blob, a ref) is done.  Called often: keep it cheap.
+Progress = Callable[..., None]
+
+# Record appliers: record type -> fn(publisher, conn, record, record digest), which makes
+# the index rows of one record.  Other layers (lineage: run and step events) add theirs.
+APPLIERS: dict[str, Callable[[Publisher, Any, dict[str, Any], str], None]] = {}
+
+
+def applier(kind: str):
+    def register(fn):
+        APPLIERS[kind] = fn
+        return fn
+
+    return register
+
+
+class Claim(NamedTuple):
+    """A won claim, not yet journalled: pass it to :meth:`Publisher.commit`."""
+
+    ref: str
+    record_digest: str
+    number: int
+    #: a gc sweep may have removed what the record needs since the claim began: the
+    #: record was put back, and the claimer must put back (or check) its content
+    swept: bool
+
+
+class Publisher:
+    """Claims refs, journals them and applies records to the index, for one store."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        blobs: BlobStore,
+        records: RecordStore,
+        index: Index,
+        store_id: str,
+        on_read: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.blobs = blobs
+        self.records = records
+        self.index = index
+        self.store_id = store_id
+        self.on_read = on_read
+
+    # -- claiming and committing -------------------------------------------------------
+
+    def claim(
+        self,
+        record: dict[str, Any],
+        field: str,
+        first: int,
+        ref_for: Callable[[int], str],
+        *,
+        exact: bool = False,
+        next_after: Callable[[int], int] | None = None,
+        since: float | None = None,
+        blobs: Callable[[], Iterable[str]] = tuple,
+    ) -> Claim | None:
+        """Claim the first free number from ``first`` for ``record`` (invariant 6).
+
+        The number goes into ``record[field]``; the record is stored, then its
+        ref ``ref_for(n)`` is written create-only.  A lost claim is learned and
+        the next number tried (``next_after(n)``, default n + 1), unless
+        ``exact``, which returns None instead.  The claim is not yet journalled:
+        the caller passes it to :meth:`commit`.  ``since`` (default: when the
+        record was first stored) and ``blobs()`` decide ``Claim.swept`` (docs/format.md, gc).
+        """
+        number = first
+        since = time.time() if since is None else since
+        while True:
+            record[field] = number
+            record_digest = self.records.put_record(record)
+            ref = ref_for(number)
+            if self.records.claim(ref, record_digest):
+                return Claim(ref, record_digest, number, self.after_claim(record, record_digest, since, blobs))
+            self.learn(ref)  # someone else's: learn it
+            if exact:
+                return None
+            number = next_after(number) if next_after else number + 1
+
+    def publish(
+        self, record: dict[str, Any], field: str, first: int, ref_for: Callable[[int], str], *, exact: bool = False
+    ) -> bool:
+        """Claim (as :meth:`claim`) and commit a record that needs no content; False if ``exact`` lost."""
+        claimed = self.claim(record, field, first, ref_for, exact=exact)
+        if claimed is None:
+            return False
+        self.commit(claimed.ref, claimed.record_digest, record)
+        return True
+
+    def after_claim(
+        self, record: dict[str, Any], record_digest: str, since: float, blobs: Callable[[], Iterable[str]] = tuple
+    ) -> bool:
+        """After a won claim: could a gc sweep since ``since`` have removed the record
+        or ``blobs()``?  If so (once it is over) put the record back."""
+        if not sweeps.overlapping(self.backend, since, lambda: [record_digest, *blobs()]):
+            return False
+        self.records.put_record(record)
+        return True
+
+    def commit(self, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
+        """Journal a freshly claimed ref, then show it in the index."""
+        hint = int(self.index.get_meta("journal_hint", "0"))
+        seq = self.records.append_journal(ref, record_digest, hint)
+        with self.index.write() as c:
+            if int(self.index.get_meta("journal_hint", "0")) <= seq:  # only forward (threads, processes)
+                self.index.set_meta("journal_hint", str(seq + 1), c)
+            if self.index.get_meta("journal_next", "0") == str(seq):
+                # every entry before ours is applied: the next refresh can start after it
+                self.index.set_meta("journal_next", str(seq + 1), c)
+            self.apply(c, ref, record_digest, record, entries)
+
+    def note_read(self, version: Any) -> None:
+        """Every content read of a version comes here (inside a step it is an input)."""
+        if self.on_read is not None:
+            self.on_read(version)
+
+    # -- refs someone else claimed ------------------------------------------------------
+
+    def learn(self, ref: str) -> None:
+        """Learn a ref someone else claimed (a lost claim).  A bad one is reported and
+        skipped: the claim loop moves past it rather than failing every later save.
+        One the journal does not announce - its writer died between the claim and
+        the journal entry - is completed: journalled here, so every other index
+        learns it too."""
+        if self.index.has_record(ref):
+            return
+        try:
+            record_digest = self.records.read_ref(ref)
+            record, entries = self.load(ref, record_digest)
+        except FileNotFoundError:
+            return
+        except CorruptRecordError as e:
+            with self.index.write() as c:
+                self.reject(c, e)
+            return
+        self.refresh()
+        if not self.index.has_record(ref):
+            self.complete(ref, record_digest)
+
+    def load(self, ref: str, record_digest: str) -> tuple[dict[str, Any], list | None]:
+        """The validated record ``ref`` claims, and the tree entries of a tree version
+        the index does not know yet: everything decoded before anything is applied."""
+        record = self.records.get_record(record_digest, ref)
+        entries = None
+        if record["type"] == "version" and record["kind"] == TREE and not self.index.has_tree(record["digest"]):
+            entries = self.records.get_manifest(record["digest"], ref)
+        return record, entries
+
+    def _load_journalled(self, seq: int, ref: str, record_digest: str) -> tuple[dict[str, Any], list | None]:
+        """:meth:`load` for a journal entry: an error also names the entry, the file to look at."""
+        try:
+            return self.load(ref, record_digest)
+        except CorruptRecordError as e:
+            raise CorruptRecordError(journal_path(seq), str(e)) from None
+
+    def reject(self, c, error: CorruptRecordError) -> None:
+        """Remember a bad object for ``verify`` and say so once; the rest goes on."""
+        if self.index.add_rejected(c, error.key, str(error)):
+            log.warning("cas: skipped %s (cas verify lists what was refused)", error)
+
+    def check_present(self, kind: str, digest: str, entries) -> None:
+        """Every blob of this content is in the backend (asked there: the index may be behind)."""
+        self.blobs.size(digest)  # BlobNotFoundError if absent
+        if kind == TREE:
+            listed = entries if entries is not None else decode_manifest(self.blobs.read_bytes(digest), digest)
+            for _, d, _ in listed:
+                self.blobs.size(d)
+
+    def orphan(self, ref: str, record_digest: str) -> tuple[dict[str, Any], Any] | None:
+        """(record, tree entries) of a ref no journal announced, or None if it dangles:
+        its record is missing or unreadable, or (a version) some of its content is.
+        Content can be missing only if a sweep took it before the claim; then the
+        writer, if alive, puts it back and journals the ref itself - completing it
+        first would show everyone a version without its bytes."""
+        try:
+            record, entries = self.load(ref, record_digest)  # validated (cas.core.records)
+            if record["type"] == "version":
+                self.check_present(record["kind"], record["digest"], entries)
+        except CasError:
+            return None
+        return record, entries
+
+    def complete(self, ref: str, record_digest: str) -> bool:
+        """Journal and apply an orphan ref; False if it dangles (left alone: verify reports it)."""
+        found = self.orphan(ref, record_digest)
+        if found is None:
+            return False
+        self.commit(ref, record_digest, found[0], found[1])
+        return True
+
+    def unknown_refs(self) -> list[tuple[str, str | None]]:
+        """(ref, record digest or None if unreadable) for every ref in the backend this
+        index does not know: orphans, and claims whose writer has not journalled yet."""
+        self.refresh()
+        known = {ref for ref, _ in self.index.iter_records()}
+        out: list[tuple[str, str | None]] = []
+        for ref in self.records.list_refs(on_invalid=lambda e: None):  # bad keys: verify lists them as invalid
+            if ref in known:
+                continue
+            try:
+                out.append((ref, self.records.read_ref(ref)))
+            except FileNotFoundError:
+                continue
+            except CasError:
+                out.append((ref, None))
+        return sorted(out, key=lambda item: ref_order((item[0], "")))
+
+    def complete_orphans(self) -> tuple[list[str], list[str]]:
+        """Journal every ref the backend holds and the journal never announced.
+        Returns (completed refs, dangling refs)."""
+        completed, dangling = [], []
+        for ref, record_digest in self.unknown_refs():
+            try:
+                done = record_digest is not None and self.complete(ref, record_digest)
+            except (OSError, BackendError):
+                completed.append(ref)  # reported; journalling needs write access (read-only credentials)
+                continue
+            (completed if done else dangling).append(ref)
+        return completed, dangling
+
+    # -- the index follows the backend ---------------------------------------------------
+
+    def apply(self, c, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
+        """Make one record visible in the index; applying twice changes nothing."""
+        if not self.index.add_record(c, ref, record_digest):
+            return
+        fn = APPLIERS.get(record.get("type", ""))
+        if fn is None:
+            return  # a record type from a newer cas: kept in the backend, ignored here
+        if record.get("type") == "version" and entries is not None:
+            fn(self, c, dict(record, _entries=entries), record_digest)
+        else:
+            fn(self, c, record, record_digest)
+
+    def refresh(self) -> int:
+        """Apply journal entries this index has not seen; returns how many were new.
+
+        Reads only what is new: one read per new entry, plus one to find the end.
+        An entry that is garbage, or whose record is, is skipped and remembered
+        for ``verify`` (invariant 12): one bad object never blocks the store.
+        """
+        seq = int(self.index.get_meta("journal_next", "0"))
+        applied = 0
+        while True:
+            try:
+                entry = self.records.read_journal(seq)
+                if entry is None:
+                    break
+                ref, record_digest = entry.ref.path, entry.record
+                if not self.index.has_record(ref):
+                    record, entries = self._load_journalled(seq, ref, record_digest)
+                    with self.index.write() as c:
+                        self.apply(c, ref, record_digest, record, entries)
+                    applied += 1
+            except CorruptRecordError as e:
+                with self.index.write() as c:
+                    self.reject(c, e)
+            seq += 1
+        if applied or seq != int(self.index.get_meta("journal_next", "0")):
+            with self.index.write() as c:
+                # Only forward: another thread or process may have moved it further meanwhile.
+                if int(self.index.get_meta("journal_next", "0")) < seq:
+                    self.index.set_meta("journal_next", str(seq), c)
+                if int(self.index.get_meta("journal_hint", "0")) < seq:
+                    self.index.set_meta("journal_hint", str(seq), c)
+        return applied
+
+    def reindex(self, progress: Progress | None = None) -> int:
+        """Rebuild the index from the backend alone; returns the number of refs applied.
+
+        Safe while others write: a ref claimed after the listing began is
+        journaled at or after ``start``, and the journal is replayed from there
+        inside the same transaction, so no committed version ever vanishes
+        from the index, not even for a moment.  Bad refs, records and journal
+        entries are skipped and remembered for ``verify``.
+        """
+        start = self.records.journal_end()
+        rejected: list[CorruptRecordError] = []
+        refs = sorted(self.records.iter_refs(on_invalid=rejected.append), key=ref_order)
+        journalled, _ = self.records.journalled_refs()
+        found = []
+        for ref, record_digest in refs:
+            if ref in journalled:
+                try:
+                    record, entries = self.load(ref, record_digest)
+                except CorruptRecordError as e:
+                    rejected.append(e)
+                    continue
+                except BlobNotFoundError:
+                    continue  # a dangling ref: nothing to show; verify reports it
+            else:
+                # An orphan: shown (and completed) on the terms every other machine applies.
+                orphan = self.orphan(ref, record_digest)
+                if orphan is None:
+                    continue
+                record, entries = orphan
+                # Journalled for every other index.  Best effort: a reader with read-only
+                # credentials still rebuilds its own; gc, verify or the next claimer complete it.
+                with contextlib.suppress(OSError, CasError):
+                    self.records.append_journal(ref, record_digest, start)
+            found.append((ref, record_digest, record, entries))
+        applied = 0
+        with self.index.write() as c:
+            self.index.clear(c)
+            for ref, record_digest, record, entries in found:
+                self.apply(c, ref, record_digest, record, entries)
+                applied += 1
+                if progress:
+                    progress(0, 1)
+            seq = start
+            while True:
+                try:
+                    entry = self.records.read_journal(seq)
+                    if entry is None:
+                        break
+                    if not self.index.has_record(entry.ref.path):  # same connection: sees this transaction
+                        record, entries = self._load_journalled(seq, entry.ref.path, entry.record)
+                        self.apply(c, entry.ref.path, entry.record, record, entries)
+                except CorruptRecordError as e:
+                    rejected.append(e)
+                seq += 1
+            for e in rejected:
+                self.reject(c, e)
+            self.index.set_meta("store_id", self.store_id, c)
+            self.index.set_meta("journal_next", str(seq), c)
+            self.index.set_meta("journal_hint", str(seq), c)
+        return applied
+
+
+# -- appliers for the core record types ----------------------------------------
+
+
+@applier("version")
+def _apply_version(pub: Publisher, c, record: dict[str, Any], record_digest: str) -> None:
+    pub.index.insert_version(c, record, record_digest)
+    if record["kind"] == TREE and not pub.index.has_tree(record["digest"]):
+        entries = record.get("_entries")
+        if entries is None:
+            entries = decode_manifest(pub.blobs.read_bytes(record["digest"]), record["digest"])
+        pub.index.insert_tree_entries(c, record["digest"], entries)
+
+
+@applier("alias")
+def _apply_alias(pub: Publisher, c, record: dict[str, Any], record_digest: str) -> None:
+    pub.index.set_alias(c, record["name"], record["alias"], record["version"], record["seq"])
+
+
+@applier("delete")
+def _apply_delete(pub: Publisher, c, record: dict[str, Any], record_digest: str) -> None:
+    pub.index.mark_deleted(c, record["name"], record["version"], record["deleted_at"])
