@@ -21,7 +21,7 @@ from pathlib import Path
 import blake3
 
 import cas
-from cas.records import now_iso
+from cas.core.records import now_iso
 
 MiB = 1 << 20
 

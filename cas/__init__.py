@@ -1,8 +1,8 @@
 """cas: a content-addressed, versioned artifact store for ML pipelines."""
 
-from . import errors
-from .digest import Digest
-from .errors import (
+from cas import _moved, errors
+from cas.core.digest import Digest
+from cas.errors import (
     ArtifactNotFoundError,
     CasError,
     IntegrityError,
@@ -12,12 +12,14 @@ from .errors import (
     VersionDeletedError,
     VersionNotFoundError,
 )
-from .lineage import LineageGraph
-from .runs import PipelineRun, StepRun
-from .store import GcReport, Store, StoreStats, VerifyReport, open_store
-from .version import ArtifactVersion
+from cas.lineage import LineageGraph
+from cas.lineage.record import PipelineRun, StepRun
+from cas.store import GcReport, Store, StoreStats, VerifyReport, open_store
+from cas.version import ArtifactVersion
 
 __version__ = "0.1.0"
+
+_moved.install()
 
 __all__ = [
     "ArtifactNotFoundError",

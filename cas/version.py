@@ -11,17 +11,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .digest import CHUNK, Digest
-from .download import Download
-from .errors import InvalidNameError, PathNotFoundError
-from .materializers import load_version
-from .tree import check_tree_path
+from cas.core.digest import CHUNK, Digest
+from cas.core.tree import check_tree_path
+from cas.errors import InvalidNameError, PathNotFoundError
+from cas.materializers import load_version
+from cas.storage.download import Download
 
 if TYPE_CHECKING:
-    from .index import VersionRow
-    from .lineage import LineageGraph
-    from .runs import PipelineRun, StepRun
-    from .store import Store
+    from cas.index import VersionRow
+    from cas.lineage.query import LineageGraph
+    from cas.lineage.record import PipelineRun, StepRun
+    from cas.store.facade import Store
 
 __all__ = ["ArtifactVersion", "BLOB", "TREE"]
 
@@ -125,7 +125,7 @@ class ArtifactVersion:
 
     def open(self, path: str | None = None) -> BinaryIO:
         """A buffered, seekable reader, verified at the end of a sequential read
-        and before the first byte of a random access (see ``cas.blobs.VerifyingReader``)."""
+        and before the first byte of a random access (see ``cas.storage.blobs.VerifyingReader``)."""
         self.store._note_read(self)
         return io.BufferedReader(self.store.blobs.open(self._blob_for(path)), CHUNK)  # type: ignore[return-value]
 
@@ -149,7 +149,7 @@ class ArtifactVersion:
 
         If ``dest`` is an existing directory, the artifact is written inside it
         under its artifact name.  Nothing appears until every byte is verified;
-        on an error the destination is left as it was (see :mod:`cas.download`).
+        on an error the destination is left as it was (see :mod:`cas.storage.download`).
         ``paths`` (a tree only): just these files or directories inside it, each
         written at its own path below ``dest``; a path the tree lacks is an error.
         ``progress(nbytes, items=0)`` is called as bytes are written and with
@@ -184,6 +184,6 @@ class ArtifactVersion:
 
 
 def _runs():
-    from . import runs  # runs builds on this module; import it when first asked
+    from cas import runs  # runs builds on this module; import it when first asked
 
     return runs

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import cas
-from cas.blobs import blob_path
+from cas.storage.blobs import blob_path
 from cas.store import INDEX_FILE
 
 
@@ -112,8 +112,8 @@ PAUSING_CHILD = textwrap.dedent(
     import json, os, signal, sys
     import cas
     import cas.errors
-    from cas.blobs import BlobStore
-    from cas.records import RecordStore
+    from cas.storage.blobs import BlobStore
+    from cas.core.records import RecordStore
 
     url, options, index, role, data = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
     store = cas.open_store(url, index=index, **options)

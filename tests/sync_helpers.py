@@ -7,7 +7,7 @@ import threading
 from typing import Any
 
 import cas
-from cas.backend import Backend, open_backend
+from cas.backends.base import Backend, open_backend
 from cas.store import Store
 
 

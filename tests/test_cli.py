@@ -20,9 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 import cas
-from cas.blobs import blob_path
 from cas.cli import EXIT_ERROR, EXIT_VERIFY_FAILED, cli
-from cas.records import FORMAT_FILE
+from cas.core.records import FORMAT_FILE
+from cas.storage.blobs import blob_path
 
 
 @pytest.fixture
@@ -839,7 +839,7 @@ class TestRetention:
     def test_api_select_expired_by_age(self, tmp_path):
         from datetime import datetime, timedelta, timezone
 
-        from cas.retention import select_expired
+        from cas.store.retention import select_expired
 
         with cas.open_store(tmp_path / "s") as store:
             for i in range(3):

@@ -8,8 +8,8 @@ import fsspec
 import pytest
 
 import cas
-from cas.blobs import blob_path
 from cas.fs import CasFileSystem
+from cas.storage.blobs import blob_path
 
 pd = pytest.importorskip("pandas", reason="pandas is in the 'dataframe' extra, which tox installs")
 pa = pytest.importorskip("pyarrow", reason="pyarrow is in the 'dataframe' extra, which tox installs")

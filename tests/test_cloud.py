@@ -15,10 +15,10 @@ import time
 import pytest
 
 import cas
-from cas.backend import FsspecBackend, open_backend
-from cas.cloud import AzureBackend, GcsBackend, S3Backend, secrets_of
+from cas.backends.base import FsspecBackend, open_backend
+from cas.backends.cloud import AzureBackend, GcsBackend, S3Backend, secrets_of
+from cas.backends.retry import RetryPolicy
 from cas.errors import BackendError
-from cas.retry import RetryPolicy
 
 CLOUD = [pytest.param("s3", marks=pytest.mark.s3), pytest.param("gcs", marks=pytest.mark.gcs), pytest.param("azure", marks=pytest.mark.azure)]
 # The GCS emulator does not enforce ifGenerationMatch=0, so true races can only be tested where the server enforces.

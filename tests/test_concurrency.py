@@ -25,7 +25,7 @@ import pytest
 from store_helpers import answers, make_tree, resume, resume_only, start_paused, wait_stopped, waits_for_paused
 
 import cas
-from cas.blobs import blob_path
+from cas.storage.blobs import blob_path
 
 WRITERS = 8
 SAVES_EACH = 6

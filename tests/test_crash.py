@@ -32,14 +32,14 @@ import pytest
 from store_helpers import all_names, answers
 
 import cas
-from cas.records import JOURNAL
+from cas.core.records import JOURNAL
 
 CHILD = textwrap.dedent(
     """
     import io, os, random, signal, sys
     from pathlib import Path
     import cas
-    import cas.backend
+    import cas.backends.base
     import cas.index.db
 
     store_dir, crash_at, seed, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
@@ -72,7 +72,7 @@ CHILD = textwrap.dedent(
 
     for fname in ("write", "fsync", "link", "rename", "replace", "unlink"):
         setattr(os, fname, counted(getattr(os, fname)))
-    cas.backend._syncfs = counted(cas.backend._syncfs)
+    cas.backends.base._syncfs = counted(cas.backends.base._syncfs)
     real_write = cas.index.db.Index.write
     def write(self):
         tick()
@@ -204,20 +204,20 @@ def test_sigkill_at_every_step_and_at_random_moments(tmp_path):
 DOWNLOAD_CHILD = textwrap.dedent(
     """
     import os, signal, sys
-    import cas, cas.blobs
+    import cas, cas.storage.blobs
 
     store_dir, crash_at, dest = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     store = cas.open_store(store_dir)
     v = store.get_artifact_version(sys.argv[4])
     calls = 0
-    real = cas.blobs.VerifyingReader.readinto
+    real = cas.storage.blobs.VerifyingReader.readinto
     def readinto(self, b):  # every block read of a blob, in the old code and the new
         global calls
         calls += 1
         if calls == crash_at:
             os.kill(os.getpid(), signal.SIGKILL)
         return real(self, b)
-    cas.blobs.VerifyingReader.readinto = readinto
+    cas.storage.blobs.VerifyingReader.readinto = readinto
     v.download(dest)
     print("calls", calls, flush=True)
     """
@@ -270,7 +270,7 @@ ORPHAN_CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
     import cas
-    from cas.records import RecordStore
+    from cas.core.records import RecordStore
 
     url, options, index, action = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
     store = cas.open_store(url, index=index, **options)

@@ -11,7 +11,7 @@ from pathlib import Path
 from store_helpers import BLOCK_DATAFRAME_LIBS
 
 import cas
-from cas.demo import PIPELINE, run_demo
+from cas.cli.demo import PIPELINE, run_demo
 
 
 def test_demo_records_two_runs_dedupe_and_lineage(tmp_path):

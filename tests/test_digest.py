@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cas.digest import (
+from cas.core.digest import (
     FILE_CHUNK,
     Digest,
     Hasher,

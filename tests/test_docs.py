@@ -253,10 +253,10 @@ def _public_api() -> list[tuple[str, object]]:
     import inspect
 
     import cas
-    import cas.config
-    import cas.diff
-    import cas.retention
-    import cas.sync
+    import cas.store.config
+    import cas.store.diff
+    import cas.store.retention
+    import cas.store.sync
 
     found: list[tuple[str, object]] = []
     for name in cas.__all__:
@@ -269,7 +269,7 @@ def _public_api() -> list[tuple[str, object]]:
                 target = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
                 if not member.startswith("_") and (callable(target) or isinstance(value, property)):
                     found.append((f"{name}.{member}", target))
-    for module in (cas.sync, cas.diff, cas.retention, cas.config):
+    for module in (cas.store.sync, cas.store.diff, cas.store.retention, cas.store.config):
         found += [(f"{module.__name__}.{n}", getattr(module, n)) for n in module.__all__ if callable(getattr(module, n))]
     return found
 

@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from cas import sweeps
-from cas.digest import hash_bytes
+from cas.core.digest import hash_bytes
 from cas.errors import BlobNotFoundError, IntegrityError, InvalidNameError, VersionExistsError
+from cas.storage import sweeps
 
 
 def state(store):

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from store_helpers import replace_blob
 
 import cas
+from cas.core.names import SEGMENT_RE
 from cas.errors import IntegrityError, InvalidNameError, PathExistsError, PathNotFoundError, ReadOnlyError
-from cas.integrations import _segments
-from cas.integrations._folders import Folders
-from cas.integrations._space import PathSpace
+from cas.integrations._shared import segments as _segments
+from cas.integrations._shared.folders import Folders
+from cas.integrations._shared.space import PathSpace
 from cas.integrations.mlflow.layout import MlflowLayout
 from cas.integrations.zenml.layout import ZenMLLayout
-from cas.names import SEGMENT_RE
 
 
 @given(st.text(min_size=1, max_size=40).filter(lambda t: _segments.is_component(t) and len(t.encode()) <= 62))
@@ -247,8 +247,8 @@ def test_a_user_alias_keeps_a_superseded_version(space, local_store):
 _RACE_WRITER = """
 import sys
 import cas
-from cas.integrations._folders import Folders
-from cas.integrations._space import PathSpace
+from cas.integrations._shared.folders import Folders
+from cas.integrations._shared.space import PathSpace
 from cas.integrations.mlflow.layout import MlflowLayout
 
 store = cas.open_store(sys.argv[1], create=False)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import cas
 from cas.cli import cli
-from cas.runs import _add_inputs
+from cas.lineage.record import _add_inputs
 
 
 def _diamond(store: cas.Store):

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cas.errors import InvalidNameError
-from cas.names import (
+from cas.core.names import (
     LATEST,
     MAX_VERSION,
     ArtifactName,
@@ -19,6 +18,7 @@ from cas.names import (
     parse_ref,
     parse_version,
 )
+from cas.errors import InvalidNameError
 
 SEGMENT_START = string.ascii_letters + string.digits
 SEGMENT_REST = SEGMENT_START + "._-"

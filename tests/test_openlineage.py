@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from servers import LineageReceiver as Receiver
 
 import cas
-from cas import live_lineage
 from cas.cli import cli
+from cas.lineage import live as live_lineage
 from cas.lineage import openlineage_event, openlineage_run_id
 
 event_v2 = pytest.importorskip("openlineage.client.event_v2", reason="openlineage-python is in the dev extra")

@@ -1,4 +1,4 @@
-"""Transient backend failures are retried (cas.retry), and only those.
+"""Transient backend failures are retried (cas.backends.retry), and only those.
 
 A real TCP proxy on 127.0.0.1 sits in front of moto and misbehaves as
 networks do: it resets a fraction of requests before they reach the server,
@@ -25,8 +25,8 @@ from store_helpers import make_tree
 from sync_helpers import store_state
 
 import cas
+from cas.backends.retry import RetryPolicy, is_transient
 from cas.errors import BackendError, BlobNotFoundError
-from cas.retry import RetryPolicy, is_transient
 
 NO_LIBRARY_RETRIES = {"config_kwargs": {"retries": {"total_max_attempts": 1}, "connect_timeout": 5, "read_timeout": 20}}
 _REQUEST_LINE = re.compile(rb"^([A-Z]+) (\S+) HTTP/1\.[01]\r\n")
@@ -348,7 +348,7 @@ def test_not_found_is_never_retried(flaky, s3_root, tmp_path):
 @pytest.mark.azure
 def test_permission_denied_is_never_retried(proxies, azurite_server, azure_root):
     """A wrong account key (Azurite answers 403): one request per call, one BackendError."""
-    from cas.backend import open_backend
+    from cas.backends.base import open_backend
 
     proxy = proxies(azurite_server.port)
     wrong = azure_connection_string(proxy.endpoint).replace("AccountKey=", "AccountKey=AAAA")

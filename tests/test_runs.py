@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import cas
 from cas.cli import cli
 from cas.errors import ArtifactNotFoundError, InvalidNameError, RunError, UnsupportedDataError
-from cas.runs import step_run_id_for
+from cas.lineage.record import step_run_id_for
 
 
 def _backend_refs(store: cas.Store, kind: str = "") -> list[str]:

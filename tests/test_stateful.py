@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 import cas
-from cas.digest import hash_bytes
+from cas.core.digest import hash_bytes
 
 NAMES = ["p/s/a", "p/s/b", "q/t/c"]
 ALIASES = ["production", "staging"]

@@ -23,8 +23,8 @@ import pytest
 from store_helpers import answers, backend_snapshot, blob_files, make_tree, remove_blob, replace_blob
 
 import cas
-from cas.blobs import blob_path
-from cas.digest import Digest, hash_bytes
+from cas.core.digest import Digest, hash_bytes
+from cas.core.records import FORMAT_FILE, FORMAT_VERSION, decode, version_ref
 from cas.errors import (
     ArtifactNotFoundError,
     BackendError,
@@ -37,7 +37,7 @@ from cas.errors import (
     VersionDeletedError,
     VersionNotFoundError,
 )
-from cas.records import FORMAT_FILE, FORMAT_VERSION, decode, version_ref
+from cas.storage.blobs import blob_path
 
 MiB = 1 << 20
 
@@ -453,7 +453,7 @@ class TestGc:
         assert store.verify(deep=True).ok
 
     def test_sweep_marks_bracket_each_sweep_and_are_pruned(self, lstore, monkeypatch):
-        from cas import sweeps
+        from cas.storage import sweeps
 
         lstore.save(b"x", "p/s/a")
         lstore.delete_version("p/s/a", 1)
@@ -467,7 +467,7 @@ class TestGc:
         assert list(lstore.backend.list("gc")) == []
 
     def test_a_sweep_past_its_deadline_removes_nothing(self, lstore, monkeypatch):
-        from cas import sweeps
+        from cas.storage import sweeps
 
         orphan = lstore.blobs.put_bytes(b"orphan").digest
         monkeypatch.setattr(sweeps, "SWEEP_LIMIT", -1.0)
@@ -783,11 +783,11 @@ class TestLocalDisk:
         assert local_store.verify().invalid == ["refs/versions/p/s/a/1: a symlink, refused (not followed)"]
 
     def test_file_changed_while_saving(self, local_store, tmp_path, monkeypatch):
-        import cas.blobs
+        import cas.storage.blobs
 
         src = tmp_path / "big"
         src.write_bytes(os.urandom(2 * MiB))
-        real = cas.blobs.hash_file
+        real = cas.storage.blobs.hash_file
 
         def hash_then_change(path, progress=None):
             result = real(path, progress)
@@ -795,7 +795,7 @@ class TestLocalDisk:
                 f.write(b"more")
             return result
 
-        monkeypatch.setattr(cas.blobs, "hash_file", hash_then_change)
+        monkeypatch.setattr(cas.storage.blobs, "hash_file", hash_then_change)
         snap = backend_snapshot(local_store)
         with pytest.raises(IntegrityError, match="changed while"):
             local_store.save(src, "p/s/a")

@@ -1,4 +1,4 @@
-"""store.sync_to / cas.sync: copies versions, aliases and lineage, and only the blobs the destination lacks."""
+"""store.sync_to / cas.store.sync: copies versions, aliases and lineage, and only the blobs the destination lacks."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from store_helpers import make_tree
 from sync_helpers import CountingBackend, counting_store, store_state
 
 import cas
-from cas.blobs import blob_path
+from cas.core.records import run_ref
 from cas.errors import IntegrityError, InvalidNameError
-from cas.records import run_ref
+from cas.storage.blobs import blob_path
 from cas.store import Store
-from cas.sync import status as sync_status
+from cas.store.sync import status as sync_status
 
 PAIRS = [
     ("local", "memory"),

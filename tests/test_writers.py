@@ -22,7 +22,7 @@ import pytest
 
 import cas
 from cas.fs import CasFileSystem
-from cas.fs_finish import UncommittedDraftWarning
+from cas.fs.finish import UncommittedDraftWarning
 
 pytest.importorskip("pandas", reason="pandas is in the 'dataframe' extra, which tox installs")
 pytest.importorskip("pyarrow", reason="pyarrow is in the 'dataframe' extra, which tox installs")

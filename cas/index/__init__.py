@@ -1,5 +1,5 @@
 """The SQLite index: the only code in cas that speaks SQL."""
 
-from .db import Index, VersionRow
+from cas.index.db import Index, VersionRow
 
 __all__ = ["Index", "VersionRow"]

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import sqlite_utils
 
-from ..errors import BackendError
-from .schema import MIGRATIONS
+from cas.errors import BackendError
+from cas.index.schema import MIGRATIONS
 
 __all__ = ["Index", "VersionRow"]
 

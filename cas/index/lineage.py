@@ -22,8 +22,8 @@ import json
 import sqlite3
 from dataclasses import dataclass, field
 
-from .db import _VERSION_COLUMNS, VersionRow
-from .runs import _STEP_COLUMNS, StepRow
+from cas.index.db import _VERSION_COLUMNS, VersionRow
+from cas.index.runs import _STEP_COLUMNS, StepRow
 
 __all__ = ["LineageRows", "trace"]
 

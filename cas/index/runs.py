@@ -1,4 +1,4 @@
-"""Runs, step runs and step inputs in the index: the SQL behind :mod:`cas.runs`.
+"""Runs, step runs and step inputs in the index: the SQL behind :mod:`cas.lineage.record`.
 
 Rows are written only by the record appliers, so every function that writes
 takes the open write transaction ``c``; every one of them is idempotent and
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .db import _VERSION_COLUMNS, VersionRow
+from cas.index.db import _VERSION_COLUMNS, VersionRow
 
 __all__ = [
     "RunRow",

@@ -5,8 +5,8 @@ See :mod:`cas.materializers.base` for the contract and
 register through the ``cas.materializers`` entry-point group.
 """
 
-from .base import Materializer, Payload
-from .registry import (
+from cas.materializers.base import Materializer, Payload
+from cas.materializers.registry import (
     ENTRY_POINT_GROUP,
     available,
     get,

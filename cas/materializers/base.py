@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, ClassVar, Union
 
 if TYPE_CHECKING:
-    from ..version import ArtifactVersion
+    from cas.version import ArtifactVersion
 
 __all__ = ["Materializer", "Payload", "verified_file"]
 

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from ..errors import UnsupportedDataError
-from .base import Materializer, Payload, verified_file
+from cas.errors import UnsupportedDataError
+from cas.materializers.base import Materializer, Payload, verified_file
 
 if TYPE_CHECKING:
-    from ..version import ArtifactVersion
+    from cas.version import ArtifactVersion
 
 __all__ = [
     "BytesMaterializer",

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MaterializerNotFoundError, UnsafeLoadError, UnsupportedDataError
-from .base import Materializer, Payload, verified_file
+from cas.errors import MaterializerNotFoundError, UnsafeLoadError, UnsupportedDataError
+from cas.materializers.base import Materializer, Payload, verified_file
 
 if TYPE_CHECKING:
-    from ..version import ArtifactVersion
+    from cas.version import ArtifactVersion
 
 __all__ = ["NumpyMaterializer", "PandasMaterializer", "ArrowMaterializer"]
 

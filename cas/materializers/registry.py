@@ -24,10 +24,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidNameError, MaterializerNotFoundError, UnsafeLoadError, UnsupportedDataError
-from ..names import SEGMENT_RE
-from .base import Materializer, Payload
-from .builtin import (
+from cas.core.names import SEGMENT_RE
+from cas.errors import InvalidNameError, MaterializerNotFoundError, UnsafeLoadError, UnsupportedDataError
+from cas.materializers.base import Materializer, Payload
+from cas.materializers.builtin import (
     BytesMaterializer,
     JsonMaterializer,
     MsgpackMaterializer,
@@ -35,10 +35,10 @@ from .builtin import (
     PickleMaterializer,
     TextMaterializer,
 )
-from .dataframe import ArrowMaterializer, NumpyMaterializer, PandasMaterializer
+from cas.materializers.dataframe import ArrowMaterializer, NumpyMaterializer, PandasMaterializer
 
 if TYPE_CHECKING:
-    from ..version import ArtifactVersion
+    from cas.version import ArtifactVersion
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -17,11 +17,11 @@ __all__ = ["create_app", "serve"]
 
 def __getattr__(name: str) -> Any:
     if name == "create_app":
-        from .app import create_app
+        from cas.ui.app import create_app
 
         return create_app
     if name == "serve":
-        from .serve import serve
+        from cas.ui.serve import serve
 
         return serve
     raise AttributeError(name)

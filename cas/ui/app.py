@@ -23,7 +23,8 @@ from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import (
+from cas.core.units import human_bytes
+from cas.errors import (
     ArtifactNotFoundError,
     BackendError,
     BlobNotFoundError,
@@ -33,9 +34,8 @@ from ..errors import (
     PathNotFoundError,
     RunError,
 )
-from ..store import Store
-from ..units import human_bytes
-from . import pages
+from cas.store.facade import Store
+from cas.ui import pages
 
 __all__ = ["create_app", "StoreWorker", "LOCAL_HOSTS"]
 

@@ -29,10 +29,10 @@ def ui_command(
       cas ui --store s3://bucket/cas --port 0
     """
     try:
-        from .serve import serve
+        from cas.ui.serve import serve
     except ImportError as e:
         raise click.ClickException(f"cas ui needs the ui extra: pip install 'cas-store[ui]' ({e})") from None
-    from ..store import open_store
+    from cas.store.facade import open_store
 
     store = open_store(ui_store or ctx.find_root().obj.get("store"), create=False)
     ctx.call_on_close(store.close)

@@ -25,11 +25,11 @@ import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..digest import CHUNK
+from cas.core.digest import CHUNK
 
 if TYPE_CHECKING:
-    from ..version import ArtifactVersion
-    from .pages import Stream
+    from cas.ui.pages import Stream
+    from cas.version import ArtifactVersion
 
 __all__ = ["listing", "preview", "stream", "archive", "sniff_image", "SMALL", "PREVIEW_BYTES", "PREVIEW_MAX"]
 
@@ -201,7 +201,7 @@ class _verified_file:
 
 def stream(v: ArtifactVersion, path: str | None, filename: str, *, download: bool) -> Stream:
     """The version's (or its file's) verified bytes as a response body."""
-    from .pages import Stream
+    from cas.ui.pages import Stream
 
     size = v.size if path is None else _file_size(v, path)
     if size <= SMALL:
@@ -225,7 +225,7 @@ def archive(v: ArtifactVersion) -> Stream:
     No Content-Length: the body is chunked, and a corrupt file ends it without
     the closing chunk, so a client sees a broken transfer, never a whole archive.
     """
-    from .pages import Stream
+    from cas.ui.pages import Stream
 
     top = f"{v.name.rsplit('/', 1)[-1]}-v{v.version}"
     headers = {"Content-Disposition": f'attachment; filename="{_safe(top)}.tar"'}

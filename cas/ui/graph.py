@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..lineage import LineageGraph, StepNode, VersionNode
-from ..units import human_bytes
+from cas.core.units import human_bytes
+from cas.lineage.query import LineageGraph, StepNode, VersionNode
 
 __all__ = ["Drawing", "layout"]
 

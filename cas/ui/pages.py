@@ -17,14 +17,14 @@ from urllib.parse import quote, urlencode
 
 from starlette.responses import RedirectResponse
 
-from ..backend import redact_url
-from ..diff import diff_files, side_of_version
-from ..errors import InvalidNameError, RunError, VersionDeletedError
-from ..names import parse_name, parse_version
-from ..store import Store
-from ..tree import check_tree_path
-from ..version import TREE, ArtifactVersion
-from . import content, graph
+from cas.backends.base import redact_url
+from cas.core.names import parse_name, parse_version
+from cas.core.tree import check_tree_path
+from cas.errors import InvalidNameError, RunError, VersionDeletedError
+from cas.store.diff import diff_files, side_of_version
+from cas.store.facade import Store
+from cas.ui import content, graph
+from cas.version import TREE, ArtifactVersion
 
 __all__ = ["Page", "Stream", "url", "when", "store_label", "forget"]
 

@@ -8,9 +8,9 @@ import threading
 import webbrowser
 from collections.abc import Callable
 
-from ..errors import InvalidNameError
-from ..store import Store
-from .app import LOCAL_HOSTS, create_app
+from cas.errors import InvalidNameError
+from cas.store.facade import Store
+from cas.ui.app import LOCAL_HOSTS, create_app
 
 __all__ = ["serve", "is_loopback"]
 

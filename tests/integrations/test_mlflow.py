@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 import cas
-from cas.integrations._folders import Folders
-from cas.integrations._space import PathSpace
+from cas.integrations._shared.folders import Folders
+from cas.integrations._shared.space import PathSpace
 from cas.integrations.mlflow.layout import MlflowLayout
 
 pytest.importorskip("mlflow", reason="mlflow is installed by `tox -e mlflow` (extra cas-store[mlflow])")

@@ -19,8 +19,8 @@ import pytest
 
 import cas
 from cas.errors import VersionDeletedError
-from cas.integrations._folders import Folders
-from cas.integrations._space import PathSpace
+from cas.integrations._shared.folders import Folders
+from cas.integrations._shared.space import PathSpace
 from cas.integrations.zenml.layout import ZenMLLayout
 
 pytest.importorskip("zenml", reason="zenml is installed by `tox -e zenml` (extra cas-store[zenml])")

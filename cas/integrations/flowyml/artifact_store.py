@@ -5,7 +5,7 @@ step_name=..., project_name=<pipeline name>)`` after every step and ignores
 any exception it raises, so this store logs every failure before raising it.
 Each output becomes the next version of ``<pipeline>/<step>/<name>`` (path
 components that are not valid segments are escaped reversibly, see
-``cas.integrations._segments``), produced by that step of a cas run whose id
+``cas.integrations._shared.segments``), produced by that step of a cas run whose id
 is FlowyML's run id.  When the pipeline ends (a FlowyML pipeline-end hook) the
 store completes the lineage: a cached step's output is recorded for this run
 too (same blob, no bytes written), each step's inputs are the versions its
@@ -29,13 +29,13 @@ from flowyml.core.hooks import get_global_hooks
 from flowyml.plugins.base import PluginMetadata, PluginType
 from flowyml.storage.artifacts import ArtifactStore
 
-from ... import __version__
-from ... import runs as _runs
-from ...errors import ArtifactNotFoundError, InvalidNameError, PathNotFoundError, UnsupportedDataError
-from ...fs_paths import parse_path
-from ...store import Store, open_store
-from ...version import ArtifactVersion
-from .._segments import decode, encode
+from cas import __version__
+from cas.errors import ArtifactNotFoundError, InvalidNameError, PathNotFoundError, UnsupportedDataError
+from cas.fs.paths import parse_path
+from cas.integrations._shared.segments import decode, encode
+from cas.lineage import record as _runs
+from cas.store.facade import Store, open_store
+from cas.version import ArtifactVersion
 
 __all__ = ["CasArtifactStore"]
 

@@ -31,9 +31,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from ...errors import InvalidNameError
-from .._folders import FolderKey
-from .._segments import decode, encode
+from cas.errors import InvalidNameError
+from cas.integrations._shared.folders import FolderKey
+from cas.integrations._shared.segments import decode, encode
 
 __all__ = ["MlflowLayout", "ALIAS", "RUN"]
 

@@ -26,8 +26,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.utils.validation import bad_path_message, path_not_unique
 
-from ... import runs as cas_runs
-from ...errors import (
+from cas.errors import (
     ArtifactNotFoundError,
     CasError,
     InvalidNameError,
@@ -39,10 +38,11 @@ from ...errors import (
     VersionDeletedError,
     VersionExistsError,
 )
-from ...store import DEFAULT_STORE, Store, open_store
-from .._folders import FolderKey, Folders
-from .._space import PathSpace
-from .layout import RUN, MlflowLayout
+from cas.integrations._shared.folders import FolderKey, Folders
+from cas.integrations._shared.space import PathSpace
+from cas.integrations.mlflow.layout import RUN, MlflowLayout
+from cas.lineage import record as cas_runs
+from cas.store.facade import DEFAULT_STORE, Store, open_store
 
 __all__ = ["CasArtifactRepository", "CasArtifactError", "store_from_env"]
 

@@ -20,13 +20,13 @@ from typing import Any, cast
 from zenml.artifact_stores import BaseArtifactStore
 from zenml.artifact_stores.base_artifact_store import PathType
 
-from ... import runs as cas_runs
-from ...store import Store, open_store
-from .._folders import FolderKey, Folders
-from .._segments import encode
-from .._space import PathSpace
-from .flavor import CasArtifactStoreConfig
-from .layout import ALIAS, ZenMLLayout
+from cas.integrations._shared.folders import FolderKey, Folders
+from cas.integrations._shared.segments import encode
+from cas.integrations._shared.space import PathSpace
+from cas.integrations.zenml.flavor import CasArtifactStoreConfig
+from cas.integrations.zenml.layout import ALIAS, ZenMLLayout
+from cas.lineage import record as cas_runs
+from cas.store.facade import Store, open_store
 
 __all__ = ["CasArtifactStore"]
 

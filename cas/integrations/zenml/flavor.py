@@ -10,7 +10,7 @@ from zenml.artifact_stores import BaseArtifactStoreConfig, BaseArtifactStoreFlav
 from zenml.constants import REMOTE_FS_PREFIX
 from zenml.utils.secret_utils import SecretField
 
-from . import FLAVOR
+from cas.integrations.zenml import FLAVOR
 
 # ZenML decides "remote or local path" from a fixed list of prefixes; without
 # cas:// in it, its path sanitizer resolves cas:// URLs as local paths and
@@ -19,7 +19,7 @@ if "cas://" not in REMOTE_FS_PREFIX:
     REMOTE_FS_PREFIX.append("cas://")
 
 if TYPE_CHECKING:
-    from .artifact_store import CasArtifactStore
+    from cas.integrations.zenml.artifact_store import CasArtifactStore
 
 
 class CasArtifactStoreConfig(BaseArtifactStoreConfig):
@@ -94,6 +94,6 @@ class CasArtifactStoreFlavor(BaseArtifactStoreFlavor):
 
     @property
     def implementation_class(self) -> type[CasArtifactStore]:
-        from .artifact_store import CasArtifactStore
+        from cas.integrations.zenml.artifact_store import CasArtifactStore
 
         return CasArtifactStore

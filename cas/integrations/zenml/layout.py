@@ -18,10 +18,10 @@ Components that are not valid segments are escaped (:mod:`.._segments`).
 
 from __future__ import annotations
 
-from ...errors import InvalidNameError
-from ...names import check_segment
-from .._folders import FolderKey
-from .._segments import decode, encode, is_id
+from cas.core.names import check_segment
+from cas.errors import InvalidNameError
+from cas.integrations._shared.folders import FolderKey
+from cas.integrations._shared.segments import decode, encode, is_id
 
 __all__ = ["ZenMLLayout", "ALIAS"]
 

@@ -1,0 +1,34 @@
+"""Progress reporting: fsspec's ``Callback``, the protocol fsspec's own transfers use.
+
+Long work (save, download, sync, verify, reindex) takes ``progress``, a
+:class:`fsspec.callbacks.Callback`: bytes are reported with
+``relative_update(nbytes)`` (from any thread, so a callback that draws must
+lock), and each finished item (a file of a tree, a blob, a ref) calls the
+callback's ``"item"`` hook, if it has one, with ``n=1``.  fsspec also calls
+every hook, that one included, on each byte update, without ``n``: an item
+hook is written ``def item(size, value, n=0, **kwargs)``.  ``set_size`` is
+called when the total is known up front.
+"""
+
+from __future__ import annotations
+
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+
+__all__ = ["ITEM", "Callback", "as_callback", "item_done"]
+
+#: the hook called once per finished item: ``hooks["item"](size, value, n=1)``
+ITEM = "item"
+
+
+def as_callback(progress: Callback | None) -> Callback:
+    """``progress`` itself, or fsspec's no-op callback for None."""
+    if progress is None:
+        return DEFAULT_CALLBACK
+    if not isinstance(progress, Callback):
+        raise TypeError(f"progress must be an fsspec.callbacks.Callback, not {type(progress).__name__}")
+    return progress
+
+
+def item_done(progress: Callback, n: int = 1) -> None:
+    """Report ``n`` finished items (files, blobs, refs)."""
+    progress.call(ITEM, n=n)
