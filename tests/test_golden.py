@@ -3,8 +3,8 @@
 Every literal here was produced by cas before the issue-10 refactoring
 (commit f1d96bd5).  Two kinds of test share them:
 
-* codec tests encode FIXED values with the public codecs (``cas.records``,
-  ``cas.tree``) and compare bytes and BLAKE3 digests, then decode them back;
+* codec tests encode FIXED values with the public codecs (``cas.core.records``,
+  ``cas.core.tree``) and compare bytes and BLAKE3 digests, then decode them back;
 * store tests drive a real local store through every kind of write (save,
   a tree, link, aliases, deletion, a run with a failed step, gc) and read the
   files it wrote straight from disk.  Record times are the only thing that
@@ -30,9 +30,9 @@ import blake3
 import pytest
 
 import cas
-import cas.digest
-import cas.records
-import cas.tree
+import cas.core.digest
+import cas.core.records
+import cas.core.tree
 
 FIXED_TIME = "2026-01-01T00:00:00.000000+00:00"
 TIME_RE = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
@@ -506,10 +506,10 @@ def write_and_read(tmp: Path) -> Written:
         found.records[ref] = record
         normalised[digest] = blake3.blake3(record).hexdigest()
     for key in (n for n in names if n.startswith("journal/")):
-        entry = cas.records.decode((root / key).read_bytes())
+        entry = cas.core.records.decode((root / key).read_bytes())
         found.journal.append((key, entry["ref"]))
         found.entries[key] = (root / key).read_bytes().replace(entry["record"].encode(), normalised[entry["record"]].encode())
-    tree = cas.records.decode(found.records["refs/versions/demo/train/model/1"])["digest"]
+    tree = cas.core.records.decode(found.records["refs/versions/demo/train/model/1"])["digest"]
     found.manifest = read_blob(root, tree)
     assert read_blob(root, RAW_DIGEST) == RAW  # content under blobs/<2 hex>/<62 hex>
     for data in TREE_FILES.values():
@@ -530,13 +530,13 @@ def write_and_read(tmp: Path) -> Written:
 
 class TestNames:
     def test_format_marker_names(self):
-        assert cas.records.FORMAT_FILE == "cas-format"
-        assert cas.records.FORMAT_VERSION == 1
+        assert cas.core.records.FORMAT_FILE == "cas-format"
+        assert cas.core.records.FORMAT_VERSION == 1
 
     def test_ref_paths(self):
-        assert cas.records.version_ref("demo/ingest/raw", 3) == "refs/versions/demo/ingest/raw/3"
-        assert cas.records.alias_ref("demo/ingest/raw", "production", 0) == "refs/aliases/demo/ingest/raw/production/0"
-        assert cas.records.deletion_ref("demo/ingest/raw-link", 1) == "refs/deletions/demo/ingest/raw-link/1"
+        assert cas.core.records.version_ref("demo/ingest/raw", 3) == "refs/versions/demo/ingest/raw/3"
+        assert cas.core.records.alias_ref("demo/ingest/raw", "production", 0) == "refs/aliases/demo/ingest/raw/production/0"
+        assert cas.core.records.deletion_ref("demo/ingest/raw-link", 1) == "refs/deletions/demo/ingest/raw-link/1"
 
     @pytest.mark.parametrize(
         "path, kind, owner, number, alias, name",
@@ -548,16 +548,16 @@ class TestNames:
         ],
     )
     def test_ref_paths_parse(self, path, kind, owner, number, alias, name):
-        key = cas.records.parse_ref_path(path)
+        key = cas.core.records.parse_ref_path(path)
         assert (key.path, key.kind, key.owner, key.number, key.alias, key.name) == (path, kind, owner, number, alias, name)
 
     def test_journal_keys(self):
         assert [key for key, _ in JOURNAL][:2] == ["journal/0000000000000000", "journal/0000000000000001"]
-        assert cas.records.parse_journal_key("journal/0000000000000017") == 17
-        assert cas.records.parse_journal_key("journal/0000000000000000") == 0
+        assert cas.core.records.parse_journal_key("journal/0000000000000017") == 17
+        assert cas.core.records.parse_journal_key("journal/0000000000000000") == 0
 
     def test_content_digest(self):
-        assert cas.digest.hash_bytes(RAW) == RAW_DIGEST
+        assert cas.core.digest.hash_bytes(RAW) == RAW_DIGEST
         assert str(cas.Digest(RAW_DIGEST)) == f"blake3:{RAW_DIGEST}"
 
 
@@ -565,11 +565,11 @@ class TestCodecs:
     @pytest.mark.parametrize("ref", list(GOLDEN))
     def test_record(self, ref):
         digest, hexdata = GOLDEN[ref]
-        data = cas.records.encode(RECORDS[ref])
+        data = cas.core.records.encode(RECORDS[ref])
         assert data.hex() == hexdata
         assert blake3.blake3(data).hexdigest() == digest
-        assert cas.records.decode(data) == RECORDS[ref]
-        assert cas.records.decode_record(data, digest, ref) == RECORDS[ref]  # the validating decoder accepts it
+        assert cas.core.records.decode(data) == RECORDS[ref]
+        assert cas.core.records.decode_record(data, digest, ref) == RECORDS[ref]  # the validating decoder accepts it
 
     def test_every_record_type_is_pinned(self):
         types = {r["type"] for r in RECORDS.values()}
@@ -583,29 +583,29 @@ class TestCodecs:
     def test_encoding_sorts_keys_at_every_level(self):
         record = dict(reversed(RECORDS["refs/versions/demo/train/metrics/1"].items()))
         record["metadata"] = {"b": [1, 2], "a": {"y": None, "x": True}}
-        assert cas.records.encode(record).hex() == GOLDEN["refs/versions/demo/train/metrics/1"][1]
+        assert cas.core.records.encode(record).hex() == GOLDEN["refs/versions/demo/train/metrics/1"][1]
 
     def test_manifest(self):
         shuffled = [MANIFEST_ENTRIES[i] for i in (3, 0, 2, 1)]
-        data = cas.tree.encode_manifest(shuffled)
+        data = cas.core.tree.encode_manifest(shuffled)
         assert data.hex() == MANIFEST_HEX
         assert blake3.blake3(data).hexdigest() == MANIFEST_DIGEST
-        assert cas.tree.decode_manifest(data, MANIFEST_DIGEST) == MANIFEST_ENTRIES
+        assert cas.core.tree.decode_manifest(data, MANIFEST_DIGEST) == MANIFEST_ENTRIES
         assert RECORDS["refs/versions/demo/train/model/1"]["digest"] == MANIFEST_DIGEST
         assert RECORDS["refs/versions/demo/train/model/1"]["size"] == sum(s for _, _, s in MANIFEST_ENTRIES)
 
     @pytest.mark.parametrize("key, ref", JOURNAL)
     def test_journal_entry(self, key, ref):
         record = GOLDEN[ref][0]
-        data = cas.records.encode({"ref": ref, "record": record})
+        data = cas.core.records.encode({"ref": ref, "record": record})
         assert data.hex() == JOURNAL_HEX[key]
-        entry = cas.records.decode_journal_entry(data, key)
+        entry = cas.core.records.decode_journal_entry(data, key)
         assert (entry.ref.path, entry.record) == (ref, record)
 
     def test_ref_content(self):
         digest = GOLDEN["refs/versions/demo/ingest/raw/1"][0]
-        assert cas.records.decode_ref(digest.encode("ascii"), "refs/versions/demo/ingest/raw/1") == digest
-        assert cas.records.decode_ref(digest.encode("ascii") + b"\n", "refs/versions/demo/ingest/raw/1") == digest
+        assert cas.core.records.decode_ref(digest.encode("ascii"), "refs/versions/demo/ingest/raw/1") == digest
+        assert cas.core.records.decode_ref(digest.encode("ascii") + b"\n", "refs/versions/demo/ingest/raw/1") == digest
 
     def test_format_marker(self):
         fmt = json.loads(FORMAT_BYTES)

@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 import cas
-import cas.records
-import cas.tree
+import cas.core.records
+import cas.core.tree
 from cas.cli import cli
 
 FIXTURE = Path(__file__).parent / "fixtures" / "format1-store"
@@ -245,19 +245,19 @@ class TestOldStore:
         announced = set()
         for path in journal:
             data = path.read_bytes()
-            entry = cas.records.decode_journal_entry(data, f"journal/{path.name}")
-            assert cas.records.encode({"ref": entry.ref.path, "record": entry.record}) == data
-            assert cas.records.decode_ref((FIXTURE / entry.ref.path).read_bytes(), entry.ref.path) == entry.record
+            entry = cas.core.records.decode_journal_entry(data, f"journal/{path.name}")
+            assert cas.core.records.encode({"ref": entry.ref.path, "record": entry.record}) == data
+            assert cas.core.records.decode_ref((FIXTURE / entry.ref.path).read_bytes(), entry.ref.path) == entry.record
             announced.add(entry.ref.path)
             blob = (FIXTURE / "blobs" / entry.record[:2] / entry.record[2:]).read_bytes()
             assert blake3.blake3(blob).hexdigest() == entry.record
-            record = cas.records.decode_record(blob, entry.record, entry.ref.path)
-            assert cas.records.encode(record) == blob
+            record = cas.core.records.decode_record(blob, entry.record, entry.ref.path)
+            assert cas.core.records.encode(record) == blob
             if record["type"] == "version" and record["kind"] == "tree":
                 manifest = (FIXTURE / "blobs" / record["digest"][:2] / record["digest"][2:]).read_bytes()
-                entries = cas.tree.decode_manifest(manifest, record["digest"])
+                entries = cas.core.tree.decode_manifest(manifest, record["digest"])
                 assert [(p, d) for p, d, _ in entries] == [(p, d) for p, (d, _) in MODEL_FILES.items()]
-                assert cas.tree.encode_manifest(entries) == manifest
+                assert cas.core.tree.encode_manifest(entries) == manifest
         assert announced == set(refs)  # no orphan: every ref is journalled
 
     def test_reads_everything(self, store):
