@@ -180,4 +180,3 @@ class ArtifactVersion:
                 raise PathNotFoundError(f"{self.ref} has no file or directory {want!r}")
             chosen.update((e[0], e) for e in found)
         return [chosen[p] for p in sorted(chosen)]
-
