@@ -6,8 +6,6 @@ Answers are index rows (``cas.index.VersionRow``); the facade turns them into
 
 from __future__ import annotations
 
-import time
-
 from cas.core.names import LATEST, check_alias, parse_name, parse_ref, parse_version
 from cas.core.records import alias_record, alias_ref, deletion_record, deletion_ref, version_ref
 from cas.errors import (
@@ -149,11 +147,8 @@ class Versions:
     def record_deletion(self, name: str, version: int) -> None:
         """Record that ``name@version`` is deleted (VersionDeletedError if it already is)."""
         record = deletion_record(name, version)
-        since = time.time()
-        record_digest = self.publisher.records.put_record(record)
-        ref = deletion_ref(name, version)
-        if not self.publisher.records.claim(ref, record_digest):
-            self.publisher.learn(ref)
+        # Exactly one ref can say so: the claim of that very number, lost if already deleted.
+        claimed = self.publisher.claim(record, "version", version, lambda n: deletion_ref(name, n), exact=True)
+        if claimed is None:
             raise VersionDeletedError(name, version)
-        self.publisher.after_claim(record, record_digest, since)
-        self.publisher.commit(ref, record_digest, record)
+        self.publisher.commit(claimed.ref, claimed.record_digest, record)
