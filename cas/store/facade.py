@@ -36,16 +36,8 @@ from cas.store.versions import Versions
 from cas.version import ArtifactVersion
 
 __all__ = [
-    "DEFAULT_GC_GRACE",
-    "DEFAULT_STORE",
-    "INDEX_FILE",
-    "GcReport",
-    "Progress",
-    "Store",
-    "StoreStats",
-    "UnsupportedDataError",
-    "VerifyReport",
-    "open_store",
+    "DEFAULT_GC_GRACE", "DEFAULT_STORE", "INDEX_FILE", "GcReport", "Progress", "Store", "StoreStats",
+    "UnsupportedDataError", "VerifyReport", "open_store",
 ]
 
 DEFAULT_STORE = "./.cas"
