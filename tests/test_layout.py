@@ -142,8 +142,9 @@ def test_every_module_imports_alone():
     """Each module imports first in a fresh interpreter: no import order hides a cycle."""
 
     def run(module: str) -> tuple[str, subprocess.CompletedProcess]:
-        cmd = [sys.executable, "-W", "error::DeprecationWarning", "-c", _IMPORT_ALONE, module]
-        return module, subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+        # -I: the installed package, not whatever the working directory holds
+        cmd = [sys.executable, "-I", "-W", "error::DeprecationWarning", "-c", _IMPORT_ALONE, module]
+        return module, subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         results = list(pool.map(run, _modules()))
