@@ -1,0 +1,5 @@
+"""``python -m cas.cli``: the ``cas`` command."""
+
+from cas.cli.main import main
+
+main()
