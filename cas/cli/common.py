@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from cas.core.progress import Callback
     from cas.store.facade import Store
     from cas.version import ArtifactVersion
 
@@ -79,7 +80,7 @@ def emit(ctx: click.Context, as_json: bool, data: Any, text: str | None = None) 
 
 
 @contextmanager
-def progress_bar(ctx: click.Context, total: int | None, desc: str, *, as_json: bool = False, **kw: Any) -> Iterator[Any]:
+def progress_bar(ctx: click.Context, total: int | None, desc: str, *, as_json: bool = False, **kw: Any) -> Iterator[Callback]:
     """A live bar on stderr (see cas.cli.progress): on a terminal only, never with
     --quiet, not with --json unless --progress asks for it."""
     from cas.cli.progress import progress_bar as bar

@@ -18,6 +18,7 @@ from cas.core.units import human_bytes
 from cas.errors import DestinationExistsError
 
 if TYPE_CHECKING:
+    from cas.core.progress import Callback
     from cas.version import ArtifactVersion
 
 __all__ = ["put", "get", "cat", "ls_cmd", "download_target", "replace_with_download"]
@@ -59,12 +60,12 @@ def put(
     before = store.stats().stored_bytes
     latest_before = max((v.version for v in store.list_versions(name)), default=0) if store.list_artifacts(name) else 0
     if source == "-":
-        with progress_bar(ctx, None, f"saving {name}", as_json=as_json) as update:
-            v = store.save(sys.stdin.buffer, name, metadata=metadata, aliases=aliases, progress=update, if_changed=if_changed)
+        with progress_bar(ctx, None, f"saving {name}", as_json=as_json) as progress:
+            v = store.save(sys.stdin.buffer, name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed)
     else:
         total, count = _local_size(path)
-        with progress_bar(ctx, total, f"saving {name}", as_json=as_json, items_total=count) as update:
-            v = store.save(path, name, metadata=metadata, aliases=aliases, progress=update, if_changed=if_changed)
+        with progress_bar(ctx, total, f"saving {name}", as_json=as_json, items_total=count) as progress:
+            v = store.save(path, name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed)
     new_bytes = store.stats().stored_bytes - before
     unchanged = v.version <= latest_before
     data = version_dict(v) | {"new_bytes": max(new_bytes, 0), "unchanged": unchanged}
@@ -100,13 +101,13 @@ def get(ctx: click.Context, ref: str, dest: str | None, paths: tuple[str, ...], 
     target = download_target(dest, v.name.rsplit("/", 1)[-1])
     size = sum(s for _, _, s in selected) if selected is not None else v.size
     count = len(selected) if selected is not None else _file_count(v)
-    with progress_bar(ctx, size, f"getting {v.ref}", as_json=as_json, items_total=count) as update:
+    with progress_bar(ctx, size, f"getting {v.ref}", as_json=as_json, items_total=count) as progress:
         if os.path.lexists(target):
             if not force:
                 raise DestinationExistsError(str(target))
-            replace_with_download(v, target, update, paths or None)
+            replace_with_download(v, target, progress, paths or None)
         else:
-            v.download(target, paths=paths or None, progress=update)
+            v.download(target, paths=paths or None, progress=progress)
     emit(ctx, as_json, version_dict(v) | {"path": str(target)}, f"{v.ref} -> {target}")
 
 
@@ -132,7 +133,7 @@ def _local_size(path: Path) -> tuple[int, int | None]:
     return sum(sizes), len(sizes)
 
 
-def replace_with_download(v: ArtifactVersion, target: Path, progress: Any = None, paths: Any = None) -> None:
+def replace_with_download(v: ArtifactVersion, target: Path, progress: Callback | None = None, paths: Any = None) -> None:
     """--force: the new content is assembled beside ``target`` and swapped in, so a
     failed download leaves the old one as it was."""
     if v.kind == "blob" and target.is_dir() and not target.is_symlink():
@@ -167,10 +168,10 @@ def cat(ctx: click.Context, ref: str, path: str | None, path_option: str | None)
     v = open_cli_store(ctx).get_artifact_version(ref)
     out = sys.stdout.buffer
     size = v.size if path is None else next((s for p, _, s in v.files(path) if p == path), None)
-    with v.open(path) as f, progress_bar(ctx, size, f"reading {v.ref}") as update:
+    with v.open(path) as f, progress_bar(ctx, size, f"reading {v.ref}") as progress:
         while block := f.read(1 << 20):
             out.write(block)
-            update(len(block))
+            progress.relative_update(len(block))
     out.flush()
 
 

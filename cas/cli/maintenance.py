@@ -49,8 +49,8 @@ def verify(ctx: click.Context, deep: bool, as_json: bool) -> None:
     """
     store = open_cli_store(ctx)
     # no total: --deep rehashes every stored blob, which the index's byte counts do not cover
-    with progress_bar(ctx, None, "verifying", as_json=as_json, item_unit="blobs", count_bytes=deep) as update:
-        report = store.verify(deep=deep, progress=update)
+    with progress_bar(ctx, None, "verifying", as_json=as_json, item_unit="blobs", count_bytes=deep) as progress:
+        report = store.verify(deep=deep, progress=progress)
     counted = "stored" if deep else "needed"
     data = {"ok": report.ok, "checked": report.checked, "blobs_counted": counted, "missing": report.missing,
             "corrupt": report.corrupt, "foreign": report.foreign, "invalid": report.invalid,
@@ -125,8 +125,8 @@ def reindex(ctx: click.Context, as_json: bool) -> None:
       cas --store team reindex --json
     """
     store = open_cli_store(ctx)
-    with progress_bar(ctx, None, "reindexing", as_json=as_json, item_unit="refs", count_bytes=False) as update:
-        n = store.reindex(progress=update)
+    with progress_bar(ctx, None, "reindexing", as_json=as_json, item_unit="refs", count_bytes=False) as progress:
+        n = store.reindex(progress=progress)
     emit(ctx, as_json, {"refs": n}, f"reindexed {n} refs from {store.url}")
 
 

@@ -72,8 +72,8 @@ def sync_cmd(
         result = run_sync(source, target, names, jobs=jobs, dry_run=True)
     else:
         plan = status(source, target, names, jobs=jobs)
-        with progress_bar(ctx, plan.bytes_missing, "syncing", as_json=as_json, items_total=len(plan.blobs), item_unit="blobs") as update:
-            result = transfer(source, target, plan, jobs=jobs, progress=update)
+        with progress_bar(ctx, plan.bytes_missing, "syncing", as_json=as_json, items_total=len(plan.blobs), item_unit="blobs") as progress:
+            result = transfer(source, target, plan, jobs=jobs, progress=progress)
     verb = "would send" if dry_run else "sent"
     text = (
         f"{verb} {result.blobs_sent} blobs ({human_bytes(result.bytes_sent)}), "
