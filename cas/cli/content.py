@@ -63,8 +63,10 @@ def put(
         with progress_bar(ctx, None, f"saving {name}", as_json=as_json) as progress:
             v = store.save(sys.stdin.buffer, name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed)
     else:
-        total, count = _local_size(path)
-        with progress_bar(ctx, total, f"saving {name}", as_json=as_json, items_total=count) as progress:
+        # A directory's bar counts bytes and files without totals: sizing it would walk
+        # the tree a second time (the save walks it once).
+        total = None if path.is_dir() else path.stat().st_size
+        with progress_bar(ctx, total, f"saving {name}", as_json=as_json) as progress:
             v = store.save(path, name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed)
     new_bytes = store.stats().stored_bytes - before
     unchanged = v.version <= latest_before
@@ -123,14 +125,6 @@ def download_target(dest: str | None, basename: str) -> Path:
 
 def _file_count(v: ArtifactVersion) -> int | None:
     return len(v.files()) if v.kind == "tree" else None
-
-
-def _local_size(path: Path) -> tuple[int, int | None]:
-    """(bytes, files) of what `cas put` is about to read, for its bar."""
-    if not path.is_dir():
-        return path.stat().st_size, None
-    sizes = [p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
-    return sum(sizes), len(sizes)
 
 
 def replace_with_download(v: ArtifactVersion, target: Path, progress: Callback | None = None, paths: Any = None) -> None:
