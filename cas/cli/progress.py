@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from fsspec.callbacks import Callback
 from tqdm import tqdm
 
-from cas.core.progress import ITEM, Callback, as_callback
+from cas.core.progress import ITEM, as_callback
 from cas.core.units import human_bytes
 
 __all__ = ["progress_bar", "BarCallback", "IecBar", "REFRESH_SECONDS"]

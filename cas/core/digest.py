@@ -10,12 +10,15 @@ import mmap
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import blake3
 
-from cas.core.progress import Callback, as_callback
+from cas.core.progress import as_callback
 from cas.errors import InvalidNameError
+
+if TYPE_CHECKING:
+    from cas.core.progress import Callback
 
 __all__ = ["Digest", "hash_bytes", "hash_file", "hash_stream", "Hasher", "CHUNK", "is_hex_digest"]
 

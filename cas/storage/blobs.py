@@ -11,12 +11,15 @@ import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from cas.backends.base import Backend
 from cas.core.digest import CHUNK, Hasher, hash_bytes, hash_file, is_hex_digest
-from cas.core.progress import Callback, as_callback
+from cas.core.progress import as_callback
 from cas.errors import BlobNotFoundError, IntegrityError
+
+if TYPE_CHECKING:
+    from cas.core.progress import Callback
 
 __all__ = ["BlobStore", "PutResult", "blob_path", "BLOB_PREFIX"]
 

@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING
 
 from cas.backends.base import fsync_dir
 from cas.core.digest import CHUNK
-from cas.core.progress import Callback, as_callback, item_done
+from cas.core.progress import as_callback, item_done
 from cas.errors import PathIsDirectoryError, PathNotDirectoryError
 
 if TYPE_CHECKING:
+    from cas.core.progress import Callback
     from cas.storage.blobs import BlobStore
 
 __all__ = ["Download"]

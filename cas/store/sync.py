@@ -33,15 +33,19 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cas.core.digest import CHUNK, hash_bytes
-from cas.core.progress import Callback, as_callback, item_done
+from cas.core.progress import as_callback, item_done
 from cas.core.records import parse_ref_path, ref_order
 from cas.errors import CorruptRecordError, IntegrityError, InvalidNameError
 from cas.storage import sweeps
 from cas.storage.blobs import BLOB_PREFIX, blob_path, digest_from_path
 from cas.store.facade import Store
 from cas.version import TREE
+
+if TYPE_CHECKING:
+    from cas.core.progress import Callback
 
 __all__ = ["SyncPlan", "SyncResult", "status", "transfer", "sync", "DEFAULT_JOBS"]
 
