@@ -2,4 +2,5 @@
 
 from cas.cli.main import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -16,7 +16,6 @@ from typing import Any
 
 import click
 
-from cas import __version__
 from cas.cli.common import (
     EXIT_BROKEN_PIPE,
     EXIT_ERROR,
@@ -26,6 +25,7 @@ from cas.cli.common import (
     json_error,
     wants_json,
 )
+from cas.core.about import __version__
 from cas.errors import CasError
 
 __all__ = ["cli", "main", "COMMANDS", "LazyCommands", "EXIT_ERROR", "EXIT_VERIFY_FAILED"]
