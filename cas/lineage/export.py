@@ -11,6 +11,7 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from cas.core.about import __version__
 from cas.core.units import human_bytes
 from cas.index.lineage import UP
 
@@ -321,8 +322,6 @@ def openlineage_run_id(run_id: str) -> str:
 
 
 def _default_producer() -> str:
-    from cas import __version__
-
     return f"urn:cas-store:{__version__}"
 
 
