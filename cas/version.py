@@ -185,6 +185,6 @@ class ArtifactVersion:
 
 
 def _runs():
-    from cas.lineage import record as runs  # runs builds on this module; import it when first asked
+    from cas.lineage import runs  # runs builds on this module; import it when first asked
 
     return runs
