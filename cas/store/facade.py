@@ -21,8 +21,11 @@ from cas.core.names import check_alias, parse_name
 from cas.core.records import BLOB, Lineage, RecordStore, check_json_map
 from cas.errors import BackendError, InvalidNameError, StoreNotFoundError, UnsupportedDataError, VersionDeletedError
 from cas.index import Index, VersionRow
+from cas.lineage import events as _events
 from cas.lineage import query as _lineage
-from cas.lineage import record as _runs
+from cas.lineage import record as _record
+from cas.lineage import runs as _runs
+from cas.lineage.graph import LineageGraph
 from cas.storage.blobs import BlobStore
 from cas.store import gc as _gc
 from cas.store import sync as _sync
@@ -47,7 +50,7 @@ INDEX_FILE = "index.sqlite"
 _INDEX_FILES = (INDEX_FILE, f"{INDEX_FILE}-wal", f"{INDEX_FILE}-shm", f"{INDEX_FILE}-journal")
 
 # Run and step events (cas.lineage.record) are applied by that module's functions.
-APPLIERS.update(_runs.APPLIERS)
+APPLIERS.update(_events.APPLIERS)
 
 
 def default_index_path(backend: Backend) -> str:
@@ -112,7 +115,7 @@ class Store:
                     raise BackendError(f"refusing to follow a symlink inside the store: {name}", name)
         self.index = Index(index or default_index_path(backend))
         # Every content read of a version comes to the publisher: inside a step it is an input.
-        self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, on_read=_runs.note_read)
+        self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, on_read=_record.note_read)
         self.versions = Versions(self.publisher)
         self.ingest = Ingest(self.publisher, self.versions)
         if self.index.get_meta("store_id") != self.store_id:
@@ -185,7 +188,7 @@ class Store:
         aliases = [check_alias(a) for a in aliases]
         metadata = check_json_map(metadata, "metadata")
         mat = _materializers.select(data, materializer)
-        link = _runs.link_for_save(self, aname.pipeline, aname.step, run_id, step, inputs) if lineage is None else None
+        link = _record.link_for_save(self, aname.pipeline, aname.step, run_id, step, inputs) if lineage is None else None
         row = self.ingest.save(
             data, aname, lambda: _materializers.materialize(mat, data),
             materializer=mat.name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed,
@@ -292,9 +295,9 @@ class Store:
         """``get_artifact_version(name, version).load(allow_pickle=...)``."""
         return self.get_artifact_version(name, version).load(allow_pickle=allow_pickle)
 
-    def run(self, pipeline: str, *, params: dict[str, Any] | None = None, run_id: str | None = None) -> _runs.ActiveRun:
+    def run(self, pipeline: str, *, params: dict[str, Any] | None = None, run_id: str | None = None) -> _record.ActiveRun:
         """Start recording a run of ``pipeline`` (id generated unless given; a taken id is refused)."""
-        return _runs.ActiveRun(self, pipeline, params=params, run_id=run_id)
+        return _record.ActiveRun(self, pipeline, params=params, run_id=run_id)
 
     def get_run(self, run_id: str) -> _runs.PipelineRun:
         """A run with its steps, each with the versions it consumed and produced."""
@@ -314,13 +317,13 @@ class Store:
         """The versions the step that produced ``version`` consumed (deleted ones included, marked)."""
         return _runs.producer_inputs(self, version)
 
-    def end_step(self, run_id: str, step: str, status: str = _runs.COMPLETED, error: str | None = None) -> None:
+    def end_step(self, run_id: str, step: str, status: str = _record.COMPLETED, error: str | None = None) -> None:
         """End a step recorded through ``save(..., run_id=, step=)`` (the framework form)."""
-        _runs.end_step(self, run_id, step, status, error)
+        _record.end_step(self, run_id, step, status, error)
 
-    def end_run(self, run_id: str, status: str = _runs.COMPLETED, error: str | None = None) -> None:
+    def end_run(self, run_id: str, status: str = _record.COMPLETED, error: str | None = None) -> None:
         """End a run recorded through ``save(..., run_id=)`` (the framework form)."""
-        _runs.end_run(self, run_id, status, error)
+        _record.end_run(self, run_id, status, error)
 
     def materialize(self, obj: Any, name: str, run_id: str, step_name: str, project_name: str = "default") -> str:
         """FlowyML's ``ArtifactStore.materialize``: save ``obj`` as
@@ -331,7 +334,7 @@ class Store:
 
     def lineage(
         self, version: ArtifactVersion | str, direction: str = _lineage.UP, depth: int | None = None
-    ) -> _lineage.LineageGraph:
+    ) -> LineageGraph:
         """The lineage graph of a version: ``"up"`` to what it came from, ``"down"``
         to what was derived from it, ``depth`` steps at most (None: all)."""
         if isinstance(version, str):

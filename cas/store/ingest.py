@@ -16,6 +16,7 @@ from typing import Any
 
 from cas.core.digest import Digest
 from cas.core.names import ArtifactName, parse_name
+from cas.core.progress import as_callback, item_done
 from cas.core.records import BLOB, TREE, Lineage, check_json_map, version_record, version_ref
 from cas.core.tree import check_entries, decode_manifest, encode_manifest, walk_files
 from cas.errors import (
@@ -288,8 +289,7 @@ class Ingest:
             for rel, abspath in files:
                 result = self.blobs.put_file(abspath, progress)
                 entries.append((rel, result.digest, result.size))
-                if progress:
-                    progress(0, 1)
+                item_done(as_callback(progress))
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)

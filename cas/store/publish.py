@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from cas.backends.base import Backend
+from cas.core.progress import as_callback, item_done
 from cas.core.records import TREE, RecordStore, journal_path, ref_order
 from cas.core.tree import decode_manifest
 from cas.errors import BackendError, BlobNotFoundError, CasError, CorruptRecordError
@@ -340,8 +341,7 @@ class Publisher:
             for ref, record_digest, record, entries in found:
                 self.apply(c, ref, record_digest, record, entries)
                 applied += 1
-                if progress:
-                    progress(0, 1)
+                item_done(as_callback(progress))
             seq = start
             while True:
                 try:

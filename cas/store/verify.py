@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cas.core.progress import as_callback, item_done
 from cas.core.records import REFS, parse_ref_path
 from cas.errors import CasError, CorruptRecordError
 from cas.store.publish import Progress, Publisher
@@ -56,8 +57,7 @@ def verify(pub: Publisher, deep: bool = False, progress: Progress | None = None)
             if actual != digest:
                 bad.add(digest)
             checked += 1
-            if progress:
-                progress(0, 1)
+            item_done(as_callback(progress))
         corrupt = sorted(bad)
     else:
         checked = len(needed)
