@@ -35,7 +35,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cas.core.names import check_segment, parse_ref
-from cas.core.records import END_STATUSES, check_json_map, now_iso, run_ref
+from cas.core.records import END_STATUSES, check_json_map, now_iso
+from cas.core.refs import run_ref
 from cas.errors import InvalidNameError, RunError
 from cas.index import runs as q
 from cas.lineage import live as live_lineage

@@ -35,7 +35,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from cas.core.digest import CHUNK, hash_bytes
-from cas.core.records import parse_ref_path, ref_order
+from cas.core.refs import parse_ref_path, ref_order
 from cas.errors import CorruptRecordError, IntegrityError, InvalidNameError
 from cas.storage import sweeps
 from cas.storage.blobs import BLOB_PREFIX, blob_path, digest_from_path
