@@ -31,6 +31,7 @@ import pytest
 
 import cas
 import cas.core.digest
+import cas.core.format
 import cas.core.records
 import cas.core.refs
 import cas.core.tree
@@ -531,8 +532,8 @@ def write_and_read(tmp: Path) -> Written:
 
 class TestNames:
     def test_format_marker_names(self):
-        assert cas.core.records.FORMAT_FILE == "cas-format"
-        assert cas.core.records.FORMAT_VERSION == 1
+        assert cas.core.format.FORMAT_FILE == "cas-format"
+        assert cas.core.format.FORMAT_VERSION == 1
 
     def test_ref_paths(self):
         assert cas.core.refs.version_ref("demo/ingest/raw", 3) == "refs/versions/demo/ingest/raw/3"

@@ -1,4 +1,4 @@
-"""Record codecs: the bytes of every record, ref content, journal entry and the format file.
+"""Record codecs: the bytes of every record, ref content and journal entry.
 
 Every fact — a version, an alias move, a deletion, a run, a step — is an
 immutable msgpack record stored as a blob, made reachable by a create-only
@@ -6,15 +6,14 @@ immutable msgpack record stored as a blob, made reachable by a create-only
 so other machines can catch up by reading only what is new.  Where those
 live is ``cas.core.refs``; reading and writing them is ``cas.storage``.
 
-    cas-format                                   JSON: format, hash, store id
     blobs of records                             canonical msgpack maps with a ``type``
     refs/<...>                                   the record's hex digest
     journal/<seq>                                msgpack {ref, record}
 
 Everything read back from a backend is untrusted (DESIGN invariant 12): the
-decoders here (with ``cas.core.refs`` for keys and ``cas.core.tree.decode_manifest``)
-are the one place that turns backend bytes into values, and decoding means
-validating against the grammar of docs/format.md.  Anything else raises
+decoders here (with ``cas.core.refs`` for keys, ``cas.core.tree.decode_manifest``
+and ``cas.core.format``) are the one place that turns backend bytes into values,
+and decoding means validating against the grammar of docs/format.md.  Anything else raises
 :class:`~cas.errors.CorruptRecordError` naming the blob or key; code after
 the codec never re-checks raw strings.  Pure: no I/O.
 """
@@ -23,7 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -33,18 +31,13 @@ import msgpack
 from cas.core.digest import is_hex_digest
 from cas.core.names import MAX_VERSION, check_alias, check_segment, parse_name
 from cas.core.refs import RefKey, parse_ref_path
-from cas.errors import CorruptRecordError, InvalidNameError, UnsupportedFormatError
+from cas.errors import CorruptRecordError, InvalidNameError
 
 __all__ = [
-    "FORMAT_FILE",
-    "FORMAT_VERSION",
-    "HASH_ALGORITHM",
     "END_STATUSES",
     "JournalEntry",
     "encode",
     "decode",
-    "encode_format",
-    "decode_format",
     "encode_journal_entry",
     "decode_record",
     "decode_journal_entry",
@@ -53,11 +46,7 @@ __all__ = [
     "now_iso",
 ]
 
-FORMAT_FILE = "cas-format"
-FORMAT_VERSION = 1
-HASH_ALGORITHM = "blake3"
 END_STATUSES = ("completed", "failed", "cancelled")
-_STORE_ID_RE = re.compile(r"[0-9a-f]{32}\Z")
 
 
 def now_iso() -> str:
@@ -106,33 +95,6 @@ def decode(data: bytes) -> dict[str, Any]:
 
 def encode_journal_entry(ref: str, record_digest: str) -> bytes:
     return encode({"ref": ref, "record": record_digest})
-
-
-# -- the format file -------------------------------------------------------------
-
-
-def encode_format(store_id: str, created_at: str) -> bytes:
-    fmt = {"format": FORMAT_VERSION, "hash": HASH_ALGORITHM, "store_id": store_id, "created_at": created_at}
-    return (json.dumps(fmt, indent=2) + "\n").encode()
-
-
-def decode_format(raw: bytes, url: str) -> dict[str, Any]:
-    """The ``cas-format`` file of the store at ``url``, or UnsupportedFormatError
-    (not one, a newer format, another hash, or no valid store id)."""
-    try:
-        fmt = json.loads(raw)
-        version = int(fmt["format"])  # a dict, or TypeError
-    except (ValueError, KeyError, TypeError):
-        raise UnsupportedFormatError(f"{FORMAT_FILE} at {url} is not a cas format file") from None
-    if version > FORMAT_VERSION:
-        raise UnsupportedFormatError(
-            f"store at {url} has format {version}; this cas reads up to {FORMAT_VERSION} - upgrade cas"
-        )
-    if fmt.get("hash") != HASH_ALGORITHM:
-        raise UnsupportedFormatError(f"store uses hash {fmt.get('hash')!r}; cas supports {HASH_ALGORITHM}")
-    if not isinstance(fmt.get("store_id"), str) or not _STORE_ID_RE.match(fmt["store_id"]):
-        raise UnsupportedFormatError(f"{FORMAT_FILE} at {url} has no valid store_id (32 hex)")
-    return fmt
 
 
 # -- decoding: the one place backend bytes become values ---------------------------

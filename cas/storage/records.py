@@ -13,16 +13,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from cas.backends.base import Backend
-from cas.core.records import (
-    FORMAT_FILE,
-    JournalEntry,
-    decode_format,
-    decode_record,
-    decode_ref,
-    encode,
-    encode_format,
-    now_iso,
-)
+from cas.core.format import FORMAT_FILE, decode_format, encode_format
+from cas.core.records import JournalEntry, decode_record, decode_ref, encode, now_iso
 from cas.core.refs import RefKey, parse_ref_path, refs_prefix
 from cas.core.tree import decode_manifest
 from cas.errors import BackendError, BlobNotFoundError, CorruptRecordError, IntegrityError
