@@ -36,7 +36,7 @@ LONG_MODULES = {
     "cas/lineage/query.py": "in flight: index (query, graph, export)",
     "cas/backends/base.py": "in flight: backends (local, fsspec, secrets split out)",
     "cas/fs/drafts.py": "in flight: fs (book, draft, finish)",
-    "cas/store/sync.py": "in flight: records (ref parsing moves to cas.core.refs)",
+    "cas/store/sync.py": "418 lines after records moved its ref parsing to cas.core.refs: split planning from sending once the store and cli edits land",
     "cas/index/db.py": "in flight: index (versions, cursor)",
 }
 # Modules no layer of the contract names, each with why.
