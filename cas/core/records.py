@@ -1,21 +1,12 @@
-"""Record codecs: the bytes of every record, ref content and journal entry.
+"""Record codecs: the bytes of every record, of a ref's content and of a journal entry.
 
-Every fact — a version, an alias move, a deletion, a run, a step — is an
-immutable msgpack record stored as a blob, made reachable by a create-only
-*ref* whose content is the record's digest, and announced in the *journal*
-so other machines can catch up by reading only what is new.  Where those
-live is ``cas.core.refs``; reading and writing them is ``cas.storage``.
-
-    blobs of records                             canonical msgpack maps with a ``type``
-    refs/<...>                                   the record's hex digest
-    journal/<seq>                                msgpack {ref, record}
-
-Everything read back from a backend is untrusted (DESIGN invariant 12): the
-decoders here (with ``cas.core.refs`` for keys, ``cas.core.tree.decode_manifest``
-and ``cas.core.format``) are the one place that turns backend bytes into values,
-and decoding means validating against the grammar of docs/format.md.  Anything else raises
-:class:`~cas.errors.CorruptRecordError` naming the blob or key; code after
-the codec never re-checks raw strings.  Pure: no I/O.
+Every fact — a version, an alias move, a deletion, a run, a step — is an immutable msgpack
+record stored as a blob, claimed by a create-only ref (``cas.core.refs``) whose content is its
+digest, and announced in the journal.  Everything read back from a backend is untrusted (DESIGN
+invariant 12): these decoders (with ``cas.core.refs``, ``cas.core.format`` and
+``cas.core.tree.decode_manifest``) are the one place backend bytes become values, validated
+against docs/format.md or refused with :class:`~cas.errors.CorruptRecordError` naming the blob
+or key; code after the codec never re-checks raw strings.  Pure: no I/O.
 """
 
 from __future__ import annotations
