@@ -30,10 +30,9 @@ MAX_LINES = 400
 # Modules allowed past MAX_LINES, each with why.  An entry that is no longer needed fails too,
 # so the list only shrinks.
 LONG_MODULES = {
-    "cas/core/records.py": "in flight: records (refs, storage.records, storage.journal split out)",
     "cas/backends/base.py": "in flight: backends (local, fsspec, secrets split out)",
     "cas/fs/drafts.py": "in flight: fs (book, draft, finish)",
-    "cas/store/sync.py": "in flight: records (ref parsing moves to cas.core.refs)",
+    "cas/store/sync.py": "420 lines after records moved its ref parsing to cas.core.refs: split planning from sending once the store edits land",
 }
 # Modules no layer of the contract names, each with why.
 OUTSIDE_LAYERS = {

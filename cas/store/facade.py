@@ -18,7 +18,7 @@ from cas import materializers as _materializers
 from cas.backends.base import Backend, open_backend, redact_url
 from cas.core.digest import Digest
 from cas.core.names import check_alias, parse_name
-from cas.core.records import BLOB, Lineage, RecordStore, check_json_map
+from cas.core.records import BLOB, Lineage, check_json_map
 from cas.errors import BackendError, InvalidNameError, StoreNotFoundError, UnsupportedDataError, VersionDeletedError
 from cas.index import Index, VersionRow
 from cas.lineage import events as _events
@@ -27,6 +27,7 @@ from cas.lineage import record as _record
 from cas.lineage import runs as _runs
 from cas.lineage.graph import LineageGraph
 from cas.storage.blobs import BlobStore
+from cas.storage.records import RecordStore
 from cas.store import gc as _gc
 from cas.store import sync as _sync
 from cas.store import verify as _verify
@@ -360,9 +361,7 @@ class Store:
     def reindex(self, progress: Progress | None = None) -> int:
         """Rebuild the index from the backend alone; returns the number of refs applied.
 
-        Safe while others write, and bad refs, records and journal entries are
-        skipped and remembered for ``verify`` (see ``Publisher.reindex``).
-        """
+        Safe while others write; bad objects are skipped for ``verify`` (``Publisher.reindex``)."""
         return self.publisher.reindex(progress)
 
     # -- sync, verify and gc ---------------------------------------------------------

@@ -17,7 +17,8 @@ from typing import Any
 from cas.core.digest import Digest
 from cas.core.names import ArtifactName, parse_name
 from cas.core.progress import as_callback, item_done
-from cas.core.records import BLOB, TREE, Lineage, check_json_map, version_record, version_ref
+from cas.core.records import BLOB, TREE, Lineage, check_json_map, version_record
+from cas.core.refs import version_ref
 from cas.core.tree import check_entries, decode_manifest, encode_manifest, walk_files
 from cas.errors import (
     BlobNotFoundError,

@@ -18,12 +18,14 @@ from typing import Any, NamedTuple
 
 from cas.backends.base import Backend
 from cas.core.progress import as_callback, item_done
-from cas.core.records import TREE, RecordStore, journal_path, ref_order
+from cas.core.records import TREE
+from cas.core.refs import journal_path, ref_order
 from cas.core.tree import decode_manifest
 from cas.errors import BackendError, BlobNotFoundError, CasError, CorruptRecordError
 from cas.index import Index
 from cas.storage import sweeps
 from cas.storage.blobs import BlobStore
+from cas.storage.records import RecordStore
 
 __all__ = ["APPLIERS", "Claim", "Progress", "Publisher", "applier"]
 

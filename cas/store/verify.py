@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from cas.core.progress import as_callback, item_done
-from cas.core.records import REFS, parse_ref_path
+from cas.core.refs import REFS, parse_ref_path
 from cas.errors import CasError, CorruptRecordError
 from cas.store.publish import Progress, Publisher
 

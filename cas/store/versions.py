@@ -7,7 +7,8 @@ Answers are index rows (``cas.index.VersionRow``); the facade turns them into
 from __future__ import annotations
 
 from cas.core.names import LATEST, check_alias, parse_name, parse_ref, parse_version
-from cas.core.records import alias_record, alias_ref, deletion_record, deletion_ref, version_ref
+from cas.core.records import alias_record, deletion_record
+from cas.core.refs import alias_ref, deletion_ref, version_ref
 from cas.errors import (
     ArtifactNotFoundError,
     InvalidNameError,
