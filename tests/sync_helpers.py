@@ -7,7 +7,8 @@ import threading
 from typing import Any
 
 import cas
-from cas.backends.base import Backend, open_backend
+from cas.backends.base import Backend
+from cas.backends.factory import open_backend
 from cas.store import Store
 
 

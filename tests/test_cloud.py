@@ -15,8 +15,10 @@ import time
 import pytest
 
 import cas
-from cas.backends.base import FsspecBackend, open_backend
-from cas.backends.cloud import AzureBackend, GcsBackend, S3Backend, secrets_of
+from cas.backends.factory import open_backend
+from cas.backends.fsspec import FsspecBackend
+from cas.backends.cloud import AzureBackend, GcsBackend, S3Backend
+from cas.backends.secrets import secrets_of
 from cas.backends.retry import RetryPolicy
 from cas.errors import BackendError
 

@@ -41,62 +41,25 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, TypeVar
 
-from cas.backends.base import Capabilities, Entry, FsspecBackend
+from cas.backends.base import Capabilities, Entry
+from cas.backends.fsspec import FsspecBackend
 from cas.backends.retry import RetryPolicy
+from cas.backends.secrets import Scrubber, secrets_of
 from cas.errors import BackendError, CasError
 
 T = TypeVar("T")
 
-__all__ = ["ObjectStoreBackend", "S3Backend", "GcsBackend", "AzureBackend", "cloud_backend", "secrets_of", "Scrubber"]
+__all__ = ["ObjectStoreBackend", "S3Backend", "GcsBackend", "AzureBackend", "cloud_backend", "cloud_options", "is_cloud_url"]
 
 PART_SIZE = 8 << 20
 # gcsfs put_file sends files below this in one multipart/related request.
 _GCSFS_SIMPLE_UPLOAD_MAX = 5 << 20
 # S3 allows at most 10,000 parts per upload.
 _MAX_PARTS = 10_000
-
-_SECRET_KEY = re.compile(r"key|secret|token|password|passwd|credential|sas|connection_string|signature", re.I)
-_CONN_SECRET = re.compile(r"(?:AccountKey|SharedAccessSignature|SharedAccessKey)=([^;]+)", re.I)
-# Shorter values ("anon", "true") are not credentials, and scrubbing them would garble messages.
-_MIN_SECRET_LEN = 6
-
-
-def secrets_of(options: Any) -> set[str]:
-    """Every string in ``options`` that could be a credential (recursively)."""
-    found: set[str] = set()
-
-    def visit(value: Any, key: str = "") -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                visit(v, str(k))
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                visit(v, key)
-        elif isinstance(value, str) and _SECRET_KEY.search(key):
-            found.add(value)
-            found.update(m.group(1) for m in _CONN_SECRET.finditer(value))
-
-    visit(options)
-    return {s for s in found if len(s) >= _MIN_SECRET_LEN}
-
-
-class Scrubber:
-    """Removes known secret strings from text before it goes anywhere."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a connection string goes before the key inside it.
-        self._secrets = sorted(set(secrets), key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return text
-
 
 class ObjectStoreBackend(FsspecBackend):
     """An fsspec object store with server-enforced create-only writes."""

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from cas.backends.base import fsync_dir
+from cas.backends.local import fsync_dir
 from cas.core.digest import CHUNK
 from cas.errors import PathIsDirectoryError, PathNotDirectoryError
 

@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cas import materializers as _materializers
-from cas.backends.base import Backend, LocalBackend, open_backend, redact_url
+from cas.backends.base import Backend
+from cas.backends.factory import open_backend
+from cas.backends.local import LocalBackend
+from cas.backends.secrets import redact_url
 from cas.core.digest import Digest
 from cas.core.names import LATEST, ArtifactName, check_alias, parse_name, parse_ref, parse_version
 from cas.core.records import (

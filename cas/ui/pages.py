@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 
 from starlette.responses import RedirectResponse
 
-from cas.backends.base import redact_url
+from cas.backends.secrets import redact_url
 from cas.core.names import parse_name, parse_version
 from cas.core.tree import check_tree_path
 from cas.errors import InvalidNameError, RunError, VersionDeletedError
