@@ -15,11 +15,11 @@ import time
 import pytest
 
 import cas
+from cas.backends.cloud import AzureBackend, GcsBackend, S3Backend
 from cas.backends.factory import open_backend
 from cas.backends.fsspec import FsspecBackend
-from cas.backends.cloud import AzureBackend, GcsBackend, S3Backend
-from cas.backends.secrets import secrets_of
 from cas.backends.retry import RetryPolicy
+from cas.backends.secrets import secrets_of
 from cas.errors import BackendError
 
 CLOUD = [pytest.param("s3", marks=pytest.mark.s3), pytest.param("gcs", marks=pytest.mark.gcs), pytest.param("azure", marks=pytest.mark.azure)]

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 import blake3
 
-from cas.errors import InvalidNameError
+from cas.errors import InvalidValueError
 
 __all__ = ["Digest", "hash_bytes", "hash_file", "hash_stream", "Hasher", "CHUNK", "is_hex_digest"]
 
@@ -39,7 +39,7 @@ class Digest:
 
     def __post_init__(self) -> None:
         if not is_hex_digest(self.hex):
-            raise InvalidNameError(f"not a BLAKE3 digest: {self.hex!r}")
+            raise InvalidValueError(f"not a BLAKE3 digest: {self.hex!r}")
 
     @classmethod
     def parse(cls, text: str) -> Digest:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from cas.core.names import check_segment, parse_ref
 from cas.core.records import END_STATUSES, check_json_map, now_iso, run_ref
-from cas.errors import InvalidNameError, RunError
+from cas.errors import InvalidNameError, InvalidValueError, RunError, RunNotFoundError
 from cas.index import runs as q
 from cas.lineage import live as live_lineage
 from cas.version import ArtifactVersion
@@ -179,7 +179,7 @@ def _end_step(store: Store, run_id: str, step_run_id: str, step: str, status: st
 
 def _check_status(status: str) -> str:
     if status not in END_STATUSES:
-        raise InvalidNameError(f"status must be one of {', '.join(END_STATUSES)}, not {status!r}")
+        raise InvalidValueError(f"status must be one of {', '.join(END_STATUSES)}, not {status!r}")
     return status
 
 
@@ -202,7 +202,7 @@ def resolve_inputs(store: Store, inputs: Iterable[Any]) -> list[tuple[str, int]]
             v = store.get_artifact_version(str(aname), spec)
             out.append((v.name, v.version))
         else:
-            raise InvalidNameError(f"an input must be an ArtifactVersion or a 'name@version' string, not {type(item).__name__}")
+            raise InvalidValueError(f"an input must be an ArtifactVersion or a 'name@version' string, not {type(item).__name__}")
     return list(dict.fromkeys(out))
 
 
@@ -440,14 +440,14 @@ def end_step(store: Store, run_id: str, step: str, status: str = COMPLETED, erro
     if q.get_step(store.index.conn, step_run_id) is None:
         store.refresh()  # another process may have started it
         if q.get_step(store.index.conn, step_run_id) is None:
-            raise RunError(f"run {run_id} has no step {step!r}")
+            raise RunNotFoundError(f"run {run_id} has no step {step!r}")
     _end_step(store, run_id, step_run_id, step, status, error)
 
 
 def end_run(store: Store, run_id: str, status: str = COMPLETED, error: str | None = None) -> None:
     _check_status(status)
     if not _run_known(store, _check_run_id(run_id)):
-        raise RunError(f"no run {run_id}")
+        raise RunNotFoundError(f"no run {run_id}")
     _end_run(store, run_id, status, error)
 
 
@@ -574,13 +574,13 @@ def get_run(store: Store, run_id: str) -> PipelineRun:
     store.refresh()  # a run's status changes: catch up with other machines first (one read if nothing new)
     row = q.get_run(store.index.conn, run_id)
     if row is None:
-        raise RunError(f"no run {run_id}")
+        raise RunNotFoundError(f"no run {run_id}")
     return _pipeline_run(store, row)
 
 
 def list_runs(store: Store, pipeline: str | None = None, status: str | None = None, limit: int | None = None) -> list[PipelineRun]:
     if limit is not None and limit < 0:
-        raise InvalidNameError("limit must be >= 0")
+        raise InvalidValueError("limit must be >= 0")
     store.refresh()
     return [_pipeline_run(store, r) for r in q.list_runs(store.index.conn, pipeline, status, limit)]
 
