@@ -22,7 +22,7 @@ class CountingBackend(Backend):
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.url = inner.url
-        self.is_local = inner.is_local
+        self.capabilities = inner.capabilities  # is_local and every capability as the wrapped backend
         self.calls: collections.Counter[str] = collections.Counter()
         self.written: dict[str, int] = {}
         self._lock = threading.Lock()

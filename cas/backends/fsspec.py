@@ -18,20 +18,32 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import BinaryIO
 
-from cas.backends.base import TMP_DIR, Backend, Entry
+from cas.backends.base import TMP_DIR, Backend, Capabilities, Entry
+from cas.backends.lease import WriterLease, acquire, process_lock
 from cas.backends.secrets import redact_url
 
 __all__ = ["FsspecBackend"]
 
 class FsspecBackend(Backend):
-    """Any fsspec filesystem.  Object stores get create-only puts in ``_put``."""
+    """Any fsspec filesystem: exists-then-put under one lock per store and process.
+
+    ``memory://`` declares ``atomic_create`` (only this process can see it, and
+    the lock orders its threads); any other filesystem takes the writer lease
+    before its first write (:mod:`cas.backends.lease`).  Object stores override
+    the creates with server-enforced ones (:mod:`cas.backends.cloud`).
+    """
 
     def __init__(self, fs, root: str, url: str) -> None:
         self.fs = fs
         self.root = root.rstrip("/")
         self.url = redact_url(url)
-        # memory:// and other in-process filesystems: exists+put must not interleave
-        self._lock = threading.Lock()
+        if "memory" in _protocols(fs):
+            self.capabilities = Capabilities(atomic_create=True, in_process=True)
+        self._key = _store_key(fs, self.root, self.url)
+        # shared by every backend object of this store in this process: exists+put must not
+        # interleave, and a listing must not walk memory://'s dict while another thread writes
+        self._lock = process_lock(self._key)
+        self._lease: WriterLease | None = None
 
     def __repr__(self) -> str:
         return f"FsspecBackend({self.url!r})"
@@ -68,9 +80,21 @@ class FsspecBackend(Backend):
             raise
         return True
 
+    def _writing(self) -> threading.Lock:
+        """The lock for exists-then-put, once this process may write (see the class docstring)."""
+        self._take_lease()
+        return self._lock
+
+    def _take_lease(self) -> None:
+        if self.capabilities.atomic_create or (self._lease is not None and self._lease.held):
+            return
+        with self._lock:  # one acquire per backend object, so one release in close() balances it
+            if self._lease is None or not self._lease.held:
+                self._lease = acquire(self._key, self.url)
+
     def create_bytes(self, rel: str, data: bytes, *, content_addressed: bool = False) -> bool:
         path = self._abs(rel)
-        with self._lock:
+        with self._writing():
             if self.fs.exists(path):
                 return False
             return self._put_bytes(path, bytes(data))
@@ -80,7 +104,7 @@ class FsspecBackend(Backend):
     ) -> bool:
         path = self._abs(rel)
         try:
-            with self._lock:
+            with self._writing():
                 if self.fs.exists(path):
                     return False
                 return self._put_file(path, local_path)
@@ -107,8 +131,26 @@ class FsspecBackend(Backend):
             yield Entry(rel, int(info.get("size") or 0), _mtime(info))
 
     def remove(self, rel: str) -> None:
+        self._take_lease()  # a remover is a writer too
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._abs(rel))
+
+    def close(self) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def _store_key(fs, root: str, url: str) -> str:
+    """One name per store for its lease: a local path by its real path, whatever the URL spelling."""
+    if "file" in _protocols(fs):
+        return "file://" + os.path.realpath(root)
+    return url.rstrip("/")
 
 
 def _mtime(info: dict) -> float | None:

@@ -118,7 +118,7 @@ class Download:
 
     def _fetch(self, jobs: list[tuple[str, str]]) -> None:
         """Write (digest, temp path) jobs; remote blobs in parallel (each is one round trip or more)."""
-        if len(jobs) < 2 or self._blobs.backend.is_local:
+        if len(jobs) < 2 or self._blobs.backend.capabilities.local:
             for hexdigest, path in jobs:
                 self._write(hexdigest, path)
             return
