@@ -46,6 +46,14 @@ def test_protocol_picks_the_object_store_backend(cloud, name):
     assert isinstance(backend, FsspecBackend)
 
 
+@pytest.mark.parametrize("name", CLOUD)
+def test_object_stores_declare_their_capabilities(cloud, name):
+    url, options = cloud(name)
+    caps = open_backend(url, **options).capabilities
+    assert caps.atomic_create and caps.retries and not caps.local and not caps.in_process
+    assert caps.stale_uploads == (name == "s3")  # only S3 keeps unfinished uploads gc must abort
+
+
 def test_memory_keeps_the_generic_backend():
     assert type(open_backend("memory://cas-generic")) is FsspecBackend
 

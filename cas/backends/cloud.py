@@ -20,7 +20,7 @@ when the single PUT, the multipart completion, the block commit or the last
 resumable chunk succeeds.  So there is no temp-key-then-rename (S3 has no
 rename; a copy would double the bytes).  A process killed mid-upload can
 leave an *unfinished* multipart upload (S3) or uncommitted blocks (Azure);
-they are invisible, and :meth:`ObjectStoreBackend.abort_stale_uploads`
+they are invisible, and :meth:`S3Backend.abort_stale_uploads`
 (called by ``cas gc``) removes S3's.
 
 "Already exists" is an answer, not an error: ``create_*`` returns False.
@@ -69,7 +69,7 @@ class ObjectStoreBackend(FsspecBackend):
     #: caught by the conditional write where the server enforces it.
     precheck = False
     part_size = PART_SIZE
-    capabilities = Capabilities(atomic_create=True, retries=True, stale_uploads=True)
+    capabilities = Capabilities(atomic_create=True, retries=True)
 
     def __init__(self, fs, root: str, url: str, secrets: Iterable[str] = ()) -> None:
         super().__init__(fs, root, url)
@@ -199,12 +199,11 @@ class ObjectStoreBackend(FsspecBackend):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(local_path)
 
-    def abort_stale_uploads(self, older_than: float) -> int:
-        """Remove unfinished uploads started before ``older_than`` (epoch seconds)."""
-        return 0
-
-
 class S3Backend(ObjectStoreBackend):
+    # only S3 keeps unfinished uploads that cost money and can be listed: GCS sessions
+    # expire by themselves, Azure drops uncommitted blocks after a week
+    capabilities = Capabilities(atomic_create=True, retries=True, stale_uploads=True)
+
     def _create_options(self, size: int) -> dict[str, Any]:
         # Parts go up one at a time: memory stays at one part whatever the size.
         return {"mode": "create", "chunksize": self._part_size(size), "max_concurrency": 1}
@@ -222,6 +221,8 @@ class S3Backend(ObjectStoreBackend):
         return list(out.get("Uploads", []))
 
     def abort_stale_uploads(self, older_than: float) -> int:
+        """Abort unfinished multipart uploads started before ``older_than`` (epoch seconds);
+        how many were aborted.  Declared by ``capabilities.stale_uploads``."""
         bucket, _ = self._bucket_key()
         aborted = 0
         for upload in self.pending_uploads():
