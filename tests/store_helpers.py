@@ -113,7 +113,7 @@ PAUSING_CHILD = textwrap.dedent(
     import cas
     import cas.errors
     from cas.storage.blobs import BlobStore
-    from cas.core.records import RecordStore
+    from cas.storage.records import RecordStore
 
     url, options, index, role, data = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
     store = cas.open_store(url, index=index, **options)

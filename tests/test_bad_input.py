@@ -28,7 +28,9 @@ from store_helpers import all_names, answers, backend_snapshot, make_tree, repla
 import cas
 from cas import errors
 from cas.cli import EXIT_VERIFY_FAILED, cli
-from cas.core.records import FORMAT_FILE, encode, journal_path, now_iso, version_ref
+from cas.core.format import FORMAT_FILE
+from cas.core.records import encode, now_iso
+from cas.core.refs import journal_path, version_ref
 from cas.storage.blobs import blob_path
 
 BAD_NAMES = [

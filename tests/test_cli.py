@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 import cas
 from cas.cli import EXIT_ERROR, EXIT_VERIFY_FAILED, cli
-from cas.core.records import FORMAT_FILE
+from cas.core.format import FORMAT_FILE
 from cas.storage.blobs import blob_path
 
 

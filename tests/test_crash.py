@@ -32,7 +32,7 @@ import pytest
 from store_helpers import all_names, answers
 
 import cas
-from cas.core.records import JOURNAL
+from cas.core.refs import JOURNAL
 
 CHILD = textwrap.dedent(
     """
@@ -270,7 +270,7 @@ ORPHAN_CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
     import cas
-    from cas.core.records import RecordStore
+    from cas.storage.records import RecordStore
 
     url, options, index, action = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
     store = cas.open_store(url, index=index, **options)

@@ -31,7 +31,9 @@ import pytest
 
 import cas
 import cas.core.digest
+import cas.core.format
 import cas.core.records
+import cas.core.refs
 import cas.core.tree
 
 FIXED_TIME = "2026-01-01T00:00:00.000000+00:00"
@@ -530,13 +532,13 @@ def write_and_read(tmp: Path) -> Written:
 
 class TestNames:
     def test_format_marker_names(self):
-        assert cas.core.records.FORMAT_FILE == "cas-format"
-        assert cas.core.records.FORMAT_VERSION == 1
+        assert cas.core.format.FORMAT_FILE == "cas-format"
+        assert cas.core.format.FORMAT_VERSION == 1
 
     def test_ref_paths(self):
-        assert cas.core.records.version_ref("demo/ingest/raw", 3) == "refs/versions/demo/ingest/raw/3"
-        assert cas.core.records.alias_ref("demo/ingest/raw", "production", 0) == "refs/aliases/demo/ingest/raw/production/0"
-        assert cas.core.records.deletion_ref("demo/ingest/raw-link", 1) == "refs/deletions/demo/ingest/raw-link/1"
+        assert cas.core.refs.version_ref("demo/ingest/raw", 3) == "refs/versions/demo/ingest/raw/3"
+        assert cas.core.refs.alias_ref("demo/ingest/raw", "production", 0) == "refs/aliases/demo/ingest/raw/production/0"
+        assert cas.core.refs.deletion_ref("demo/ingest/raw-link", 1) == "refs/deletions/demo/ingest/raw-link/1"
 
     @pytest.mark.parametrize(
         "path, kind, owner, number, alias, name",
@@ -548,13 +550,13 @@ class TestNames:
         ],
     )
     def test_ref_paths_parse(self, path, kind, owner, number, alias, name):
-        key = cas.core.records.parse_ref_path(path)
+        key = cas.core.refs.parse_ref_path(path)
         assert (key.path, key.kind, key.owner, key.number, key.alias, key.name) == (path, kind, owner, number, alias, name)
 
     def test_journal_keys(self):
         assert [key for key, _ in JOURNAL][:2] == ["journal/0000000000000000", "journal/0000000000000001"]
-        assert cas.core.records.parse_journal_key("journal/0000000000000017") == 17
-        assert cas.core.records.parse_journal_key("journal/0000000000000000") == 0
+        assert cas.core.refs.parse_journal_key("journal/0000000000000017") == 17
+        assert cas.core.refs.parse_journal_key("journal/0000000000000000") == 0
 
     def test_content_digest(self):
         assert cas.core.digest.hash_bytes(RAW) == RAW_DIGEST

@@ -20,7 +20,7 @@ import pytest
 from sync_helpers import counting_store, store_state
 
 import cas
-from cas.core.records import run_ref
+from cas.core.refs import run_ref
 
 RACE_BACKENDS = ["local", pytest.param("s3", marks=pytest.mark.s3), pytest.param("azure", marks=pytest.mark.azure)]
 

@@ -24,7 +24,9 @@ from store_helpers import answers, backend_snapshot, blob_files, make_tree, remo
 
 import cas
 from cas.core.digest import Digest, hash_bytes
-from cas.core.records import FORMAT_FILE, FORMAT_VERSION, decode, version_ref
+from cas.core.format import FORMAT_FILE, FORMAT_VERSION
+from cas.core.records import decode
+from cas.core.refs import version_ref
 from cas.errors import (
     ArtifactNotFoundError,
     BackendError,

@@ -9,7 +9,7 @@ from store_helpers import make_tree
 from sync_helpers import CountingBackend, counting_store, store_state
 
 import cas
-from cas.core.records import run_ref
+from cas.core.refs import run_ref
 from cas.errors import IntegrityError, InvalidNameError
 from cas.storage.blobs import blob_path
 from cas.store import Store

@@ -1,80 +1,43 @@
-"""Records in the backend: the truth the SQLite index is derived from (invariant 3).
+"""Record codecs: the bytes of every record, of a ref's content and of a journal entry.
 
-Every fact — a version, an alias move, a deletion, a run, a step — is an
-immutable msgpack record stored as a blob, made reachable by a create-only
-*ref* whose content is the record's digest, and announced in the *journal*
-so other machines can catch up by reading only what is new.
-
-    cas-format                                   JSON: format, hash, store id
-    refs/versions/<p>/<s>/<a>/<N>                claim of version N
-    refs/aliases/<p>/<s>/<a>/<alias>/<seq>       alias moves, highest seq wins
-    refs/deletions/<p>/<s>/<a>/<N>               version N deleted
-    refs/runs/<run id>/<seq>                     run and step-run events
-    journal/<seq, 16 digits>                     {ref, record} in commit order
-
-Everything read back from a backend is untrusted (DESIGN invariant 12): the
-decoders here (and ``cas.core.tree.decode_manifest``) are the one place that turns
-backend bytes and listed keys into values, and decoding means validating
-against the grammar of docs/format.md.  Anything else raises
-:class:`~cas.errors.CorruptRecordError` naming the blob or key; code after
-the codec never re-checks raw strings.
+Every fact — a version, an alias move, a deletion, a run, a step — is an immutable msgpack
+record stored as a blob, claimed by a create-only ref (``cas.core.refs``) whose content is its
+digest, and announced in the journal.  Everything read back from a backend is untrusted (DESIGN
+invariant 12): these decoders (with ``cas.core.refs``, ``cas.core.format`` and
+``cas.core.tree.decode_manifest``) are the one place backend bytes become values, validated
+against docs/format.md or refused with :class:`~cas.errors.CorruptRecordError` naming the blob
+or key; code after the codec never re-checks raw strings.  Pure: no I/O.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import re
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 import msgpack
 
-from cas.backends.base import Backend
 from cas.core.digest import is_hex_digest
 from cas.core.names import MAX_VERSION, check_alias, check_segment, parse_name
-from cas.core.tree import decode_manifest
-from cas.errors import (
-    BackendError,
-    BlobNotFoundError,
-    CorruptRecordError,
-    IntegrityError,
-    InvalidNameError,
-    UnsupportedFormatError,
-)
-from cas.storage.blobs import BlobStore
+from cas.core.refs import RefKey, parse_ref_path
+from cas.errors import CorruptRecordError, InvalidNameError
 
 __all__ = [
-    "FORMAT_FILE",
-    "FORMAT_VERSION",
-    "RecordStore",
-    "RefKey",
+    "END_STATUSES",
     "JournalEntry",
     "encode",
     "decode",
+    "encode_journal_entry",
     "decode_record",
     "decode_journal_entry",
     "decode_ref",
-    "parse_ref_path",
-    "parse_journal_key",
+    "check_json_map",
     "now_iso",
-    "version_ref",
-    "alias_ref",
-    "deletion_ref",
 ]
 
-FORMAT_FILE = "cas-format"
-FORMAT_VERSION = 1
-HASH_ALGORITHM = "blake3"
-REFS = "refs"
-JOURNAL = "journal"
-_SEQ_WIDTH = 16
 END_STATUSES = ("completed", "failed", "cancelled")
-_STORE_ID_RE = re.compile(r"[0-9a-f]{32}\Z")
 
 
 def now_iso() -> str:
@@ -121,114 +84,16 @@ def decode(data: bytes) -> dict[str, Any]:
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
-def version_ref(name: str, version: int) -> str:
-    return f"{REFS}/versions/{name}/{version}"
+def encode_journal_entry(ref: str, record_digest: str) -> bytes:
+    return encode({"ref": ref, "record": record_digest})
 
 
-def alias_ref(name: str, alias: str, seq: int) -> str:
-    return f"{REFS}/aliases/{name}/{alias}/{seq}"
-
-
-def deletion_ref(name: str, version: int) -> str:
-    return f"{REFS}/deletions/{name}/{version}"
-
-
-def run_ref(run_id: str, seq: int) -> str:
-    return f"{REFS}/runs/{run_id}/{seq}"
-
-
-def ref_order(item: tuple[str, str]) -> tuple[int, str, int]:
-    """Sort key for (ref, record digest): runs, then versions before the aliases
-    and deletions that refer to them; numbered refs in numeric order."""
-    key = parse_ref_path(item[0])
-    rank = {"runs": 0, "versions": 1, "aliases": 2, "deletions": 3}[key.kind]
-    return (rank, key.path.rpartition("/")[0], key.number)
-
-
-def journal_path(seq: int) -> str:
-    return f"{JOURNAL}/{seq:0{_SEQ_WIDTH}d}"
-
-
-# -- decoding: the one place backend bytes and keys become values ------------------
-
-
-@dataclass(frozen=True)
-class RefKey:
-    """A ref path that follows the layout above.
-
-    ``owner`` is the artifact name (versions, aliases, deletions) or the run id
-    (runs); ``number`` the version (versions, deletions) or the seq.
-    """
-
-    path: str
-    kind: str
-    owner: str
-    number: int
-    alias: str | None = None
-
-    @property
-    def name(self) -> str | None:
-        """The artifact name the ref belongs to; None for run refs."""
-        return None if self.kind == "runs" else self.owner
-
-    @property
-    def group(self) -> str:
-        """Refs of one artifact name, or of one run, are claimed one after another."""
-        return self.owner if self.kind != "runs" else f"{REFS}/runs/{self.owner}"
+# -- decoding: the one place backend bytes become values ---------------------------
 
 
 class JournalEntry(NamedTuple):
     ref: RefKey
     record: str  # record digest, hex
-
-
-def _number(text: str, lowest: int) -> int:
-    """A canonical decimal (no sign, no leading zero) in [lowest, MAX_VERSION]."""
-    if not (text.isascii() and text.isdigit()) or (len(text) > 1 and text[0] == "0"):
-        raise InvalidNameError(f"{text!r} is not a number")
-    n = int(text)
-    if not lowest <= n <= MAX_VERSION:
-        raise InvalidNameError(f"{n} is out of range")
-    return n
-
-
-def parse_ref_path(path: str) -> RefKey:
-    """The ref a backend key (or a journal entry's ``ref``) names, or CorruptRecordError."""
-    if not isinstance(path, str):
-        raise CorruptRecordError(_show_key(path), f"not a ref path: expected a string, got {type(path).__name__}")
-    return _parse_ref_path(path)
-
-
-@functools.lru_cache(maxsize=1 << 16)  # a reindex or a sync parses each ref a few times
-def _parse_ref_path(path: str) -> RefKey:
-    shown = _show_key(path)
-    try:
-        parts = path.split("/")
-        kind = parts[1] if len(parts) > 1 and parts[0] == REFS else ""
-        if kind in ("versions", "deletions") and len(parts) == 6:
-            return RefKey(path, kind, str(parse_name("/".join(parts[2:5]))), _number(parts[5], 1))
-        if kind == "aliases" and len(parts) == 7:
-            name = str(parse_name("/".join(parts[2:5])))
-            return RefKey(path, kind, name, _number(parts[6], 0), check_alias(parts[5]))
-        if kind == "runs" and len(parts) == 4:
-            return RefKey(path, kind, check_segment(parts[2], "run id"), _number(parts[3], 0))
-        raise InvalidNameError("not refs/versions|deletions/<name>/<N>, refs/aliases/<name>/<alias>/<seq> or refs/runs/<id>/<seq>")
-    except InvalidNameError as e:
-        raise CorruptRecordError(shown, f"not a ref path: {e}") from None
-
-
-def parse_journal_key(path: str) -> int:
-    """The seq of a listed ``journal/<16 digits>`` key, or CorruptRecordError."""
-    head, _, tail = path.rpartition("/")
-    if head != JOURNAL or len(tail) != _SEQ_WIDTH or not (tail.isascii() and tail.isdigit()):
-        raise CorruptRecordError(_show_key(path), f"not a journal key: expected {JOURNAL}/<{_SEQ_WIDTH} digits>")
-    return int(tail)
-
-
-def _show_key(key: Any) -> str:
-    """A key as it can be printed on one line: control characters escaped, long ones cut."""
-    text = key if isinstance(key, str) and key.isprintable() else repr(key)
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _unpack(data: bytes) -> Any:
@@ -445,199 +310,3 @@ def _check_claim(record: dict[str, Any], ref: RefKey) -> dict[str, Any]:
         if type(record[field]) is not type(value) or record[field] != value:
             raise InvalidNameError(f"{field!r} is {_brief(record[field])}, the ref says {value!r}")
     return want
-
-
-class RecordStore:
-    def __init__(self, backend: Backend, blobs: BlobStore) -> None:
-        self.backend = backend
-        self.blobs = blobs
-
-    # -- format --------------------------------------------------------------
-
-    def read_format(self) -> dict[str, Any] | None:
-        try:
-            raw = self.backend.read_bytes(FORMAT_FILE)
-        except FileNotFoundError:
-            return None
-        except NotADirectoryError:
-            raise BackendError(f"cannot use {self.backend.url} as a store: it is a file, not a directory") from None
-        try:
-            fmt = json.loads(raw)
-            version = int(fmt["format"])  # a dict, or TypeError
-        except (ValueError, KeyError, TypeError):
-            raise UnsupportedFormatError(f"{FORMAT_FILE} at {self.backend.url} is not a cas format file") from None
-        if version > FORMAT_VERSION:
-            raise UnsupportedFormatError(
-                f"store at {self.backend.url} has format {version}; this cas reads up to {FORMAT_VERSION} - upgrade cas"
-            )
-        if fmt.get("hash") != HASH_ALGORITHM:
-            raise UnsupportedFormatError(f"store uses hash {fmt.get('hash')!r}; cas supports {HASH_ALGORITHM}")
-        if not isinstance(fmt.get("store_id"), str) or not _STORE_ID_RE.match(fmt["store_id"]):
-            raise UnsupportedFormatError(f"{FORMAT_FILE} at {self.backend.url} has no valid store_id (32 hex)")
-        return fmt
-
-    def init_format(self) -> dict[str, Any]:
-        fmt = {"format": FORMAT_VERSION, "hash": HASH_ALGORITHM, "store_id": uuid.uuid4().hex, "created_at": now_iso()}
-        self.backend.create_bytes(FORMAT_FILE, (json.dumps(fmt, indent=2) + "\n").encode())
-        # Another process may have won the race: its file is the truth.
-        return self.read_format()  # type: ignore[return-value]
-
-    # -- records and refs ----------------------------------------------------
-
-    def put_record(self, record: dict[str, Any]) -> str:
-        return self.blobs.put_bytes(encode(record)).digest
-
-    def get_record(self, hexdigest: str, ref: RefKey | str) -> dict[str, Any]:
-        """The validated record ``ref`` claims (CorruptRecordError if it is not one).
-
-        A record blob that is missing or does not match its digest is as bad as
-        a malformed one: the ref cannot be applied, so it is reported the same way.
-        """
-        try:
-            data = self.blobs.read_bytes(hexdigest)
-        except (BlobNotFoundError, IntegrityError) as e:
-            raise CorruptRecordError(getattr(ref, "path", ref), f"its record cannot be read: {e}") from None
-        return decode_record(data, hexdigest, ref)
-
-    def get_manifest(self, hexdigest: str, ref: str) -> list[tuple[str, str, int]]:
-        """The validated entries of the tree manifest a version ref needs."""
-        try:
-            data = self.blobs.read_bytes(hexdigest)
-        except (BlobNotFoundError, IntegrityError) as e:
-            raise CorruptRecordError(ref, f"its tree manifest cannot be read: {e}") from None
-        try:
-            return decode_manifest(data, hexdigest)
-        except CorruptRecordError as e:
-            raise CorruptRecordError(ref, f"its tree {e}") from None
-
-    def claim(self, ref: str, record_digest: str) -> bool:
-        """Create-only write of a ref; False if someone already holds it."""
-        return self._create(ref, record_digest.encode("ascii"))
-
-    def _create(self, rel: str, data: bytes) -> bool:
-        """Create-only write; a symlink planted at that name in a local store holds
-        the name (never followed): the caller moves on as for any taken name."""
-        try:
-            return self.backend.create_bytes(rel, data)
-        except BackendError:
-            if self.backend.is_local and self.backend.is_symlink(rel):  # type: ignore[attr-defined]
-                return False
-            raise
-
-    def read_ref(self, ref: str) -> str:
-        """The record digest a ref holds (CorruptRecordError if it holds anything else)."""
-        return decode_ref(self._read_listed(ref), ref)
-
-    def ref_exists(self, ref: str) -> bool:
-        return self.backend.exists(ref)
-
-    def list_refs(self, kind: str = "", on_invalid: Callable[[CorruptRecordError], None] | None = None) -> Iterator[str]:
-        """The path of every valid ref under ``refs/<kind>`` (one listing; no ref is read).
-
-        A listed key that breaks the grammar goes to ``on_invalid`` and is
-        skipped (without one, it raises).
-        """
-        prefix = f"{REFS}/{kind}" if kind else REFS
-        for entry in self.backend.list(prefix):
-            try:
-                path = parse_ref_path(entry.path).path
-            except CorruptRecordError as e:
-                if on_invalid is None:
-                    raise
-                on_invalid(e)
-                continue
-            yield path
-
-    def iter_refs(
-        self, kind: str = "", on_invalid: Callable[[CorruptRecordError], None] | None = None
-    ) -> Iterator[tuple[str, str]]:
-        """(ref path, record digest) for every valid ref under ``refs/<kind>``.
-
-        A listed key or a ref content that breaks the grammar goes to
-        ``on_invalid`` and is skipped (without one, it raises): one bad object
-        never blocks the rest of the store.
-        """
-        for ref in self.list_refs(kind, on_invalid):
-            try:
-                digest = self.read_ref(ref)
-            except FileNotFoundError:
-                continue
-            except CorruptRecordError as e:
-                if on_invalid is None:
-                    raise
-                on_invalid(e)
-                continue
-            yield ref, digest
-
-    def _read_listed(self, rel: str) -> bytes:
-        """Bytes of a small metadata object; a symlink planted in a local store is
-        a bad object (reported), not an I/O failure (which stops the command)."""
-        try:
-            return self.backend.read_bytes(rel)
-        except BackendError:
-            if self.backend.is_local and self.backend.is_symlink(rel):  # type: ignore[attr-defined]
-                raise CorruptRecordError(rel, "a symlink, refused (not followed)") from None
-            raise
-        except IsADirectoryError:
-            raise CorruptRecordError(rel, "a directory, not a file") from None
-
-    def journalled_refs(self) -> tuple[set[str], int]:
-        """Every ref the journal announces, and one past its last entry (reads the whole journal)."""
-        refs: set[str] = set()
-        seq = 0
-        while True:
-            try:
-                entry = self.read_journal(seq)
-            except CorruptRecordError:
-                entry = False  # a bad entry announces nothing (refresh and verify report it)
-            if entry is None:
-                return refs, seq
-            if entry:
-                refs.add(entry.ref.path)
-            seq += 1
-
-    # -- journal -------------------------------------------------------------
-
-    def append_journal(self, ref: str, record_digest: str, hint: int) -> int:
-        """Claim the next free journal slot at or after ``hint``; returns its seq."""
-        data = encode({"ref": ref, "record": record_digest})
-        seq = max(hint, 0)
-        while not self._create(journal_path(seq), data):
-            seq += 1
-        return seq
-
-    def read_journal(self, seq: int) -> JournalEntry | None:
-        """The entry at ``seq``; None if the slot is free; CorruptRecordError if it is garbage."""
-        key = journal_path(seq)
-        try:
-            data = self._read_listed(key)
-        except FileNotFoundError:
-            return None
-        return decode_journal_entry(data, key)
-
-    def journal_end(self) -> int:
-        """The first free journal slot (a listing: for reindex only)."""
-        return self.scan_journal()[0]
-
-    def scan_journal(self) -> tuple[int, list[CorruptRecordError]]:
-        """(first free slot, listed keys that do not belong in the journal).
-
-        The journal is dense: every writer claims the first free slot at or
-        after one it knows is filled.  So the end is the first free slot, and a
-        key beyond it (planted far ahead) never moves the end: if it did, a
-        reindex would start reading there and miss every later entry.
-        """
-        seqs: dict[int, str] = {}
-        bad: list[CorruptRecordError] = []
-        for e in self.backend.list(JOURNAL):
-            try:
-                seqs[parse_journal_key(e.path)] = e.path
-            except CorruptRecordError as err:
-                bad.append(err)
-        end = 0
-        while end in seqs:
-            end += 1
-        free = journal_path(end)
-        bad += [CorruptRecordError(path, f"beyond the end of the journal ({free} is free)")
-                for seq, path in sorted(seqs.items()) if seq > end]
-        return end, bad

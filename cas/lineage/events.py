@@ -22,7 +22,8 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from cas.core.records import now_iso, run_ref
+from cas.core.records import now_iso
+from cas.core.refs import run_ref
 from cas.lineage import live as live_lineage
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cas.core.records import FORMAT_FILE
+from cas.core.format import FORMAT_FILE
 from cas.errors import InvalidNameError, InvalidValueError, RemoteNotFoundError
 
 if sys.version_info >= (3, 11):

@@ -27,18 +27,8 @@ from cas.backends.secrets import redact_url
 from cas.core.digest import Digest
 from cas.core.names import LATEST, ArtifactName, check_alias, parse_name, parse_ref, parse_version
 from cas.core.progress import as_callback, item_done
-from cas.core.records import (
-    REFS,
-    RecordStore,
-    alias_ref,
-    check_json_map,
-    deletion_ref,
-    journal_path,
-    now_iso,
-    parse_ref_path,
-    ref_order,
-    version_ref,
-)
+from cas.core.records import check_json_map, now_iso
+from cas.core.refs import REFS, alias_ref, deletion_ref, journal_path, parse_ref_path, ref_order, version_ref
 from cas.core.tree import check_entries, decode_manifest, encode_manifest, walk_files
 from cas.errors import (
     ArtifactNotFoundError,
@@ -59,6 +49,7 @@ from cas.lineage import query as _lineage
 from cas.lineage import record as _runs
 from cas.storage import sweeps
 from cas.storage.blobs import BlobStore, PutResult
+from cas.storage.records import RecordStore
 from cas.version import BLOB, TREE, ArtifactVersion
 
 __all__ = ["Store", "open_store", "VerifyReport", "GcReport", "StoreStats", "UnsupportedDataError", "Progress"]

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING
 
 from cas.core.digest import CHUNK, hash_bytes
 from cas.core.progress import as_callback, item_done
-from cas.core.records import parse_ref_path, ref_order
+from cas.core.refs import parse_ref_path, ref_order
 from cas.errors import CorruptRecordError, IntegrityError, InvalidNameError
 from cas.storage import sweeps
 from cas.storage.blobs import BLOB_PREFIX, blob_path, digest_from_path
@@ -108,12 +108,6 @@ class SyncResult:
 # -- choosing what to copy ---------------------------------------------------------
 
 
-def _name_of(ref: str) -> str | None:
-    """The artifact name a versions/aliases/deletions ref belongs to (refs come from
-    the index, validated when they entered it; the parser is the one records uses)."""
-    return parse_ref_path(ref).name
-
-
 def _matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
     pats = [p for p in patterns if p]
     for p in pats:
@@ -135,7 +129,7 @@ def _selected_refs(src: Store, match: Callable[[str], bool] | None) -> list[tupl
     refs = list(src.index.iter_records())
     if match is None:
         return refs
-    names = {n for n in (_name_of(r) for r, _ in refs) if n is not None and match(n)}
+    names = {n for n in (parse_ref_path(r).name for r, _ in refs) if n is not None and match(n)}
     runs = {run_id for name in names for run_id in src.index.run_ids_of(name)}
     keys = [(parse_ref_path(r), d) for r, d in refs]
     return [(k.path, d) for k, d in keys if k.name in names or (k.kind == "runs" and k.owner in runs)]
@@ -203,9 +197,9 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
     dst.refresh()
     refs = _selected_refs(src, match)
     dst_refs = dict(dst.index.iter_records())
-    conflicts = sorted({_name_of(r) or r for r, d in refs if r in dst_refs and dst_refs[r] != d})
+    conflicts = sorted({parse_ref_path(r).name or r for r, d in refs if r in dst_refs and dst_refs[r] != d})
     conflicted = set(conflicts)
-    refs = [(r, d) for r, d in refs if (_name_of(r) or r) not in conflicted]
+    refs = [(r, d) for r, d in refs if (parse_ref_path(r).name or r) not in conflicted]
     missing_refs = [(r, d) for r, d in refs if r not in dst_refs]
     needed = _needed_blobs(src, refs)
     known = dst.index.needed_blobs()
@@ -302,11 +296,6 @@ def _as_done(futures):
         yield from done
 
 
-def _group_of(ref: str) -> str:
-    """Refs of one artifact name (or one run) are claimed in order, one after another."""
-    return parse_ref_path(ref).group
-
-
 def _claim_group(src: Store, dst: Store, refs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
     """Claim one group's refs in order; (ref, digest, outcome) with outcome
     "claimed", "ours" (claimed by an interrupted earlier run) or "conflict"."""
@@ -365,7 +354,7 @@ def _publish_refs(
     """
     groups: dict[str, list[tuple[str, str]]] = {}
     for ref, digest in refs:
-        groups.setdefault(_group_of(ref), []).append((ref, digest))
+        groups.setdefault(parse_ref_path(ref).group, []).append((ref, digest))
     outcome: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         for claimed in pool.map(lambda g: _claim_group(src, dst, g), groups.values()):
@@ -376,7 +365,7 @@ def _publish_refs(
     for ref, digest in refs:  # already in publish order
         result = outcome[ref]
         if result == "conflict":
-            conflicts.add(_name_of(ref) or ref)
+            conflicts.add(parse_ref_path(ref).name or ref)
             continue
         if result == "claimed" or not dst.index.has_record(ref):
             dst._commit(ref, digest, src.records.get_record(digest, ref))

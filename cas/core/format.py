@@ -1,0 +1,45 @@
+"""The ``cas-format`` file at a store's root: which format and hash the store uses, and its id.
+
+    {"format": 1, "hash": "blake3", "store_id": "<32 hex>", "created_at": "<ISO 8601 UTC>"}
+
+A cas that meets a newer format refuses the store rather than misread it (docs/format.md).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from cas.errors import UnsupportedFormatError
+
+__all__ = ["FORMAT_FILE", "FORMAT_VERSION", "HASH_ALGORITHM", "encode_format", "decode_format"]
+
+FORMAT_FILE = "cas-format"
+FORMAT_VERSION = 1  # bumped by any change to docs/format.md
+HASH_ALGORITHM = "blake3"
+_STORE_ID_RE = re.compile(r"[0-9a-f]{32}\Z")
+
+
+def encode_format(store_id: str, created_at: str) -> bytes:
+    fmt = {"format": FORMAT_VERSION, "hash": HASH_ALGORITHM, "store_id": store_id, "created_at": created_at}
+    return (json.dumps(fmt, indent=2) + "\n").encode()
+
+
+def decode_format(raw: bytes, url: str) -> dict[str, Any]:
+    """The ``cas-format`` file of the store at ``url``, or UnsupportedFormatError
+    (not one, a newer format, another hash, or no valid store id)."""
+    try:
+        fmt = json.loads(raw)
+        version = int(fmt["format"])  # a dict, or TypeError
+    except (ValueError, KeyError, TypeError):
+        raise UnsupportedFormatError(f"{FORMAT_FILE} at {url} is not a cas format file") from None
+    if version > FORMAT_VERSION:
+        raise UnsupportedFormatError(
+            f"store at {url} has format {version}; this cas reads up to {FORMAT_VERSION} - upgrade cas"
+        )
+    if fmt.get("hash") != HASH_ALGORITHM:
+        raise UnsupportedFormatError(f"store uses hash {fmt.get('hash')!r}; cas supports {HASH_ALGORITHM}")
+    if not isinstance(fmt.get("store_id"), str) or not _STORE_ID_RE.match(fmt["store_id"]):
+        raise UnsupportedFormatError(f"{FORMAT_FILE} at {url} has no valid store_id (32 hex)")
+    return fmt

@@ -1,0 +1,34 @@
+"""Small metadata objects on a backend (the format file, refs, journal entries):
+create-only writes and reads that never follow a symlink planted in a local store."""
+
+from __future__ import annotations
+
+from cas.backends.base import Backend
+from cas.errors import BackendError, CorruptRecordError
+
+__all__ = ["create_object", "read_object"]
+
+
+def create_object(backend: Backend, rel: str, data: bytes) -> bool:
+    """Create-only write; False if the name is taken.  A symlink planted at that
+    name in a local store holds the name (never followed): the caller moves on
+    as for any taken name."""
+    try:
+        return backend.create_bytes(rel, data)
+    except BackendError:
+        if backend.capabilities.local and backend.is_symlink(rel):  # type: ignore[attr-defined]
+            return False
+        raise
+
+
+def read_object(backend: Backend, rel: str) -> bytes:
+    """Bytes of a small metadata object; a symlink planted in a local store is
+    a bad object (reported), not an I/O failure (which stops the command)."""
+    try:
+        return backend.read_bytes(rel)
+    except BackendError:
+        if backend.capabilities.local and backend.is_symlink(rel):  # type: ignore[attr-defined]
+            raise CorruptRecordError(rel, "a symlink, refused (not followed)") from None
+        raise
+    except IsADirectoryError:
+        raise CorruptRecordError(rel, "a directory, not a file") from None
