@@ -19,7 +19,7 @@ MOVED = {
     "cas.tree": "cas.core.tree",
     "cas.records": "cas.core.records",
     "cas.units": "cas.core.units",
-    "cas.backend": "cas.backends.base",
+    "cas.backend": "cas.backends",
     "cas.cloud": "cas.backends.cloud",
     "cas.retry": "cas.backends.retry",
     "cas.blobs": "cas.storage.blobs",

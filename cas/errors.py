@@ -1,31 +1,45 @@
-"""Every error cas raises, in one place.
+"""Every error cas raises, in one place, grouped by meaning.
 
-Each error also inherits the built-in a caller would naturally catch, with the
-OSError family first so ``errno`` and ``filename`` stay meaningful::
+Catch a group to handle a kind of failure (``except cas.errors.NotFoundError``),
+a leaf for one case.  Each error also inherits the built-in a caller would
+naturally catch, with the OSError family first so ``errno`` and ``filename``
+stay meaningful; a group never adds a built-in a member did not already have,
+except ``NotFoundError`` (LookupError) and ``InvalidArgumentError`` (ValueError)::
 
     CasError
-    ├── InvalidNameError(ValueError)        malformed name, version, alias or path
-    ├── StoreNotFoundError(FileNotFoundError)   no store at that location
-    ├── UnsupportedFormatError              store written by a newer cas
-    ├── ArtifactNotFoundError(KeyError)      unknown artifact name
-    │   └── VersionNotFoundError            unknown version or alias
-    ├── VersionDeletedError(FileNotFoundError)  the version was deleted
-    ├── VersionExistsError(FileExistsError) a committed version cannot change
-    ├── DestinationExistsError(FileExistsError)  cas get would replace a local file (--force allows it)
-    ├── ReadOnlyError(PermissionError)      a write that would change immutable data
-    ├── BlobNotFoundError(FileNotFoundError)   a blob the index points at is gone
-    ├── PathNotFoundError(FileNotFoundError)   no such cas:// path (name, version, alias or file)
-    ├── PathIsDirectoryError(IsADirectoryError)   a cas:// file operation on a directory
-    ├── PathNotDirectoryError(NotADirectoryError) a cas:// path below a file
-    ├── PathExistsError(FileExistsError)    a cas:// path that is already there (exclusive create, mkdir)
-    ├── IntegrityError                      bytes do not match their digest
-    ├── CorruptRecordError(ValueError)      a manifest, record, journal entry, ref or key in the
-    │                                       backend that breaks the format's grammar
-    ├── UnsafeLoadError(PermissionError)    loading would run code (pickle)
-    ├── UnsupportedDataError(TypeError)     no materializer can save this value
-    ├── MaterializerNotFoundError(LookupError)  a version's materializer is not installed here
-    ├── BackendError(OSError)               the storage backend failed
-    └── RunError(RuntimeError)             misuse of runs and steps
+    ├── NotFoundError(LookupError)              what was asked for is not there
+    │   ├── StoreNotFoundError(FileNotFoundError)   no store at that location
+    │   ├── ArtifactNotFoundError(KeyError)      unknown artifact name
+    │   │   └── VersionNotFoundError            unknown version or alias
+    │   ├── VersionDeletedError(FileNotFoundError)  the version was deleted
+    │   ├── BlobNotFoundError(FileNotFoundError)   a blob the index points at is gone
+    │   ├── PathNotFoundError(FileNotFoundError)   no such cas:// path (name, version, alias or file)
+    │   ├── RunNotFoundError(RunError)          no such run, or no such step in it
+    │   ├── RemoteNotFoundError(InvalidNameError)  no remote of that name in the config
+    │   └── MaterializerNotFoundError           a version's materializer is not installed here
+    ├── ConflictError                           the request conflicts with what is stored
+    │   ├── VersionExistsError(FileExistsError) a committed version cannot change
+    │   ├── DestinationExistsError(FileExistsError)  cas get would replace a local file (--force allows it)
+    │   ├── PathExistsError(FileExistsError)    a cas:// path that is already there (exclusive create, mkdir)
+    │   ├── PathIsDirectoryError(IsADirectoryError)   a cas:// file operation on a directory
+    │   ├── PathNotDirectoryError(NotADirectoryError) a cas:// path below a file
+    │   ├── ReadOnlyError(PermissionError)      a write that would change immutable data
+    │   ├── ConcurrentWriterError               another process writes this store, whose backend
+    │   │                                       cannot create atomically (cas.backends.lease)
+    │   └── RunError(RuntimeError)              misuse of runs and steps (ended, exists, ...)
+    │       └── RunNotFoundError(NotFoundError)
+    ├── InvalidArgumentError(ValueError)        an argument, option or setting cas cannot accept
+    │   ├── InvalidNameError                    malformed name, version, alias or path
+    │   │   └── InvalidValueError               not a name: a bad number, type, option or config;
+    │   │                                       under InvalidNameError only because cas 0.1 raised that
+    │   ├── UnsupportedDataError(TypeError)     no materializer can save this value
+    │   └── UnsafeLoadError(PermissionError)    loading would run code (pickle) without allow_pickle=True
+    ├── IntegrityError                          bytes do not match their digest; the group of
+    │   │                                       everything in the backend cas cannot trust or read
+    │   ├── CorruptRecordError(ValueError)      a manifest, record, journal entry, ref or key in the
+    │   │                                       backend that breaks the format's grammar
+    │   └── UnsupportedFormatError              store written by a newer cas
+    └── BackendError(OSError)                   the storage backend failed
 """
 
 from __future__ import annotations
@@ -34,7 +48,14 @@ import errno as _errno
 
 __all__ = [
     "CasError",
+    "NotFoundError",
+    "ConflictError",
+    "InvalidArgumentError",
     "InvalidNameError",
+    "InvalidValueError",
+    "RemoteNotFoundError",
+    "RunNotFoundError",
+    "ConcurrentWriterError",
     "StoreNotFoundError",
     "UnsupportedFormatError",
     "ArtifactNotFoundError",
@@ -93,22 +114,46 @@ def _rebuild(cls: type, args: tuple, state: dict) -> BaseException:
     return err
 
 
-class InvalidNameError(ValueError, CasError):
+# -- the groups ------------------------------------------------------------------
+
+
+class NotFoundError(LookupError, CasError):
+    """What was asked for is not there (a store, artifact, version, blob, path, run, ...)."""
+
+
+class ConflictError(CasError):
+    """The request conflicts with what is stored, or with who else is writing."""
+
+
+class InvalidArgumentError(ValueError, CasError):
+    """An argument, option or setting cas cannot accept; nothing was written."""
+
+
+# IntegrityError and BackendError are groups as well as errors; they follow below.
+
+# -- invalid arguments -----------------------------------------------------------
+
+
+class InvalidNameError(InvalidArgumentError):
     """A name, version, alias or path that breaks the grammar."""
 
 
-class StoreNotFoundError(FileNotFoundError, CasError):
+class InvalidValueError(InvalidNameError):
+    """An argument, option or setting that is not valid and is not a name: a number out of
+    range, a value of the wrong type, a malformed config file or environment variable.
+
+    It derives from InvalidNameError only because cas 0.1 raised that for these cases, so
+    existing ``except InvalidNameError`` keeps working; catch ``InvalidArgumentError``."""
+
+
+class StoreNotFoundError(FileNotFoundError, NotFoundError):
     __str__ = CasError.__str__
 
     def __init__(self, location: str):
         super().__init__(_errno.ENOENT, f"no cas store at {location} (run `cas init`)", location)
 
 
-class UnsupportedFormatError(CasError):
-    """The store was written by a newer cas, or uses an unknown hash."""
-
-
-class ArtifactNotFoundError(KeyError, CasError):
+class ArtifactNotFoundError(KeyError, NotFoundError):
     """No artifact has this name (a ``KeyError`` too)."""
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else ""
@@ -118,7 +163,7 @@ class VersionNotFoundError(ArtifactNotFoundError):
     """The artifact exists but has no such version or alias."""
 
 
-class VersionDeletedError(FileNotFoundError, CasError):
+class VersionDeletedError(FileNotFoundError, NotFoundError):
     """The version existed and was deleted (``cas rm``); its number is never reused."""
     __str__ = CasError.__str__
 
@@ -128,7 +173,7 @@ class VersionDeletedError(FileNotFoundError, CasError):
         self.version = version
 
 
-class VersionExistsError(FileExistsError, CasError):
+class VersionExistsError(FileExistsError, ConflictError):
     __str__ = CasError.__str__
 
     def __init__(self, message: str, filename: str | None = None):
@@ -138,7 +183,7 @@ class VersionExistsError(FileExistsError, CasError):
             super().__init__(_errno.EEXIST, message, filename)
 
 
-class DestinationExistsError(FileExistsError, CasError):
+class DestinationExistsError(FileExistsError, ConflictError):
     """A download would replace an existing local file or directory (``cas get --force`` allows it)."""
 
     __str__ = CasError.__str__
@@ -147,7 +192,7 @@ class DestinationExistsError(FileExistsError, CasError):
         super().__init__(_errno.EEXIST, f"{path} already exists (use --force to replace it)", path)
 
 
-class ReadOnlyError(PermissionError, CasError):
+class ReadOnlyError(PermissionError, ConflictError):
     __str__ = CasError.__str__
 
     def __init__(self, message: str, filename: str | None = None):
@@ -157,7 +202,7 @@ class ReadOnlyError(PermissionError, CasError):
             super().__init__(_errno.EACCES, message, filename)
 
 
-class BlobNotFoundError(FileNotFoundError, CasError):
+class BlobNotFoundError(FileNotFoundError, NotFoundError):
     __str__ = CasError.__str__
 
     def __init__(self, digest: str):
@@ -165,7 +210,7 @@ class BlobNotFoundError(FileNotFoundError, CasError):
         self.digest = digest
 
 
-class PathNotFoundError(FileNotFoundError, CasError):
+class PathNotFoundError(FileNotFoundError, NotFoundError):
     """No such ``cas://`` path: unknown or deleted name, version, alias, or file in a tree."""
 
     __str__ = CasError.__str__
@@ -175,7 +220,7 @@ class PathNotFoundError(FileNotFoundError, CasError):
         super().__init__(*args)
 
 
-class PathIsDirectoryError(IsADirectoryError, CasError):
+class PathIsDirectoryError(IsADirectoryError, ConflictError):
     """A file operation on a ``cas://`` directory (a pipeline, step, artifact or tree)."""
 
     __str__ = CasError.__str__
@@ -185,7 +230,7 @@ class PathIsDirectoryError(IsADirectoryError, CasError):
         super().__init__(*args)
 
 
-class PathNotDirectoryError(NotADirectoryError, CasError):
+class PathNotDirectoryError(NotADirectoryError, ConflictError):
     """A ``cas://`` path that treats a file (a blob version or a file in a tree) as a directory."""
 
     __str__ = CasError.__str__
@@ -195,7 +240,7 @@ class PathNotDirectoryError(NotADirectoryError, CasError):
         super().__init__(*args)
 
 
-class PathExistsError(FileExistsError, CasError):
+class PathExistsError(FileExistsError, ConflictError):
     """A ``cas://`` path that already exists where a new one was asked for."""
 
     __str__ = CasError.__str__
@@ -206,7 +251,10 @@ class PathExistsError(FileExistsError, CasError):
 
 
 class IntegrityError(CasError):
-    """Content read back does not hash to the digest it is stored under."""
+    """Content read back does not hash to the digest it is stored under.
+
+    Also the group of everything in the backend that cas cannot trust or read
+    (a corrupt record, a newer format): ``except IntegrityError`` catches those too."""
 
     def __init__(self, expected: str, actual: str, where: str = ""):
         self.expected = expected
@@ -215,7 +263,7 @@ class IntegrityError(CasError):
         super().__init__(f"integrity error{where}: expected blake3:{expected}, got blake3:{actual}")
 
 
-class CorruptRecordError(ValueError, CasError):
+class CorruptRecordError(ValueError, IntegrityError):
     """Something decoded from the backend breaks the format's grammar (DESIGN invariant 12).
 
     ``key`` names the offending object: ``blake3:<hex>`` for a blob (a record
@@ -230,7 +278,14 @@ class CorruptRecordError(ValueError, CasError):
         super().__init__(f"{key}: {reason}")
 
 
-class UnsafeLoadError(PermissionError, CasError):
+class UnsupportedFormatError(IntegrityError):
+    """The store was written by a newer cas, or uses an unknown hash."""
+
+    def __init__(self, message: str):
+        CasError.__init__(self, message)  # not a digest mismatch: IntegrityError's arguments do not apply
+
+
+class UnsafeLoadError(PermissionError, InvalidArgumentError):
     """Loading this version would run code (pickle) and ``allow_pickle=True`` was not given."""
     __str__ = CasError.__str__
 
@@ -238,11 +293,11 @@ class UnsafeLoadError(PermissionError, CasError):
         super().__init__(_errno.EACCES, message)
 
 
-class UnsupportedDataError(TypeError, CasError):
+class UnsupportedDataError(TypeError, InvalidArgumentError):
     """``save`` got a value that no materializer knows how to store."""
 
 
-class MaterializerNotFoundError(LookupError, CasError):
+class MaterializerNotFoundError(NotFoundError):
     """A version names a materializer this installation does not have (a missing extra or plugin)."""
 
 
@@ -256,6 +311,30 @@ class BackendError(OSError, CasError):
             super().__init__(_errno.EIO, message, filename)
 
 
-class RunError(RuntimeError, CasError):
+class RunError(RuntimeError, ConflictError):
     """A run or step used wrongly: ended twice, unknown, or lineage arguments without a run."""
 
+
+
+class RunNotFoundError(RunError, NotFoundError):
+    """No run with this id, or no step of that name in the run."""
+
+
+class RemoteNotFoundError(InvalidNameError, NotFoundError):
+    """No remote of this name in the config (an InvalidNameError too, as in cas 0.1)."""
+
+
+class ConcurrentWriterError(ConflictError):
+    """Another process on this machine is writing this store, and its backend cannot create
+    files atomically (``capabilities.atomic_create`` is False), so two writers would race
+    for the same version.  Writers of such a store take turns; see cas.backends.lease."""
+
+    def __init__(self, url: str, holder: str, lock: str):
+        self.url = url
+        self.holder = holder
+        self.lock = lock
+        super().__init__(
+            f"{url}: {holder} is writing this store, and its backend cannot create files atomically "
+            f"(capability atomic_create is False), so only one process may write at a time; "
+            f"retry when it is done, or use local disk or an object store for concurrent writers (lock {lock})"
+        )

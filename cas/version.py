@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from cas.core.digest import CHUNK, Digest
 from cas.core.records import BLOB, TREE
 from cas.core.tree import check_tree_path
-from cas.errors import InvalidNameError, PathNotFoundError
+from cas.errors import InvalidValueError, PathNotFoundError
 from cas.materializers import load_version
 from cas.storage.download import Download
 
@@ -114,7 +114,7 @@ class ArtifactVersion:
     def _blob_for(self, path: str | None) -> str:
         if self.kind == BLOB:
             if path:
-                raise InvalidNameError(f"{self.ref} is a file, not a directory: no {path!r} inside it")
+                raise InvalidValueError(f"{self.ref} is a file, not a directory: no {path!r} inside it")
             return self.digest.hex
         if not path:
             raise IsADirectoryError(f"{self.ref} is a directory; name a file inside it")
@@ -160,7 +160,7 @@ class ArtifactVersion:
         if dest.is_dir():
             dest = dest / self.name.rsplit("/", 1)[-1]
         if self.kind == BLOB and paths is not None:
-            raise InvalidNameError(f"{self.ref} is a file, not a directory: it has no paths inside")
+            raise InvalidValueError(f"{self.ref} is a file, not a directory: it has no paths inside")
         with Download(self.store.blobs, progress=progress) as d:  # whole and verified, or nothing at all
             if self.kind == BLOB:
                 d.file(self.digest.hex, dest)

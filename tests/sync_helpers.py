@@ -7,7 +7,8 @@ import threading
 from typing import Any
 
 import cas
-from cas.backends.base import Backend, open_backend
+from cas.backends.base import Backend
+from cas.backends.factory import open_backend
 from cas.store import Store
 
 
@@ -21,7 +22,7 @@ class CountingBackend(Backend):
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.url = inner.url
-        self.capabilities = inner.capabilities  # is_local and every capability as the wrapped backend
+        self.capabilities = inner.capabilities  # every capability as the wrapped backend
         self.calls: collections.Counter[str] = collections.Counter()
         self.written: dict[str, int] = {}
         self._lock = threading.Lock()

@@ -15,9 +15,11 @@ import time
 import pytest
 
 import cas
-from cas.backends.base import FsspecBackend, open_backend
-from cas.backends.cloud import AzureBackend, GcsBackend, S3Backend, secrets_of
+from cas.backends.cloud import AzureBackend, GcsBackend, S3Backend
+from cas.backends.factory import open_backend
+from cas.backends.fsspec import FsspecBackend
 from cas.backends.retry import RetryPolicy
+from cas.backends.secrets import secrets_of
 from cas.errors import BackendError
 
 CLOUD = [pytest.param("s3", marks=pytest.mark.s3), pytest.param("gcs", marks=pytest.mark.gcs), pytest.param("azure", marks=pytest.mark.azure)]
@@ -42,6 +44,14 @@ def test_protocol_picks_the_object_store_backend(cloud, name):
     expected = {"s3": S3Backend, "gcs": GcsBackend, "azure": AzureBackend}[name]
     assert type(backend) is expected
     assert isinstance(backend, FsspecBackend)
+
+
+@pytest.mark.parametrize("name", CLOUD)
+def test_object_stores_declare_their_capabilities(cloud, name):
+    url, options = cloud(name)
+    caps = open_backend(url, **options).capabilities
+    assert caps.atomic_create and caps.retries and not caps.local and not caps.in_process
+    assert caps.stale_uploads == (name == "s3")  # only S3 keeps unfinished uploads gc must abort
 
 
 def test_memory_keeps_the_generic_backend():

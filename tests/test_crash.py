@@ -39,7 +39,7 @@ CHILD = textwrap.dedent(
     import io, os, random, signal, sys
     from pathlib import Path
     import cas
-    import cas.backends.base
+    import cas.backends.local
     import cas.index.db
 
     store_dir, crash_at, seed, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
@@ -72,7 +72,7 @@ CHILD = textwrap.dedent(
 
     for fname in ("write", "fsync", "link", "rename", "replace", "unlink"):
         setattr(os, fname, counted(getattr(os, fname)))
-    cas.backends.base._syncfs = counted(cas.backends.base._syncfs)
+    cas.backends.local.syncfs = counted(cas.backends.local.syncfs)
     real_write = cas.index.db.Index.write
     def write(self):
         tick()

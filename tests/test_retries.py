@@ -348,7 +348,7 @@ def test_not_found_is_never_retried(flaky, s3_root, tmp_path):
 @pytest.mark.azure
 def test_permission_denied_is_never_retried(proxies, azurite_server, azure_root):
     """A wrong account key (Azurite answers 403): one request per call, one BackendError."""
-    from cas.backends.base import open_backend
+    from cas.backends.factory import open_backend
 
     proxy = proxies(azurite_server.port)
     wrong = azure_connection_string(proxy.endpoint).replace("AccountKey=", "AccountKey=AAAA")

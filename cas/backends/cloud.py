@@ -20,7 +20,7 @@ when the single PUT, the multipart completion, the block commit or the last
 resumable chunk succeeds.  So there is no temp-key-then-rename (S3 has no
 rename; a copy would double the bytes).  A process killed mid-upload can
 leave an *unfinished* multipart upload (S3) or uncommitted blocks (Azure);
-they are invisible, and :meth:`ObjectStoreBackend.abort_stale_uploads`
+they are invisible, and :meth:`S3Backend.abort_stale_uploads`
 (called by ``cas gc``) removes S3's.
 
 "Already exists" is an answer, not an error: ``create_*`` returns False.
@@ -41,62 +41,25 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import re
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timezone
 from typing import Any, BinaryIO, TypeVar
 
-from cas.backends.base import Capabilities, Entry, FsspecBackend
+from cas.backends.base import Capabilities, Entry
+from cas.backends.fsspec import FsspecBackend
 from cas.backends.retry import RetryPolicy
+from cas.backends.secrets import Scrubber, secrets_of
 from cas.errors import BackendError, CasError
 
 T = TypeVar("T")
 
-__all__ = ["ObjectStoreBackend", "S3Backend", "GcsBackend", "AzureBackend", "cloud_backend", "secrets_of", "Scrubber"]
+__all__ = ["ObjectStoreBackend", "S3Backend", "GcsBackend", "AzureBackend", "cloud_backend", "cloud_options", "is_cloud_url"]
 
 PART_SIZE = 8 << 20
 # gcsfs put_file sends files below this in one multipart/related request.
 _GCSFS_SIMPLE_UPLOAD_MAX = 5 << 20
 # S3 allows at most 10,000 parts per upload.
 _MAX_PARTS = 10_000
-
-_SECRET_KEY = re.compile(r"key|secret|token|password|passwd|credential|sas|connection_string|signature", re.I)
-_CONN_SECRET = re.compile(r"(?:AccountKey|SharedAccessSignature|SharedAccessKey)=([^;]+)", re.I)
-# Shorter values ("anon", "true") are not credentials, and scrubbing them would garble messages.
-_MIN_SECRET_LEN = 6
-
-
-def secrets_of(options: Any) -> set[str]:
-    """Every string in ``options`` that could be a credential (recursively)."""
-    found: set[str] = set()
-
-    def visit(value: Any, key: str = "") -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                visit(v, str(k))
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                visit(v, key)
-        elif isinstance(value, str) and _SECRET_KEY.search(key):
-            found.add(value)
-            found.update(m.group(1) for m in _CONN_SECRET.finditer(value))
-
-    visit(options)
-    return {s for s in found if len(s) >= _MIN_SECRET_LEN}
-
-
-class Scrubber:
-    """Removes known secret strings from text before it goes anywhere."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so a connection string goes before the key inside it.
-        self._secrets = sorted(set(secrets), key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for s in self._secrets:
-            text = text.replace(s, "***")
-        return text
-
 
 class ObjectStoreBackend(FsspecBackend):
     """An fsspec object store with server-enforced create-only writes."""
@@ -106,7 +69,7 @@ class ObjectStoreBackend(FsspecBackend):
     #: caught by the conditional write where the server enforces it.
     precheck = False
     part_size = PART_SIZE
-    capabilities = Capabilities(atomic_create=True, retries=True, stale_uploads=True)
+    capabilities = Capabilities(atomic_create=True, retries=True)
 
     def __init__(self, fs, root: str, url: str, secrets: Iterable[str] = ()) -> None:
         super().__init__(fs, root, url)
@@ -236,12 +199,11 @@ class ObjectStoreBackend(FsspecBackend):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(local_path)
 
-    def abort_stale_uploads(self, older_than: float) -> int:
-        """Remove unfinished uploads started before ``older_than`` (epoch seconds)."""
-        return 0
-
-
 class S3Backend(ObjectStoreBackend):
+    # only S3 keeps unfinished uploads that cost money and can be listed: GCS sessions
+    # expire by themselves, Azure drops uncommitted blocks after a week
+    capabilities = Capabilities(atomic_create=True, retries=True, stale_uploads=True)
+
     def _create_options(self, size: int) -> dict[str, Any]:
         # Parts go up one at a time: memory stays at one part whatever the size.
         return {"mode": "create", "chunksize": self._part_size(size), "max_concurrency": 1}
@@ -259,6 +221,8 @@ class S3Backend(ObjectStoreBackend):
         return list(out.get("Uploads", []))
 
     def abort_stale_uploads(self, older_than: float) -> int:
+        """Abort unfinished multipart uploads started before ``older_than`` (epoch seconds);
+        how many were aborted.  Declared by ``capabilities.stale_uploads``."""
         bucket, _ = self._bucket_key()
         aborted = 0
         for upload in self.pending_uploads():

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from cas.errors import CasError, InvalidNameError
+from cas.errors import CasError, InvalidValueError
 
 __all__ = ["RetryPolicy", "is_transient"]
 
@@ -142,7 +142,7 @@ class RetryPolicy:
         if not raw:
             return cls()
         if not raw.isdigit():
-            raise InvalidNameError(f"CAS_RETRIES must be a whole number of retries, not {raw!r}")
+            raise InvalidValueError(f"CAS_RETRIES must be a whole number of retries, not {raw!r}")
         return cls(attempts=int(raw) + 1)
 
     def call(self, fn: Callable[[], T]) -> T:

@@ -102,7 +102,7 @@ def _sync_end(ctx: click.Context, arg: str) -> tuple[str, dict[str, Any]]:
 
 def _shown_url(url: str) -> str:
     """The URL a store at ``url`` would report, without opening it (nothing is created)."""
-    from cas.backends.base import redact_url
+    from cas.backends.secrets import redact_url
 
     if "://" not in url or url.startswith("file://"):
         path = url[len("file://") :] if url.startswith("file://") else url

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import blake3
 
 from cas.core.progress import as_callback
-from cas.errors import InvalidNameError
+from cas.errors import InvalidValueError
 
 if TYPE_CHECKING:
     from cas.core.progress import Callback
@@ -43,7 +43,7 @@ class Digest:
 
     def __post_init__(self) -> None:
         if not is_hex_digest(self.hex):
-            raise InvalidNameError(f"not a BLAKE3 digest: {self.hex!r}")
+            raise InvalidValueError(f"not a BLAKE3 digest: {self.hex!r}")
 
     @classmethod
     def parse(cls, text: str) -> Digest:

@@ -22,7 +22,7 @@ import msgpack
 from cas.core.digest import is_hex_digest
 from cas.core.names import MAX_VERSION, check_alias, check_segment, parse_name
 from cas.core.refs import RefKey, parse_ref_path
-from cas.errors import CorruptRecordError, InvalidNameError
+from cas.errors import CorruptRecordError, InvalidNameError, InvalidValueError
 
 __all__ = [
     "END_STATUSES",
@@ -50,7 +50,7 @@ def encode(record: dict[str, Any]) -> bytes:
 
 
 def check_json_map(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
-    """A user-supplied map (metadata, params) as it will be stored, or InvalidNameError.
+    """A user-supplied map (metadata, params) as it will be stored, or InvalidValueError.
 
     Checked before any byte is written: JSON-able, no NaN, and integers that
     fit msgpack's 64 bits (JSON's ints are unbounded, the record's are not).
@@ -58,15 +58,15 @@ def check_json_map(value: dict[str, Any] | None, what: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise InvalidNameError(f"{what} must be a dict")
+        raise InvalidValueError(f"{what} must be a dict")
     try:
         checked = json.loads(json.dumps(value, sort_keys=True, allow_nan=False))
     except (TypeError, ValueError) as e:
-        raise InvalidNameError(f"{what} must be JSON-serialisable: {e}") from None
+        raise InvalidValueError(f"{what} must be JSON-serialisable: {e}") from None
     try:
         encode({what: checked})
     except (OverflowError, ValueError, TypeError) as e:
-        raise InvalidNameError(f"{what} cannot be stored: {e} (integers must fit in 64 bits)") from None
+        raise InvalidValueError(f"{what} cannot be stored: {e} (integers must fit in 64 bits)") from None
     return checked
 
 

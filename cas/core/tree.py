@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterator
 import msgpack
 
 from cas.core.digest import Digest, is_hex_digest
-from cas.errors import CorruptRecordError, InvalidNameError
+from cas.errors import CorruptRecordError, InvalidNameError, InvalidValueError
 
 __all__ = ["encode_manifest", "decode_manifest", "check_entries", "walk_files", "check_tree_path"]
 
@@ -71,13 +71,13 @@ def check_entries(entries) -> list[tuple[str, str, int]]:
         try:
             path, digest, size = entry
         except (TypeError, ValueError):
-            raise InvalidNameError(f"a tree entry is (path, digest, size), got {entry!r}") from None
+            raise InvalidValueError(f"a tree entry is (path, digest, size), got {entry!r}") from None
         if not isinstance(path, str):
             raise InvalidNameError(f"a path inside a tree must be a string, got {path!r}")
         check_tree_path(path)
         hexdigest = Digest.parse(digest).hex
         if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _MAX_SIZE:
-            raise InvalidNameError(f"invalid size {size!r} for {path!r}")
+            raise InvalidValueError(f"invalid size {size!r} for {path!r}")
         clean[path] = (path, hexdigest, size)
     if len(clean) != len(entries):
         _check_layout([p for p, _, _ in entries])  # names the path given twice
@@ -90,12 +90,12 @@ def _check_layout(paths: list[str]) -> None:
     files = set(paths)
     if len(files) != len(paths):
         twice = next(p for p, n in Counter(paths).items() if n > 1)
-        raise InvalidNameError(f"{twice!r} appears twice in the tree")
+        raise InvalidValueError(f"{twice!r} appears twice in the tree")
     dirs = {p.rsplit("/", 1)[0] for p in files if "/" in p}
     dirs |= {d.rsplit("/", i)[0] for d in dirs for i in range(1, d.count("/") + 1)}
     clash = sorted(dirs & files)
     if clash:
-        raise InvalidNameError(f"{clash[0]!r} is both a file and a directory in the tree")
+        raise InvalidValueError(f"{clash[0]!r} is both a file and a directory in the tree")
 
 
 def check_tree_path(path: str) -> str:
@@ -156,4 +156,4 @@ def walk_files(root: str, exclude: Collection[tuple[int, int]] = ()) -> Iterator
                 elif statmod.S_ISREG(st.st_mode):
                     yield check_tree_path(rel), e.path
                 elif statmod.S_ISLNK(st.st_mode):
-                    raise InvalidNameError(f"refusing to save symlink {e.path!r} inside a directory artifact")
+                    raise InvalidValueError(f"refusing to save symlink {e.path!r} inside a directory artifact")

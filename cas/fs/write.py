@@ -17,7 +17,7 @@ from fsspec.callbacks import DEFAULT_CALLBACK
 
 from cas.errors import (
     ArtifactNotFoundError,
-    InvalidNameError,
+    InvalidValueError,
     PathExistsError,
     PathIsDirectoryError,
     PathNotDirectoryError,
@@ -79,7 +79,7 @@ class WriteMixin(CasFileSystemBase):
             )
         if number == self.store.next_version(name) or (name, number - 1) in self._drafts:
             return
-        raise InvalidNameError(
+        raise InvalidValueError(
             f"cannot create {name}@{number}: versions are numbered in order and the next is {self._next_free(name)}"
         )
 

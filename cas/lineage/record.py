@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cas.core.names import check_segment, parse_ref
 from cas.core.records import END_STATUSES, check_json_map
-from cas.errors import InvalidNameError, RunError
+from cas.errors import InvalidValueError, RunError, RunNotFoundError
 from cas.lineage import events
 from cas.lineage.events import step_run_id_for
 from cas.lineage.runs import PipelineRun, StepRun
@@ -84,7 +84,7 @@ def _error_text(exc: BaseException | None) -> str | None:
 
 def _check_status(status: str) -> str:
     if status not in END_STATUSES:
-        raise InvalidNameError(f"status must be one of {', '.join(END_STATUSES)}, not {status!r}")
+        raise InvalidValueError(f"status must be one of {', '.join(END_STATUSES)}, not {status!r}")
     return status
 
 
@@ -107,7 +107,7 @@ def resolve_inputs(store: Store, inputs: Iterable[Any]) -> list[tuple[str, int]]
             v = store.get_artifact_version(str(aname), spec)
             out.append((v.name, v.version))
         else:
-            raise InvalidNameError(f"an input must be an ArtifactVersion or a 'name@version' string, not {type(item).__name__}")
+            raise InvalidValueError(f"an input must be an ArtifactVersion or a 'name@version' string, not {type(item).__name__}")
     return list(dict.fromkeys(out))
 
 
@@ -345,12 +345,12 @@ def end_step(store: Store, run_id: str, step: str, status: str = COMPLETED, erro
     if store.index.get_step(step_run_id) is None:
         store.refresh()  # another process may have started it
         if store.index.get_step(step_run_id) is None:
-            raise RunError(f"run {run_id} has no step {step!r}")
+            raise RunNotFoundError(f"run {run_id} has no step {step!r}")
     events.publish_step_end(store, run_id, step_run_id, step, status, error)
 
 
 def end_run(store: Store, run_id: str, status: str = COMPLETED, error: str | None = None) -> None:
     _check_status(status)
     if not events.run_known(store, _check_run_id(run_id)):
-        raise RunError(f"no run {run_id}")
+        raise RunNotFoundError(f"no run {run_id}")
     events.publish_run_end(store, run_id, status, error)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cas.errors import InvalidNameError, RunError
+from cas.errors import InvalidNameError, InvalidValueError, RunNotFoundError
 from cas.version import ArtifactVersion
 
 if TYPE_CHECKING:
@@ -146,13 +146,13 @@ def get_run(store: Store, run_id: str) -> PipelineRun:
     store.refresh()  # a run's status changes: catch up with other machines first (one read if nothing new)
     row = store.index.get_run(run_id)
     if row is None:
-        raise RunError(f"no run {run_id}")
+        raise RunNotFoundError(f"no run {run_id}")
     return _pipeline_run(store, row)
 
 
 def list_runs(store: Store, pipeline: str | None = None, status: str | None = None, limit: int | None = None) -> list[PipelineRun]:
     if limit is not None and limit < 0:
-        raise InvalidNameError("limit must be >= 0")
+        raise InvalidValueError("limit must be >= 0")
     store.refresh()
     return [_pipeline_run(store, r) for r in store.index.list_runs(pipeline, status, limit)]
 

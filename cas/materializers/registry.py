@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cas.core.names import SEGMENT_RE
-from cas.errors import InvalidNameError, MaterializerNotFoundError, UnsafeLoadError, UnsupportedDataError
+from cas.errors import (
+    InvalidNameError,
+    InvalidValueError,
+    MaterializerNotFoundError,
+    UnsafeLoadError,
+    UnsupportedDataError,
+)
 from cas.materializers.base import Materializer, Payload
 from cas.materializers.builtin import (
     BytesMaterializer,
@@ -98,7 +104,7 @@ def _load_plugins() -> None:
                 instance = register(obj)
                 if instance.name != ep.name:
                     unregister(instance.name)
-                    raise InvalidNameError(f"entry point {ep.name!r} names a materializer called {instance.name!r}")
+                    raise InvalidValueError(f"entry point {ep.name!r} names a materializer called {instance.name!r}")
             except Exception as e:  # a broken plugin must not break every save
                 _plugin_errors[ep.name] = f"{type(e).__name__}: {e}"
 

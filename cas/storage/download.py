@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from cas.backends.base import fsync_dir
+from cas.backends.local import fsync_dir
 from cas.core.digest import CHUNK
 from cas.core.progress import as_callback, item_done
 from cas.errors import PathIsDirectoryError, PathNotDirectoryError
@@ -120,7 +120,7 @@ class Download:
 
     def _fetch(self, jobs: list[tuple[str, str]]) -> None:
         """Write (digest, temp path) jobs; remote blobs in parallel (each is one round trip or more)."""
-        if len(jobs) < 2 or self._blobs.backend.is_local:
+        if len(jobs) < 2 or self._blobs.backend.capabilities.local:
             for hexdigest, path in jobs:
                 self._write(hexdigest, path)
             return

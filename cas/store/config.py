@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cas.core.format import FORMAT_FILE
-from cas.errors import InvalidNameError
+from cas.errors import InvalidNameError, InvalidValueError, RemoteNotFoundError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,7 +69,7 @@ def _read(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except tomllib.TOMLDecodeError as e:
-        raise InvalidNameError(f"{path}: not valid TOML: {e}") from None
+        raise InvalidValueError(f"{path}: not valid TOML: {e}") from None
     return data
 
 
@@ -110,7 +110,7 @@ def resolve_store(arg: str | None, *, start: str | os.PathLike | None = None) ->
         if arg in remotes:
             remote = remotes[arg]
             if not isinstance(remote, dict) or not isinstance(remote.get("url"), str):
-                raise InvalidNameError(f"remote {arg!r} has no url in the config")
+                raise InvalidValueError(f"remote {arg!r} has no url in the config")
             options = remote.get("options", {})
             _refuse_secrets(options)
             return remote["url"], dict(options)
@@ -120,7 +120,7 @@ def resolve_store(arg: str | None, *, start: str | os.PathLike | None = None) ->
 def _refuse_secrets(options: dict[str, Any]) -> None:
     for key in options:
         if _SECRET.search(key):
-            raise InvalidNameError(
+            raise InvalidValueError(
                 f"option {key!r} looks like a credential: keep secrets in the environment or the cloud's "
                 "credential chain, never in a cas config file"
             )
@@ -154,6 +154,6 @@ def remove_remote(path: Path, name: str) -> None:
     """Remove ``[remote.NAME]`` from the config file at ``path``; an error if it is not there."""
     data = _read(path)
     if name not in data.get("remote", {}):
-        raise InvalidNameError(f"no remote named {name!r} in {path}")
+        raise RemoteNotFoundError(f"no remote named {name!r} in {path}")
     del data["remote"][name]
     _write(path, data)

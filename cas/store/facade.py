@@ -15,11 +15,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from cas import materializers as _materializers
-from cas.backends.base import Backend, open_backend, redact_url
+from cas.backends.base import Backend
+from cas.backends.factory import open_backend
+from cas.backends.secrets import redact_url
 from cas.core.digest import Digest
 from cas.core.names import check_alias, parse_name
 from cas.core.records import BLOB, Lineage, check_json_map
-from cas.errors import BackendError, InvalidNameError, StoreNotFoundError, UnsupportedDataError, VersionDeletedError
+from cas.errors import (
+    BackendError,
+    InvalidValueError,
+    StoreNotFoundError,
+    UnsupportedDataError,
+    VersionDeletedError,
+)
 from cas.index import Index, VersionRow
 from cas.lineage import events as _events
 from cas.lineage import query as _lineage
@@ -58,7 +66,7 @@ def default_index_path(backend: Backend) -> str:
     if backend.capabilities.local:
         return os.path.join(backend.root, INDEX_FILE)  # type: ignore[attr-defined]  # a local backend's directory
     key = hashlib.sha256(backend.url.encode()).hexdigest()[:24]
-    if backend.url.startswith("memory://"):
+    if backend.capabilities.in_process:
         # memory:// lives and dies with this process; so does its index
         base = os.path.join(tempfile.gettempdir(), f"cas-memory-{os.getuid()}-{os.getpid()}")
     else:
@@ -344,7 +352,7 @@ class Store:
             except VersionDeletedError as e:  # a deleted version keeps its lineage
                 version = self._wrap(self.versions.committed(e.name, e.version))
         elif not isinstance(version, ArtifactVersion):
-            raise InvalidNameError(f"lineage needs an ArtifactVersion or 'name@version', not {type(version).__name__}")
+            raise InvalidValueError(f"lineage needs an ArtifactVersion or 'name@version', not {type(version).__name__}")
         return _lineage.build_graph(self, version, direction, depth)
 
     # -- keeping the index in step with the backend ---------------------------------

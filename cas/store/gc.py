@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from cas.errors import InvalidNameError
+from cas.errors import InvalidValueError
 from cas.storage import sweeps
 from cas.store.publish import Publisher
 
@@ -33,7 +33,7 @@ def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -
     before the refs are listed (docs/format.md, gc).
     """
     if grace < 0:
-        raise InvalidNameError("grace must be >= 0 seconds")
+        raise InvalidValueError("grace must be >= 0 seconds")
     backend = pub.backend
     pub.refresh()
     cutoff = time.time() - grace

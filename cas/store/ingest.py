@@ -23,7 +23,7 @@ from cas.core.tree import check_entries, decode_manifest, encode_manifest, walk_
 from cas.errors import (
     BlobNotFoundError,
     IntegrityError,
-    InvalidNameError,
+    InvalidValueError,
     UnsupportedDataError,
     VersionExistsError,
 )
@@ -131,7 +131,7 @@ class Ingest:
                 self.require_blobs((d, s) for _, d, s in listed)
             size = sum(s for _, _, s in listed)
         else:
-            raise InvalidNameError(f"invalid kind {kind!r}: expected {BLOB!r} or {TREE!r}")
+            raise InvalidValueError(f"invalid kind {kind!r}: expected {BLOB!r} or {TREE!r}")
         # A link names no materializer (the content's writer chose none here).
         record = version_record(str(aname), hexdigest, kind, size, metadata, lineage=lineage)
         number = self.claim_version(
@@ -298,7 +298,7 @@ class Ingest:
     def refuse_own(self, path: str) -> None:
         own = self.own_files()
         if any(_identity(p) in own for p in _self_and_parents(path)):
-            raise InvalidNameError(f"refusing to save {path!r}: it is part of the store it would be saved into")
+            raise InvalidValueError(f"refusing to save {path!r}: it is part of the store it would be saved into")
 
     def own_files(self) -> set[tuple[int, int]]:
         """Identities of this store's own directory and live index files: a

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from cas.core.names import LATEST
-from cas.errors import InvalidNameError
+from cas.errors import InvalidValueError
 
 if TYPE_CHECKING:
     from cas.store.facade import Store
@@ -43,9 +43,9 @@ def select_expired(
     ``older_than`` must be given.
     """
     if keep_last is None and older_than is None:
-        raise InvalidNameError("give a retention rule: --keep-last N and/or --older-than DURATION")
+        raise InvalidValueError("give a retention rule: --keep-last N and/or --older-than DURATION")
     if keep_last is not None and keep_last < 0:
-        raise InvalidNameError("keep_last must be >= 0")
+        raise InvalidValueError("keep_last must be >= 0")
     cutoff = (now or datetime.now(timezone.utc)) - timedelta(seconds=older_than) if older_than is not None else None
     expired: list[ArtifactVersion] = []
     for name in names:

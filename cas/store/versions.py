@@ -12,6 +12,7 @@ from cas.core.refs import alias_ref, deletion_ref, version_ref
 from cas.errors import (
     ArtifactNotFoundError,
     InvalidNameError,
+    InvalidValueError,
     VersionDeletedError,
     VersionExistsError,
     VersionNotFoundError,
@@ -108,7 +109,7 @@ class Versions:
             return None
         number = parse_version(version)
         if not isinstance(number, int):
-            raise InvalidNameError(f"cannot create {name}@{number}: new versions are numbers; aliases only point")
+            raise InvalidValueError(f"cannot create {name}@{number}: new versions are numbers; aliases only point")
         following = self.index.max_version(name) + 1
         if number > following:
             self.publisher.refresh()  # another machine may have written the versions in between
@@ -119,7 +120,7 @@ class Versions:
                 f"{name}@{number}",
             )
         if number > following:
-            raise InvalidNameError(f"cannot create {name}@{number}: versions are numbered in order, the next is {following}")
+            raise InvalidValueError(f"cannot create {name}@{number}: versions are numbered in order, the next is {following}")
         return number
 
     # -- aliases and deletion -------------------------------------------------------------
@@ -136,7 +137,7 @@ class Versions:
         aname = str(parse_name(name))
         alias = check_alias(alias)
         if alias == LATEST:
-            raise InvalidNameError("'latest' is maintained by cas and cannot be removed")
+            raise InvalidValueError("'latest' is maintained by cas and cannot be removed")
         self.publisher.refresh()
         version = self.index.resolve_alias(aname, alias)
         if version is None:

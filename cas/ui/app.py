@@ -128,7 +128,7 @@ def create_app(store: Store, *, refresh: float = 1.0, allowed_hosts: list[str] |
 
     def error_page(exc: BaseException) -> HTMLResponse:
         status = _status_for(exc)
-        if isinstance(exc, IntegrityError):
+        if type(exc) is IntegrityError:  # the digest mismatch itself, not the rest of its group
             title = "Integrity error"
             detail = f"{exc} - the stored bytes do not match their digest; nothing was served. Run `cas verify`."
         elif isinstance(exc, BlobNotFoundError):

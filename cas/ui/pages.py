@@ -17,10 +17,10 @@ from urllib.parse import quote, urlencode
 
 from starlette.responses import RedirectResponse
 
-from cas.backends.base import redact_url
+from cas.backends.secrets import redact_url
 from cas.core.names import parse_name, parse_version
 from cas.core.tree import check_tree_path
-from cas.errors import InvalidNameError, RunError, VersionDeletedError
+from cas.errors import InvalidValueError, RunError, VersionDeletedError
 from cas.store.diff import diff_files, side_of_version
 from cas.store.facade import Store
 from cas.ui import content, graph
@@ -120,17 +120,17 @@ def _int(query: Mapping[str, str], key: str, default: int, low: int = 1, high: i
     if text in (None, ""):
         return default
     if not text.isdigit():
-        raise InvalidNameError(f"{key} must be a number, not {text!r}")
+        raise InvalidValueError(f"{key} must be a number, not {text!r}")
     value = int(text)
     if value < low or (high is not None and value > high):
-        raise InvalidNameError(f"{key} must be between {low} and {high}" if high else f"{key} must be >= {low}")
+        raise InvalidValueError(f"{key} must be between {low} and {high}" if high else f"{key} must be >= {low}")
     return value
 
 
 def _pages(total: int, page: int) -> dict[str, int]:
     last = max(1, -(-total // PAGE_SIZE))
     if page > last:
-        raise InvalidNameError(f"page {page} is past the last page ({last})")
+        raise InvalidValueError(f"page {page} is past the last page ({last})")
     return {"page": page, "last": last, "total": total}
 
 
@@ -322,7 +322,7 @@ def lineage(store: Store, params: Mapping[str, str], query: Mapping[str, str]) -
         return redirect
     direction = query.get("direction", "both")
     if direction not in ("up", "down", "both"):
-        raise InvalidNameError(f"direction must be up, down or both, not {direction!r}")
+        raise InvalidValueError(f"direction must be up, down or both, not {direction!r}")
     depth_text = query.get("depth", str(DEFAULT_DEPTH))
     depth = None if depth_text == "all" else _int(query, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
     shown = depth

@@ -8,7 +8,7 @@ import threading
 import webbrowser
 from collections.abc import Callable
 
-from cas.errors import InvalidNameError
+from cas.errors import InvalidValueError
 from cas.store.facade import Store
 from cas.ui.app import LOCAL_HOSTS, create_app
 
@@ -44,7 +44,7 @@ def serve(
 
     remote = not is_loopback(host)
     if remote and not allow_remote:
-        raise InvalidNameError(
+        raise InvalidValueError(
             f"refusing to serve on {host}: the UI has no authentication; pass --allow-remote to serve beyond this machine"
         )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -30,7 +30,13 @@ from flowyml.plugins.base import PluginMetadata, PluginType
 from flowyml.storage.artifacts import ArtifactStore
 
 from cas.core.about import __version__
-from cas.errors import ArtifactNotFoundError, InvalidNameError, PathNotFoundError, UnsupportedDataError
+from cas.errors import (
+    ArtifactNotFoundError,
+    InvalidNameError,
+    InvalidValueError,
+    PathNotFoundError,
+    UnsupportedDataError,
+)
 from cas.fs.paths import parse_path
 from cas.integrations._shared.segments import decode, encode
 from cas.lineage import record as _runs
@@ -75,7 +81,7 @@ class CasArtifactStore(ArtifactStore):
         **storage_options: Any,
     ) -> None:
         if str(base_path).startswith(SCHEME):
-            raise InvalidNameError(
+            raise InvalidValueError(
                 f"base_path {str(base_path)!r} must be a local directory for FlowyML's own files; pass the store as store="
             )
         self.name = name or "cas"

@@ -30,6 +30,7 @@ from cas.errors import (
     ArtifactNotFoundError,
     CasError,
     InvalidNameError,
+    InvalidValueError,
     PathExistsError,
     PathIsDirectoryError,
     PathNotDirectoryError,
@@ -82,9 +83,9 @@ def store_from_env() -> tuple[Store, Folders]:
     try:
         options = json.loads(raw)
     except ValueError:
-        raise InvalidNameError("CAS_STORAGE_OPTIONS must be a JSON object") from None
+        raise InvalidValueError("CAS_STORAGE_OPTIONS must be a JSON object") from None
     if not isinstance(options, dict):
-        raise InvalidNameError("CAS_STORAGE_OPTIONS must be a JSON object")
+        raise InvalidValueError("CAS_STORAGE_OPTIONS must be a JSON object")
     key = json.dumps([os.path.abspath(url) if "://" not in url else url, options], sort_keys=True)
     with _LOCK:
         if key not in _STORES:

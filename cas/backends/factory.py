@@ -1,0 +1,35 @@
+"""Which backend a URL gets: :func:`open_backend`.
+
+Plain paths and ``file://`` are local (:mod:`cas.backends.local`); S3, GCS and
+Azure get server-enforced create-only writes (:mod:`cas.backends.cloud`);
+every other fsspec URL the generic :mod:`cas.backends.fsspec` backend.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cas.backends.base import Backend
+from cas.backends.cloud import cloud_backend, cloud_options
+from cas.backends.fsspec import FsspecBackend
+from cas.backends.local import LocalBackend
+from cas.backends.secrets import Scrubber, redact_url, secrets_of
+from cas.errors import BackendError
+
+__all__ = ["open_backend"]
+
+
+def open_backend(url: str, **storage_options) -> Backend:
+    """A backend for a path or URL.  Plain paths and ``file://`` are local."""
+    if "://" not in url or url.startswith("file://"):
+        path = url[len("file://") :] if url.startswith("file://") else url
+        return LocalBackend(os.path.expanduser(path))
+    import fsspec  # only for non-local stores: importing it costs ~50 ms
+
+    storage_options = cloud_options(url, storage_options)
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **storage_options)
+    except (ImportError, ValueError) as e:
+        detail = Scrubber(secrets_of(storage_options))(str(e))  # invariant 11: no secret in errors
+        raise BackendError(f"cannot open {redact_url(url)}: {detail}") from None
+    return cloud_backend(fs, root, url, storage_options) or FsspecBackend(fs, root, url)
