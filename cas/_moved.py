@@ -31,7 +31,7 @@ MOVED = {
     "cas.diff": "cas.store.diff",
     "cas.runs": "cas.lineage.record",
     "cas.live_lineage": "cas.lineage.live",
-    "cas.fs_base": "cas.fs.base",
+    "cas.fs_base": "cas.fs.view",
     "cas.fs_copy": "cas.fs.copy",
     "cas.fs_drafts": "cas.fs.drafts",
     "cas.fs_files": "cas.fs.files",
