@@ -39,7 +39,7 @@ MOVED = {
     "cas.fs_paths": "cas.fs.paths",
     "cas.fs_procs": "cas.fs.procs",
     "cas.fs_write": "cas.fs.write",
-    "cas.fs_zenml": "cas.fs.zenml",
+    "cas.fs_zenml": "cas.integrations.zenml.filesystem",
     "cas.cli_completion": "cas.cli.completion",
     "cas.cli_config": "cas.cli.config",
     "cas.cli_diff": "cas.cli.diff",
