@@ -169,7 +169,7 @@ def _usable(store: Store | None, backend: Backend, index_path: str) -> Store:
     """``store``, or a fresh handle on its backend if it was closed or collected before the end."""
     if store is not None:
         try:
-            store.index.conn.execute("SELECT 1")
+            store.index.get_meta("store_id")  # a closed index raises
             return store
         except sqlite3.ProgrammingError:
             pass
