@@ -209,7 +209,8 @@ class PathSpace:
         return out
 
     def glob(self, pattern: str | bytes) -> list[str]:
-        """Paths matching a glob pattern (``*`` and ``?`` within a segment, ``**`` across)."""
+        """Paths matching a glob pattern, as fsspec matches them (``fsspec.utils.glob_translate``:
+        ``*``, ``?`` and ``[...]`` within a segment, ``**`` across)."""
         parts = self.split(pattern)
         fixed: list[str] = []
         for p in parts:
