@@ -22,7 +22,7 @@ from cas.integrations._shared.folders import FolderKey, Folders
 from cas.integrations._shared.segments import encode
 from cas.integrations._shared.space import PathSpace
 from cas.integrations._shared.stores import shared_store
-from cas.integrations.zenml.flavor import CasArtifactStoreConfig
+from cas.integrations.zenml.config import CasArtifactStoreConfig
 from cas.integrations.zenml.layout import ALIAS, ZenMLLayout
 from cas.lineage import record as cas_runs
 from cas.store.facade import Store
