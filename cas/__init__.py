@@ -1,6 +1,7 @@
 """cas: a content-addressed, versioned artifact store for ML pipelines."""
 
 from cas import _moved, errors
+from cas.core.about import __version__
 from cas.core.digest import Digest
 from cas.errors import (
     ArtifactNotFoundError,
@@ -16,8 +17,6 @@ from cas.lineage import LineageGraph
 from cas.lineage.record import PipelineRun, StepRun
 from cas.store import GcReport, Store, StoreStats, VerifyReport, open_store
 from cas.version import ArtifactVersion
-
-__version__ = "0.1.0"
 
 _moved.install()
 

@@ -184,6 +184,6 @@ class ArtifactVersion:
 
 
 def _runs():
-    from cas import runs  # runs builds on this module; import it when first asked
+    from cas.lineage import record as runs  # runs builds on this module; import it when first asked
 
     return runs

@@ -23,21 +23,31 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cas.core.digest import CHUNK
 
 if TYPE_CHECKING:
-    from cas.ui.pages import Stream
     from cas.version import ArtifactVersion
 
-__all__ = ["listing", "preview", "stream", "archive", "sniff_image", "SMALL", "PREVIEW_BYTES", "PREVIEW_MAX"]
+__all__ = ["listing", "preview", "stream", "archive", "sniff_image", "Stream", "SMALL", "PREVIEW_BYTES", "PREVIEW_MAX"]
 
 SMALL = 8 << 20
 PREVIEW_BYTES = 64 << 10
 PREVIEW_MAX = 256 << 20
 TABLE_ROWS = 50
 JSON_MAX = 1 << 20  # pretty-print JSON this size or smaller; larger shows as text
+
+
+@dataclass
+class Stream:
+    """Verified content: headers known now, the body pulled chunk by chunk."""
+
+    chunks: Iterator[bytes]
+    media_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
 
 TEXT_SUFFIXES = {
     "txt", "md", "rst", "log", "py", "yaml", "yml", "toml", "ini", "cfg", "sh", "sql", "html", "xml",
@@ -201,8 +211,6 @@ class _verified_file:
 
 def stream(v: ArtifactVersion, path: str | None, filename: str, *, download: bool) -> Stream:
     """The version's (or its file's) verified bytes as a response body."""
-    from cas.ui.pages import Stream
-
     size = v.size if path is None else _file_size(v, path)
     if size <= SMALL:
         data = v.read_bytes(path)  # verified before a byte is sent
@@ -225,8 +233,6 @@ def archive(v: ArtifactVersion) -> Stream:
     No Content-Length: the body is chunked, and a corrupt file ends it without
     the closing chunk, so a client sees a broken transfer, never a whole archive.
     """
-    from cas.ui.pages import Stream
-
     top = f"{v.name.rsplit('/', 1)[-1]}-v{v.version}"
     headers = {"Content-Disposition": f'attachment; filename="{_safe(top)}.tar"'}
     return Stream(_tar(v, top), "application/x-tar", headers)

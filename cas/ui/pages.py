@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -24,6 +24,7 @@ from cas.errors import InvalidNameError, RunError, VersionDeletedError
 from cas.store.diff import diff_files, side_of_version
 from cas.store.facade import Store
 from cas.ui import content, graph
+from cas.ui.content import Stream
 from cas.version import TREE, ArtifactVersion
 
 __all__ = ["Page", "Stream", "url", "when", "store_label", "forget"]
@@ -39,15 +40,6 @@ MAX_NODES = 1500  # past this the lineage picture is drawn at a smaller depth
 class Page:
     template: str
     context: dict[str, Any]
-
-
-@dataclass
-class Stream:
-    """Verified content: headers known now, the body pulled chunk by chunk."""
-
-    chunks: Iterator[bytes]
-    media_type: str
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 # -- links (one place builds every URL the pages show) -----------------------------------

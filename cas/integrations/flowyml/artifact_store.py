@@ -29,7 +29,7 @@ from flowyml.core.hooks import get_global_hooks
 from flowyml.plugins.base import PluginMetadata, PluginType
 from flowyml.storage.artifacts import ArtifactStore
 
-from cas import __version__
+from cas.core.about import __version__
 from cas.errors import ArtifactNotFoundError, InvalidNameError, PathNotFoundError, UnsupportedDataError
 from cas.fs.paths import parse_path
 from cas.integrations._shared.segments import decode, encode
