@@ -36,7 +36,6 @@ LONG_MODULES = {
     "cas/lineage/record.py": "in flight: index (its raw index.conn use moves into cas.index)",
     "cas/lineage/query.py": "in flight: index (query, graph, export)",
     "cas/backends/base.py": "in flight: backends (local, fsspec, secrets split out)",
-    "cas/fs/drafts.py": "in flight: fs (book, draft, finish)",
     "cas/store/sync.py": "in flight: records (ref parsing moves to cas.core.refs)",
     "cas/index/db.py": "in flight: index (versions, cursor)",
 }
