@@ -10,7 +10,7 @@ same index file and in the same process:
 
 * reference: ``SELECT ... FROM versions WHERE name = ? AND version = ?`` on the
   index's own sqlite3 connection (what DESIGN.md calls a SQLite point query);
-* ``trace``: the recursive CTE and follow-up lookups alone (cas.index.lineage);
+* ``trace``: the recursive CTE and follow-up lookups alone (Index.trace, cas.index.lineage);
 * ``store.lineage(..., "up")`` from the last version: the whole graph object;
 * ``store.lineage(..., "down")`` from the first version.
 
@@ -28,7 +28,6 @@ import time
 import uuid
 
 import cas
-from cas.index import lineage as lq
 
 
 def median_seconds(fn, repeat: int) -> float:
@@ -81,7 +80,7 @@ def main() -> None:
         conn = store.index.conn
         sql = "SELECT id, name, version, digest, kind, size FROM versions WHERE name = ? AND version = ?"
         ref_s = median_seconds(lambda: conn.execute(sql, (last.name, last.version)).fetchone(), args.repeat * 10)
-        trace_s = median_seconds(lambda: lq.trace(conn, last.name, last.version, "up", None), args.repeat)
+        trace_s = median_seconds(lambda: store.index.trace(last.name, last.version, "up", None), args.repeat)
         up_s = median_seconds(lambda: store.lineage(last, "up"), args.repeat)
         down_s = median_seconds(lambda: store.lineage(first, "down"), args.repeat)
         up = store.lineage(last, "up")

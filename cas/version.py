@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from cas.materializers import load_version
 from cas.storage.download import Download
 
 if TYPE_CHECKING:
+    from cas.core.progress import Callback
     from cas.index import VersionRow
     from cas.lineage.query import LineageGraph
     from cas.lineage.record import PipelineRun, StepRun
@@ -143,7 +144,7 @@ class ArtifactVersion:
         dest: str | os.PathLike,
         *,
         paths: Iterable[str] | None = None,
-        progress: Callable[..., None] | None = None,
+        progress: Callback | None = None,
     ) -> Path:
         """Write the file (or the directory tree) to ``dest``; returns what was written.
 
@@ -152,8 +153,8 @@ class ArtifactVersion:
         on an error the destination is left as it was (see :mod:`cas.storage.download`).
         ``paths`` (a tree only): just these files or directories inside it, each
         written at its own path below ``dest``; a path the tree lacks is an error.
-        ``progress(nbytes, items=0)`` is called as bytes are written and with
-        ``(0, 1)`` after each file (see :data:`cas.store.Progress`).
+        ``progress``, an fsspec ``Callback``, gets the bytes written and each
+        finished file (see :mod:`cas.core.progress`).
         """
         self.store._note_read(self)
         dest = Path(dest)
@@ -184,6 +185,6 @@ class ArtifactVersion:
 
 
 def _runs():
-    from cas.lineage import record as runs  # runs builds on this module; import it when first asked
+    from cas.lineage import runs  # runs builds on this module; import it when first asked
 
     return runs

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import cas
 from cas.cli import cli
-from cas.lineage.record import _add_inputs
+from cas.lineage.events import publish_step_input as _add_inputs
 
 
 def _diamond(store: cas.Store):

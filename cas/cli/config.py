@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cas.cli.common import emit, storage_options
 from cas.store.config import add_remote, find_store, load_config, remove_remote, store_config_path, user_config_path
 
 __all__ = ["remote_group", "config_cmd"]
@@ -55,10 +56,8 @@ def remote_add(ctx: click.Context, name: str, url: str, options: tuple[str, ...]
       cas remote add team s3://bucket/cas
       cas remote add backup /mnt/nas/cas --user
     """
-    from cas.cli.main import _storage_options
-
     path = _config_file(ctx, user)
-    add_remote(path, name, url, _storage_options(options, "--option"))
+    add_remote(path, name, url, storage_options(options, "--option"))
     click.echo(f"remote {name} -> {url}  ({path})")
 
 
@@ -90,11 +89,9 @@ def remote_list(ctx: click.Context, as_json: bool) -> None:
       cas remote list
       cas remote list --json
     """
-    from cas.cli.main import _emit
-
     remotes = load_config(find_store()).get("remote", {})
     rows = {name: r for name, r in sorted(remotes.items())}
-    _emit(ctx, as_json, rows, "\n".join(f"{n}  {r.get('url')}" for n, r in rows.items()) or "(no remotes)")
+    emit(ctx, as_json, rows, "\n".join(f"{n}  {r.get('url')}" for n, r in rows.items()) or "(no remotes)")
 
 
 @click.command(name="config")
@@ -108,10 +105,8 @@ def config_cmd(ctx: click.Context, as_json: bool) -> None:
       cas config
       cas config --json
     """
-    from cas.cli.main import _emit
-
     local = find_store()
     files = [str(user_config_path())] + ([str(store_config_path(local))] if local is not None else [])
     data = {"files": files, "store": str(local) if local is not None else None, "config": load_config(local)}
     text = "\n".join([f"# {f}" for f in files] + [json.dumps(data["config"], indent=2, sort_keys=True)])
-    _emit(ctx, as_json, data, text)
+    emit(ctx, as_json, data, text)

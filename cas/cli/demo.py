@@ -23,11 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import click
+
 from cas.core.units import human_bytes
-from cas.store.facade import Store
+from cas.store.facade import Store, open_store
 from cas.version import ArtifactVersion
 
-__all__ = ["run_demo", "DemoResult", "PIPELINE"]
+__all__ = ["demo", "run_demo", "DemoResult", "PIPELINE"]
 
 PIPELINE = "churn"
 MONTHS = ("2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06")
@@ -227,3 +229,34 @@ def run_demo(store: Store, say: Callable[[str], None] = print) -> DemoResult:
 
 def _indent(text: str) -> str:
     return "\n".join("   " + line for line in text.splitlines())
+
+
+# -- the `cas demo` command ---------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--store",
+    "demo_store",
+    default=None,
+    metavar="URL",
+    help="Store to run the demo in (default: a fresh temporary directory, kept afterwards).",
+)
+@click.pass_context
+def demo(ctx: click.Context, demo_store: str | None) -> None:
+    """Run a small pipeline twice and show versions, dedupe, lineage and runs.
+
+    \b
+    Examples:
+      cas demo
+      cas demo --store /tmp/cas-demo
+    """
+    root = ctx.find_root()
+    if demo_store is None and root.get_parameter_source("store") == click.core.ParameterSource.COMMANDLINE:
+        demo_store = root.params.get("store")  # `cas --store X demo` is as explicit as `cas demo --store X`
+    location = demo_store or tempfile.mkdtemp(prefix="cas-demo-")
+    store = open_store(location, create=True)
+    ctx.call_on_close(store.close)
+    click.echo(f"cas demo: store at {store.url}\n")
+    run_demo(store, say=click.echo)
+    click.echo(f"\nexplore it:  cas --store {location} lineage churn/train/model --format mermaid")

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from cas.cli.common import emit, open_cli_store
 from cas.core.units import human_bytes
 from cas.store.diff import Side, diff_sides, side_of_path, side_of_version
 
@@ -17,9 +18,7 @@ __all__ = ["diff_cmd", "status_cmd"]
 
 def _side(ctx: click.Context, arg: str) -> Side:
     """An argument with an "@", or one that is not on disk, is a version; else a local path."""
-    from cas.cli.main import _store
-
-    store = _store(ctx)
+    store = open_cli_store(ctx)
     if "@" not in arg and os.path.exists(arg):
         return side_of_path(arg, exclude=store._own_files())
     return side_of_version(store.get_artifact_version(arg))
@@ -74,10 +73,8 @@ def diff_cmd(ctx: click.Context, a: str, b: str, as_json: bool) -> None:
       cas diff churn/train/model@1 churn/train/model@2
       cas diff churn/prep/data@latest ./data --json
     """
-    from cas.cli.main import _emit
-
     d = diff_sides(_side(ctx, a), _side(ctx, b))
-    _emit(ctx, as_json, d, diff_text(d))
+    emit(ctx, as_json, d, diff_text(d))
 
 
 @click.command(name="status")
@@ -93,11 +90,9 @@ def status_cmd(ctx: click.Context, path: str, name: str, as_json: bool) -> None:
       cas status ./data churn/prep/data
       cas status model.pkl churn/train/model --json
     """
-    from cas.cli.main import _emit, _store
-
-    store = _store(ctx)
+    store = open_cli_store(ctx)
     latest = store.get_artifact_version(name if "@" in name else f"{name}@latest")
     d = diff_sides(side_of_version(latest), side_of_path(path, exclude=store._own_files()))
     d["same"] = d["kind"][0] == d["kind"][1] and d["digest"][0] == d["digest"][1]
     text = f"{path}: same as {latest.ref}" if d["same"] else f"{path}: differs from {latest.ref}\n" + diff_text(d)
-    _emit(ctx, as_json, d, text)
+    emit(ctx, as_json, d, text)

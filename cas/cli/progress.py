@@ -1,8 +1,9 @@
 """Progress bars for the ``cas`` command: tqdm on stderr, in IEC units like every
 summary cas prints, drawn only on a terminal unless ``--progress`` asks for them.
 
-A bar takes the store's progress calls, ``update(nbytes, items=0)``, from any
-thread; items (files of a tree, blobs, refs) are shown next to the bytes.
+A bar is an fsspec ``Callback`` (the protocol of :mod:`cas.core.progress`): bytes
+by ``relative_update``, finished items (files of a tree, blobs, refs) by the
+``item`` hook, both from any thread; items are shown next to the bytes.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from fsspec.callbacks import Callback
 from tqdm import tqdm
 
+from cas.core.progress import ITEM, as_callback
 from cas.core.units import human_bytes
 
-__all__ = ["progress_bar", "IecBar", "REFRESH_SECONDS"]
+__all__ = ["progress_bar", "BarCallback", "IecBar", "REFRESH_SECONDS"]
 
 #: the bar is redrawn at most this often, and at least this often while bytes flow
 REFRESH_SECONDS = 0.2
@@ -52,6 +55,37 @@ class IecBar(tqdm):
         return d
 
 
+class BarCallback(Callback):
+    """Draws the store's progress on an :class:`IecBar`; safe to call from the
+    worker threads sync and downloads report from."""
+
+    def __init__(self, bar: IecBar) -> None:
+        super().__init__(size=bar.total, hooks={ITEM: self._item})
+        self.bar = bar
+        self._lock = threading.Lock()
+        self._drawn = 0.0
+
+    def relative_update(self, inc: int = 1) -> None:
+        with self._lock:
+            self.value += inc
+            if inc:
+                self.bar.update(inc)  # tqdm redraws when REFRESH_SECONDS have passed
+
+    def _item(self, size: int | None, value: int, n: int = 0, **kwargs: Any) -> None:
+        if not n:
+            return
+        with self._lock:
+            self.bar.items += n
+            if (now := time.monotonic()) - self._drawn >= REFRESH_SECONDS:  # items alone move no bytes
+                self._drawn = now
+                self.bar.refresh()
+
+    def close(self) -> None:
+        # the final counts are drawn once even when the work beat tqdm's first redraw
+        self.bar.refresh()
+        self.bar.close()
+
+
 _WITH_TOTAL = "{desc}: {percentage:3.0f}%|{bar}| {n_iec}/{total_iec}{items_iec} [{elapsed}<{remaining}, {rate_iec}]"
 _WITHOUT_TOTAL = "{desc}: {n_iec}{items_iec} [{elapsed}, {rate_iec}]"
 _ITEMS_ONLY = "{desc}: {items_only} [{elapsed}]"
@@ -66,16 +100,15 @@ def progress_bar(
     items_total: int | None = None,
     item_unit: str = "files",
     count_bytes: bool = True,
-) -> Iterator[Callable[..., None]]:
-    """Yields ``update(nbytes, items=0)``.
+) -> Iterator[Callback]:
+    """Yields the Callback to hand to the store (a no-op one when nothing is drawn).
 
     ``mode``: ``"never"`` (``--quiet``, ``--json``), ``"always"`` (``--progress``)
     or ``None``: only when stderr is a terminal.
     """
     if mode == "never" or (mode is None and not _is_tty(sys.stderr)):
-        yield _ignore
+        yield as_callback(None)
         return
-    lock = threading.Lock()
     bar = IecBar(
         total=total,
         desc=desc,
@@ -88,28 +121,8 @@ def progress_bar(
         item_unit=item_unit,
         dynamic_ncols=True,
     )
-
-    last = [0.0]
-
-    def update(nbytes: int, items: int = 0) -> None:
-        with lock:  # sync calls this from its worker threads
-            bar.items += items
-            if nbytes:
-                bar.update(nbytes)  # tqdm redraws when REFRESH_SECONDS have passed
-            elif items and (now := time.monotonic()) - last[0] >= REFRESH_SECONDS:
-                last[0] = now
-                bar.refresh()
-
-    try:
-        yield update
-    finally:
-        # the final counts are drawn once even when the work beat tqdm's first redraw
-        bar.refresh()
-        bar.close()
-
-
-def _ignore(nbytes: int, items: int = 0) -> None:
-    pass
+    with BarCallback(bar) as callback:
+        yield callback
 
 
 def _is_tty(stream: Any) -> bool:

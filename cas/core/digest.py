@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import mmap
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import blake3
 
+from cas.core.progress import as_callback
 from cas.errors import InvalidNameError
+
+if TYPE_CHECKING:
+    from cas.core.progress import Callback
 
 __all__ = ["Digest", "hash_bytes", "hash_file", "hash_stream", "Hasher", "CHUNK", "is_hex_digest"]
 
@@ -84,30 +88,29 @@ def page_aligned_buffer(size: int = FILE_CHUNK) -> mmap.mmap:
     return mmap.mmap(-1, size)
 
 
-def hash_file(path: str | os.PathLike, progress: Callable[[int], object] | None = None) -> tuple[str, int]:
-    """Hex digest and size of a local file.
+def hash_file(path: str | os.PathLike, progress: Callback | None = None) -> tuple[str, int]:
+    """Hex digest and size of a local file; the bytes hashed go to ``progress``.
 
     Read in blocks into one page-aligned buffer rather than through mmap: it
     is as fast, and peak memory stays flat whatever the file size (mapped
     file pages count as resident, so mmap would show a 5 GiB file as 5 GiB of
     RSS; invariant 9).  The size is what was read, not what stat said.
     """
+    progress = as_callback(progress)
     with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         h = Hasher(threaded=size >= _THREADED_MIN)
         if size <= FILE_CHUNK:
             while block := f.read(FILE_CHUNK):
                 h.update(block)
-                if progress:
-                    progress(len(block))
+                progress.relative_update(len(block))
             return h.hexdigest(), h.size
         buf = page_aligned_buffer()
         try:
             with memoryview(buf) as view:
                 while n := f.readinto(view):
                     h.update(view[:n])
-                    if progress:
-                        progress(n)  # bytes hashed: a large file's bar moves while it is read
+                    progress.relative_update(n)  # bytes hashed: a large file's bar moves while it is read
         finally:
             buf.close()
     return h.hexdigest(), h.size

@@ -12,7 +12,10 @@ called when the total is known up front.
 
 from __future__ import annotations
 
-from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
 
 __all__ = ["ITEM", "Callback", "as_callback", "item_done"]
 
@@ -22,6 +25,10 @@ ITEM = "item"
 
 def as_callback(progress: Callback | None) -> Callback:
     """``progress`` itself, or fsspec's no-op callback for None."""
+    # fsspec is imported here, not above: importing it costs more than a quick
+    # command like `cas show` takes, and only work that reports progress needs it.
+    from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+
     if progress is None:
         return DEFAULT_CALLBACK
     if not isinstance(progress, Callback):
@@ -32,3 +39,12 @@ def as_callback(progress: Callback | None) -> Callback:
 def item_done(progress: Callback, n: int = 1) -> None:
     """Report ``n`` finished items (files, blobs, refs)."""
     progress.call(ITEM, n=n)
+
+
+def __getattr__(name: str) -> Any:
+    # ``from cas.core.progress import Callback`` is fsspec's class, imported on first use
+    if name == "Callback":
+        from fsspec.callbacks import Callback
+
+        return Callback
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

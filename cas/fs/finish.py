@@ -167,12 +167,8 @@ def finish_process() -> None:
 
 def _usable(store: Store | None, backend: Backend, index_path: str) -> Store:
     """``store``, or a fresh handle on its backend if it was closed or collected before the end."""
-    if store is not None:
-        try:
-            store.index.get_meta("store_id")  # a closed index raises
-            return store
-        except sqlite3.ProgrammingError:
-            pass
+    if store is not None and not store.index.closed:
+        return store
     return Store(backend, index=index_path)
 
 

@@ -1,5 +1,11 @@
-"""The SQLite index: the only code in cas that speaks SQL."""
+"""The SQLite index: the only code in cas that speaks SQL.
 
-from cas.index.db import Index, VersionRow
+``Index`` (db: connections, transactions, migrations) answers every question by subject: versions, content, records, meta, runs, lineage."""
 
-__all__ = ["Index", "VersionRow"]
+from cas.index.db import Index
+from cas.index.lineage import LineageRows
+from cas.index.meta import JournalCursor
+from cas.index.runs import RunRow, StepRow
+from cas.index.versions import VersionRow
+
+__all__ = ["Index", "JournalCursor", "LineageRows", "RunRow", "StepRow", "VersionRow"]

@@ -1,7 +1,8 @@
 """Lineage: recording runs and steps as they happen, and answering where a version came from and went.
 
-Recording publishes run events through the store; queries read the index; export speaks OpenLineage."""
+record (active runs, steps) publishes events (events); runs reads them back; query traces graphs (graph), export writes them."""
 
-from cas.lineage.query import LineageGraph, openlineage_event, openlineage_run_id
+from cas.lineage.export import openlineage_event, openlineage_run_id
+from cas.lineage.graph import LineageGraph
 
 __all__ = ["LineageGraph", "openlineage_event", "openlineage_run_id"]

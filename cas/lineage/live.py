@@ -26,6 +26,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from cas.lineage.export import openlineage_event
+from cas.lineage.query import live_events
+
 if TYPE_CHECKING:
     from cas.store.facade import Store
 
@@ -85,8 +88,6 @@ def _sender() -> None:
     while True:
         key, event = _QUEUE.get()
         try:
-            from cas.lineage.query import openlineage_event
-
             _client(key).emit(openlineage_event(event))
         except Exception as e:  # lineage is a side channel: it never fails the run
             _warn_once(f"{type(e).__name__}: {e}")
@@ -141,8 +142,6 @@ def _emit(store: Store, run_id: str, step_run_id: str | None, phase: str) -> Non
     if _config_key() is None:
         return
     try:
-        from cas.lineage.query import live_events
-
         events = live_events(store, run_id, step_run_id, phase)
     except Exception as e:
         events = []

@@ -1,4 +1,4 @@
-"""Runs and steps: which step of which run consumed and produced each version.
+"""Recording runs and steps: which step of which run consumed and produced each version.
 
 Recording::
 
@@ -7,39 +7,34 @@ Recording::
             model_v = step.save(model, "model")        # churn/train/model, produced by this step
             extra = step.load("churn/prep/extra")     # recorded as an input of this step
 
-Every event is an immutable record under ``refs/runs/<run id>/<seq>``
-(invariant 3), claimed create-only like an alias move: seq 0 is the run's
-start and is what makes a run id unique across machines; later events take
-the next free seq.  Record types:
-
-    run_start   run_id, pipeline, params, started_at              (seq 0)
-    step_start  run_id, step_run_id, step, started_at, inputs
-    step_input  run_id, step_run_id, step, inputs, created_at     (a load inside a step)
-    step_end    run_id, step_run_id, step, status, ended_at, error
-    run_end     run_id, status, ended_at, error
-
-A version saved by a step carries ``run_id`` and ``step_run_id`` in its own
-record, so "what produced this" needs no run record at all.  A step run id
-is derived from (run id, step name), so two processes that save outputs of
-the same step of the same run agree on it without talking to each other.
+Each handle publishes run events (:mod:`cas.lineage.events`) as it goes;
+what a run was is read back as :mod:`cas.lineage.runs` models.  Inside a
+step's ``with`` block every content read of the same store is recorded as
+an input (``note_read``); frameworks that cannot hold a ``with`` block use
+the plain functions (``link_for_save``, ``ensure_run``, ``ensure_step``,
+``end_step``, ``end_run``).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cas.core.names import check_segment, parse_ref
-from cas.core.records import END_STATUSES, check_json_map, now_iso, run_ref
+from cas.core.records import END_STATUSES, check_json_map
 from cas.errors import InvalidNameError, RunError
-from cas.index import runs as q
-from cas.lineage import live as live_lineage
+from cas.lineage import events
+from cas.lineage.events import step_run_id_for
+from cas.lineage.runs import PipelineRun, StepRun
 from cas.version import ArtifactVersion
+
+# Reached through this module by cas.store.facade and the integrations until they
+# import cas.lineage.runs and cas.lineage.events themselves (issue 10 merge).
+from cas.lineage.events import APPLIERS  # noqa: F401  isort: skip
+from cas.lineage.runs import get_run, list_runs, step_run  # noqa: F401  isort: skip
 
 if TYPE_CHECKING:
     from cas.store.facade import Store
@@ -62,16 +57,9 @@ COMPLETED = "completed"
 FAILED = "failed"
 CANCELLED = "cancelled"
 
-# Fixed namespace for step run ids: uuid5(namespace, "<run id>/<step>").
-_STEP_NAMESPACE = uuid.UUID("6f0f2c53-4c1e-5d53-9a55-6361732d7275")
 _MAX_ERROR = 500
 
 _CURRENT_STEP: ContextVar[ActiveStep | None] = ContextVar("cas_current_step", default=None)
-
-
-def step_run_id_for(run_id: str, step: str) -> str:
-    """The id of step ``step`` of run ``run_id``: the same on every machine."""
-    return str(uuid.uuid5(_STEP_NAMESPACE, f"{run_id}/{step}"))
 
 
 def current_step() -> ActiveStep | None:
@@ -92,89 +80,6 @@ def _error_text(exc: BaseException | None) -> str | None:
         return None
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text[:_MAX_ERROR]
-
-
-def _dt(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-# -- publishing events -------------------------------------------------------------
-
-
-def _publish(store: Store, run_id: str, record: dict[str, Any], *, seq: int | None = None) -> bool:
-    """Claim a ref for ``record`` under the run; with a fixed ``seq``, False if it is taken."""
-    first = seq if seq is not None else q.max_ref_seq(store.index.conn, run_ref(run_id, 0)[:-1]) + 1
-    claimed = store._claim(record, "seq", first, lambda n: run_ref(run_id, n), exact=seq is not None)
-    if claimed is None:
-        return False
-    store._commit(claimed[0], claimed[1], record)
-    return True
-
-
-def _run_known(store: Store, run_id: str) -> bool:
-    if q.get_run(store.index.conn, run_id) is not None:
-        return True
-    store._learn_ref(run_ref(run_id, 0))
-    return q.get_run(store.index.conn, run_id) is not None
-
-
-def _start_run(store: Store, pipeline: str, params: dict[str, Any], run_id: str) -> bool:
-    record = {"type": "run_start", "run_id": run_id, "pipeline": pipeline, "params": params, "started_at": now_iso()}
-    started = _publish(store, run_id, record, seq=0)
-    if started:
-        live_lineage.emit_run(store, run_id, "start")
-    return started
-
-
-def _end_run(store: Store, run_id: str, status: str, error: str | None) -> None:
-    record = {"type": "run_end", "run_id": run_id, "status": status, "ended_at": now_iso(), "error": error}
-    _publish(store, run_id, record)
-    live_lineage.emit_run(store, run_id, "end")
-
-
-def _start_step(store: Store, run_id: str, step: str, inputs: list[tuple[str, int]]) -> str:
-    step_run_id = step_run_id_for(run_id, step)
-    record = {
-        "type": "step_start",
-        "run_id": run_id,
-        "step_run_id": step_run_id,
-        "step": step,
-        "started_at": now_iso(),
-        "inputs": [list(i) for i in inputs],
-    }
-    _publish(store, run_id, record)
-    live_lineage.emit_step(store, run_id, step_run_id, "start")
-    return step_run_id
-
-
-def _add_inputs(store: Store, run_id: str, step_run_id: str, step: str, inputs: list[tuple[str, int]]) -> None:
-    known = set(q.step_input_refs(store.index.conn, step_run_id))
-    new = [i for i in dict.fromkeys(inputs) if i not in known]
-    if not new:
-        return
-    record = {
-        "type": "step_input",
-        "run_id": run_id,
-        "step_run_id": step_run_id,
-        "step": step,
-        "inputs": [list(i) for i in new],
-        "created_at": now_iso(),
-    }
-    _publish(store, run_id, record)
-
-
-def _end_step(store: Store, run_id: str, step_run_id: str, step: str, status: str, error: str | None) -> None:
-    record = {
-        "type": "step_end",
-        "run_id": run_id,
-        "step_run_id": step_run_id,
-        "step": step,
-        "status": status,
-        "ended_at": now_iso(),
-        "error": error,
-    }
-    _publish(store, run_id, record)
-    live_lineage.emit_step(store, run_id, step_run_id, "end")
 
 
 def _check_status(status: str) -> str:
@@ -221,7 +126,7 @@ class ActiveRun:
         self.status = RUNNING
         self._steps: dict[str, ActiveStep] = {}
         self._failed_steps: list[str] = []
-        if not _start_run(store, self.pipeline, self.params, self.id):
+        if not events.publish_run_start(store, self.pipeline, self.params, self.id):
             raise RunError(f"run {self.id} already exists; pick another run id")
 
     def __repr__(self) -> str:
@@ -231,7 +136,7 @@ class ActiveRun:
         """Start step ``name`` of this run, consuming ``inputs`` (versions or ``name@version``)."""
         self._check_open()
         check_segment(name, "step name")
-        if name in self._steps or q.find_step(self.store.index.conn, self.id, name) is not None:
+        if name in self._steps or self.store.index.find_step(self.id, name) is not None:
             raise RunError(f"step {name!r} already ran in run {self.id}; give each step of a run its own name")
         step = ActiveStep(self, name, resolve_inputs(self.store, inputs))
         self._steps[name] = step
@@ -248,7 +153,7 @@ class ActiveRun:
         for step in self._steps.values():
             if step.status == RUNNING:  # a step left open: the run ends it
                 step.end(FAILED if status != COMPLETED else COMPLETED)
-        _end_run(self.store, self.id, status, error)
+        events.publish_run_end(self.store, self.id, status, error)
         self.status = status
 
     def info(self) -> PipelineRun:
@@ -280,7 +185,7 @@ class ActiveStep:
         self.store = run.store
         self.name = name
         self.status = RUNNING
-        self.id = _start_step(self.store, run.id, name, inputs)
+        self.id = events.publish_step_start(self.store, run.id, name, inputs)
         self._inputs: set[tuple[str, int]] = set(inputs)
         self._token: Token | None = None
 
@@ -323,20 +228,20 @@ class ActiveStep:
     def _add_refs(self, refs: list[tuple[str, int]]) -> None:
         refs = [r for r in refs if r not in self._inputs]
         if refs:
-            _add_inputs(self.store, self.run.id, self.id, self.name, refs)
+            events.publish_step_input(self.store, self.run.id, self.id, self.name, refs)
             self._inputs.update(refs)
 
     def _note_read(self, version: ArtifactVersion) -> None:
         key = (version.name, version.version)
         if self.status != RUNNING or key in self._inputs or version.step_run_id == self.id:
             return  # already known, or this step's own output: not an input
-        _add_inputs(self.store, self.run.id, self.id, self.name, [key])
+        events.publish_step_input(self.store, self.run.id, self.id, self.name, [key])
         self._inputs.add(key)
 
     def end(self, status: str = COMPLETED, error: str | None = None) -> None:
         self._check_open()
         _check_status(status)
-        _end_step(self.store, self.run.id, self.id, self.name, status, error)
+        events.publish_step_end(self.store, self.run.id, self.id, self.name, status, error)
         self.status = status
         if status == FAILED:
             self.run._failed_steps.append(self.name)
@@ -418,223 +323,34 @@ class _PlainLink:
 
 def ensure_run(store: Store, run_id: str, pipeline: str) -> None:
     """Start run ``run_id`` unless it exists (here or, already, in the backend)."""
-    if not _run_known(store, run_id):
-        _start_run(store, check_segment(pipeline, "pipeline name"), {}, run_id)
+    if not events.run_known(store, run_id):
+        events.publish_run_start(store, check_segment(pipeline, "pipeline name"), {}, run_id)
 
 
 def ensure_step(store: Store, run_id: str, step: str, inputs: list[tuple[str, int]] = ()) -> str:  # type: ignore[assignment]
     """The step run id of ``step`` in ``run_id``, starting it if needed; adds new inputs."""
     step_run_id = step_run_id_for(run_id, step)
-    if q.get_step(store.index.conn, step_run_id) is None:
+    if store.index.get_step(step_run_id) is None:
         store.refresh()  # another process may have started it
-    if q.get_step(store.index.conn, step_run_id) is None:
-        _start_step(store, run_id, step, list(inputs))
+    if store.index.get_step(step_run_id) is None:
+        events.publish_step_start(store, run_id, step, list(inputs))
     elif inputs:
-        _add_inputs(store, run_id, step_run_id, step, list(inputs))
+        events.publish_step_input(store, run_id, step_run_id, step, list(inputs))
     return step_run_id
 
 
 def end_step(store: Store, run_id: str, step: str, status: str = COMPLETED, error: str | None = None) -> None:
     _check_status(status)
     step_run_id = step_run_id_for(_check_run_id(run_id), check_segment(step, "step name"))
-    if q.get_step(store.index.conn, step_run_id) is None:
+    if store.index.get_step(step_run_id) is None:
         store.refresh()  # another process may have started it
-        if q.get_step(store.index.conn, step_run_id) is None:
+        if store.index.get_step(step_run_id) is None:
             raise RunError(f"run {run_id} has no step {step!r}")
-    _end_step(store, run_id, step_run_id, step, status, error)
+    events.publish_step_end(store, run_id, step_run_id, step, status, error)
 
 
 def end_run(store: Store, run_id: str, status: str = COMPLETED, error: str | None = None) -> None:
     _check_status(status)
-    if not _run_known(store, _check_run_id(run_id)):
+    if not events.run_known(store, _check_run_id(run_id)):
         raise RunError(f"no run {run_id}")
-    _end_run(store, run_id, status, error)
-
-
-# -- query results ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StepRun:
-    """One step of one run: what it consumed and what it produced."""
-
-    id: str
-    run_id: str
-    pipeline: str
-    step: str
-    status: str
-    started_at: datetime | None
-    ended_at: datetime | None
-    error: str | None
-    inputs: tuple[ArtifactVersion, ...]
-    outputs: tuple[ArtifactVersion, ...]
-    unknown_inputs: tuple[str, ...] = ()  # consumed versions this index does not hold (partial sync)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The step run as JSON-ready data (versions as refs)."""
-        return {
-            "id": self.id,
-            "run_id": self.run_id,
-            "pipeline": self.pipeline,
-            "step": self.step,
-            "status": self.status,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-            "error": self.error,
-            "inputs": [v.ref for v in self.inputs] + list(self.unknown_inputs),
-            "outputs": [v.ref for v in self.outputs],
-        }
-
-
-@dataclass(frozen=True)
-class PipelineRun:
-    """One run of a pipeline and its steps, in start order."""
-
-    id: str
-    pipeline: str
-    status: str
-    params: dict[str, Any]
-    started_at: datetime | None
-    ended_at: datetime | None
-    error: str | None
-    steps: tuple[StepRun, ...]
-
-    @property
-    def duration(self) -> float | None:
-        """Seconds from start to end, or None while the run is still open."""
-        if self.started_at and self.ended_at:
-            return (self.ended_at - self.started_at).total_seconds()
-        return None
-
-    @property
-    def outputs(self) -> tuple[ArtifactVersion, ...]:
-        """Every version the run's steps produced, in step order."""
-        return tuple(v for s in self.steps for v in s.outputs)
-
-    def step(self, name: str) -> StepRun:
-        """The step run named ``name``; ``KeyError`` if the run has none."""
-        for s in self.steps:
-            if s.step == name:
-                return s
-        raise KeyError(f"run {self.id} has no step {name!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The run, with its steps, as JSON-ready data."""
-        return {
-            "id": self.id,
-            "pipeline": self.pipeline,
-            "status": self.status,
-            "params": self.params,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-            "duration": self.duration,
-            "error": self.error,
-            "steps": [s.to_dict() for s in self.steps],
-        }
-
-
-def _step_run(store: Store, row: q.StepRow) -> StepRun:
-    conn = store.index.conn
-    inputs = tuple(ArtifactVersion.from_row(store, r) for r in q.step_input_rows(conn, row.id))
-    have = {(v.name, v.version) for v in inputs}
-    unknown = tuple(f"{n}@{v}" for n, v in q.step_input_refs(conn, row.id) if (n, v) not in have)
-    outputs = tuple(ArtifactVersion.from_row(store, r) for r in q.step_output_rows(conn, row.id))
-    return StepRun(
-        id=row.id,
-        run_id=row.run_id,
-        pipeline=row.pipeline or "",
-        step=row.step,
-        status=row.status,
-        started_at=_dt(row.started_at),
-        ended_at=_dt(row.ended_at),
-        error=row.error,
-        inputs=inputs,
-        outputs=outputs,
-        unknown_inputs=unknown,
-    )
-
-
-def _pipeline_run(store: Store, row: q.RunRow) -> PipelineRun:
-    steps = tuple(_step_run(store, s) for s in q.steps_of_run(store.index.conn, row.id))
-    return PipelineRun(
-        id=row.id,
-        pipeline=row.pipeline,
-        status=row.status,
-        params=json.loads(row.params or "{}"),
-        started_at=_dt(row.started_at),
-        ended_at=_dt(row.ended_at),
-        error=row.error,
-        steps=steps,
-    )
-
-
-def get_run(store: Store, run_id: str) -> PipelineRun:
-    if not isinstance(run_id, str) or not run_id:
-        raise InvalidNameError(f"invalid run id {run_id!r}")
-    store.refresh()  # a run's status changes: catch up with other machines first (one read if nothing new)
-    row = q.get_run(store.index.conn, run_id)
-    if row is None:
-        raise RunError(f"no run {run_id}")
-    return _pipeline_run(store, row)
-
-
-def list_runs(store: Store, pipeline: str | None = None, status: str | None = None, limit: int | None = None) -> list[PipelineRun]:
-    if limit is not None and limit < 0:
-        raise InvalidNameError("limit must be >= 0")
-    store.refresh()
-    return [_pipeline_run(store, r) for r in q.list_runs(store.index.conn, pipeline, status, limit)]
-
-
-def step_run(store: Store, step_run_id: str | None) -> StepRun | None:
-    if not step_run_id:
-        return None
-    row = q.get_step(store.index.conn, step_run_id)
-    return _step_run(store, row) if row is not None else None
-
-
-def producer_inputs(store: Store, version: ArtifactVersion) -> list[ArtifactVersion]:
-    if not version.step_run_id:
-        return []
-    return [ArtifactVersion.from_row(store, r) for r in q.step_input_rows(store.index.conn, version.step_run_id)]
-
-
-# -- appliers: records -> index rows (registered into store.APPLIERS) -------------------
-
-
-def _apply_run_start(store: Store, c, record: dict[str, Any], record_digest: str) -> None:
-    q.upsert_run_start(c, record["run_id"], record["pipeline"], record["started_at"], record.get("params") or {})
-
-
-def _apply_run_end(store: Store, c, record: dict[str, Any], record_digest: str) -> None:
-    q.upsert_run_end(c, record["run_id"], record["status"], record["ended_at"], record.get("error"), record.get("seq", 0))
-
-
-def _apply_step_start(store: Store, c, record: dict[str, Any], record_digest: str) -> None:
-    q.upsert_step_start(c, record["step_run_id"], record["run_id"], record["step"], record["started_at"])
-    q.insert_step_inputs(c, record["step_run_id"], [tuple(i) for i in record.get("inputs") or ()])
-
-
-def _apply_step_input(store: Store, c, record: dict[str, Any], record_digest: str) -> None:
-    q.insert_step_inputs(c, record["step_run_id"], [tuple(i) for i in record.get("inputs") or ()])
-
-
-def _apply_step_end(store: Store, c, record: dict[str, Any], record_digest: str) -> None:
-    q.upsert_step_end(
-        c,
-        record["step_run_id"],
-        record["run_id"],
-        record["step"],
-        record["status"],
-        record["ended_at"],
-        record.get("error"),
-        record.get("seq", 0),
-    )
-
-
-APPLIERS = {
-    "run_start": _apply_run_start,
-    "run_end": _apply_run_end,
-    "step_start": _apply_step_start,
-    "step_input": _apply_step_input,
-    "step_end": _apply_step_end,
-}
+    events.publish_run_end(store, run_id, status, error)

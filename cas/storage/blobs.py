@@ -9,13 +9,17 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from cas.backends.base import Backend
 from cas.core.digest import CHUNK, Hasher, hash_bytes, hash_file, is_hex_digest
+from cas.core.progress import as_callback
 from cas.errors import BlobNotFoundError, IntegrityError
+
+if TYPE_CHECKING:
+    from cas.core.progress import Callback
 
 __all__ = ["BlobStore", "PutResult", "blob_path", "BLOB_PREFIX"]
 
@@ -65,8 +69,8 @@ class BlobStore:
         written = self.backend.create_bytes(blob_path(hexdigest), data, content_addressed=True)
         return PutResult(hexdigest, len(data), written)
 
-    def put_file(self, path: str | os.PathLike, progress: Callable[[int], object] | None = None) -> PutResult:
-        """Store a local file; ``progress(nbytes)`` is called as it is read."""
+    def put_file(self, path: str | os.PathLike, progress: Callback | None = None) -> PutResult:
+        """Store a local file; the bytes read go to ``progress``."""
         path = os.fspath(path)
         before = os.stat(path)
         if before.st_size <= _SMALL_FILE:
@@ -78,8 +82,7 @@ class BlobStore:
                 os.close(fd)
             if len(data) == before.st_size:
                 result = self.put_bytes(data)
-                if progress:
-                    progress(result.size)
+                as_callback(progress).relative_update(result.size)
                 return result
         # Hash first: if the blob exists we never read the file again.
         hexdigest, size = hash_file(path, progress)
@@ -97,14 +100,14 @@ class BlobStore:
             raise IntegrityError(hexdigest, "?", f"{path} changed while it was being saved")
         return PutResult(hexdigest, size, written)
 
-    def put_stream(self, stream: BinaryIO, progress: Callable[[int], object] | None = None) -> PutResult:
+    def put_stream(self, stream: BinaryIO, progress: Callback | None = None) -> PutResult:
         """A stream that cannot be re-read is hashed while spooled to a temp file."""
+        progress = as_callback(progress)
         spool = self.spool()
         try:
             while block := stream.read(CHUNK):
                 spool.write(block)
-                if progress:
-                    progress(len(block))
+                progress.relative_update(len(block))
         except BaseException:
             spool.discard()
             raise
@@ -135,14 +138,14 @@ class BlobStore:
             raise BlobNotFoundError(hexdigest) from None
         return VerifyingReader(raw, hexdigest)
 
-    def check(self, hexdigest: str, progress: Callable[[int], object] | None = None) -> tuple[str, int]:
-        """Rehash a stored blob; returns (actual digest, size)."""
+    def check(self, hexdigest: str, progress: Callback | None = None) -> tuple[str, int]:
+        """Rehash a stored blob (the bytes read go to ``progress``); returns (actual digest, size)."""
+        progress = as_callback(progress)
         with self.open(hexdigest) as r:
             h = Hasher(threaded=True)
             while block := r.raw.read(CHUNK):
                 h.update(block)
-                if progress:
-                    progress(len(block))
+                progress.relative_update(len(block))
         return h.hexdigest(), h.size
 
     def iter_digests(self) -> Iterator[tuple[str | None, str, int, float | None]]:

@@ -25,15 +25,17 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from cas.backends.base import fsync_dir
 from cas.core.digest import CHUNK
+from cas.core.progress import as_callback, item_done
 from cas.errors import PathIsDirectoryError, PathNotDirectoryError
 
 if TYPE_CHECKING:
+    from cas.core.progress import Callback
     from cas.storage.blobs import BlobStore
 
 __all__ = ["Download"]
@@ -45,9 +47,9 @@ class Download:
     """One all-or-nothing download: add files and trees, then leave the ``with``
     block cleanly to move them all into place (an exception removes them all)."""
 
-    def __init__(self, blobs: BlobStore, progress: Callable[..., None] | None = None) -> None:
+    def __init__(self, blobs: BlobStore, progress: Callback | None = None) -> None:
         self._blobs = blobs
-        self._progress = progress  # progress(nbytes, items=0), as cas.store.Progress; any thread
+        self._progress = as_callback(progress)  # bytes written and files done, from any thread
         self._moves: list[tuple[str, str]] = []  # (temp, final), renamed in order at commit
         self._made: list[str] = []  # directories this download created, parents first
         self._done = False
@@ -136,12 +138,10 @@ class Download:
             view = memoryview(buf)
             while n := src.readinto(buf):  # EOF: the reader raises IntegrityError on a mismatch
                 out.write(view[:n])
-                if self._progress:
-                    self._progress(n)
+                self._progress.relative_update(n)
             out.flush()
             os.fsync(out.fileno())
-        if self._progress:
-            self._progress(0, 1)
+        item_done(self._progress)
 
     # -- finishing -----------------------------------------------------------------
 

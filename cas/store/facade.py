@@ -23,6 +23,7 @@ from cas import materializers as _materializers
 from cas.backends.base import Backend, LocalBackend, open_backend, redact_url
 from cas.core.digest import Digest
 from cas.core.names import LATEST, ArtifactName, check_alias, parse_name, parse_ref, parse_version
+from cas.core.progress import as_callback, item_done
 from cas.core.records import (
     REFS,
     RecordStore,
@@ -329,8 +330,7 @@ class Store:
             for rel, abspath in files:
                 result = self.blobs.put_file(abspath, progress)
                 entries.append((rel, result.digest, result.size))
-                if progress:
-                    progress(0, 1)
+                item_done(as_callback(progress))
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
@@ -982,8 +982,7 @@ class Store:
             for ref, record_digest, record, entries in found:
                 self._apply(c, ref, record_digest, record, entries)
                 applied += 1
-                if progress:
-                    progress(0, 1)
+                item_done(as_callback(progress))
             seq = start
             while True:
                 try:
@@ -1050,8 +1049,7 @@ class Store:
                 if actual != digest:
                     bad.add(digest)
                 checked += 1
-                if progress:
-                    progress(0, 1)
+                item_done(as_callback(progress))
             corrupt = sorted(bad)
         else:
             checked = len(needed)

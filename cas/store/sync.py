@@ -33,14 +33,19 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from cas.core.digest import CHUNK, hash_bytes
+from cas.core.progress import as_callback, item_done
 from cas.core.records import parse_ref_path, ref_order
 from cas.errors import CorruptRecordError, IntegrityError, InvalidNameError
 from cas.storage import sweeps
 from cas.storage.blobs import BLOB_PREFIX, blob_path, digest_from_path
 from cas.store.facade import Store
 from cas.version import TREE
+
+if TYPE_CHECKING:
+    from cas.core.progress import Callback
 
 __all__ = ["SyncPlan", "SyncResult", "status", "transfer", "sync", "DEFAULT_JOBS"]
 
@@ -54,8 +59,6 @@ _HUGE_WEIGHT = 5
 _SHARDS = 256
 # A local destination publishes blobs in batches of this many (one syncfs each).
 _LOCAL_BATCH = 2000
-
-Progress = Callable[..., None]  # progress(nbytes, items=0), as cas.store.Progress
 
 
 @dataclass(frozen=True)
@@ -226,9 +229,9 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
 # -- sending -------------------------------------------------------------------------
 
 
-def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: Progress | None = None) -> int:
+def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: Callback) -> int:
     """Copy one blob, hashing while copying; returns bytes written (0 if it was there).
-    ``progress(nbytes)`` is called from the worker thread as bytes are read."""
+    The bytes read go to ``progress`` from the worker thread."""
     rel = blob_path(digest)
     if size is None or size <= _IN_MEMORY:
         try:
@@ -240,8 +243,7 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: 
         actual = hash_bytes(data)
         if actual != digest:
             raise IntegrityError(digest, actual, f"source {rel}")
-        if progress:
-            progress(len(data))
+        progress.relative_update(len(data))
         return len(data) if dst.backend.create_bytes(rel, data, content_addressed=True) else 0
     # Large: stream through a spool file next to the destination (bounded memory),
     # verified before it is published under its final name.
@@ -251,8 +253,7 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: 
             raw = reader.raw
             while block := raw.read(CHUNK):
                 spool.write(block)
-                if progress:
-                    progress(len(block))
+                progress.relative_update(len(block))
         if spool.hexdigest() != digest:
             raise IntegrityError(digest, spool.hexdigest(), f"source {rel}")
     except BaseException:
@@ -262,13 +263,14 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: 
     return result.size if result.written else 0
 
 
-def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None, progress: Progress | None) -> int:
+def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None, progress: Callback) -> int:
     # A batch belongs to the thread that opened it; pool workers join it explicitly.
     with dst.backend.join(batch):
         return _copy_blob(src, dst, digest, size, progress)
 
 
-def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int, progress: Progress | None) -> tuple[int, int]:
+def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int, progress: Callback | None) -> tuple[int, int]:
+    progress = as_callback(progress)
     sent = sent_bytes = 0
     # Largest first keeps the pool busy to the end; small ones fill the gaps.
     order = sorted(blobs.items(), key=lambda kv: -(kv[1] or 0))
@@ -284,8 +286,7 @@ def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int,
                         if n:
                             sent += 1
                             sent_bytes += n
-                        if progress:
-                            progress(0, 1)
+                        item_done(progress)
                 except BaseException:
                     for f in futures:
                         f.cancel()
@@ -386,8 +387,9 @@ def _publish_refs(
     return sent, skipped, sorted(conflicts)
 
 
-def transfer(src: Store, dst: Store, plan: SyncPlan, *, jobs: int = DEFAULT_JOBS, progress: Progress | None = None) -> SyncResult:
-    """Send what ``plan`` says is missing: blobs, then refs (invariant 4)."""
+def transfer(src: Store, dst: Store, plan: SyncPlan, *, jobs: int = DEFAULT_JOBS, progress: Callback | None = None) -> SyncResult:
+    """Send what ``plan`` says is missing: blobs, then refs (invariant 4).  Bytes
+    sent and blobs done go to ``progress``, from the worker threads."""
     sent, sent_bytes = _send_blobs(src, dst, plan.blobs, jobs, progress)
     already = len(plan.blobs) - sent
     refs_sent, refs_skipped, late_conflicts = _publish_refs(src, dst, list(plan.refs), jobs, plan.planned_at)
@@ -410,7 +412,7 @@ def sync(
     *,
     jobs: int = DEFAULT_JOBS,
     dry_run: bool = False,
-    progress: Progress | None = None,
+    progress: Callback | None = None,
 ) -> SyncResult:
     """Make ``dst`` hold every version, alias and lineage record of ``src`` (or of ``names``)."""
     plan = status(src, dst, names, jobs=jobs)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cas.core.units import human_bytes
-from cas.lineage.query import LineageGraph, StepNode, VersionNode
+from cas.lineage.graph import LineageGraph, StepNode, VersionNode
 
 __all__ = ["Drawing", "layout"]
 
