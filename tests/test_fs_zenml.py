@@ -14,7 +14,7 @@ import pytest
 
 from cas.errors import PathExistsError, PathNotDirectoryError, PathNotFoundError, ReadOnlyError
 from cas.fs import CasFileSystem
-from cas.fs.zenml import CasZenMLFileSystem
+from cas.integrations.zenml.filesystem import CasZenMLFileSystem
 
 # method -> parameter names after self, with their defaults, as ZenML declares them
 ZENML_SIGNATURES = {

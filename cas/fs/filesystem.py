@@ -18,21 +18,23 @@ Writing (see docs/filesystem.md for the whole contract):
   is closed outside a transaction, version N is committed at once.
 * Writing below it (``p/s/a/N/x/y``), ``mkdir`` and copies into it build a
   *draft* tree — mutable, seen by every instance and process on this store's
-  index (``fs_drafts``), not a version yet — committed as one version by
+  index (:mod:`cas.fs.book`), not a version yet — committed as one version by
   :meth:`CasFileSystem.commit`, when an fsspec transaction (``with
   fs.transaction:``) ends (an exception in it discards the draft), or when the
-  last process writing it ends cleanly (``fs_finish``).  Blobs are durable
+  last process writing it ends cleanly (:mod:`cas.fs.finish`).  Blobs are durable
   when each file closes; a commit writes the manifest, the version record and
   its ref, so ``reindex`` sees it.
 * Copy and move inside the view move no bytes: only index entries and records.
   ``rm`` records deletions of versions; bytes go only through ``gc``.
 
-Layers, each building on the one before: ``fs_paths`` (the path grammar),
-``fs_base`` (lookups and info from the index), ``fs_write`` (drafts and
-commits), ``fs_copy`` (copy, move, remove), this module (listing, reading,
-registration); ``fs_drafts`` (the draft book), ``fs_finish`` (committing
-drafts when their writers end), ``fs_procs`` and ``fs_files`` (the file
-objects) support them.
+The filesystem holds its collaborators, each owning its part of the state:
+a :class:`~cas.fs.drafts.DraftMap` (the store's drafts, rows of its draft
+book, :mod:`cas.fs.book`), a :class:`~cas.fs.view.View` (paths resolved to
+versions and drafts; info and listings), a :class:`~cas.fs.write.Writer`
+(staging files, making directories, committing drafts; it owns the lock) and
+a :class:`~cas.fs.copy.Copier` (copy, move, remove).  :mod:`cas.fs.finish`
+commits drafts when their writers end; :mod:`cas.fs.files` has the file
+objects; :mod:`cas.fs.paths` the path grammar.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -49,21 +50,16 @@ from fsspec.spec import AbstractFileSystem
 from fsspec.transaction import Transaction
 from fsspec.utils import isfilelike
 
-from cas.core.digest import CHUNK, Digest
-from cas.errors import (
-    ArtifactNotFoundError,
-    PathIsDirectoryError,
-    PathNotFoundError,
-    ReadOnlyError,
-)
-from cas.fs.base import dir_info, file_info
-from cas.fs.copy import CopyRemoveMixin
-from cas.fs.drafts import Draft, DraftMap, Staged
-from cas.fs.files import CasReadFile, CasWriteFile
-from cas.fs.paths import CasPath
+from cas.core.digest import Digest
+from cas.errors import PathIsDirectoryError, ReadOnlyError
+from cas.fs.copy import Copier
+from cas.fs.drafts import DraftMap
+from cas.fs.files import CasReadFile
+from cas.fs.view import View
+from cas.fs.write import Writer
 from cas.storage.download import Download
 from cas.store.facade import Store, open_store
-from cas.version import TREE, ArtifactVersion
+from cas.version import ArtifactVersion
 
 __all__ = ["CasFileSystem", "CasTransaction"]
 
@@ -94,7 +90,7 @@ class _CasCached(type(AbstractFileSystem)):  # type: ignore[misc]
         return super().__call__(*args, **kwargs)
 
 
-class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
+class CasFileSystem(AbstractFileSystem, metaclass=_CasCached):
     """``cas://`` over a store.
 
     ``store``: a :class:`~cas.Store`, or a URL/path to open (default
@@ -125,7 +121,9 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
         else:
             self.store = open_store(store, index=index, create=create, **storage_options)
         self._drafts = DraftMap(self.store)
-        self._lock = threading.RLock()
+        self._view = View(self.store, self._drafts, self._strip_protocol)
+        self._writer = Writer(self.store, self._view, self._drafts)
+        self._copier = Copier(self, self._view, self._writer)
         self._getting = threading.local()  # .download: the Download a running get() collects into
 
     def __repr__(self) -> str:
@@ -138,145 +136,34 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
     # -- reading the namespace -----------------------------------------------------
 
     def info(self, path, **kwargs) -> dict[str, Any]:
-        return self._info(self._parse(path))
+        return self._view.info(self._view.parse(path))
+
+    def _type(self, path) -> str | None:
+        cp = self._view.parse(path)  # a malformed path is an error, not "no"
+        try:
+            return self._view.info(cp)["type"]
+        except FileNotFoundError:
+            return None
 
     def exists(self, path, **kwargs) -> bool:
-        cp = self._parse(path)  # a malformed path is an error, not "no"
-        try:
-            self._info(cp)
-        except FileNotFoundError:
-            return False
-        return True
+        return self._type(path) is not None
 
     def isdir(self, path) -> bool:
-        cp = self._parse(path)
-        try:
-            return self._info(cp)["type"] == "directory"
-        except FileNotFoundError:
-            return False
+        return self._type(path) == "directory"
 
     def isfile(self, path) -> bool:
-        cp = self._parse(path)
-        try:
-            return self._info(cp)["type"] == "file"
-        except FileNotFoundError:
-            return False
+        return self._type(path) == "file"
 
     def ls(self, path, detail=True, **kwargs):
-        cp = self._parse(path)
-        if cp.level < 4:
-            entries = self._ls_namespace(cp)
-        else:
-            v = self._version_of(cp)
-            info = self._node_info(cp, v)
-            entries = [info] if info["type"] == "file" else self._ls_version(cp, v)
+        entries = self._view.ls(self._view.parse(path))
         if detail:
             return entries
         return sorted(e["name"] for e in entries)
 
-    def _ls_namespace(self, cp: CasPath) -> list[dict[str, Any]]:
-        self.store.refresh()  # the index may be behind the backend (another machine wrote)
-        if cp.level < 3:
-            prefix = f"{cp.path}/" if cp.path else ""
-            kids = sorted({n[len(prefix) :].split("/", 1)[0] for n in self._names_below(cp)})
-            if not kids and cp.level > 0:
-                raise PathNotFoundError(f"no such {cp.what}: cas://{cp.path}", cp.path)
-            return [dir_info(cp.join(k)) for k in kids]
-        out: dict[int, dict[str, Any]] = {}
-        try:
-            versions = self.store.list_versions(cp.path)
-        except ArtifactNotFoundError:
-            versions = []
-        for av in versions:
-            child = CasPath(cp.join(str(av.version)), (*cp.segments, str(av.version)), "", av.version)
-            out[av.version] = self._node_info(child, av)
-        for (name, number), draft in self._drafts.items():
-            if name == cp.path:
-                child = CasPath(cp.join(str(number)), (*cp.segments, str(number)), "", number)
-                out[number] = self._node_info(child, draft)
-        if not out:
-            raise PathNotFoundError(f"no such artifact: cas://{cp.path}", cp.path)
-        return [out[k] for k in sorted(out)]
-
-    def _ls_version(self, cp: CasPath, v: Draft | ArtifactVersion) -> list[dict[str, Any]]:
-        if isinstance(v, Draft):
-            extra = {"version": v.version, "committed": False}
-            return [
-                file_info(cp.join(name), s.digest, s.size, s.mtime, **extra)
-                if s is not None
-                else dir_info(cp.join(name), v.created, **extra)
-                for name, s in v.children(cp.inner)
-            ]
-        ts = v.created_at.timestamp()
-        extra = {"version": v.version, "committed": True}
-        prefix = f"{cp.inner}/" if cp.inner else ""
-        kids: dict[str, tuple[str, int] | None] = {}
-        for path, digest, size in self.store.index.tree_entries(v.digest.hex, prefix):
-            head, sep, _ = path[len(prefix) :].partition("/")
-            if sep:
-                kids.setdefault(head, None)
-            else:
-                kids[head] = (digest, size)
-        return [
-            file_info(cp.join(name), kid[0], kid[1], ts, **extra) if kid else dir_info(cp.join(name), ts, **extra)
-            for name, kid in sorted(kids.items())
-        ]
-
-    def _below(self, cp: CasPath, maxdepth: int | None) -> Iterator[dict[str, Any]]:
-        """Every file and directory below a directory, at most ``maxdepth`` levels down."""
-        if cp.level < 4:
-            if maxdepth is not None and maxdepth < 1:
-                return
-            for info in self._ls_namespace(cp):
-                yield info
-                if info["type"] == "directory":
-                    yield from self._below(self._parse(info["name"]), None if maxdepth is None else maxdepth - 1)
-            return
-        # Inside a version: one pass over its entries (one index query for a tree).
-        v = self._version_of(cp)
-        if isinstance(v, Draft):
-            extra = {"version": v.version, "committed": False}
-            rows: Iterator[tuple[str, Staged | None]] = v.below(cp.inner)
-            for rel, s in rows:
-                if maxdepth is not None and rel.count("/") + 1 > maxdepth:
-                    continue
-                name = cp.join(rel)
-                yield file_info(name, s.digest, s.size, s.mtime, **extra) if s else dir_info(name, v.created, **extra)
-            return
-        if v.kind != TREE:
-            return
-        ts = v.created_at.timestamp()
-        extra = {"version": v.version, "committed": True}
-        prefix = f"{cp.inner}/" if cp.inner else ""
-        seen: set[str] = set()
-        for path, digest, size in self.store.index.tree_entries(v.digest.hex, prefix):
-            rel = path[len(prefix) :]
-            parts = rel.split("/")
-            for depth in range(1, len(parts)):
-                d = "/".join(parts[:depth])
-                if d not in seen and (maxdepth is None or depth <= maxdepth):
-                    seen.add(d)
-                    yield dir_info(cp.join(d), ts, **extra)
-            if maxdepth is None or len(parts) <= maxdepth:
-                yield file_info(cp.join(rel), digest, size, ts, **extra)
-
     def find(self, path, maxdepth=None, withdirs=False, detail=False, **kwargs):
         if maxdepth is not None and maxdepth < 1:
             raise ValueError("maxdepth must be at least 1")
-        cp = self._parse(path)
-        try:
-            top = self._info(cp)
-        except FileNotFoundError:
-            return {} if detail else []
-        out: dict[str, dict[str, Any]] = {}
-        if top["type"] == "file":
-            out[cp.path] = top
-        else:
-            if withdirs and cp.path:
-                out[cp.path] = top  # as fsspec's find does, for posix glob semantics
-            for info in self._below(cp, maxdepth):
-                if withdirs or info["type"] == "file":
-                    out[info["name"]] = info
+        out = self._view.find(self._view.parse(path), maxdepth, withdirs)
         names = sorted(out)
         return {n: out[n] for n in names} if detail else names
 
@@ -309,12 +196,12 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
             raise PathIsDirectoryError(f"cas://{info['name']} is a namespace directory; it has no time", info["name"])
         return datetime.fromtimestamp(info[key], tz=timezone.utc)
 
-    # -- reading bytes ---------------------------------------------------------------
+    # -- files ---------------------------------------------------------------------
 
     def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs):
-        cp = self._parse(path)
+        cp = self._view.parse(path)
         if mode == "rb":
-            info = self._info(cp)
+            info = self._view.info(cp)
             if info["type"] != "file":
                 raise PathIsDirectoryError(f"cas://{cp.path} is a directory", cp.path)
             return CasReadFile(self, cp.path, Digest.parse(info["digest"]).hex, info)
@@ -323,18 +210,7 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
                 f"mode {mode!r} is not supported: cas files are read ('rb') or written whole ('wb', 'xb', 'ab')",
                 cp.path,
             )
-        with self._lock:
-            draft = self._check_writable(cp, exclusive=mode == "xb")
-        f = CasWriteFile(self, cp, autocommit=autocommit, mode=mode)
-        if mode == "ab" and draft is not None:
-            existing = draft.blob if not cp.inner else draft.file(cp.inner)
-            if existing is not None:  # append to a draft file: start from its content
-                with self.store.blobs.open(existing.digest) as src:
-                    while block := src.read(CHUNK):
-                        f.write(block)
-        return f
-
-    # -- downloading ----------------------------------------------------------------
+        return self._writer.open(cp, mode, autocommit=autocommit)
 
     def get(self, rpath, lpath, recursive=False, callback=DEFAULT_CALLBACK, maxdepth=None, **kwargs) -> None:
         """fsspec's ``get``, all or nothing: files are moved into place only once every one is verified."""
@@ -350,7 +226,7 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
         if outfile is not None or isfilelike(lpath):
             # the caller's own file object: streamed, and verified when the read reaches EOF
             return super().get_file(rpath, lpath, callback=callback, outfile=outfile, **kwargs)
-        info = self._info(self._parse(rpath))
+        info = self.info(rpath)
         active = getattr(self._getting, "download", None)
         with contextlib.nullcontext(active) if active is not None else Download(self.store.blobs) as download:
             if info["type"] == "directory":
@@ -360,3 +236,75 @@ class CasFileSystem(CopyRemoveMixin, metaclass=_CasCached):
             download.file(Digest.parse(info["digest"]).hex, lpath)
             callback.relative_update(info["size"])
         return None
+
+    def pipe_file(self, path, value, mode="overwrite", **kwargs) -> None:
+        cp = self._view.parse(path)
+        self._writer.put_bytes(cp, bytes(value), exclusive=mode == "create", autocommit=not self._intrans)
+
+    def put_file(self, lpath, rpath, callback=DEFAULT_CALLBACK, mode="overwrite", **kwargs) -> None:
+        if os.path.isdir(lpath):
+            self.makedirs(rpath, exist_ok=True)
+            return
+        cp = self._view.parse(rpath)
+        self._writer.put_file(cp, lpath, callback, exclusive=mode == "create", autocommit=not self._intrans)
+
+    def mkdir(self, path, create_parents=True, **kwargs) -> None:
+        self._writer.make_dir(self._view.parse(path), create_parents, exist_ok=False)
+
+    def makedirs(self, path, exist_ok=False) -> None:
+        try:
+            self._writer.make_dir(self._view.parse(path), create_parents=True, exist_ok=exist_ok)
+        except FileExistsError:
+            if not exist_ok:
+                raise
+
+    # -- copy, move, remove ----------------------------------------------------------
+
+    def cp_file(self, path1, path2, **kwargs) -> None:
+        self._copier.cp_file(path1, path2, autocommit=not self._intrans)
+
+    def copy(self, path1, path2, recursive=False, maxdepth=None, on_error=None, **kwargs) -> None:
+        if self._copier.copy_version(path1, path2, recursive, maxdepth, autocommit=not self._intrans):
+            return
+        super().copy(path1, path2, recursive=recursive, maxdepth=maxdepth, on_error=on_error, **kwargs)
+
+    def mv(self, path1, path2, recursive=False, maxdepth=None, **kwargs) -> None:
+        self._copier.mv(path1, path2, recursive, maxdepth)
+
+    def rm(self, path, recursive=False, maxdepth=None) -> None:
+        self._copier.rm(path, recursive=recursive, maxdepth=maxdepth)
+
+    def rm_file(self, path) -> None:
+        self.rm(path)
+
+    def _rm(self, path) -> None:
+        self.rm(path)
+
+    def rmdir(self, path) -> None:
+        self._copier.rmdir(path)
+
+    # -- drafts and commits --------------------------------------------------------------
+
+    def draft_status(self) -> list[dict[str, Any]]:
+        """The store's open drafts: path, files, bytes, pids of writers still at work, and why one
+        is kept from committing on its own (``broken``, None if it is not)."""
+        return self._writer.status()
+
+    def drafts(self) -> list[str]:
+        """Version paths (``p/s/a/N``) of the store's open drafts, whichever instance or process writes them."""
+        return [f"{name}/{number}" for name, number in sorted(self._drafts)]
+
+    def commit(self, path=None) -> list[ArtifactVersion]:
+        """Commit open drafts as versions, in version order: those at or below ``path``
+        (whoever wrote them), or with no path those this process wrote to.
+
+        A draft with no file commits nothing.  Each version commits
+        atomically; several drafts are not one atomic unit: on an error the
+        drafts not yet committed stay open.
+        """
+        return self._writer.commit(None if path is None else self._view.parse(path))
+
+    def discard(self, path=None) -> None:
+        """Drop open drafts (at or below ``path``, or this process's); their blobs are left for ``gc``.
+        A ``mv`` into a dropped draft keeps its source."""
+        self._writer.discard(None if path is None else self._view.parse(path))

@@ -1,4 +1,8 @@
-"""The end of the writing: committing the drafts a process leaves open.
+"""The drafts of this process: one book per store, committed when the writing ends.
+
+This module owns the process-wide state of drafts: the open book of each
+store (:func:`book_for`), the stores to finish at exit (:func:`watch`), and
+committing one draft (:func:`commit_draft`), which the filesystem calls too.
 
 Directory writers (pandas ``partition_cols``, pyarrow datasets, dask, zarr)
 write many files below ``cas://p/s/a/N/`` and never call ``commit``.  So a
@@ -29,18 +33,22 @@ from collections.abc import Callable
 
 from cas.backends.base import Backend
 from cas.errors import ArtifactNotFoundError, VersionDeletedError, VersionExistsError
-from cas.fs.drafts import _BOOKS, Draft, DraftBook, book_path
+from cas.fs.book import DraftBook, Key, book_path
+from cas.fs.draft import Draft
 from cas.fs.procs import process_alive, process_token
 from cas.store.facade import Store
 from cas.version import BLOB, ArtifactVersion
 
-__all__ = ["UncommittedDraftWarning", "commit_draft", "finish_process", "watch", "warn_stale"]
+__all__ = ["UncommittedDraftWarning", "book_for", "commit_draft", "finish_process", "open_book", "watch"]
 
 
 class UncommittedDraftWarning(UserWarning):
     """Files written through ``cas://`` are not a committed version, and nothing will commit them on its own."""
 
 
+# One book per Store object; Stores sharing an index file share its book's file.
+_BOOKS: weakref.WeakKeyDictionary[Store, DraftBook] = weakref.WeakKeyDictionary()
+_BOOKS_LOCK = threading.Lock()
 # Every store a cas:// filesystem was opened on in this process, by its draft book's
 # path: how to reach the book and, to commit, the store (reopened if it was closed).
 _WATCHED: dict[str, tuple[Backend, str, weakref.ref[Store]]] = {}
@@ -50,6 +58,26 @@ _HOOKED_PID = 0
 _WARNED: set[str] = set()
 
 _HINT = "Its files are kept as a draft: `cas draft commit PATH` (or fs.commit(path)) keeps it, `cas draft discard PATH` drops it"
+
+
+def book_for(store: Store) -> DraftBook:
+    """The drafts book of ``store`` (opened once per Store, and again in a forked child)."""
+    with _BOOKS_LOCK:
+        book = _BOOKS.get(store)
+        if book is not None and book.pid == os.getpid():
+            return book
+        book = _BOOKS[store] = DraftBook(book_path(store.index.path))
+    _warn_stale(book)  # drafts nothing will commit: say so to whoever opens the store
+    return book
+
+
+def open_book(store: Store) -> DraftBook | None:
+    """The book of ``store`` if it exists, without creating its file."""
+    book = _BOOKS.get(store)
+    if book is not None and book.pid == os.getpid():
+        return book
+    path = book_path(store.index.path)
+    return book_for(store) if path == ":memory:" or os.path.exists(path) else None
 
 
 def commit_draft(store: Store, book: DraftBook, draft: Draft) -> ArtifactVersion | None:
@@ -134,7 +162,7 @@ def finish_process() -> None:
             _warn(f"drafts in {path} were not finished: {e}")
         finally:
             if opened is not None:
-                opened.conn.close()
+                opened.close()
 
 
 def _usable(store: Store | None, backend: Backend, index_path: str) -> Store:
@@ -166,7 +194,7 @@ def finish_book(book: DraftBook, get_store: Callable[[], Store], *, clean: bool)
 _WAIT = "wait"
 
 
-def _verdict(c: sqlite3.Connection, key: tuple[str, int], clean: bool) -> str | None:
+def _verdict(c: sqlite3.Connection, key: Key, clean: bool) -> str | None:
     """This process is leaving draft ``key``: None to commit it now, _WAIT to leave it to
     another writer, or why it must not be committed on its own."""
     me = process_token()
@@ -190,7 +218,7 @@ def _warn(message: str) -> None:
     warnings.warn(message, UncommittedDraftWarning, stacklevel=2)
 
 
-def warn_stale(book: DraftBook) -> None:
+def _warn_stale(book: DraftBook) -> None:
     """Once per process and book: say which drafts nothing will commit on its own."""
     if book.path in _WARNED:
         return

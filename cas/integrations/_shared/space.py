@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fsspec.utils import glob_translate
+
 from cas.errors import (
     InvalidNameError,
     PathExistsError,
@@ -28,7 +30,8 @@ from cas.errors import (
     PathNotFoundError,
     ReadOnlyError,
 )
-from cas.integrations._shared.folders import Entry, FolderKey, Folders, SpoolWriter
+from cas.fs.files import SpoolFile, buffered
+from cas.integrations._shared.folders import Entry, FolderKey, Folders
 from cas.storage.download import Download
 from cas.version import BLOB
 
@@ -206,7 +209,8 @@ class PathSpace:
         return out
 
     def glob(self, pattern: str | bytes) -> list[str]:
-        """Paths matching a glob pattern (``*`` and ``?`` within a segment, ``**`` across)."""
+        """Paths matching a glob pattern, as fsspec matches them (``fsspec.utils.glob_translate``:
+        ``*``, ``?`` and ``[...]`` within a segment, ``**`` across)."""
         parts = self.split(pattern)
         fixed: list[str] = []
         for p in parts:
@@ -216,7 +220,7 @@ class PathSpace:
         base = tuple(fixed)
         if len(base) == len(parts):
             return [self.join(parts)] if self.exists(self.join(parts)) else []
-        matcher = _glob_regex(parts)
+        matcher = re.compile(glob_translate("/".join(parts)))
         out = []
         if not self.isdir(self.join(base)):
             return []
@@ -263,10 +267,9 @@ class PathSpace:
             metadata, lineage = self.context(key, inner)
             self.folders.put(key, {inner: Entry(inner, digest, size)}, metadata=metadata, lineage=lineage)
 
-        writer = SpoolWriter(self.folders, commit)
-        if text:
-            return _TextWriter(_Writer(writer), encoding="utf-8", write_through=True)
-        return _Writer(writer)
+        store = self.folders.store
+        spool = SpoolFile(store.blobs, commit, name="/".join(parts), batch=store.backend.batch)
+        return buffered(spool, text=text)
 
     def download(self, path: str | bytes, local: str) -> None:
         """Write a file, or everything below a directory, to ``local``: whole and
@@ -330,45 +333,3 @@ class PathSpace:
                 self.folders.remove(key, inner, metadata=metadata)
         for _, key, _ in list(self._roots_below(parts)):
             self.folders.remove(key, "", metadata={})
-
-
-class _Writer(io.BufferedWriter):
-    """An exception inside ``with`` discards the spool instead of publishing it."""
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.raw.discard_on_close()
-        return super().__exit__(exc_type, exc, tb)
-
-
-class _TextWriter(io.TextIOWrapper):
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None:
-            self.buffer.raw.discard_on_close()
-        return super().__exit__(exc_type, exc, tb)
-
-
-def _glob_regex(parts: Parts) -> re.Pattern[str]:
-    """``**`` spans segments; ``*``, ``?`` and ``[...]`` stay inside one."""
-    out = []
-    for part in parts:
-        if part == "**":
-            out.append(".*")
-            continue
-        seg, i = "", 0
-        while i < len(part):
-            ch = part[i]
-            if ch == "*":
-                seg += "[^/]*"
-            elif ch == "?":
-                seg += "[^/]"
-            elif ch == "[" and "]" in part[i + 1 :]:
-                end = part.index("]", i + 1)
-                body = part[i + 1 : end]
-                seg += "[" + ("^" + re.escape(body[1:]) if body.startswith("!") else re.escape(body)) + "]"
-                i = end
-            else:
-                seg += re.escape(ch)
-            i += 1
-        out.append(seg)
-    return re.compile("/".join(out).replace(".*/", "(?:.*/)?"))

@@ -17,7 +17,6 @@ import os
 import posixpath
 import re
 import tempfile
-import threading
 from typing import Any
 
 from mlflow.entities import FileInfo
@@ -41,16 +40,15 @@ from cas.errors import (
 )
 from cas.integrations._shared.folders import FolderKey, Folders
 from cas.integrations._shared.space import PathSpace
+from cas.integrations._shared.stores import shared_store
 from cas.integrations.mlflow.layout import RUN, MlflowLayout
 from cas.lineage import record as cas_runs
-from cas.store.facade import DEFAULT_STORE, Store, open_store
+from cas.store.facade import DEFAULT_STORE, Store
 
 __all__ = ["CasArtifactRepository", "CasArtifactError", "store_from_env"]
 
-_STORES: dict[str, tuple[Store, Folders]] = {}
 _ENDED = {"FINISHED": cas_runs.COMPLETED, "FAILED": cas_runs.FAILED, "KILLED": cas_runs.CANCELLED}
 _RUN_ID = re.compile(r"[0-9a-f]{32}\Z")
-_LOCK = threading.Lock()
 # Experiment and model names by (tracking uri, what, id): a name, once used for cas names, stays.
 _NAMES: dict[tuple[str | None, str, str], str] = {}
 # The caller's fault: MLflow answers INVALID_PARAMETER_VALUE (HTTP 400, which its client does not retry).
@@ -86,12 +84,7 @@ def store_from_env() -> tuple[Store, Folders]:
         raise InvalidValueError("CAS_STORAGE_OPTIONS must be a JSON object") from None
     if not isinstance(options, dict):
         raise InvalidValueError("CAS_STORAGE_OPTIONS must be a JSON object")
-    key = json.dumps([os.path.abspath(url) if "://" not in url else url, options], sort_keys=True)
-    with _LOCK:
-        if key not in _STORES:
-            store = open_store(url, **options)
-            _STORES[key] = (store, Folders(store))
-        return _STORES[key]
+    return shared_store(url, **options)
 
 
 class CasArtifactRepository(ArtifactRepository):

@@ -7,7 +7,8 @@ Register the flavor and use it in a stack::
     zenml stack register cas_stack -o default -a cas_store --set
 
 Importing this package does not import ZenML; ``flavor`` and
-``artifact_store`` do.  See docs/zenml.md.
+``artifact_store`` do (``filesystem``, ZenML's method set over ``cas://``
+versions, does not).  See docs/zenml.md.
 """
 
 FLAVOR = "cas"

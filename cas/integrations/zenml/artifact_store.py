@@ -12,8 +12,6 @@ complete keeps no live version (see docs/zenml.md).
 
 # No ``from __future__ import annotations``: ZenML sanitizes the arguments
 # annotated ``PathType`` by comparing the annotation objects themselves.
-import json
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
@@ -23,29 +21,21 @@ from zenml.artifact_stores.base_artifact_store import PathType
 from cas.integrations._shared.folders import FolderKey, Folders
 from cas.integrations._shared.segments import encode
 from cas.integrations._shared.space import PathSpace
-from cas.integrations.zenml.flavor import CasArtifactStoreConfig
+from cas.integrations._shared.stores import shared_store
+from cas.integrations.zenml.config import CasArtifactStoreConfig
 from cas.integrations.zenml.layout import ALIAS, ZenMLLayout
 from cas.lineage import record as cas_runs
-from cas.store.facade import Store, open_store
+from cas.store.facade import Store
 
 __all__ = ["CasArtifactStore"]
 
-# Stores are shared by every artifact-store object of a process (ZenML makes
-# many, and pickles them): keyed by location, never kept on the pydantic model.
-_STORES: dict[str, tuple[Store, Folders]] = {}
-_STORES_LOCK = threading.Lock()
 # The step now running, per namespace: set by prepare_step_run, read by writes.
 _ACTIVE: dict[str, dict[str, Any]] = {}
 
 
 def _store_for(config: CasArtifactStoreConfig) -> tuple[Store, Folders]:
-    options = config.options()
-    key = json.dumps([config.store, options, config.index], sort_keys=True, default=str)
-    with _STORES_LOCK:
-        if key not in _STORES:
-            store = open_store(config.store, index=config.index, **options)
-            _STORES[key] = (store, Folders(store))
-        return _STORES[key]
+    """The process's store for ``config`` (never kept on the pydantic model)."""
+    return shared_store(config.store, index=config.index, **config.options())
 
 
 class CasArtifactStore(BaseArtifactStore):

@@ -1,8 +1,13 @@
-"""ZenML's filesystem method set over ``cas://``, without importing zenml.
+"""ZenML's filesystem method set over the ``cas://`` version namespace, without importing zenml.
 
 ZenML's ``BaseArtifactStore`` (and ``zenml.io.filesystem.BaseFilesystem``)
-expects exactly these methods and signatures; a ZenML artifact-store flavor
-can subclass both this class and ``BaseArtifactStore``, or delegate to it.
+expects exactly these methods and signatures.  The cas artifact store
+(:mod:`.artifact_store`) answers them from folders (one live version per
+ZenML directory, see :mod:`cas.integrations._shared.space`); this class
+answers them from :class:`cas.fs.CasFileSystem` itself - paths are
+``cas://<pipeline>/<step>/<artifact>/<version>/...``, drafts and commits as
+the filesystem has them - for code that wants ZenML's interface over
+versions it names.
 Paths may be ``str`` or ``bytes`` (ZenML's ``PathType``) and carry the
 ``cas://`` scheme.  ``IS_IMMUTABLE_FILESYSTEM`` tells ZenML not to expect
 overwrites or appends of committed files.
@@ -35,7 +40,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Union
 
 from cas.errors import PathExistsError, PathNotDirectoryError
-from cas.fs.filesystem import CasFileSystem
+from cas.fs import CasFileSystem
 
 __all__ = ["CasZenMLFileSystem", "PathType"]
 
@@ -78,8 +83,9 @@ class CasZenMLFileSystem:
         return self.fs.isdir(_str(path))
 
     def listdir(self, path: PathType) -> list[PathType]:
-        base = self.fs._strip_protocol(_str(path))
-        if self.fs.info(base)["type"] != "directory":  # PathNotFoundError if it is not there
+        info = self.fs.info(_str(path))  # PathNotFoundError if it is not there
+        base = info["name"]
+        if info["type"] != "directory":
             raise PathNotDirectoryError(f"{_str(path)} is a file, not a directory", base)
         prefix = f"{base}/" if base else ""
         return [name[len(prefix) :] for name in self.fs.ls(base, detail=False)]
