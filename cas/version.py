@@ -165,12 +165,13 @@ class ArtifactVersion:
             if self.kind == BLOB:
                 d.file(self.digest.hex, dest)
             else:
-                d.tree([(path, digest.hex) for path, digest, _ in self._selected(paths)], dest)
+                d.tree([(path, digest.hex) for path, digest, _ in self.select(paths)], dest)
         return dest
 
 
-    def _selected(self, paths: Iterable[str] | None) -> list[tuple[str, Digest, int]]:
-        """The tree's files, or those at or below each of ``paths``."""
+    def select(self, paths: Iterable[str] | None) -> list[tuple[str, Digest, int]]:
+        """The tree's files, or those at or below each of ``paths`` (PathNotFoundError
+        for a path with nothing at or below it)."""
         if paths is None:
             return self.files()
         wanted = [check_tree_path(p.strip("/")) for p in ([paths] if isinstance(paths, str) else paths)]

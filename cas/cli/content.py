@@ -99,7 +99,7 @@ def get(ctx: click.Context, ref: str, dest: str | None, paths: tuple[str, ...], 
       cas get churn/train/model ./deploy/ --force
     """
     v = open_cli_store(ctx).get_artifact_version(ref)
-    selected = v._selected(paths) if paths and v.kind == "tree" else None  # a bad --path fails before any write
+    selected = v.select(paths) if paths and v.kind == "tree" else None  # a bad --path fails before any write
     target = download_target(dest, v.name.rsplit("/", 1)[-1])
     size = sum(s for _, _, s in selected) if selected is not None else v.size
     count = len(selected) if selected is not None else _file_count(v)

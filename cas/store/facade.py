@@ -8,11 +8,9 @@ The work is done by the services beside it: ``publish`` (the one write path),
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cas import materializers as _materializers
 from cas.backends.base import Backend
@@ -22,7 +20,6 @@ from cas.core.digest import Digest
 from cas.core.names import check_alias, parse_name
 from cas.core.records import BLOB, Lineage, check_json_map
 from cas.errors import (
-    BackendError,
     InvalidValueError,
     StoreNotFoundError,
     UnsupportedDataError,
@@ -41,38 +38,23 @@ from cas.store import sync as _sync
 from cas.store import verify as _verify
 from cas.store.gc import DEFAULT_GC_GRACE, GcReport
 from cas.store.ingest import Ingest
-from cas.store.publish import APPLIERS, Progress, Publisher
+from cas.store.location import DEFAULT_STORE, INDEX_FILE, default_index_path, refuse_planted_index
+from cas.store.publish import APPLIERS, Publisher
 from cas.store.stats import StoreStats, stats
 from cas.store.verify import VerifyReport
 from cas.store.versions import Versions
 from cas.version import ArtifactVersion
 
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
 __all__ = [
-    "DEFAULT_GC_GRACE", "DEFAULT_STORE", "INDEX_FILE", "GcReport", "Progress", "Store", "StoreStats",
+    "DEFAULT_GC_GRACE", "DEFAULT_STORE", "INDEX_FILE", "GcReport", "Store", "StoreStats",
     "UnsupportedDataError", "VerifyReport", "open_store",
 ]
 
-DEFAULT_STORE = "./.cas"
-INDEX_FILE = "index.sqlite"
-# SQLite's companion files: a symlink planted under any of these names would
-# make it create or write a database outside the store.
-_INDEX_FILES = (INDEX_FILE, f"{INDEX_FILE}-wal", f"{INDEX_FILE}-shm", f"{INDEX_FILE}-journal")
-
 # Run and step events (cas.lineage.record) are applied by that module's functions.
 APPLIERS.update(_events.APPLIERS)
-
-
-def default_index_path(backend: Backend) -> str:
-    if backend.capabilities.local:
-        return os.path.join(backend.root, INDEX_FILE)  # type: ignore[attr-defined]  # a local backend's directory
-    key = hashlib.sha256(backend.url.encode()).hexdigest()[:24]
-    if backend.capabilities.in_process:
-        # memory:// lives and dies with this process; so does its index
-        base = os.path.join(tempfile.gettempdir(), f"cas-memory-{os.getuid()}-{os.getpid()}")
-    else:
-        cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        base = os.environ.get("CAS_INDEX_DIR") or os.path.join(cache, "cas", "indexes")
-    return os.path.join(base, f"{key}.sqlite")
 
 
 def open_store(url: str | os.PathLike | None = None, *, index: str | None = None, create: bool = True, **storage_options) -> Store:
@@ -118,10 +100,8 @@ class Store:
                 raise StoreNotFoundError(backend.url)
             fmt = self.records.init_format()
         self.store_id: str = fmt["store_id"]
-        if index is None and backend.capabilities.local:
-            for name in _INDEX_FILES:
-                if backend.is_symlink(name):  # type: ignore[attr-defined]
-                    raise BackendError(f"refusing to follow a symlink inside the store: {name}", name)
+        if index is None:
+            refuse_planted_index(backend)
         self.index = Index(index or default_index_path(backend))
         # Every content read of a version comes to the publisher: inside a step it is an input.
         self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, on_read=_record.note_read)
@@ -163,7 +143,7 @@ class Store:
         *,
         metadata: dict[str, Any] | None = None,
         aliases: Iterable[str] = (),
-        progress: Progress | None = None,
+        progress: Callback | None = None,
         materializer: str | None = None,
         run_id: str | None = None,
         step: str | None = None,
@@ -366,7 +346,7 @@ class Store:
         """
         return self.publisher.refresh()
 
-    def reindex(self, progress: Progress | None = None) -> int:
+    def reindex(self, progress: Callback | None = None) -> int:
         """Rebuild the index from the backend alone; returns the number of refs applied.
 
         Safe while others write; bad objects are skipped for ``verify`` (``Publisher.reindex``)."""
@@ -381,14 +361,14 @@ class Store:
         *,
         jobs: int | None = None,
         dry_run: bool = False,
-        progress: Progress | None = None,
+        progress: Callback | None = None,
     ) -> _sync.SyncResult:
         """Copy this store's versions, aliases and lineage (or those of ``names``,
         glob patterns) into ``other``, sending only the blobs it lacks.
         Returns a :class:`cas.store.sync.SyncResult`; see ``cas.store.sync`` for the rules."""
         return _sync.sync(self, other, names, jobs=jobs or _sync.DEFAULT_JOBS, dry_run=dry_run, progress=progress)
 
-    def verify(self, deep: bool = False, progress: Progress | None = None) -> VerifyReport:
+    def verify(self, deep: bool = False, progress: Callback | None = None) -> VerifyReport:
         """Check every blob a version or record needs is present with the right size;
         with ``deep``, rehash every blob.  Finds missing, corrupt and foreign files,
         and refs that dangle; completes orphan refs (claimed, never journalled)."""

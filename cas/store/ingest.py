@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cas.core.digest import Digest
 from cas.core.names import ArtifactName, parse_name
@@ -29,8 +29,11 @@ from cas.errors import (
 )
 from cas.index import VersionRow
 from cas.storage.blobs import PutResult
-from cas.store.publish import Progress, Publisher
+from cas.store.publish import Publisher
 from cas.store.versions import Versions
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
 
 __all__ = ["Ingest"]
 
@@ -54,7 +57,7 @@ class Ingest:
         materializer: str | None,
         metadata: dict[str, Any],
         aliases: list[str],
-        progress: Progress | None,
+        progress: Callback | None,
         if_changed: bool,
         lineage: Callable[[], Lineage | None] | None,
         extra: dict[str, Any] | None,
@@ -256,7 +259,7 @@ class Ingest:
 
     # -- content ---------------------------------------------------------------------------
 
-    def put_content(self, data, progress: Progress | None) -> tuple[str, PutResult, list | None]:
+    def put_content(self, data, progress: Callback | None) -> tuple[str, PutResult, list | None]:
         """Store ``data`` (bytes, str, a path, a binary file): (kind, result, tree entries)."""
         if isinstance(data, (bytes, bytearray, memoryview)):
             with self.backend.batch():
@@ -281,7 +284,7 @@ class Ingest:
             f"cannot save a {type(data).__name__}: pass bytes, str, a pathlib.Path, or a binary file object"
         )
 
-    def _put_tree(self, root: str, progress: Progress | None):
+    def _put_tree(self, root: str, progress: Callback | None):
         entries: list[tuple[str, str, int]] = []
         # Walk (and validate every path) before writing anything: a refused
         # symlink or bad file name must leave the store unchanged.

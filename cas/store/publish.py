@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cas.backends.base import Backend
 from cas.core.progress import as_callback, item_done
@@ -27,14 +27,12 @@ from cas.storage import sweeps
 from cas.storage.blobs import BlobStore
 from cas.storage.records import RecordStore
 
-__all__ = ["APPLIERS", "Claim", "Progress", "Publisher", "applier"]
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
+__all__ = ["APPLIERS", "Claim", "Publisher", "applier"]
 
 log = logging.getLogger(__name__)
-
-#: progress callback ``progress(nbytes, items=0)``: called with the bytes read as they
-#: are read (save, download, verify --deep, sync), and with ``(0, 1)`` as each item
-#: (a file of a tree, a blob, a ref) is done.  Called often: keep it cheap.
-Progress = Callable[..., None]
 
 # Record appliers: record type -> fn(publisher, conn, record, record digest), which makes
 # the index rows of one record.  Other layers (lineage: run and step events) add theirs.
@@ -303,7 +301,7 @@ class Publisher:
                     self.index.set_meta("journal_hint", str(seq), c)
         return applied
 
-    def reindex(self, progress: Progress | None = None) -> int:
+    def reindex(self, progress: Callback | None = None) -> int:
         """Rebuild the index from the backend alone; returns the number of refs applied.
 
         Safe while others write: a ref claimed after the listing began is

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cas.core.progress import as_callback, item_done
 from cas.core.refs import REFS, parse_ref_path
 from cas.errors import CasError, CorruptRecordError
-from cas.store.publish import Progress, Publisher
+from cas.store.publish import Publisher
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
 
 __all__ = ["VerifyReport", "verify"]
 
@@ -29,7 +33,7 @@ class VerifyReport:
         return not (self.missing or self.corrupt or self.foreign or self.invalid or self.dangling)
 
 
-def verify(pub: Publisher, deep: bool = False, progress: Progress | None = None) -> VerifyReport:
+def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None) -> VerifyReport:
     """Check every blob a version or record needs is present with the right size;
     with ``deep``, rehash every blob.  Finds missing, corrupt and foreign files,
     and refs that dangle; completes orphan refs (claimed, never journalled)."""
