@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import subprocess
+import sys
 import types
 
 import pytest
 
 import cas
 from cas import errors
+from cas._moved import MOVED
 
 # The core of the public API: what docs/api.md teaches.  Others may add to
 # ``cas.__all__``; nothing here may disappear without a deliberate change.
@@ -164,3 +167,18 @@ def test_oserror_attributes():
     assert e.errno == 5 and e.filename == "blobs/x" and str(e) == "down"
     e = errors.IntegrityError("a" * 64, "b" * 64)
     assert (e.expected, e.actual) == ("a" * 64, "b" * 64)
+
+
+@pytest.mark.parametrize("old", sorted(MOVED))
+def test_an_old_module_path_warns_and_is_the_module_it_moved_to(old):
+    """cas 0.1's module paths keep working one release (cas._moved): the same module object,
+    so attributes and monkeypatches reach it, with a DeprecationWarning naming the new path."""
+    code = (
+        "import importlib, warnings, cas\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        f"    old = importlib.import_module({old!r})\n"
+        f"assert old is importlib.import_module({MOVED[old]!r}), old\n"
+        f"assert any({MOVED[old]!r} in str(x.message) for x in w), [str(x.message) for x in w]\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
