@@ -87,7 +87,7 @@ def test_refresh_sees_versions_aliases_and_lineage_at_a_cost_that_follows_what_i
         record = {"type": "run_start", "run_id": rid, "pipeline": "p", "params": {}, "started_at": "2024-01-01T00:00:00+00:00", "seq": 0}
         digest = writer.records.put_record(record)
         assert writer.records.claim(run_ref(rid, 0), digest)
-        writer._commit(run_ref(rid, 0), digest, record)
+        writer.publisher.commit(run_ref(rid, 0), digest, record)
         counter.reset()
         applied = reader.refresh()
         cost = dict(counter.calls)

@@ -135,14 +135,9 @@ class Publisher:
 
     def commit(self, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
         """Journal a freshly claimed ref, then show it in the index."""
-        hint = int(self.index.get_meta("journal_hint", "0"))
-        seq = self.records.append_journal(ref, record_digest, hint)
+        seq = self.records.append_journal(ref, record_digest, self.index.journal_cursor().hint)
         with self.index.write() as c:
-            if int(self.index.get_meta("journal_hint", "0")) <= seq:  # only forward (threads, processes)
-                self.index.set_meta("journal_hint", str(seq + 1), c)
-            if self.index.get_meta("journal_next", "0") == str(seq):
-                # every entry before ours is applied: the next refresh can start after it
-                self.index.set_meta("journal_next", str(seq + 1), c)
+            self.index.journal_appended(c, seq)
             self.apply(c, ref, record_digest, record, entries)
 
     def note_read(self, version: Any) -> None:
@@ -275,7 +270,7 @@ class Publisher:
         An entry that is garbage, or whose record is, is skipped and remembered
         for ``verify`` (invariant 12): one bad object never blocks the store.
         """
-        seq = int(self.index.get_meta("journal_next", "0"))
+        start = seq = self.index.journal_cursor().next
         applied = 0
         while True:
             try:
@@ -292,13 +287,9 @@ class Publisher:
                 with self.index.write() as c:
                     self.reject(c, e)
             seq += 1
-        if applied or seq != int(self.index.get_meta("journal_next", "0")):
+        if applied or seq != start:
             with self.index.write() as c:
-                # Only forward: another thread or process may have moved it further meanwhile.
-                if int(self.index.get_meta("journal_next", "0")) < seq:
-                    self.index.set_meta("journal_next", str(seq), c)
-                if int(self.index.get_meta("journal_hint", "0")) < seq:
-                    self.index.set_meta("journal_hint", str(seq), c)
+                self.index.journal_applied(c, seq)
         return applied
 
     def reindex(self, progress: Callback | None = None) -> int:
@@ -357,8 +348,7 @@ class Publisher:
             for e in rejected:
                 self.reject(c, e)
             self.index.set_meta("store_id", self.store_id, c)
-            self.index.set_meta("journal_next", str(seq), c)
-            self.index.set_meta("journal_hint", str(seq), c)
+            self.index.journal_rebuilt(c, seq)
         return applied
 
 

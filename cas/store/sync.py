@@ -31,17 +31,14 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cas.core.digest import CHUNK, hash_bytes
-from cas.core.progress import as_callback, item_done
-from cas.core.records import TREE
 from cas.core.refs import parse_ref_path, ref_order
-from cas.errors import CorruptRecordError, IntegrityError, InvalidNameError
-from cas.storage import sweeps
-from cas.storage.blobs import BLOB_PREFIX, blob_path, digest_from_path
+from cas.errors import InvalidNameError
+from cas.storage.blobs import BLOB_PREFIX, digest_from_path
+from cas.store.send import needed_blobs, publish_refs, send_blobs
 
 if TYPE_CHECKING:
     from cas.core.progress import Callback
@@ -50,15 +47,11 @@ if TYPE_CHECKING:
 __all__ = ["SyncPlan", "SyncResult", "status", "transfer", "sync", "DEFAULT_JOBS"]
 
 DEFAULT_JOBS = 8
-# Blobs up to this size are copied in memory; larger ones stream through a spool file.
-_IN_MEMORY = 4 << 20
 # DVC's measured constants for object stores (dvc-objects ObjectDB).
 _LIST_PAGE = 1000
 _HUGE_REMOTE = 500_000
 _HUGE_WEIGHT = 5
 _SHARDS = 256
-# A local destination publishes blobs in batches of this many (one syncfs each).
-_LOCAL_BATCH = 2000
 
 
 @dataclass(frozen=True)
@@ -135,26 +128,6 @@ def _selected_refs(src: Store, match: Callable[[str], bool] | None) -> list[tupl
     return [(k.path, d) for k, d in keys if k.name in names or (k.kind == "runs" and k.owner in runs)]
 
 
-def _needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | None]:
-    """Every blob the selected refs need: records, content of live versions, tree manifests."""
-    needed: dict[str, int | None] = {}
-    for _, record_digest in refs:
-        needed.setdefault(record_digest, None)
-    version_refs = [key for key in (parse_ref_path(r) for r, _ in refs) if key.kind == "versions"]
-    for key in version_refs:
-        row = src.index.get_version(key.owner, key.number)
-        if row is None:
-            continue
-        if row.kind == TREE:
-            needed.setdefault(row.digest, None)  # manifests are kept even for deleted versions (reindex reads them)
-            if row.deleted_at is None:
-                for _, entry_digest, entry_size in src.index.tree_entries(row.digest):
-                    needed[entry_digest] = entry_size
-        elif row.deleted_at is None:
-            needed[row.digest] = row.size
-    return needed
-
-
 def _present_by_backend(dst: Store, unknown: set[str], jobs: int) -> tuple[set[str], str]:
     """Which of ``unknown`` the destination backend holds, by exists or by listing."""
     if not unknown:
@@ -201,7 +174,7 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
     conflicted = set(conflicts)
     refs = [(r, d) for r, d in refs if (parse_ref_path(r).name or r) not in conflicted]
     missing_refs = [(r, d) for r, d in refs if r not in dst_refs]
-    needed = _needed_blobs(src, refs)
+    needed = needed_blobs(src, refs)
     known = dst.index.needed_blobs()
     unknown = {d for d in needed if d not in known}
     present, method = _present_by_backend(dst, unknown, jobs)
@@ -220,168 +193,12 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
     )
 
 
-# -- sending -------------------------------------------------------------------------
-
-
-def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: Callback) -> int:
-    """Copy one blob, hashing while copying; returns bytes written (0 if it was there).
-    The bytes read go to ``progress`` from the worker thread."""
-    rel = blob_path(digest)
-    if size is None or size <= _IN_MEMORY:
-        try:
-            data = src.backend.read_bytes(rel)
-        except FileNotFoundError:
-            from cas.errors import BlobNotFoundError
-
-            raise BlobNotFoundError(digest) from None
-        actual = hash_bytes(data)
-        if actual != digest:
-            raise IntegrityError(digest, actual, f"source {rel}")
-        progress.relative_update(len(data))
-        return len(data) if dst.backend.create_bytes(rel, data, content_addressed=True) else 0
-    # Large: stream through a spool file next to the destination (bounded memory),
-    # verified before it is published under its final name.
-    spool = dst.blobs.spool()
-    try:
-        with src.blobs.open(digest) as reader:
-            raw = reader.raw
-            while block := raw.read(CHUNK):
-                spool.write(block)
-                progress.relative_update(len(block))
-        if spool.hexdigest() != digest:
-            raise IntegrityError(digest, spool.hexdigest(), f"source {rel}")
-    except BaseException:
-        spool.discard()
-        raise
-    result = spool.commit()
-    return result.size if result.written else 0
-
-
-def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None, progress: Callback) -> int:
-    # A batch belongs to the thread that opened it; pool workers join it explicitly.
-    with dst.backend.join(batch):
-        return _copy_blob(src, dst, digest, size, progress)
-
-
-def _send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int, progress: Callback | None) -> tuple[int, int]:
-    progress = as_callback(progress)
-    sent = sent_bytes = 0
-    # Largest first keeps the pool busy to the end; small ones fill the gaps.
-    order = sorted(blobs.items(), key=lambda kv: -(kv[1] or 0))
-    step = _LOCAL_BATCH if dst.backend.capabilities.local else max(len(order), 1)
-    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        for start in range(0, len(order), step):
-            chunk = order[start : start + step]
-            with dst.backend.batch() as batch:  # local: one syncfs per chunk; a no-op elsewhere
-                futures = [pool.submit(_copy_in_batch, batch, src, dst, d, s, progress) for d, s in chunk]
-                try:
-                    for fut in _as_done(futures):
-                        n = fut.result()
-                        if n:
-                            sent += 1
-                            sent_bytes += n
-                        item_done(progress)
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    wait(futures)
-                    raise
-    return sent, sent_bytes
-
-
-def _as_done(futures):
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-        yield from done
-
-
-def _claim_group(src: Store, dst: Store, refs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
-    """Claim one group's refs in order; (ref, digest, outcome) with outcome
-    "claimed", "ours" (claimed by an interrupted earlier run) or "conflict"."""
-    out: list[tuple[str, str, str]] = []
-    for i, (ref, digest) in enumerate(refs):
-        if dst.records.claim(ref, digest):
-            out.append((ref, digest, "claimed"))
-        elif _held_by(dst, ref) == digest:
-            out.append((ref, digest, "ours"))
-        else:
-            # A history that differs at the destination: nothing more of it is claimed.
-            out.append((ref, digest, "conflict"))
-            out.extend((r, d, "conflict") for r, d in refs[i + 1 :])
-            break
-    return out
-
-
-def _held_by(dst: Store, ref: str) -> str | None:
-    """The record digest ``dst`` holds at ``ref``; None for a bad ref (then the
-    histories differ: a conflict, reported, rather than a failed sync)."""
-    try:
-        return dst.records.read_ref(ref)
-    except CorruptRecordError:
-        return None
-
-
-def _restore_after_sweep(src: Store, dst: Store, refs: list[tuple[str, str]], since: float, jobs: int) -> None:
-    """Blobs the plan found present were not sent; a gc sweep at the destination since
-    then may have removed them.  Once it is over, send back whatever is missing
-    (docs/format.md, gc: the same rule as a save's dedupe hit)."""
-    needed: dict[str, int | None] = {}
-
-    def blobs() -> dict[str, int | None]:  # only asked for if a recent sweep lists what it may remove
-        if not needed:
-            needed.update(_needed_blobs(src, refs))
-        return needed
-
-    if not refs or not sweeps.overlapping(dst.backend, since, blobs):
-        return
-    digests = sorted(blobs())
-    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        present = list(pool.map(dst.blobs.exists, digests))
-    gone = {d: needed[d] for d, ok in zip(digests, present, strict=True) if not ok}
-    _send_blobs(src, dst, gone, jobs, None)
-
-
-def _publish_refs(
-    src: Store, dst: Store, refs: list[tuple[str, str]], jobs: int, since: float = 0.0
-) -> tuple[int, int, list[str]]:
-    """Claim refs in ``dst`` (create-only), then journal and index them in publish order.
-
-    Claims run in parallel across artifact names and runs, in order within one;
-    journal entries are appended one by one, because readers stop at the first
-    missing entry.  A ref claimed but not journaled (killed in between) is
-    recognised as ours by the next run and journaled then.
-    """
-    groups: dict[str, list[tuple[str, str]]] = {}
-    for ref, digest in refs:
-        groups.setdefault(parse_ref_path(ref).group, []).append((ref, digest))
-    outcome: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        for claimed in pool.map(lambda g: _claim_group(src, dst, g), groups.values()):
-            outcome.update((ref, result) for ref, _, result in claimed)
-    _restore_after_sweep(src, dst, [(r, d) for r, d in refs if outcome[r] != "conflict"], since, jobs)
-    sent = skipped = 0
-    conflicts: set[str] = set()
-    for ref, digest in refs:  # already in publish order
-        result = outcome[ref]
-        if result == "conflict":
-            conflicts.add(parse_ref_path(ref).name or ref)
-            continue
-        if result == "claimed" or not dst.index.has_record(ref):
-            dst.publisher.commit(ref, digest, src.records.get_record(digest, ref))
-        if result == "claimed":
-            sent += 1
-        else:
-            skipped += 1
-    return sent, skipped, sorted(conflicts)
-
-
 def transfer(src: Store, dst: Store, plan: SyncPlan, *, jobs: int = DEFAULT_JOBS, progress: Callback | None = None) -> SyncResult:
     """Send what ``plan`` says is missing: blobs, then refs (invariant 4).  Bytes
     sent and blobs done go to ``progress``, from the worker threads."""
-    sent, sent_bytes = _send_blobs(src, dst, plan.blobs, jobs, progress)
+    sent, sent_bytes = send_blobs(src, dst, plan.blobs, jobs, progress)
     already = len(plan.blobs) - sent
-    refs_sent, refs_skipped, late_conflicts = _publish_refs(src, dst, list(plan.refs), jobs, plan.planned_at)
+    refs_sent, refs_skipped, late_conflicts = publish_refs(src, dst, list(plan.refs), jobs, plan.planned_at)
     return SyncResult(
         blobs_sent=sent,
         bytes_sent=sent_bytes,

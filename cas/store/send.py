@@ -1,0 +1,201 @@
+"""Sending for sync: blobs copied verified and in parallel, then refs claimed create-only
+in the destination and committed through its Publisher, in publish order.
+
+``cas.store.sync`` decides what to send (``status``); this module sends it
+(invariant 4: every blob first, then the refs that need them).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING
+
+from cas.core.digest import CHUNK, hash_bytes
+from cas.core.progress import as_callback, item_done
+from cas.core.records import TREE
+from cas.core.refs import parse_ref_path
+from cas.errors import BlobNotFoundError, CorruptRecordError, IntegrityError
+from cas.storage import sweeps
+from cas.storage.blobs import blob_path
+
+if TYPE_CHECKING:
+    from cas.core.progress import Callback
+    from cas.store.facade import Store
+
+__all__ = ["needed_blobs", "publish_refs", "send_blobs"]
+
+# Blobs up to this size are copied in memory; larger ones stream through a spool file.
+_IN_MEMORY = 4 << 20
+# A local destination publishes blobs in batches of this many (one syncfs each).
+_LOCAL_BATCH = 2000
+
+
+def needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | None]:
+    """Every blob the selected refs need: records, content of live versions, tree manifests."""
+    needed: dict[str, int | None] = {}
+    for _, record_digest in refs:
+        needed.setdefault(record_digest, None)
+    version_refs = [key for key in (parse_ref_path(r) for r, _ in refs) if key.kind == "versions"]
+    for key in version_refs:
+        row = src.index.get_version(key.owner, key.number)
+        if row is None:
+            continue
+        if row.kind == TREE:
+            needed.setdefault(row.digest, None)  # manifests are kept even for deleted versions (reindex reads them)
+            if row.deleted_at is None:
+                for _, entry_digest, entry_size in src.index.tree_entries(row.digest):
+                    needed[entry_digest] = entry_size
+        elif row.deleted_at is None:
+            needed[row.digest] = row.size
+    return needed
+
+
+def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: Callback) -> int:
+    """Copy one blob, hashing while copying; returns bytes written (0 if it was there).
+    The bytes read go to ``progress`` from the worker thread."""
+    rel = blob_path(digest)
+    if size is None or size <= _IN_MEMORY:
+        try:
+            data = src.backend.read_bytes(rel)
+        except FileNotFoundError:
+            raise BlobNotFoundError(digest) from None
+        actual = hash_bytes(data)
+        if actual != digest:
+            raise IntegrityError(digest, actual, f"source {rel}")
+        progress.relative_update(len(data))
+        return len(data) if dst.backend.create_bytes(rel, data, content_addressed=True) else 0
+    # Large: stream through a spool file next to the destination (bounded memory),
+    # verified before it is published under its final name.
+    spool = dst.blobs.spool()
+    try:
+        with src.blobs.open(digest) as reader:
+            raw = reader.raw
+            while block := raw.read(CHUNK):
+                spool.write(block)
+                progress.relative_update(len(block))
+        if spool.hexdigest() != digest:
+            raise IntegrityError(digest, spool.hexdigest(), f"source {rel}")
+    except BaseException:
+        spool.discard()
+        raise
+    result = spool.commit()
+    return result.size if result.written else 0
+
+
+def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None, progress: Callback) -> int:
+    # A batch belongs to the thread that opened it; pool workers join it explicitly.
+    with dst.backend.join(batch):
+        return _copy_blob(src, dst, digest, size, progress)
+
+
+def send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int, progress: Callback | None) -> tuple[int, int]:
+    progress = as_callback(progress)
+    sent = sent_bytes = 0
+    # Largest first keeps the pool busy to the end; small ones fill the gaps.
+    order = sorted(blobs.items(), key=lambda kv: -(kv[1] or 0))
+    step = _LOCAL_BATCH if dst.backend.capabilities.local else max(len(order), 1)
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            with dst.backend.batch() as batch:  # local: one syncfs per chunk; a no-op elsewhere
+                futures = [pool.submit(_copy_in_batch, batch, src, dst, d, s, progress) for d, s in chunk]
+                try:
+                    for fut in _as_done(futures):
+                        n = fut.result()
+                        if n:
+                            sent += 1
+                            sent_bytes += n
+                        item_done(progress)
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    wait(futures)
+                    raise
+    return sent, sent_bytes
+
+
+def _as_done(futures):
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+        yield from done
+
+
+def _claim_group(src: Store, dst: Store, refs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """Claim one group's refs in order; (ref, digest, outcome) with outcome
+    "claimed", "ours" (claimed by an interrupted earlier run) or "conflict"."""
+    out: list[tuple[str, str, str]] = []
+    for i, (ref, digest) in enumerate(refs):
+        if dst.records.claim(ref, digest):
+            out.append((ref, digest, "claimed"))
+        elif _held_by(dst, ref) == digest:
+            out.append((ref, digest, "ours"))
+        else:
+            # A history that differs at the destination: nothing more of it is claimed.
+            out.append((ref, digest, "conflict"))
+            out.extend((r, d, "conflict") for r, d in refs[i + 1 :])
+            break
+    return out
+
+
+def _held_by(dst: Store, ref: str) -> str | None:
+    """The record digest ``dst`` holds at ``ref``; None for a bad ref (then the
+    histories differ: a conflict, reported, rather than a failed sync)."""
+    try:
+        return dst.records.read_ref(ref)
+    except CorruptRecordError:
+        return None
+
+
+def _restore_after_sweep(src: Store, dst: Store, refs: list[tuple[str, str]], since: float, jobs: int) -> None:
+    """Blobs the plan found present were not sent; a gc sweep at the destination since
+    then may have removed them.  Once it is over, send back whatever is missing
+    (docs/format.md, gc: the same rule as a save's dedupe hit)."""
+    needed: dict[str, int | None] = {}
+
+    def blobs() -> dict[str, int | None]:  # only asked for if a recent sweep lists what it may remove
+        if not needed:
+            needed.update(needed_blobs(src, refs))
+        return needed
+
+    if not refs or not sweeps.overlapping(dst.backend, since, blobs):
+        return
+    digests = sorted(blobs())
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        present = list(pool.map(dst.blobs.exists, digests))
+    gone = {d: needed[d] for d, ok in zip(digests, present, strict=True) if not ok}
+    send_blobs(src, dst, gone, jobs, None)
+
+
+def publish_refs(
+    src: Store, dst: Store, refs: list[tuple[str, str]], jobs: int, since: float = 0.0
+) -> tuple[int, int, list[str]]:
+    """Claim refs in ``dst`` (create-only), then journal and index them in publish order.
+
+    Claims run in parallel across artifact names and runs, in order within one;
+    journal entries are appended one by one, because readers stop at the first
+    missing entry.  A ref claimed but not journaled (killed in between) is
+    recognised as ours by the next run and journaled then.
+    """
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for ref, digest in refs:
+        groups.setdefault(parse_ref_path(ref).group, []).append((ref, digest))
+    outcome: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        for claimed in pool.map(lambda g: _claim_group(src, dst, g), groups.values()):
+            outcome.update((ref, result) for ref, _, result in claimed)
+    _restore_after_sweep(src, dst, [(r, d) for r, d in refs if outcome[r] != "conflict"], since, jobs)
+    sent = skipped = 0
+    conflicts: set[str] = set()
+    for ref, digest in refs:  # already in publish order
+        result = outcome[ref]
+        if result == "conflict":
+            conflicts.add(parse_ref_path(ref).name or ref)
+            continue
+        if result == "claimed" or not dst.index.has_record(ref):
+            dst.publisher.commit(ref, digest, src.records.get_record(digest, ref))
+        if result == "claimed":
+            sent += 1
+        else:
+            skipped += 1
+    return sent, skipped, sorted(conflicts)
