@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 from cas.errors import BackendError
 from cas.fs.procs import process_token
+from cas.index.db import immediate
 
 __all__ = ["DraftBook", "Key", "book_path"]
 
@@ -84,15 +85,9 @@ class DraftBook:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: writers in other processes queue)."""
-        with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+        """One write transaction (cas.index.db.immediate), one thread of this process at a time."""
+        with self.lock, immediate(self.conn) as conn:
+            yield conn
 
     def keys(self) -> list[Key]:
         return [(n, v) for n, v in self.query("SELECT name, version FROM drafts ORDER BY name, version")]

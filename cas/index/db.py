@@ -37,7 +37,7 @@ from cas.index.runs import RunQueries
 from cas.index.schema import MIGRATIONS
 from cas.index.versions import VersionQueries
 
-__all__ = ["Index"]
+__all__ = ["Index", "immediate"]
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -53,6 +53,20 @@ class _Connection:
 
     __del__ = close
 
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction on ``conn``: BEGIN IMMEDIATE, so writers in other processes
+    queue on SQLite's lock instead of failing later; committed on success, else rolled back.
+    The index and the drafts book both write this way."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 class Index(VersionQueries, ContentQueries, RecordQueries, MetaQueries, RunQueries, LineageQueries):
     """The SQLite index of one store (see the module docstring).
@@ -135,17 +149,9 @@ class Index(VersionQueries, ContentQueries, RecordQueries, MetaQueries, RunQueri
         for held in opened:
             held.close()
 
-    @contextlib.contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE), committed on success."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+        return immediate(self.conn)
 
     def _migrate(self) -> None:
         with self.write() as c:
