@@ -89,6 +89,19 @@ def test_verify_and_reindex_report_items(local_store, tree):
     assert local_store.reindex(progress=cb) == cb.items == 1
 
 
-def test_a_plain_function_is_not_a_callback(lstore):
+def test_a_plain_function_still_works_one_release_with_a_warning(lstore, tree):
+    """cas 0.1 took ``progress(nbytes, items=0)``: such a function is wrapped, and warned about."""
+    seen = {"bytes": 0, "items": 0}
+
+    def progress(nbytes, items=0):
+        seen["bytes"] += nbytes
+        seen["items"] += items
+
+    with pytest.warns(DeprecationWarning, match="fsspec.callbacks.Callback"):
+        lstore.save(tree, "p/s/legacy", progress=progress)
+    assert seen == {"bytes": TREE_BYTES, "items": 3}
+
+
+def test_anything_else_is_refused(lstore):
     with pytest.raises(TypeError, match="fsspec.callbacks.Callback"):
-        lstore.save(io.BytesIO(b"z"), "p/s/z", progress=lambda n, items=0: None)
+        lstore.save(io.BytesIO(b"z"), "p/s/z", progress=42)

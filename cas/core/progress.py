@@ -12,6 +12,7 @@ called when the total is known up front.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,9 +32,31 @@ def as_callback(progress: Callback | None) -> Callback:
 
     if progress is None:
         return DEFAULT_CALLBACK
-    if not isinstance(progress, Callback):
-        raise TypeError(f"progress must be an fsspec.callbacks.Callback, not {type(progress).__name__}")
-    return progress
+    if isinstance(progress, Callback):
+        return progress
+    if callable(progress):
+        warnings.warn(
+            "progress as a function progress(nbytes, items=0) is deprecated: pass an fsspec.callbacks.Callback",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return _function_callback(progress)
+    raise TypeError(f"progress must be an fsspec.callbacks.Callback, not {type(progress).__name__}")
+
+
+def _function_callback(fn: Any) -> Callback:
+    """cas 0.1's ``progress(nbytes, items=0)`` as a Callback, kept one release."""
+    from fsspec.callbacks import Callback
+
+    class FunctionCallback(Callback):
+        def relative_update(self, inc: int = 1) -> None:
+            fn(inc)
+
+        def call(self, hook_name: str | None = None, **kwargs: Any) -> None:
+            if hook_name == ITEM:
+                fn(0, kwargs.get("n", 1))
+
+    return FunctionCallback()
 
 
 def item_done(progress: Callback, n: int = 1) -> None:
