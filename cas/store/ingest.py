@@ -285,6 +285,7 @@ class Ingest:
         )
 
     def _put_tree(self, root: str, progress: Callback | None):
+        progress = as_callback(progress)  # once per tree, not once per file
         entries: list[tuple[str, str, int]] = []
         # Walk (and validate every path) before writing anything: a refused
         # symlink or bad file name must leave the store unchanged.
@@ -293,7 +294,7 @@ class Ingest:
             for rel, abspath in files:
                 result = self.blobs.put_file(abspath, progress)
                 entries.append((rel, result.digest, result.size))
-                item_done(as_callback(progress))
+                item_done(progress)
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)

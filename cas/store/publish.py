@@ -301,6 +301,7 @@ class Publisher:
         from the index, not even for a moment.  Bad refs, records and journal
         entries are skipped and remembered for ``verify``.
         """
+        progress = as_callback(progress)
         start = self.records.journal_end()
         rejected: list[CorruptRecordError] = []
         refs = sorted(self.records.iter_refs(on_invalid=rejected.append), key=ref_order)
@@ -332,7 +333,7 @@ class Publisher:
             for ref, record_digest, record, entries in found:
                 self.apply(c, ref, record_digest, record, entries)
                 applied += 1
-                item_done(as_callback(progress))
+                item_done(progress)
             seq = start
             while True:
                 try:

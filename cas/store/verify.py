@@ -52,6 +52,7 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
     corrupt = sorted(d for d, size in needed.items() if size is not None and d in present and present[d] != size)
     checked = 0
     if deep:
+        progress = as_callback(progress)
         bad = set(corrupt)
         for digest in present:
             try:
@@ -61,7 +62,7 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
             if actual != digest:
                 bad.add(digest)
             checked += 1
-            item_done(as_callback(progress))
+            item_done(progress)
         corrupt = sorted(bad)
     else:
         checked = len(needed)
