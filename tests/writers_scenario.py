@@ -102,7 +102,12 @@ def main() -> None:
         if sys.argv[4:] == ["fail"]:
             raise RuntimeError("the pipeline failed after writing")
     else:
-        print(json.dumps(read(client, url, options)))
+        print(json.dumps(read(client, url, options)), flush=True)
+        # pyarrow can abort at interpreter shutdown after a read through a Python file system
+        # ("terminate called without an active exception", apache/arrow#34314, #39162): its
+        # thread pools outlive the interpreter's teardown. The read is complete and printed
+        # by now, and a reader has nothing to commit, so it leaves without that teardown.
+        os._exit(0)
 
 
 if __name__ == "__main__":  # dask's processes scheduler spawns workers that import this file
