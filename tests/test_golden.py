@@ -533,7 +533,8 @@ def write_and_read(tmp: Path) -> Written:
 class TestNames:
     def test_format_marker_names(self):
         assert cas.core.format.FORMAT_FILE == "cas-format"
-        assert cas.core.format.FORMAT_VERSION == 1
+        assert cas.core.format.FORMAT_VERSION == 2
+        assert cas.core.format.NEW_STORE_FORMAT == 1
 
     def test_ref_paths(self):
         assert cas.core.refs.version_ref("demo/ingest/raw", 3) == "refs/versions/demo/ingest/raw/3"

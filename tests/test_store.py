@@ -24,7 +24,7 @@ from store_helpers import answers, backend_snapshot, blob_files, make_tree, remo
 
 import cas
 from cas.core.digest import Digest, hash_bytes
-from cas.core.format import FORMAT_FILE, FORMAT_VERSION
+from cas.core.format import FORMAT_FILE, FORMAT_VERSION, new_store_format
 from cas.core.records import decode
 from cas.core.refs import version_ref
 from cas.errors import (
@@ -653,7 +653,7 @@ class TestSharedBackend:
 class TestFormat:
     def test_format_file(self, store):
         fmt = json.loads(store.backend.read_bytes(FORMAT_FILE))
-        assert fmt["format"] == FORMAT_VERSION
+        assert fmt["format"] == store.format == new_store_format()
         assert fmt["hash"] == "blake3"
         assert fmt["store_id"] == store.store_id
 
@@ -685,6 +685,31 @@ class TestFormat:
         with pytest.raises(UnsupportedFormatError, match=match):
             open_test_store(index=str(tmp_path / "new.sqlite"))
         assert backend_snapshot(store) == snap
+
+    def test_a_format_newer_than_this_cas_is_refused_by_name(self, store, open_test_store, tmp_path):
+        store.backend.remove(FORMAT_FILE)
+        newer = FORMAT_VERSION + 1
+        store.backend.create_bytes(FORMAT_FILE, f'{{"format": {newer}, "hash": "blake3", "store_id": "{"0" * 32}"}}'.encode())
+        with pytest.raises(UnsupportedFormatError, match=f"format {newer}; this cas reads up to {FORMAT_VERSION}"):
+            open_test_store(index=str(tmp_path / "new.sqlite"))
+
+    @pytest.mark.parametrize("chosen", [1, 2])
+    def test_a_new_store_gets_the_format_asked_for_and_keeps_it(self, tmp_path, chosen, monkeypatch):
+        monkeypatch.delenv("CAS_NEW_STORE_FORMAT", raising=False)
+        with cas.open_store(tmp_path / "s", format=chosen) as s:
+            assert s.format == chosen == json.loads(s.backend.read_bytes(FORMAT_FILE))["format"]
+        with cas.open_store(tmp_path / "s", format=3 - chosen) as s:  # an existing store keeps its own
+            assert s.format == chosen
+        monkeypatch.setenv("CAS_NEW_STORE_FORMAT", str(chosen))
+        with cas.open_store(tmp_path / "t") as s:
+            assert s.format == chosen
+
+    @pytest.mark.parametrize("bad", ["0", "3", "two"])
+    def test_a_format_that_does_not_exist_is_refused_and_nothing_is_created(self, tmp_path, monkeypatch, bad):
+        monkeypatch.setenv("CAS_NEW_STORE_FORMAT", bad)
+        with pytest.raises(UnsupportedFormatError, match="cas writes formats 1 to"):
+            cas.open_store(tmp_path / "s")
+        assert not (tmp_path / "s" / FORMAT_FILE).exists()
 
 
 class TestLayout:

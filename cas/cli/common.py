@@ -58,7 +58,7 @@ def fail(ctx: click.Context, message: str, kind: str, code: int) -> None:
     ctx.exit(code)
 
 
-def open_cli_store(ctx: click.Context, create: bool = False, here: bool = False) -> Store:
+def open_cli_store(ctx: click.Context, create: bool = False, here: bool = False, format: int | None = None) -> Store:
     """The store the user named (a path, URL or remote name), else the nearest
     ``.cas`` at or above the current directory, else ``./.cas`` (``here``: always
     ``./.cas``, as ``cas init`` wants)."""
@@ -67,7 +67,7 @@ def open_cli_store(ctx: click.Context, create: bool = False, here: bool = False)
 
     named = ctx.find_root().obj.get("store")
     url, options = (DEFAULT_DIR, {}) if named is None and here else resolve_store(named)
-    store = open_store(url, create=create, **options)
+    store = open_store(url, create=create, format=format, **options)
     ctx.call_on_close(store.close)
     return store
 

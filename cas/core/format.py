@@ -8,21 +8,41 @@ A cas that meets a newer format refuses the store rather than misread it (docs/f
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
 from cas.errors import UnsupportedFormatError
 
-__all__ = ["FORMAT_FILE", "FORMAT_VERSION", "HASH_ALGORITHM", "encode_format", "decode_format"]
+__all__ = [
+    "FORMAT_FILE", "FORMAT_VERSION", "NEW_STORE_FORMAT", "HASH_ALGORITHM", "encode_format", "decode_format",
+    "new_store_format",
+]
 
 FORMAT_FILE = "cas-format"
-FORMAT_VERSION = 1  # bumped by any change to docs/format.md
+FORMAT_VERSION = 2  # the newest format this cas reads and writes; bumped by any change to docs/format.md
+# What a new store is created as.  Format 2 (docs/format.md) is being built piece by piece;
+# until it is whole, new stores stay format 1 and format 2 is chosen explicitly
+# (``open_store(url, format=2)``, ``cas init --format 2``, or ``CAS_NEW_STORE_FORMAT=2``).
+NEW_STORE_FORMAT = 1
 HASH_ALGORITHM = "blake3"
 _STORE_ID_RE = re.compile(r"[0-9a-f]{32}\Z")
 
 
-def encode_format(store_id: str, created_at: str) -> bytes:
-    fmt = {"format": FORMAT_VERSION, "hash": HASH_ALGORITHM, "store_id": store_id, "created_at": created_at}
+def new_store_format(requested: int | None = None) -> int:
+    """The format a new store gets: ``requested``, else ``$CAS_NEW_STORE_FORMAT``, else NEW_STORE_FORMAT."""
+    raw = requested if requested is not None else os.environ.get("CAS_NEW_STORE_FORMAT") or NEW_STORE_FORMAT
+    try:
+        version = int(raw)
+    except ValueError:
+        raise UnsupportedFormatError(f"format {raw!r} is not a number; cas writes formats 1 to {FORMAT_VERSION}") from None
+    if not 1 <= version <= FORMAT_VERSION:
+        raise UnsupportedFormatError(f"format {version} does not exist; cas writes formats 1 to {FORMAT_VERSION}")
+    return version
+
+
+def encode_format(store_id: str, created_at: str, version: int = NEW_STORE_FORMAT) -> bytes:
+    fmt = {"format": version, "hash": HASH_ALGORITHM, "store_id": store_id, "created_at": created_at}
     return (json.dumps(fmt, indent=2) + "\n").encode()
 
 

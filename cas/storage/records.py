@@ -42,8 +42,8 @@ class RecordStore:
             raise BackendError(f"cannot use {self.backend.url} as a store: it is a file, not a directory") from None
         return decode_format(raw, self.backend.url)
 
-    def init_format(self) -> dict[str, Any]:
-        self.backend.create_bytes(FORMAT_FILE, encode_format(uuid.uuid4().hex, now_iso()))
+    def init_format(self, version: int) -> dict[str, Any]:
+        self.backend.create_bytes(FORMAT_FILE, encode_format(uuid.uuid4().hex, now_iso(), version))
         # Another process may have won the race: its file is the truth.
         return self.read_format()  # type: ignore[return-value]
 

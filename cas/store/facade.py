@@ -17,6 +17,7 @@ from cas.backends.base import Backend
 from cas.backends.factory import open_backend
 from cas.backends.secrets import redact_url
 from cas.core.digest import Digest
+from cas.core.format import new_store_format
 from cas.core.names import check_alias, parse_name
 from cas.core.records import BLOB, Lineage, check_json_map
 from cas.errors import (
@@ -57,17 +58,25 @@ __all__ = [
 APPLIERS.update(_events.APPLIERS)
 
 
-def open_store(url: str | os.PathLike | None = None, *, index: str | None = None, create: bool = True, **storage_options) -> Store:
+def open_store(
+    url: str | os.PathLike | None = None,
+    *,
+    index: str | None = None,
+    create: bool = True,
+    format: int | None = None,
+    **storage_options,
+) -> Store:
     """Open (and by default create) the store at ``url``.
 
     ``url`` defaults to ``$CAS_STORE``, else ``./.cas``.  Any fsspec URL works;
     ``storage_options`` go to the fsspec filesystem and are never stored.
-    ``index`` overrides where the SQLite index lives.
+    ``index`` overrides where the SQLite index lives.  ``format`` is the format
+    a *new* store is created with (docs/format.md); an existing store keeps its own.
     """
     if url is None:
         url = os.environ.get("CAS_STORE") or DEFAULT_STORE
     backend = open_backend(os.fspath(url), **storage_options)
-    return Store(backend, index=index, create=create)
+    return Store(backend, index=index, create=create, format=format)
 
 
 class Store:
@@ -90,7 +99,7 @@ class Store:
     the layers above: ``publisher`` (the one write path), ``ingest``, ``versions``.
     """
 
-    def __init__(self, backend: Backend, *, index: str | None = None, create: bool = True) -> None:
+    def __init__(self, backend: Backend, *, index: str | None = None, create: bool = True, format: int | None = None) -> None:
         self.backend = backend
         self.blobs = BlobStore(backend)
         self.records = RecordStore(backend, self.blobs)
@@ -98,13 +107,15 @@ class Store:
         if fmt is None:
             if not create:
                 raise StoreNotFoundError(backend.url)
-            fmt = self.records.init_format()
+            fmt = self.records.init_format(new_store_format(format))
         self.store_id: str = fmt["store_id"]
+        self.format: int = int(fmt["format"])  # what this store's backend holds: docs/format.md
         if index is None:
             refuse_planted_index(backend)
         self.index = Index(index or default_index_path(backend))
         # Every content read of a version comes to the publisher: inside a step it is an input.
-        self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, on_read=_record.note_read)
+        self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, on_read=_record.note_read,
+                                   format=self.format)
         self.versions = Versions(self.publisher)
         self.ingest = Ingest(self.publisher, self.versions)
         if self.index.get_meta("store_id") != self.store_id:

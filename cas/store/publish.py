@@ -69,7 +69,9 @@ class Publisher:
         index: Index,
         store_id: str,
         on_read: Callable[[Any], None] | None = None,
+        format: int = 1,
     ) -> None:
+        self.format = format  # the store's format (docs/format.md): what its writers write
         self.backend = backend
         self.blobs = blobs
         self.records = records
