@@ -176,6 +176,12 @@ class ObjectStoreBackend(FsspecBackend):
 
         return self._create(rel, put, lambda: io.BytesIO(data), content_addressed)
 
+    def replace_bytes(self, rel: str, data: bytes) -> None:
+        # One unconditional PUT: an object store swaps the whole object at once, and a
+        # retry of the same bytes gives the same result.
+        path = self._abs(rel)
+        self._call(f"replace {rel}", lambda: self.fs.pipe_file(path, bytes(data)))
+
     def create_from_file(
         self, rel: str, local_path: str, *, move: bool = False, content_addressed: bool = False
     ) -> bool:
