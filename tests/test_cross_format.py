@@ -96,7 +96,8 @@ def run_format1_cas(format1_cas: Path, *argv: str, code: str | None = None) -> s
     env.pop("CAS_STORE", None)
     check = f"import cas, sys; assert cas.__file__.startswith({str(format1_cas)!r}), cas.__file__\n"
     args = ["-c", check + code, *argv] if code else ["-c", check + "from cas.cli.main import main; main()", *argv]
-    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=120)
+    # cwd: "-c" puts the working directory first on sys.path, and the test's may hold today's cas
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, timeout=120, cwd=format1_cas)
 
 
 def test_the_format_1_cas_reads_the_fixture_and_refuses_it_once_upgraded(format1_cas, copy, tmp_path):
@@ -158,10 +159,10 @@ OLD_READER = textwrap.dedent(
 
 def test_a_format_1_cas_that_opened_before_the_upgrade_still_reads_every_version(format1_cas, copy, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(format1_cas))
-    code = "import cas, sys\n" + OLD_READER
+    code = f"import cas, sys\nassert cas.__file__.startswith({str(format1_cas)!r}), cas.__file__\n" + OLD_READER
     reader = subprocess.Popen(
         [sys.executable, "-c", code, str(copy), str(tmp_path / "old.sqlite"), str(tmp_path / "go")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=format1_cas,
     )
     first = json.loads(reader.stdout.readline() or reader.stderr.read())
     assert len(first) == 8  # every live version of the fixture
