@@ -41,7 +41,8 @@ def upgrade(ctx: click.Context, dry_run: bool, as_json: bool) -> None:
         verb = "would upgrade" if dry_run else "upgraded"
         lines = [f"{verb} {report.url} from format {report.from_format} to {report.to_format}"]
         for s in report.steps:
-            detail = f": {s.detail}" if s.detail else ""
-            lines.append(f"  {s.status:<12} {s.name} - {s.does}{detail}")
+            # a dry run says what each step changes; a run says what it did
+            said = f"{s.does} ({s.detail})" if dry_run and s.detail else s.detail or s.does
+            lines.append(f"  {s.status:<12} {s.name}: {said}")
         text = "\n".join(lines)
     emit(ctx, as_json, data, text)
