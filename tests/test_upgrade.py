@@ -455,3 +455,41 @@ class TestUpgradeCli:
         data = json.loads(result.stdout)
         assert (data["nothing_to_do"], data["upgraded"], data["steps"]) == (True, False, [])
         assert not (tmp_path / "new" / UPGRADE_DIR).exists()
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys
+    import cas
+    store = cas.open_store(sys.argv[1], index=sys.argv[2], auto_mkdir=True, format=1)
+    store.save(b"a writer holds the lease", "p/s/a")
+    print("writing", flush=True)
+    sys.stdin.readline()  # hold the store open until told to go
+    store.close()
+    """
+)
+
+
+def test_on_a_backend_without_atomic_creates_a_writing_process_blocks_the_upgrade(tmp_path, monkeypatch):
+    """``local://`` is fsspec's own filesystem: exists-then-put, so it holds the writer lease.
+    The upgrade is a writer too: refused while another process writes, done once it left."""
+    monkeypatch.setenv("CAS_LEASE_DIR", str(tmp_path / "leases"))
+    url = f"local://{tmp_path / 'store'}"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, url, str(tmp_path / "holder.sqlite")],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "writing\n", holder.stderr.read()
+        with cas.open_store(url, index=str(tmp_path / "upgrader.sqlite"), create=False, auto_mkdir=True) as store:
+            with pytest.raises(cas.errors.ConcurrentWriterError):
+                store.upgrade()
+            assert store.format == 1
+        assert json.loads((tmp_path / "store" / FORMAT_FILE).read_text())["format"] == 1
+        assert not (tmp_path / "store" / UPGRADE_DIR).exists()
+    finally:
+        holder.communicate("go\n", timeout=60)
+    assert holder.returncode == 0
+    with cas.open_store(url, index=str(tmp_path / "upgrader.sqlite"), create=False, auto_mkdir=True) as store:
+        assert store.upgrade().upgraded
+        assert store.get_artifact_version("p/s/a").read_bytes() == b"a writer holds the lease"
+    assert json.loads((tmp_path / "store" / FORMAT_FILE).read_text())["format"] == 2
+    assert not list((tmp_path / "store" / "tmp").iterdir())  # the moved temp key is gone
