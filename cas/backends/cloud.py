@@ -291,6 +291,13 @@ class GcsBackend(ObjectStoreBackend):
 
         return self._create(rel, put, lambda: io.BytesIO(data), content_addressed)
 
+    def replace_bytes(self, rel: str, data: bytes) -> None:
+        # Only the format file is replaced, and its JSON never trips gcsfs's multipart upload;
+        # refuse anything that would rather than let the server keep a cut-short object.
+        if _breaks_gcsfs_multipart(data):
+            raise BackendError(f"cannot replace {rel} on GCS: gcsfs would upload these bytes cut short", rel)
+        super().replace_bytes(rel, data)
+
 
 def _breaks_gcsfs_multipart(data: bytes) -> bool:
     """gcsfs uploads objects under 5 MiB as multipart/related with a fixed boundary
