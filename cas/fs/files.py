@@ -32,7 +32,7 @@ class CasReadFile(io.BufferedReader):
     """A read-only, seekable view of one blob.  ``size``, ``path`` and ``details`` as fsspec files have."""
 
     def __init__(self, fs: CasFileSystem, path: str, digest: str, details: dict[str, Any]) -> None:
-        super().__init__(fs.store.blobs.open(digest), CHUNK)
+        super().__init__(fs.store.contents.open(digest), CHUNK)  # type: ignore[arg-type]
         self.fs = fs
         self.path = path
         self.digest = digest

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from cas.core.chunks import wants_chunks
 from cas.core.digest import Digest
 from cas.core.names import ArtifactName, parse_name
 from cas.core.progress import as_callback, item_done
@@ -29,6 +30,7 @@ from cas.errors import (
 )
 from cas.index import VersionRow
 from cas.storage.blobs import PutResult
+from cas.storage.chunked import ChunkedPut, put_chunked, read_chunk_list
 from cas.store.publish import Publisher
 from cas.store.versions import Versions
 
@@ -79,15 +81,17 @@ class Ingest:
                 self.versions.move_alias(name, alias, same)
             return self.versions.committed(name, same)
         produced = lineage() if lineage is not None else None
+        chunked = result if isinstance(result, ChunkedPut) else None
         record = version_record(
-            name, result.digest, kind, result.size, metadata, materializer=materializer, lineage=produced
+            name, result.digest, kind, result.size, metadata, materializer=materializer, lineage=produced,
+            chunks=chunked.chunks if chunked else None,
         )
         record.update(extra or {})  # type: ignore[typeddict-item]
 
         def restore() -> None:
             # Put the content again, from the data the caller gave (materialized again).
             if position is None:  # a one-pass stream: it can only be checked
-                self.publisher.check_present(kind, result.digest, entries)
+                self.publisher.check_present(kind, result.digest, entries, record.get("chunks"))
                 return
             if hasattr(data, "read"):
                 data.seek(position)
@@ -96,7 +100,8 @@ class Ingest:
             if again.digest != result.digest:
                 raise IntegrityError(result.digest, again.digest, "the content changed while it was being saved")
 
-        version = self.claim_version(aname, record, entries, since=started, restore=restore)
+        content = [chunked.chunks, *chunked.chunk_digests] if chunked else None
+        version = self.claim_version(aname, record, entries, since=started, restore=restore, content=content)
         for alias in aliases:
             self.versions.move_alias(name, alias, version)
         return self.versions.committed(name, version)
@@ -119,8 +124,14 @@ class Ingest:
         metadata = check_json_map(metadata, "metadata")
         self.publisher.refresh()  # the index vouches for blobs of live versions: not for ones deleted (and collected) elsewhere
         exact = self.versions.check_exact(str(aname), version)
-        entries = None
-        if kind == BLOB:
+        entries = content = None
+        chunks = self.index.chunk_list(hexdigest) if kind == BLOB else None
+        if chunks is not None:  # a chunked file (format 2): its list and chunks must be there
+            listed = read_chunk_list(self.blobs, chunks)
+            if not any(row.deleted_at is None for row in self.index.versions_with_digest(hexdigest)):
+                self.require_blobs(listed.chunks)
+            size, content = listed.size, [chunks, *(c.digest for c in listed.chunks)]
+        elif kind == BLOB:
             size = self.blobs.size(hexdigest)  # BlobNotFoundError if absent
         elif kind == TREE:
             if self.index.has_tree(hexdigest):
@@ -136,10 +147,10 @@ class Ingest:
         else:
             raise InvalidValueError(f"invalid kind {kind!r}: expected {BLOB!r} or {TREE!r}")
         # A link names no materializer (the content's writer chose none here).
-        record = version_record(str(aname), hexdigest, kind, size, metadata, lineage=lineage)
+        record = version_record(str(aname), hexdigest, kind, size, metadata, lineage=lineage, chunks=chunks)
         number = self.claim_version(
-            aname, record, entries, exact=exact, since=started,
-            restore=lambda: self.publisher.check_present(kind, hexdigest, None),
+            aname, record, entries, exact=exact, since=started, content=content,
+            restore=lambda: self.publisher.check_present(kind, hexdigest, None, chunks),
         )
         return self.versions.committed(str(aname), number)
 
@@ -182,11 +193,14 @@ class Ingest:
         exact: int | None = None,
         since: float | None = None,
         restore: Callable[[], None] | None = None,
+        content: list[str] | None = None,
     ) -> int:
         """Claim the next free number, or exactly ``exact`` (VersionExistsError if taken).
 
         ``since``: when the save began storing content; ``restore`` puts that
         content back (or checks it is there) if a gc sweep ran since then.
+        ``content``: the blobs the version needs when they are not its digest and a
+        tree's files (a chunked file: its list and chunks).
         """
         name = str(aname)
         caught_up = False
@@ -209,7 +223,7 @@ class Ingest:
             exact=exact is not None,
             next_after=after,
             since=since,
-            blobs=lambda: self._content_blobs(record, entries),
+            blobs=lambda: content if content is not None else self._content_blobs(record, entries),
         )
         if claimed is None:
             raise VersionExistsError(f"{name}@{exact} was claimed by another writer", f"{name}@{exact}")
@@ -263,6 +277,8 @@ class Ingest:
         """Store ``data`` (bytes, str, a path, a binary file): (kind, result, tree entries)."""
         if isinstance(data, (bytes, bytearray, memoryview)):
             with self.backend.batch():
+                if wants_chunks(self.publisher.format, len(data)):
+                    return BLOB, put_chunked(self.blobs, data, progress), None
                 return BLOB, self.blobs.put_bytes(bytes(data)), None
         if isinstance(data, str):
             with self.backend.batch():
@@ -275,6 +291,8 @@ class Ingest:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no such file or directory: {path}")
             with self.backend.batch():
+                if wants_chunks(self.publisher.format, os.path.getsize(path)):
+                    return BLOB, put_chunked(self.blobs, path, progress), None
                 result = self.blobs.put_file(path, progress)
             return BLOB, result, None
         if hasattr(data, "read"):

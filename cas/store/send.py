@@ -14,15 +14,16 @@ from cas.core.digest import CHUNK, hash_bytes
 from cas.core.progress import as_callback, item_done
 from cas.core.records import TREE
 from cas.core.refs import parse_ref_path
-from cas.errors import BlobNotFoundError, CorruptRecordError, IntegrityError
+from cas.errors import BlobNotFoundError, CorruptRecordError, IntegrityError, UnsupportedFormatError
 from cas.storage import sweeps
 from cas.storage.blobs import blob_path
+from cas.storage.chunked import chunk_blobs
 
 if TYPE_CHECKING:
     from cas.core.progress import Callback
     from cas.store.facade import Store
 
-__all__ = ["needed_blobs", "publish_refs", "send_blobs"]
+__all__ = ["needed_blobs", "publish_refs", "refuse_chunked", "send_blobs"]
 
 # Blobs up to this size are copied in memory; larger ones stream through a spool file.
 _IN_MEMORY = 4 << 20
@@ -46,8 +47,26 @@ def needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | Non
                 for _, entry_digest, entry_size in src.index.tree_entries(row.digest):
                     needed[entry_digest] = entry_size
         elif row.deleted_at is None:
-            needed[row.digest] = row.size
+            chunks = src.index.chunk_list(row.digest)
+            if chunks is None:
+                needed[row.digest] = row.size
+            else:  # a chunked file (format 2): its list and its chunks
+                needed.update(chunk_blobs(src.blobs, {row.digest: chunks}, [row.digest]))
     return needed
+
+
+def refuse_chunked(src: Store, dst: Store, refs: list[tuple[str, str]]) -> None:
+    """A format-1 destination cannot hold a chunked file's version (its record names a
+    chunk list, which format 1 does not have): refused before anything is sent."""
+    if dst.format >= 2:
+        return
+    for key in (parse_ref_path(r) for r, _ in refs):
+        row = src.index.get_version(key.owner, key.number) if key.kind == "versions" else None
+        if row is not None and src.index.chunk_list(row.digest) is not None:
+            raise UnsupportedFormatError(
+                f"cannot sync {row.name}@{row.version} to {dst.backend.url}: it is a chunked file (format 2)"
+                f" and that store is format {dst.format}; upgrade it first (cas upgrade)"
+            )
 
 
 def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: Callback) -> int:
