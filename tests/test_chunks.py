@@ -246,3 +246,46 @@ def test_sync_of_a_chunked_version_to_a_format_1_store_is_refused(s2, tmp_path):
         with pytest.raises(UnsupportedFormatError, match="chunked file"):
             s2.sync_to(dst)
         assert stored(dst) == before and not list(dst.index.iter_records())
+
+
+def test_a_tree_names_the_chunk_lists_of_its_large_files(s2, tmp_path):
+    from store_helpers import make_tree
+
+    from cas.core.tree import ChunkedEntry, decode_manifest
+
+    big, small = _data(12, 70_000), b"tiny\n"
+    root = make_tree(tmp_path / "model", {"weights.bin": big, "README": small})
+    v = s2.save(root, "c/s/tree")
+    entries = decode_manifest(s2.blobs.read_bytes(v.digest.hex), v.digest.hex)
+    chunked = [e for e in entries if isinstance(e, ChunkedEntry)]
+    assert [e[0] for e in chunked] == ["weights.bin"] and chunked[0][1] == blake3.blake3(big).hexdigest()
+    assert v.read_bytes("weights.bin") == big and v.read_bytes("README") == small
+    fs = CasFileSystem(store=s2, skip_instance_cache=True)
+    assert fs.cat_file(f"{v.name}/{v.version}/weights.bin", start=50_000, end=50_100) == big[50_000:50_100]
+    out = v.download(tmp_path / "out")
+    assert (out / "weights.bin").read_bytes() == big
+    assert s2.gc(grace=0).removed == 0 and s2.verify(deep=True).ok
+    # a link of the same files (cas:// copies do this) names the same chunk lists
+    w = s2.link_tree("c/s/linked", [(p, d.hex, n) for p, d, n in v.files()])
+    assert w.digest == v.digest
+    with small_chunks(), open_format2(str(tmp_path / "dst")) as dst:
+        s2.sync_to(dst)
+        assert dst.get_artifact_version("c/s/tree").read_bytes("weights.bin") == big
+        assert dst.verify(deep=True).ok
+    with cas.open_store(str(tmp_path / "f1")) as f1, pytest.raises(UnsupportedFormatError):
+        s2.sync_to(f1, ["c/s/tree"])
+
+
+def test_a_rebuilt_index_reads_chunked_files(s2, tmp_path):
+    from store_helpers import make_tree
+
+    data = _data(13, 40_000)
+    s2.save(data, "c/s/blob")
+    s2.save(make_tree(tmp_path / "t", {"a/big.bin": data[::-1]}), "c/s/tree")
+    s2.delete_version("c/s/blob", 1)
+    s2.save(data, "c/s/blob")
+    with cas.open_store(str(s2.backend.root), index=str(tmp_path / "fresh.sqlite")) as fresh:
+        assert fresh.get_artifact_version("c/s/blob").read_bytes() == data
+        assert fresh.get_artifact_version("c/s/tree").read_bytes("a/big.bin") == data[::-1]
+        assert fresh.index.chunk_lists() == s2.index.chunk_lists()
+        assert fresh.gc(grace=0).removed == 0 and fresh.verify(deep=True).ok

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from cas.core.tree import ChunkedEntry
+
 __all__ = ["ContentQueries"]
 
 
@@ -22,6 +24,7 @@ class ContentQueries:
             ((tree, path, digest, size) for path, digest, size in entries),
         )
         c.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", ((d, s) for _, d, s in entries))
+        self.add_chunk_lists(c, [(e[1], e.chunks) for e in entries if isinstance(e, ChunkedEntry)])
 
     def has_tree(self, tree: str) -> bool:
         return self.conn.execute("SELECT 1 FROM tree_entries WHERE tree = ? LIMIT 1", (tree,)).fetchone() is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from cas.core.tree import chunks_of
 from cas.errors import InvalidValueError
 from cas.storage import sweeps
 from cas.storage.chunked import chunk_blobs
@@ -101,6 +102,8 @@ def _orphan_blobs(pub: Publisher, ref: str, record_digest: str) -> set[str]:
     if record.get("type") == "version":
         blobs.add(record["digest"])
         blobs.update(d for _, d, _ in entries or ())
+        lists = {e[1]: chunks_of(e) for e in entries or () if chunks_of(e)}
         if record.get("chunks") is not None:
-            blobs.update(chunk_blobs(pub.blobs, {record["digest"]: record["chunks"]}, [record["digest"]]))
+            lists[record["digest"]] = record["chunks"]
+        blobs.update(chunk_blobs(pub.blobs, lists, lists))  # type: ignore[arg-type]
     return blobs

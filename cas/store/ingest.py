@@ -20,9 +20,10 @@ from cas.core.names import ArtifactName, parse_name
 from cas.core.progress import as_callback, item_done
 from cas.core.records import BLOB, TREE, Lineage, check_json_map, version_record
 from cas.core.refs import version_ref
-from cas.core.tree import check_entries, decode_manifest, encode_manifest, walk_files
+from cas.core.tree import ChunkedEntry, check_entries, chunks_of, decode_manifest, encode_manifest, walk_files
 from cas.errors import (
     BlobNotFoundError,
+    CasError,
     IntegrityError,
     InvalidValueError,
     UnsupportedDataError,
@@ -166,7 +167,7 @@ class Ingest:
         """A new tree version from blobs already stored (``Store.link_tree`` says the rest)."""
         aname = parse_name(name)
         metadata = check_json_map(metadata, "metadata")
-        clean = check_entries(entries)
+        clean = [_with_chunks(e, self.index.chunk_list(e[1])) for e in check_entries(entries)]
         exact = self.versions.check_exact(str(aname), version)
         started = time.time()
         self.publisher.refresh()  # as in link(): a version deleted elsewhere no longer vouches for its blobs
@@ -244,9 +245,21 @@ class Ingest:
     def _content_blobs(self, record: dict[str, Any], entries) -> list[str]:
         """The content blobs of a version record: its digest, and a tree's files."""
         if record["kind"] != TREE:
-            return [record["digest"]]
+            return self._chunked_content(record["chunks"]) if record.get("chunks") else [record["digest"]]
         listed = entries if entries is not None else self.index.tree_entries(record["digest"])
-        return [record["digest"], *(d for _, d, _ in listed)]
+        found = [record["digest"]]
+        for entry in listed:
+            chunks = chunks_of(entry) or (self.index.chunk_list(entry[1]) if entries is None else None)
+            found.extend(self._chunked_content(chunks) if chunks else [entry[1]])
+        return found
+
+    def _chunked_content(self, list_digest: str) -> list[str]:
+        """A chunked file's list and chunks; just the list if it cannot be read (then a
+        sweep that removed it overlaps anyway, and the content is put back)."""
+        try:
+            return [list_digest, *(c.digest for c in read_chunk_list(self.blobs, list_digest).chunks)]
+        except CasError:
+            return [list_digest]
 
     def require_blobs(self, pairs: Iterable[tuple[str, int]]) -> None:
         """Every blob is stored with that size.  A blob a live version already
@@ -258,7 +271,11 @@ class Ingest:
                 continue
             seen.add(digest)
             actual = self.index.live_blob_size(digest)
-            if actual is None:
+            if actual is None and (chunks := self.index.chunk_list(digest)) is not None:
+                listed = read_chunk_list(self.blobs, chunks)  # a chunked file (format 2): its chunks
+                self.require_blobs(listed.chunks)
+                actual = listed.size
+            elif actual is None:
                 actual = self.blobs.size(digest)  # BlobNotFoundError if absent
             if actual != size:
                 raise IntegrityError(digest, "?", f"blob is {actual} bytes, the entry says {size}")
@@ -291,16 +308,19 @@ class Ingest:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no such file or directory: {path}")
             with self.backend.batch():
-                if wants_chunks(self.publisher.format, os.path.getsize(path)):
-                    return BLOB, put_chunked(self.blobs, path, progress), None
-                result = self.blobs.put_file(path, progress)
-            return BLOB, result, None
+                return BLOB, self._put_file(path, progress), None
         if hasattr(data, "read"):
             with self.backend.batch():
                 return BLOB, self.blobs.put_stream(data, progress), None
         raise UnsupportedDataError(
             f"cannot save a {type(data).__name__}: pass bytes, str, a pathlib.Path, or a binary file object"
         )
+
+    def _put_file(self, path: str, progress: Callback | None) -> PutResult:
+        """A file as one blob, or (format 2, a large one) as chunks and a chunk list."""
+        if wants_chunks(self.publisher.format, os.path.getsize(path)):
+            return put_chunked(self.blobs, path, progress)
+        return self.blobs.put_file(path, progress)
 
     def _put_tree(self, root: str, progress: Callback | None):
         progress = as_callback(progress)  # once per tree, not once per file
@@ -310,8 +330,11 @@ class Ingest:
         files = list(walk_files(root, exclude=self.own_files()))
         with self.backend.batch():
             for rel, abspath in files:
-                result = self.blobs.put_file(abspath, progress)
-                entries.append((rel, result.digest, result.size))
+                result = self._put_file(abspath, progress)
+                if isinstance(result, ChunkedPut):  # format 2: the entry names its chunk list
+                    entries.append(ChunkedEntry(rel, result.digest, result.size, result.chunks))
+                else:
+                    entries.append((rel, result.digest, result.size))
                 item_done(progress)
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
@@ -329,6 +352,11 @@ class Ingest:
         if self.backend.capabilities.local:
             paths.append(self.backend.root)  # type: ignore[attr-defined]  # a local backend's directory
         return {ident for p in paths if (ident := _identity(p)) is not None}
+
+
+def _with_chunks(entry: tuple[str, str, int], chunks: str | None) -> tuple[str, str, int]:
+    """A tree entry naming its chunk list when its file is chunked (format 2)."""
+    return ChunkedEntry(*entry, chunks) if chunks is not None else entry
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cas.backends.base import Backend
 from cas.core.progress import as_callback, item_done
-from cas.core.records import TREE
+from cas.core.records import BLOB, TREE
 from cas.core.refs import journal_path, ref_order
-from cas.core.tree import decode_manifest
+from cas.core.tree import chunks_of, decode_manifest
 from cas.errors import BackendError, BlobNotFoundError, CasError, CorruptRecordError
 from cas.index import Index
 from cas.storage import sweeps
@@ -202,8 +202,8 @@ class Publisher:
         self.blobs.size(digest)  # BlobNotFoundError if absent
         if kind == TREE:
             listed = entries if entries is not None else decode_manifest(self.blobs.read_bytes(digest), digest)
-            for _, d, _ in listed:
-                self.blobs.size(d)
+            for entry in listed:
+                self.check_present(BLOB, entry[1], None, chunks_of(entry))
 
     def orphan(self, ref: str, record_digest: str) -> tuple[dict[str, Any], Any] | None:
         """(record, tree entries) of a ref no journal announced, or None if it dangles:

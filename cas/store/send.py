@@ -37,6 +37,8 @@ def needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | Non
     for _, record_digest in refs:
         needed.setdefault(record_digest, None)
     version_refs = [key for key in (parse_ref_path(r) for r, _ in refs) if key.kind == "versions"]
+    lists = src.index.chunk_lists()  # format 2: chunked files need their list and chunks instead
+    chunked: list[str] = []
     for key in version_refs:
         row = src.index.get_version(key.owner, key.number)
         if row is None:
@@ -45,26 +47,33 @@ def needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | Non
             needed.setdefault(row.digest, None)  # manifests are kept even for deleted versions (reindex reads them)
             if row.deleted_at is None:
                 for _, entry_digest, entry_size in src.index.tree_entries(row.digest):
-                    needed[entry_digest] = entry_size
+                    if entry_digest in lists:
+                        chunked.append(entry_digest)
+                    else:
+                        needed[entry_digest] = entry_size
         elif row.deleted_at is None:
-            chunks = src.index.chunk_list(row.digest)
-            if chunks is None:
+            if row.digest in lists:
+                chunked.append(row.digest)
+            else:
                 needed[row.digest] = row.size
-            else:  # a chunked file (format 2): its list and its chunks
-                needed.update(chunk_blobs(src.blobs, {row.digest: chunks}, [row.digest]))
+    needed.update(chunk_blobs(src.blobs, lists, chunked))
     return needed
 
 
 def refuse_chunked(src: Store, dst: Store, refs: list[tuple[str, str]]) -> None:
     """A format-1 destination cannot hold a chunked file's version (its record names a
     chunk list, which format 1 does not have): refused before anything is sent."""
-    if dst.format >= 2:
+    lists = src.index.chunk_lists()
+    if dst.format >= 2 or not lists:
         return
     for key in (parse_ref_path(r) for r, _ in refs):
         row = src.index.get_version(key.owner, key.number) if key.kind == "versions" else None
-        if row is not None and src.index.chunk_list(row.digest) is not None:
+        if row is None:
+            continue
+        files = [d for _, d, _ in src.index.tree_entries(row.digest)] if row.kind == TREE else [row.digest]
+        if any(d in lists for d in files):
             raise UnsupportedFormatError(
-                f"cannot sync {row.name}@{row.version} to {dst.backend.url}: it is a chunked file (format 2)"
+                f"cannot sync {row.name}@{row.version} to {dst.backend.url}: it holds a chunked file (format 2)"
                 f" and that store is format {dst.format}; upgrade it first (cas upgrade)"
             )
 
