@@ -23,9 +23,9 @@ from cas.core.tree import ChunkedEntry, decode_manifest, encode_manifest
 
 DATA = blake3.blake3(b"cas format 2 chunk lists").digest(length=12 << 20)
 DATA_DIGEST = "d18b88c2725fc564d2736520c12e38ee3e31f9c40b08d8cdde5488d8047005ae"
-CUTS = [0, 1427035, 2537164, 3170367, 4510672, 5660278, 6988757, 7310161, 8794011, 9064393, 11197447, 12000486]
-LIST_DIGEST = "8a421916e87bb61759c3072daac57124e040945a8afa37abd8733dc7891703a6"
-LIST_SIZE = 865
+CUTS = [0, 1427035, 2537164, 4510672, 5449370, 6633310, 8794011, 9655874, 11197447, 12000486]
+LIST_DIGEST = "04ffef3fef9dbb60aa494ca6bb81951212d267a6e1e78dba8f3f5f1565fce3aa"
+LIST_SIZE = 721
 SMALL_CUTS = [0, 745, 1847, 2274, 3429, 3990, 5030, 5894, 6979, 7682, 8606, 9761, 11229, 11494, 12673, 13905,
               14600, 15118, 16367, 17456]
 SMALL_LIST_DIGEST = "6083d2bf86ba63447cdeec62a91440265961c456121cfd201efb53553cf02ac1"
@@ -48,12 +48,12 @@ RECORD = {
     "size": 12 << 20, "created_at": "2026-01-01T00:00:00.000000+00:00", "metadata": {}, "materializer": "bytes",
     "chunks": LIST_DIGEST,
 }
-RECORD_DIGEST = "6f4d3088c7d9c3fe5591c62bd0fc25d9181224bbb6a9f68045b28a582595a0e0"
+RECORD_DIGEST = "c94779056efce40067d42abae780a9e0f89f3c6a5428cca685d4846301c5f749"
 
 
 def test_the_shipped_chunker_parameters():
     assert (chunks.CHUNK_THRESHOLD, chunks.CHUNK_MIN, chunks.CHUNK_AVG, chunks.CHUNK_MAX) == (
-        4 << 20, 256 << 10, 1 << 20, 4 << 20
+        4 << 20, 768 << 10, 768 << 10, 4 << 20
     )
     assert SMALL == {"CHUNK_THRESHOLD": 8 << 10, "CHUNK_MIN": 256, "CHUNK_AVG": 1024, "CHUNK_MAX": 4096}
 

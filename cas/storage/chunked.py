@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 from cas.core.chunks import ChunkList, ChunkRef, chunker, decode_chunk_list, encode_chunk_list
-from cas.core.digest import Hasher, hash_bytes
+from cas.core.digest import Hasher, hash_bytes, page_aligned_buffer
 from cas.core.progress import as_callback
 from cas.errors import IntegrityError
 from cas.storage.blobs import BlobStore, PutResult, blob_path
@@ -44,47 +45,88 @@ class ChunkedPut(PutResult):
 def put_chunked(blobs: BlobStore, source: str | os.PathLike | bytes, progress: Callback | None = None) -> ChunkedPut:
     """Store a local file (or bytes) as chunks plus a chunk list; the bytes read go to ``progress``.
 
-    Read once, through a bounded buffer (not mmap: mapped pages count as resident);
-    each chunk is hashed and written only if the store lacks it.  The whole-file
-    digest is hashed on the same pass.  A file that changes while it is read raises
-    IntegrityError (the chunks written stay for gc; no list names them).
+    A file is read once, window by window, into one page-aligned buffer (not mmap:
+    mapped pages count as resident, and a file truncated under a mapping kills the
+    process with SIGBUS), so memory stays flat.  Each window is cut, then the
+    whole-file digest (a worker thread) and the chunks' digests (this thread) are
+    hashed at once: both release the GIL.  A chunk is written only if the store
+    lacks it.  A file that changes while it is read raises IntegrityError (the chunks
+    written stay for gc; no list names them).
     """
     progress = as_callback(progress)
-    whole = Hasher(threaded=True)
-    refs: list[ChunkRef] = []
-    new_bytes = 0
-    backend = blobs.backend
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        before = None
-        cuts: Iterator = chunker().cut_buf(source)
-        f = None
-    else:
+    state = _Cutting(blobs, progress)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            state.window(pool, memoryview(source), final=True)
+            return state.finish()
         path = os.fspath(source)
         before = os.stat(path)
-        f = open(path, "rb", buffering=0)  # noqa: SIM115  # closed below
-        cuts = chunker().cut_stream(f)
-    try:
-        for chunk in cuts:
-            view = chunk.data
-            whole.update(view)
-            digest = hash_bytes(view)
-            refs.append(ChunkRef(digest, chunk.length))
-            rel = blob_path(digest)
-            if not backend.exists(rel) and backend.create_bytes(rel, bytes(view), content_addressed=True):
-                new_bytes += chunk.length
-            progress.relative_update(chunk.length)
-    finally:
-        if f is not None:
-            f.close()
-    if before is not None:
-        after = os.stat(path)
-        if _identity(after) != _identity(before) or whole.size != before.st_size:
-            raise IntegrityError(whole.hexdigest(), "?", f"{path} changed while it was being saved")
-    listed = blobs.put_bytes(encode_chunk_list(refs))
-    return ChunkedPut(
-        whole.hexdigest(), whole.size, bool(new_bytes) or listed.written,
-        chunks=listed.digest, chunk_digests=tuple(r.digest for r in refs), new_bytes=new_bytes,
-    )
+        buf = page_aligned_buffer(_WINDOW)
+        try:
+            with open(path, "rb", buffering=0) as f, memoryview(buf) as view:
+                filled = 0
+                while True:
+                    n = f.readinto(view[filled:])
+                    filled += n or 0
+                    at_end = not n
+                    if filled < _WINDOW and not at_end:
+                        continue
+                    used = state.window(pool, view[:filled], final=at_end)
+                    if at_end:
+                        break
+                    tail = bytes(view[used:filled])  # the last, unfinished chunk: cut again with what follows
+                    view[: len(tail)] = tail
+                    filled = len(tail)
+        finally:
+            buf.close()
+    after = os.stat(path)
+    if _identity(after) != _identity(before) or state.whole.size != before.st_size:
+        raise IntegrityError(state.whole.hexdigest(), "?", f"{path} changed while it was being saved")
+    return state.finish()
+
+
+#: the read window of :func:`put_chunked`: a multiple of the largest chunk, small enough for flat memory
+_WINDOW = 16 << 20
+
+
+class _Cutting:
+    """What :func:`put_chunked` accumulates over the windows of one file."""
+
+    def __init__(self, blobs: BlobStore, progress: Callback) -> None:
+        self.blobs = blobs
+        self.progress = progress
+        self.whole = Hasher(threaded=False)  # on its own thread: one core for it, one for the chunks
+        self.refs: list[ChunkRef] = []
+        self.new_bytes = 0
+
+    def window(self, pool: ThreadPoolExecutor, view: memoryview, *, final: bool) -> int:
+        """Cut ``view`` and store its chunks; returns how many bytes it consumed (all, if
+        ``final``; else up to the start of the last chunk, which the window may cut short)."""
+        cuts = [(c.offset, c.length) for c in chunker().cut_buf(view)]
+        if not final and cuts:
+            cuts.pop()
+        used = cuts[-1][0] + cuts[-1][1] if cuts else (len(view) if final else 0)
+        whole = pool.submit(self.whole.update, view[:used])
+        try:
+            backend = self.blobs.backend
+            for offset, length in cuts:
+                piece = view[offset : offset + length]
+                digest = hash_bytes(piece)
+                self.refs.append(ChunkRef(digest, length))
+                rel = blob_path(digest)
+                if not backend.exists(rel) and backend.create_bytes(rel, bytes(piece), content_addressed=True):
+                    self.new_bytes += length
+                self.progress.relative_update(length)
+        finally:
+            whole.result()
+        return used
+
+    def finish(self) -> ChunkedPut:
+        listed = self.blobs.put_bytes(encode_chunk_list(self.refs))
+        return ChunkedPut(
+            self.whole.hexdigest(), self.whole.size, bool(self.new_bytes) or listed.written,
+            chunks=listed.digest, chunk_digests=tuple(r.digest for r in self.refs), new_bytes=self.new_bytes,
+        )
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cas.core.digest import CHUNK
 from cas.core.progress import as_callback, item_done
 from cas.core.refs import REFS, parse_ref_path
-from cas.core.digest import CHUNK
 from cas.errors import BlobNotFoundError, CasError, CorruptRecordError
 from cas.storage.chunked import ChunkedReader, chunk_blobs
 from cas.store.publish import Publisher
