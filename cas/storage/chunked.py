@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import io
 import os
+import queue
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
+from cas.core import chunks
 from cas.core.chunks import ChunkList, ChunkRef, chunker, decode_chunk_list, encode_chunk_list
 from cas.core.digest import Hasher, hash_bytes, page_aligned_buffer
 from cas.core.progress import as_callback
@@ -45,48 +47,84 @@ class ChunkedPut(PutResult):
 def put_chunked(blobs: BlobStore, source: str | os.PathLike | bytes, progress: Callback | None = None) -> ChunkedPut:
     """Store a local file (or bytes) as chunks plus a chunk list; the bytes read go to ``progress``.
 
-    A file is read once, window by window, into one page-aligned buffer (not mmap:
+    A file is read once, window by window, into a few page-aligned buffers (not mmap:
     mapped pages count as resident, and a file truncated under a mapping kills the
-    process with SIGBUS), so memory stays flat.  Each window is cut, then the
-    whole-file digest (a worker thread) and the chunks' digests (this thread) are
-    hashed at once: both release the GIL.  A chunk is written only if the store
-    lacks it.  A file that changes while it is read raises IntegrityError (the chunks
-    written stay for gc; no list names them).
+    process with SIGBUS), so memory stays flat.  Three stages overlap, each on its own
+    thread and each releasing the GIL: reading and cutting a window (FastCDC), the
+    whole-file digest, and the chunks' digests with their writes (this thread, which
+    holds the backend's batch).  A chunk is written only if the store lacks it.  A file
+    that changes while it is read raises IntegrityError (the chunks written stay for
+    gc; no list names them).
     """
-    progress = as_callback(progress)
-    state = _Cutting(blobs, progress)
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    state = _Cutting(blobs, as_callback(progress))
+    with ThreadPoolExecutor(max_workers=2) as pool:
         if isinstance(source, (bytes, bytearray, memoryview)):
-            state.window(pool, memoryview(source), final=True)
+            view = memoryview(source)
+            state.store(pool, view, [(c.offset, c.length) for c in chunker().cut_buf(view)])
             return state.finish()
         path = os.fspath(source)
         before = os.stat(path)
-        buf = page_aligned_buffer(_WINDOW)
+        windows = _Windows(path)
+        reader = pool.submit(windows.run)
         try:
-            with open(path, "rb", buffering=0) as f, memoryview(buf) as view:
-                filled = 0
-                while True:
-                    n = f.readinto(view[filled:])
-                    filled += n or 0
-                    at_end = not n
-                    if filled < _WINDOW and not at_end:
-                        continue
-                    used = state.window(pool, view[:filled], final=at_end)
-                    if at_end:
-                        break
-                    tail = bytes(view[used:filled])  # the last, unfinished chunk: cut again with what follows
-                    view[: len(tail)] = tail
-                    filled = len(tail)
+            while (item := windows.ready.get()) is not None:
+                view, cuts = item
+                state.store(pool, view, cuts)
+                windows.free.put(view)
         finally:
-            buf.close()
+            windows.stop = True
+            windows.free.put(None)
+            reader.result()  # re-raises what the reader met (an unreadable file)
     after = os.stat(path)
     if _identity(after) != _identity(before) or state.whole.size != before.st_size:
         raise IntegrityError(state.whole.hexdigest(), "?", f"{path} changed while it was being saved")
     return state.finish()
 
 
-#: the read window of :func:`put_chunked`: a multiple of the largest chunk, small enough for flat memory
-_WINDOW = 16 << 20
+#: the read window of :func:`put_chunked` (at least twice the largest chunk); three buffers of it in turn
+_WINDOW = 8 << 20
+_BUFFERS = 3
+
+
+class _Windows:
+    """The reading stage: fills buffers in turn with the file's next window, cuts it,
+    and hands ``(window, cuts)`` over; the window's last chunk (which the window may
+    cut short) is carried to the next buffer and cut again with what follows."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.ready: queue.Queue = queue.Queue()
+        self.free: queue.Queue = queue.Queue()
+        self.stop = False
+        # twice the largest chunk at least, so every window but the last ends at least one chunk
+        self.size = max(_WINDOW, 2 * chunks.CHUNK_MAX)
+        for _ in range(_BUFFERS):  # freed with the last view of them
+            self.free.put(memoryview(page_aligned_buffer(self.size)))
+
+    def run(self) -> None:
+        try:
+            carry = b""
+            with open(self.path, "rb", buffering=0) as f:
+                while not self.stop:
+                    view = self.free.get()
+                    if view is None:
+                        break
+                    view[: len(carry)] = carry
+                    filled, at_end = len(carry), False
+                    while filled < self.size and not at_end:
+                        n = f.readinto(view[filled:])
+                        filled += n or 0
+                        at_end = not n
+                    cuts = [(c.offset, c.length) for c in chunker().cut_buf(view[:filled])]
+                    if not at_end and cuts:
+                        cuts.pop()
+                    used = cuts[-1][0] + cuts[-1][1] if cuts else 0
+                    carry = bytes(view[used:filled]) if not at_end else b""
+                    self.ready.put((view, cuts))
+                    if at_end:
+                        break
+        finally:
+            self.ready.put(None)
 
 
 class _Cutting:
@@ -99,13 +137,9 @@ class _Cutting:
         self.refs: list[ChunkRef] = []
         self.new_bytes = 0
 
-    def window(self, pool: ThreadPoolExecutor, view: memoryview, *, final: bool) -> int:
-        """Cut ``view`` and store its chunks; returns how many bytes it consumed (all, if
-        ``final``; else up to the start of the last chunk, which the window may cut short)."""
-        cuts = [(c.offset, c.length) for c in chunker().cut_buf(view)]
-        if not final and cuts:
-            cuts.pop()
-        used = cuts[-1][0] + cuts[-1][1] if cuts else (len(view) if final else 0)
+    def store(self, pool: ThreadPoolExecutor, view: memoryview, cuts: list[tuple[int, int]]) -> None:
+        """Hash and store the chunks ``cuts`` of ``view`` (which start at its first byte)."""
+        used = cuts[-1][0] + cuts[-1][1] if cuts else 0
         whole = pool.submit(self.whole.update, view[:used])
         try:
             backend = self.blobs.backend
@@ -119,7 +153,6 @@ class _Cutting:
                 self.progress.relative_update(length)
         finally:
             whole.result()
-        return used
 
     def finish(self) -> ChunkedPut:
         listed = self.blobs.put_bytes(encode_chunk_list(self.refs))
