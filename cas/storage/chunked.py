@@ -14,11 +14,12 @@ index keeps it, ``lookup``).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import queue
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -57,7 +58,7 @@ def put_chunked(blobs: BlobStore, source: str | os.PathLike | bytes, progress: C
     gc; no list names them).
     """
     state = _Cutting(blobs, as_callback(progress))
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with contextlib.closing(state), ThreadPoolExecutor(max_workers=2) as pool:
         if isinstance(source, (bytes, bytearray, memoryview)):
             view = memoryview(source)
             state.store(pool, view, [(c.offset, c.length) for c in chunker().cut_buf(view)])
@@ -84,6 +85,7 @@ def put_chunked(blobs: BlobStore, source: str | os.PathLike | bytes, progress: C
 #: the read window of :func:`put_chunked` (at least twice the largest chunk); three buffers of it in turn
 _WINDOW = 8 << 20
 _BUFFERS = 3
+_REMOTE_JOBS = 8  # chunks checked and uploaded at once on an object store (as sync's default)
 
 
 class _Windows:
@@ -136,23 +138,48 @@ class _Cutting:
         self.whole = Hasher(threaded=False)  # on its own thread: one core for it, one for the chunks
         self.refs: list[ChunkRef] = []
         self.new_bytes = 0
+        self.pool: ThreadPoolExecutor | None = None  # chunk uploads to an object store
 
     def store(self, pool: ThreadPoolExecutor, view: memoryview, cuts: list[tuple[int, int]]) -> None:
-        """Hash and store the chunks ``cuts`` of ``view`` (which start at its first byte)."""
+        """Hash and store the chunks ``cuts`` of ``view`` (which start at its first byte).
+        On an object store each chunk costs a round trip or two: they run in parallel."""
         used = cuts[-1][0] + cuts[-1][1] if cuts else 0
         whole = pool.submit(self.whole.update, view[:used])
+        remote: list[Future] | None = None if self.blobs.backend.capabilities.local else []
         try:
-            backend = self.blobs.backend
             for offset, length in cuts:
                 piece = view[offset : offset + length]
                 digest = hash_bytes(piece)
                 self.refs.append(ChunkRef(digest, length))
-                rel = blob_path(digest)
-                if not backend.exists(rel) and backend.create_bytes(rel, bytes(piece), content_addressed=True):
-                    self.new_bytes += length
+                if remote is None:
+                    self.new_bytes += self._put(digest, piece)
+                else:
+                    remote.append(self._uploads().submit(self._put, digest, piece))
                 self.progress.relative_update(length)
+            for future in remote or ():
+                self.new_bytes += future.result()
         finally:
+            for future in remote or ():
+                future.cancel()
+            wait(remote or ())  # the window's buffer is reused once this returns
             whole.result()
+
+    def _put(self, digest: str, piece: memoryview) -> int:
+        """Write one chunk unless the store has it; the bytes written."""
+        rel = blob_path(digest)
+        backend = self.blobs.backend
+        if not backend.exists(rel) and backend.create_bytes(rel, bytes(piece), content_addressed=True):
+            return len(piece)
+        return 0
+
+    def _uploads(self) -> ThreadPoolExecutor:
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(max_workers=_REMOTE_JOBS)
+        return self.pool
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
 
     def finish(self) -> ChunkedPut:
         listed = self.blobs.put_bytes(encode_chunk_list(self.refs))
