@@ -307,3 +307,15 @@ def test_chunked_files_on_every_backend(open_test_store, tmp_path):
         report = store.verify(deep=True)
         assert report.ok, report
         assert store.gc(grace=0).removed == 0
+
+
+def test_a_cas_url_range_read_reads_at_most_two_chunks(s2):
+    data = _data(15, 200_000)
+    v = s2.save(data, "c/s/url")
+    _, listed = chunk_list_of(s2, v)
+    fs = CasFileSystem(store=s2, skip_instance_cache=True)
+    for at in (0, 99_000, listed.starts[5] - 10, 199_990):
+        with fs.open(f"{v.name}/{v.version}", "rb") as f:
+            f.seek(at)
+            assert f.read(64) == data[at : at + 64]
+            assert f.raw.chunks_read <= 2
