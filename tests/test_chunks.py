@@ -62,7 +62,7 @@ def test_a_large_file_is_chunked_and_keeps_the_format_1_digest(s2, tmp_path):
     assert v.read_bytes() == data and v.open().read() == data
     # bytes are chunked the same way as a path
     assert s2.save(data, "c/s/bytes").digest == v.digest
-    with small_chunks(), cas.open_store(str(tmp_path / "s1")) as s1:
+    with small_chunks(), cas.open_store(str(tmp_path / "s1"), format=1) as s1:
         w = s1.save(path, "c/s/file")
         assert w.digest == v.digest, "the whole-file digest does not depend on the format"
         assert w.digest.hex in stored(s1) and s1.index.chunk_list(w.digest.hex) is None, "format 1: one whole blob"
@@ -241,7 +241,7 @@ def test_sync_sends_the_list_and_only_missing_chunks(s2, tmp_path):
 
 def test_sync_of_a_chunked_version_to_a_format_1_store_is_refused(s2, tmp_path):
     s2.save(_data(10, 50_000), "c/s/refused")
-    with cas.open_store(str(tmp_path / "f1")) as dst:
+    with cas.open_store(str(tmp_path / "f1"), format=1) as dst:
         before = stored(dst)
         with pytest.raises(UnsupportedFormatError, match="chunked file"):
             s2.sync_to(dst)
@@ -272,7 +272,7 @@ def test_a_tree_names_the_chunk_lists_of_its_large_files(s2, tmp_path):
         s2.sync_to(dst)
         assert dst.get_artifact_version("c/s/tree").read_bytes("weights.bin") == big
         assert dst.verify(deep=True).ok
-    with cas.open_store(str(tmp_path / "f1")) as f1, pytest.raises(UnsupportedFormatError):
+    with cas.open_store(str(tmp_path / "f1"), format=1) as f1, pytest.raises(UnsupportedFormatError):
         s2.sync_to(f1, ["c/s/tree"])
 
 
