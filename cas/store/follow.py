@@ -69,16 +69,19 @@ def _entry_items(pub: Publisher, key: Journal2Key, rejected: list[CorruptRecordE
     return items
 
 
-def _gather(pub: Publisher, horizon: int | None, seen: frozenset[str], rejected: list) -> tuple[list[Item], list[Journal2Key]]:
+def _gather(
+    pub: Publisher, horizon: int | None, seen: frozenset[str], rejected: list, listed_refs: frozenset[str] = frozenset()
+) -> tuple[list[Item], list[Journal2Key]]:
     """One listing of the slots after ``horizon`` (all of them if None): (refs to apply,
-    the keys that announce them), read and loaded outside any write transaction."""
+    the keys that announce them), read and loaded outside any write transaction.
+    ``listed_refs``: refs a reindex listing already decided on (applied, or refused)."""
     listed = pub.records.journal2.listed(horizon, now_us() + int(SKEW * _US), rejected.append)
     items: list[Item] = []
     done = []
     for key in listed:
         if (horizon is not None and key.stamp <= horizon) or key.path in seen:
             continue  # settled at an earlier listing, or read already
-        items += _entry_items(pub, key, rejected)
+        items += [item for item in _entry_items(pub, key, rejected) if item[0] not in listed_refs]
         done.append(key)
     return items, done
 
@@ -161,7 +164,9 @@ def reindex(pub: Publisher, progress: Callback | None = None) -> int:
             # Entries named WINDOW before the listing began announce refs it saw;
             # the later ones may announce refs claimed after it: replayed here.
             horizon = started - int(WINDOW * _US)
-            items, done = _gather(pub, horizon, frozenset(), rejected)
+            # A ref the listing saw was decided there (a refused one stays refused).
+            listed = frozenset([ref for ref, _ in refs] + [e.key for e in rejected])
+            items, done = _gather(pub, horizon, frozenset(), rejected, listed)
             for ref, digest, record, entries in items:
                 pub.apply(c, ref, digest, record, entries)
             pub.index.journal2_rebuilt(c, horizon, done)
