@@ -25,6 +25,7 @@ class CountingBackend(Backend):
         self.capabilities = inner.capabilities  # every capability as the wrapped backend
         self.calls: collections.Counter[str] = collections.Counter()
         self.written: dict[str, int] = {}
+        self.listed: list[str] = []  # every prefix listed, in order
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:  # root, abspath, part_size, ...
@@ -42,6 +43,7 @@ class CountingBackend(Backend):
         with self._lock:
             self.calls.clear()
             self.written.clear()
+            self.listed.clear()
 
     @property
     def requests(self) -> int:
@@ -90,6 +92,8 @@ class CountingBackend(Backend):
 
     def list(self, prefix):
         self._count("list")
+        with self._lock:
+            self.listed.append(prefix)
         return self.inner.list(prefix)
 
     def remove(self, rel):

@@ -5,18 +5,20 @@
     refs/deletions/<p>/<s>/<a>/<N>               version N deleted
     refs/runs/<run id>/<seq>                     run and step-run events
     journal/<seq, 16 digits>                     {ref, record} in commit order
+    journal2/<day>/<slot>/<stamp>-<writer>-<seq>  format 2: {refs: [[ref, record], ...]}
 
 As restic's layout turns a handle into a path and a listed path back into a
 handle in one interface, the builders and the parsers of these keys live
 together, so the two can never disagree.  A listed key is untrusted (DESIGN
-invariant 12): :func:`parse_ref_path` and :func:`parse_journal_key` validate
-it against the grammar of docs/format.md or raise
+invariant 12): :func:`parse_ref_path`, :func:`parse_journal_key` and
+:func:`parse_journal2_key` validate it against the grammar of docs/format.md or raise
 :class:`~cas.errors.CorruptRecordError` naming it; callers never slice a key.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,10 +38,24 @@ __all__ = [
     "parse_ref_path",
     "parse_journal_key",
     "ref_order",
+    "JOURNAL2",
+    "SLOT_SECONDS",
+    "Journal2Key",
+    "journal2_key",
+    "journal2_prefixes",
+    "parse_journal2_key",
 ]
 
 REFS = "refs"
 JOURNAL = "journal"
+JOURNAL2 = "journal2"
+#: format 2: journal entries are listed by time slot (a prefix each) of this many seconds
+SLOT_SECONDS = 600
+_SLOT_US = SLOT_SECONDS * 1_000_000
+_STAMP_WIDTH = 16  # microseconds since the epoch: 16 digits until the year 2286
+_WRITER_WIDTH = 16  # hex digits of a writer id (64 random bits)
+#: a window wider than this many slots of one day is listed as the whole day (one prefix)
+_SLOTS_PER_DAY_LISTING = 6
 _SEQ_WIDTH = 16
 # The order refs are published in: runs, then versions before the aliases and deletions that refer to them.
 _KIND_RANK = {"runs": 0, "versions": 1, "aliases": 2, "deletions": 3}
@@ -143,6 +159,80 @@ def parse_journal_key(path: str) -> int:
     if head != JOURNAL or len(tail) != _SEQ_WIDTH or not (tail.isascii() and tail.isdigit()):
         raise CorruptRecordError(_show_key(path), f"not a journal key: expected {JOURNAL}/<{_SEQ_WIDTH} digits>")
     return int(tail)
+
+
+# -- the format-2 journal: time-ordered keys, no shared counter ----------------------
+
+
+@dataclass(frozen=True)
+class Journal2Key:
+    """A listed ``journal2/`` key: when it was named (``stamp``, microseconds since the
+    epoch, by its writer's clock), by which writer, and that writer's local ``seq``."""
+
+    path: str
+    stamp: int
+    writer: str
+    seq: int
+
+
+def _slot_dirs(stamp: int) -> tuple[str, str]:
+    """(day, slot) directories of a stamp: ``YYYYMMDD`` and ``HHMM`` (UTC, MM a multiple of 10)."""
+    t = time.gmtime((stamp // _SLOT_US) * SLOT_SECONDS)
+    return time.strftime("%Y%m%d", t), time.strftime("%H%M", t)
+
+
+def journal2_key(stamp: int, writer: str, seq: int) -> str:
+    """The key of a format-2 journal entry named at ``stamp`` (us) by ``writer`` (16 hex)."""
+    day, slot = _slot_dirs(stamp)
+    return f"{JOURNAL2}/{day}/{slot}/{stamp:0{_STAMP_WIDTH}d}-{writer}-{seq}"
+
+
+def journal2_prefixes(start: int, end: int) -> list[str]:
+    """The listing prefixes that hold every key stamped in [start, end] (us), oldest first.
+
+    One prefix per 10-minute slot; where the window covers more than an hour of
+    one day, that day's prefix instead, so a reader that was away for a week
+    lists about one prefix per day, not 1,000 slots.
+    """
+    by_day: dict[str, list[str]] = {}
+    for slot in range(max(start, 0) // _SLOT_US, max(end, 0) // _SLOT_US + 1):
+        day, hhmm = _slot_dirs(slot * _SLOT_US)
+        by_day.setdefault(day, []).append(hhmm)
+    out = []
+    for day, slots in by_day.items():
+        if len(slots) > _SLOTS_PER_DAY_LISTING:
+            out.append(f"{JOURNAL2}/{day}")
+        else:
+            out.extend(f"{JOURNAL2}/{day}/{hhmm}" for hhmm in slots)
+    return out
+
+
+def parse_journal2_key(path: str) -> Journal2Key:
+    """The parts of a listed ``journal2/`` key, or CorruptRecordError naming it.
+
+    The day and slot directories must be the ones its stamp belongs in: a key
+    filed under another slot would be missed by readers listing the right one.
+    """
+    shown = _show_key(path)
+    if not isinstance(path, str):
+        raise CorruptRecordError(shown, "not a journal key: expected a string")
+    parts = path.split("/")
+    name = parts[-1].split("-")
+    try:
+        if len(parts) != 4 or parts[0] != JOURNAL2 or len(name) != 3:
+            raise InvalidNameError(f"expected {JOURNAL2}/<day>/<slot>/<stamp>-<writer>-<seq>")
+        stamp_text, writer, seq_text = name
+        if len(stamp_text) != _STAMP_WIDTH or not (stamp_text.isascii() and stamp_text.isdigit()):
+            raise InvalidNameError(f"the stamp is not {_STAMP_WIDTH} digits")
+        if len(writer) != _WRITER_WIDTH or not all(ch in "0123456789abcdef" for ch in writer):
+            raise InvalidNameError(f"the writer is not {_WRITER_WIDTH} lowercase hex")
+        seq = _number(seq_text, 0)
+        stamp = int(stamp_text)
+        if (parts[1], parts[2]) != _slot_dirs(stamp):
+            raise InvalidNameError("filed under another day or slot than its stamp")
+    except InvalidNameError as e:
+        raise CorruptRecordError(shown, f"not a journal key: {e}") from None
+    return Journal2Key(path, stamp, writer, seq)
 
 
 def _show_key(key: Any) -> str:

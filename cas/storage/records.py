@@ -19,7 +19,7 @@ from cas.core.refs import RefKey, parse_ref_path, refs_prefix
 from cas.core.tree import decode_manifest
 from cas.errors import BackendError, BlobNotFoundError, CorruptRecordError, IntegrityError
 from cas.storage.blobs import BlobStore
-from cas.storage.journal import Journal
+from cas.storage.journal import Journal, Journal2
 from cas.storage.objects import create_object, read_object
 
 __all__ = ["RecordStore"]
@@ -30,6 +30,7 @@ class RecordStore:
         self.backend = backend
         self.blobs = blobs
         self.journal = Journal(backend)
+        self.journal2 = Journal2(backend)  # format 2 (docs/format.md): this store's writer
 
     # -- format --------------------------------------------------------------
 
@@ -156,4 +157,7 @@ class RecordStore:
         return self.journal.end()
 
     def scan_journal(self) -> tuple[int, list[CorruptRecordError]]:
-        return self.journal.scan()
+        """(first free format-1 slot, listed journal keys of either format that break the layout)."""
+        end, bad = self.journal.scan()
+        self.journal2.listed(None, 0, bad.append)
+        return end, bad

@@ -78,8 +78,9 @@ class Ingest:
             kind, result, entries = self.put_content(content, progress)
         name = str(aname)
         if if_changed and (same := self.latest_if_same(name, kind, result.digest)) is not None:
-            for alias in aliases:
-                self.versions.move_alias(name, alias, same)
+            with self.publisher.batch():
+                for alias in aliases:
+                    self.versions.move_alias(name, alias, same)
             return self.versions.committed(name, same)
         produced = lineage() if lineage is not None else None
         chunked = result if isinstance(result, ChunkedPut) else None
@@ -102,9 +103,10 @@ class Ingest:
                 raise IntegrityError(result.digest, again.digest, "the content changed while it was being saved")
 
         content = [chunked.chunks, *chunked.chunk_digests] if chunked else None
-        version = self.claim_version(aname, record, entries, since=started, restore=restore, content=content)
-        for alias in aliases:
-            self.versions.move_alias(name, alias, version)
+        with self.publisher.batch():  # format 2: the version and its aliases in one journal entry
+            version = self.claim_version(aname, record, entries, since=started, restore=restore, content=content)
+            for alias in aliases:
+                self.versions.move_alias(name, alias, version)
         return self.versions.committed(name, version)
 
     def link(

@@ -12,21 +12,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cas.backends.base import Backend
-from cas.core.progress import as_callback, item_done
 from cas.core.records import BLOB, TREE
 from cas.core.refs import journal_path, ref_order
 from cas.core.tree import chunks_of, decode_manifest
-from cas.errors import BackendError, BlobNotFoundError, CasError, CorruptRecordError
+from cas.errors import BackendError, CasError, CorruptRecordError
 from cas.index import Index
 from cas.storage import sweeps
 from cas.storage.blobs import BlobStore
 from cas.storage.chunked import read_chunk_list
 from cas.storage.records import RecordStore
+from cas.store import follow
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -79,6 +80,7 @@ class Publisher:
         self.index = index
         self.store_id = store_id
         self.on_read = on_read
+        self._batches = threading.local()  # this thread's open batch (format 2): commits waiting
 
     # -- claiming and committing -------------------------------------------------------
 
@@ -137,11 +139,38 @@ class Publisher:
         return True
 
     def commit(self, ref: str, record_digest: str, record: dict[str, Any], entries=None) -> None:
-        """Journal a freshly claimed ref, then show it in the index."""
+        """Journal a freshly claimed ref, then show it in the index.  Inside
+        :meth:`batch` (format 2), both wait for the batch to end."""
+        if self.format >= 2:
+            pending = getattr(self._batches, "pending", None)
+            if pending is None:
+                follow.commit2(self, [(ref, record_digest, record, entries)])
+            else:
+                pending.append((ref, record_digest, record, entries))
+            return
         seq = self.records.append_journal(ref, record_digest, self.index.journal_cursor().hint)
         with self.index.write() as c:
             self.index.journal_appended(c, seq)
             self.apply(c, ref, record_digest, record, entries)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every commit of this thread inside goes into ONE journal entry, written when
+        the batch ends, even by an exception (format 2; format 1 journals each at once).
+
+        What a batch claimed is shown in the index only when it ends.  A crash
+        before then leaves orphans, completed as any other (docs/format.md).
+        """
+        if self.format < 2 or getattr(self._batches, "pending", None) is not None:
+            yield  # format 1, or already inside a batch: the outer one writes
+            return
+        self._batches.pending = []
+        try:
+            yield
+        finally:
+            pending, self._batches.pending = self._batches.pending, None
+            if pending:
+                follow.commit2(self, pending)
 
     def note_read(self, version: Any) -> None:
         """Every content read of a version comes here (inside a step it is an input)."""
@@ -180,7 +209,7 @@ class Publisher:
             entries = self.records.get_manifest(record["digest"], ref)
         return record, entries
 
-    def _load_journalled(self, seq: int, ref: str, record_digest: str) -> tuple[dict[str, Any], list | None]:
+    def load_journalled(self, seq: int, ref: str, record_digest: str) -> tuple[dict[str, Any], list | None]:
         """:meth:`load` for a journal entry: an error also names the entry, the file to look at."""
         try:
             return self.load(ref, record_digest)
@@ -287,7 +316,7 @@ class Publisher:
                     break
                 ref, record_digest = entry.ref.path, entry.record
                 if not self.index.has_record(ref):
-                    record, entries = self._load_journalled(seq, ref, record_digest)
+                    record, entries = self.load_journalled(seq, ref, record_digest)
                     with self.index.write() as c:
                         self.apply(c, ref, record_digest, record, entries)
                     applied += 1
@@ -298,67 +327,22 @@ class Publisher:
         if applied or seq != start:
             with self.index.write() as c:
                 self.index.journal_applied(c, seq)
+        if self.format >= 2:
+            # A format-2 store may have been upgraded: its format-1 journal is read too
+            # (above: one read when nothing is new), then the format-2 one.
+            applied += follow.refresh2(self)
         return applied
 
     def reindex(self, progress: Callback | None = None) -> int:
         """Rebuild the index from the backend alone; returns the number of refs applied.
 
         Safe while others write: a ref claimed after the listing began is
-        journaled at or after ``start``, and the journal is replayed from there
+        journaled after it started, and the journal is replayed from there
         inside the same transaction, so no committed version ever vanishes
         from the index, not even for a moment.  Bad refs, records and journal
         entries are skipped and remembered for ``verify``.
         """
-        progress = as_callback(progress)
-        start = self.records.journal_end()
-        rejected: list[CorruptRecordError] = []
-        refs = sorted(self.records.iter_refs(on_invalid=rejected.append), key=ref_order)
-        journalled, _ = self.records.journalled_refs()
-        found = []
-        for ref, record_digest in refs:
-            if ref in journalled:
-                try:
-                    record, entries = self.load(ref, record_digest)
-                except CorruptRecordError as e:
-                    rejected.append(e)
-                    continue
-                except BlobNotFoundError:
-                    continue  # a dangling ref: nothing to show; verify reports it
-            else:
-                # An orphan: shown (and completed) on the terms every other machine applies.
-                orphan = self.orphan(ref, record_digest)
-                if orphan is None:
-                    continue
-                record, entries = orphan
-                # Journalled for every other index.  Best effort: a reader with read-only
-                # credentials still rebuilds its own; gc, verify or the next claimer complete it.
-                with contextlib.suppress(OSError, CasError):
-                    self.records.append_journal(ref, record_digest, start)
-            found.append((ref, record_digest, record, entries))
-        applied = 0
-        with self.index.write() as c:
-            self.index.clear(c)
-            for ref, record_digest, record, entries in found:
-                self.apply(c, ref, record_digest, record, entries)
-                applied += 1
-                item_done(progress)
-            seq = start
-            while True:
-                try:
-                    entry = self.records.read_journal(seq)
-                    if entry is None:
-                        break
-                    if not self.index.has_record(entry.ref.path):  # same connection: sees this transaction
-                        record, entries = self._load_journalled(seq, entry.ref.path, entry.record)
-                        self.apply(c, entry.ref.path, entry.record, record, entries)
-                except CorruptRecordError as e:
-                    rejected.append(e)
-                seq += 1
-            for e in rejected:
-                self.reject(c, e)
-            self.index.set_meta("store_id", self.store_id, c)
-            self.index.journal_rebuilt(c, seq)
-        return applied
+        return follow.reindex(self, progress)
 
 
 # -- appliers for the core record types ----------------------------------------

@@ -201,8 +201,8 @@ def publish_refs(
     """Claim refs in ``dst`` (create-only), then journal and index them in publish order.
 
     Claims run in parallel across artifact names and runs, in order within one;
-    journal entries are appended one by one, because readers stop at the first
-    missing entry.  A ref claimed but not journaled (killed in between) is
+    journal entries are appended one by one (format 1: readers stop at the first
+    missing entry), or all in one entry (format 2).  A ref claimed but not journaled (killed in between) is
     recognised as ours by the next run and journaled then.
     """
     groups: dict[str, list[tuple[str, str]]] = {}
@@ -215,15 +215,16 @@ def publish_refs(
     _restore_after_sweep(src, dst, [(r, d) for r, d in refs if outcome[r] != "conflict"], since, jobs)
     sent = skipped = 0
     conflicts: set[str] = set()
-    for ref, digest in refs:  # already in publish order
-        result = outcome[ref]
-        if result == "conflict":
-            conflicts.add(parse_ref_path(ref).name or ref)
-            continue
-        if result == "claimed" or not dst.index.has_record(ref):
-            dst.publisher.commit(ref, digest, src.records.get_record(digest, ref))
-        if result == "claimed":
-            sent += 1
-        else:
-            skipped += 1
+    with dst.publisher.batch():  # format 2: one journal entry for the whole sync
+        for ref, digest in refs:  # already in publish order
+            result = outcome[ref]
+            if result == "conflict":
+                conflicts.add(parse_ref_path(ref).name or ref)
+                continue
+            if result == "claimed" or not dst.index.has_record(ref):
+                dst.publisher.commit(ref, digest, src.records.get_record(digest, ref))
+            if result == "claimed":
+                sent += 1
+            else:
+                skipped += 1
     return sent, skipped, sorted(conflicts)
