@@ -27,7 +27,7 @@ from cas.errors import (
     UnsupportedDataError,
     VersionExistsError,
 )
-from cas.index import VersionRow
+from cas.index import StatCache, VersionRow
 from cas.storage.blobs import PutResult
 from cas.store.publish import Publisher
 from cas.store.versions import Versions
@@ -61,6 +61,7 @@ class Ingest:
         if_changed: bool,
         lineage: Callable[[], Lineage | None] | None,
         extra: dict[str, Any] | None,
+        rehash: bool = False,
     ) -> VersionRow:
         """Store ``data`` as the next version of ``aname`` (arguments already checked).
 
@@ -68,11 +69,13 @@ class Ingest:
         a binary file); it is called again if a gc sweep may have taken the content.
         ``lineage()``, called once the content is stored and a version will be made,
         names the producing step.  ``extra``: fields written over the record's
-        (tests forge old or foreign records with it).
+        (tests forge old or foreign records with it).  ``rehash``: read every file,
+        even one the stat cache vouches for.
         """
         started, position = time.time(), _position(data)
         with payload() as content:
-            kind, result, entries = self.put_content(content, progress)
+            # the caller's own files only: a materializer's scratch files would just fill the stat cache
+            kind, result, entries = self.put_content(content, progress, cache=content is data, rehash=rehash)
         name = str(aname)
         if if_changed and (same := self.latest_if_same(name, kind, result.digest)) is not None:
             for alias in aliases:
@@ -92,7 +95,7 @@ class Ingest:
             if hasattr(data, "read"):
                 data.seek(position)
             with payload() as content:
-                again = self.put_content(content, None)[1]
+                again = self.put_content(content, None, cache=content is data, rehash=rehash)[1]
             if again.digest != result.digest:
                 raise IntegrityError(result.digest, again.digest, "the content changed while it was being saved")
 
@@ -259,8 +262,13 @@ class Ingest:
 
     # -- content ---------------------------------------------------------------------------
 
-    def put_content(self, data, progress: Callback | None) -> tuple[str, PutResult, list | None]:
-        """Store ``data`` (bytes, str, a path, a binary file): (kind, result, tree entries)."""
+    def put_content(
+        self, data, progress: Callback | None, *, cache: bool = False, rehash: bool = False
+    ) -> tuple[str, PutResult, list | None]:
+        """Store ``data`` (bytes, str, a path, a binary file): (kind, result, tree entries).
+
+        ``cache``: a path's files are looked up in the stat cache and recorded in it
+        (``rehash``: read each one all the same)."""
         if isinstance(data, (bytes, bytearray, memoryview)):
             with self.backend.batch():
                 return BLOB, self.blobs.put_bytes(bytes(data)), None
@@ -271,11 +279,11 @@ class Ingest:
             path = os.fspath(data)
             self.refuse_own(path)
             if os.path.isdir(path):
-                return self._put_tree(path, progress)
+                return self._put_tree(path, progress, self.index.stat_cache(path, use=cache, rehash=rehash))
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no such file or directory: {path}")
-            with self.backend.batch():
-                result = self.blobs.put_file(path, progress)
+            with self.backend.batch(), self.index.stat_cache(path, use=cache, rehash=rehash) as seen:
+                result = self.put_file(path, progress, seen)
             return BLOB, result, None
         if hasattr(data, "read"):
             with self.backend.batch():
@@ -284,20 +292,31 @@ class Ingest:
             f"cannot save a {type(data).__name__}: pass bytes, str, a pathlib.Path, or a binary file object"
         )
 
-    def _put_tree(self, root: str, progress: Callback | None):
+    def _put_tree(self, root: str, progress: Callback | None, seen: StatCache):
         progress = as_callback(progress)  # once per tree, not once per file
         entries: list[tuple[str, str, int]] = []
         # Walk (and validate every path) before writing anything: a refused
         # symlink or bad file name must leave the store unchanged.
         files = list(walk_files(root, exclude=self.own_files()))
-        with self.backend.batch():
+        with self.backend.batch(), seen:
             for rel, abspath in files:
-                result = self.blobs.put_file(abspath, progress)
+                result = self.put_file(abspath, progress, seen)
                 entries.append((rel, result.digest, result.size))
                 item_done(progress)
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
+
+    def put_file(self, path: str, progress: Callback | None, seen: StatCache) -> PutResult:
+        """Store one local file.  One the stat cache vouches for is not read: the store is
+        only asked whether it holds the blob (a gc may have removed it; then it is read)."""
+        looked = seen.look(path)
+        if looked.digest is not None and self.blobs.exists(looked.digest):
+            as_callback(progress).relative_update(looked.stat.size)
+            return PutResult(looked.digest, looked.stat.size, False)
+        result = self.blobs.put_file(path, progress)
+        seen.learn(looked, result.digest, result.size)
+        return result
 
     def refuse_own(self, path: str) -> None:
         own = self.own_files()
