@@ -54,11 +54,11 @@ def settle(*paths: Path) -> None:
 
 
 class Reads:
-    """Every file below ``root`` opened (by any of the ways Python opens one) and every
+    """Every file below the ``roots`` opened (by any of the ways Python opens one) and every
     ``BlobStore.put_file`` call, while active."""
 
-    def __init__(self, monkeypatch, root: Path) -> None:
-        self.root = os.path.abspath(root)
+    def __init__(self, monkeypatch, *roots: Path) -> None:
+        self.roots = [os.path.abspath(root) for root in roots]
         self.opened: list[str] = []
         self.put_files = 0
         real_os_open, real_open = os.open, builtins.open
@@ -85,7 +85,7 @@ class Reads:
     def _note(self, path) -> None:
         if isinstance(path, (str, bytes, os.PathLike)):
             full = os.path.abspath(os.fsdecode(path))
-            if full == self.root or full.startswith(self.root + os.sep):
+            if any(full == root or full.startswith(root + os.sep) for root in self.roots):
                 self.opened.append(full)
 
 
@@ -454,7 +454,7 @@ def test_threads_saving_at_once_keep_the_cache_sound(store, tmp_path, monkeypatc
     assert errors == []
     assert len(rows(store)) == 24
     _check_cache_matches_files(store)
-    reads = Reads(monkeypatch, tmp_path)
+    reads = Reads(monkeypatch, *trees)
     for i, tree in enumerate(trees):
         store.save(tree, f"p/s/t{i}")
     assert reads.opened == []
@@ -483,7 +483,7 @@ def test_processes_saving_at_once_keep_the_cache_sound(tmp_path, monkeypatch):
         assert len(rows(s)) == 60
         _check_cache_matches_files(s)
         assert [v.version for v in s.list_versions("p/s/data0")] == list(range(1, 13))
-        reads = Reads(monkeypatch, tmp_path)
+        reads = Reads(monkeypatch, *trees)
         s.save(trees[0], "p/s/data0")
         assert reads.opened == []
 
