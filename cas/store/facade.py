@@ -183,8 +183,7 @@ class Store:
         live version's, no version is created and that version is returned
         (``aliases`` still move to it; ``metadata`` is not compared).  Equal
         content is a dedupe hit, so nothing new is written either.
-        ``rehash``: read every file of a path being saved, even one whose size, times and
-        inode are those this machine recorded when it last hashed it (the stat cache).
+        ``rehash``: read every file of a path, even one the stat cache vouches for (docs/format.md).
         ``_extra``: record fields written as given (tests forge old records with it).
         """
         aname = parse_name(name)
@@ -195,10 +194,9 @@ class Store:
         row = self.ingest.save(
             data, aname, lambda: _materializers.materialize(mat, data),
             materializer=mat.name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed,
-            rehash=rehash,
             # a link records the step's inputs only once a version will be made
             lineage=link.commit if link is not None else lambda: lineage,
-            extra=_extra,
+            extra=_extra, rehash=rehash,
         )
         return self._wrap(row)
 
