@@ -17,6 +17,7 @@ import sys
 import textwrap
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -99,15 +100,21 @@ def rows(store: cas.Store) -> dict[str, tuple]:
 
 
 def forge_stat(monkeypatch, path: Path, stat: FileStat, recorded_ns: int | None = None) -> None:
-    """From now on ``path`` stats as ``stat`` (as if a change left size, times and inode as they were)."""
-    real = statcache.observe
-    target = os.path.abspath(path)
+    """From now on ``path`` stats as ``stat`` to the cache, whether a walk or a lookup took the
+    stat (as if a change left size, times and inode as they were); ``recorded_ns``: the clock
+    reading a lookup of it takes before its stat."""
+    real_of = statcache.FileStat.of.__func__
+    real_observe = statcache.observe
+    target = os.stat(path).st_ino
+
+    def of(cls, st):
+        return stat if st.st_ino == target else real_of(cls, st)
 
     def observe(p):
-        if os.path.abspath(p) == target:
-            return (time.time_ns() if recorded_ns is None else recorded_ns), stat
-        return real(p)
+        now, seen = real_observe(p)
+        return (now if recorded_ns is None or os.stat(p).st_ino != target else recorded_ns), seen
 
+    monkeypatch.setattr(statcache.FileStat, "of", classmethod(of))
     monkeypatch.setattr(statcache, "observe", observe)
 
 
@@ -295,6 +302,22 @@ def test_racy_entry_is_read_again(store, tmp_path, monkeypatch):
     f.write_bytes(b"b" * 64)  # a second write in that tick: the stat does not change
     forge_stat(monkeypatch, f, stat)
     assert store.save(f, "p/s/f").read_bytes() == b"b" * 64
+
+
+def test_racy_entry_in_a_tree_is_read_again(store, tmp_path, monkeypatch):
+    """The same for a directory: its files' stats come from the walk, which starts after the
+    cache's clock reading - a file changed in that tick is racy."""
+    tree = make_tree(tmp_path / "data", 3)
+    f = tree / "d1" / "f1.txt"
+    _, stat = statcache.observe(str(f))
+    tick = max(stat.mtime_ns, stat.ctime_ns) + 1_000
+    monkeypatch.setattr(statcache, "time", types.SimpleNamespace(time_ns=lambda: tick))
+    store.save(tree, "p/s/t")
+    monkeypatch.undo()
+    assert rows(store)[str(f)][6] == tick
+    f.write_bytes(b"b" * stat.size)
+    forge_stat(monkeypatch, f, stat)
+    assert store.save(tree, "p/s/t").open("d1/f1.txt").read() == b"b" * stat.size
 
 
 def test_a_file_replaced_by_another_inode_is_read(store, tmp_path, monkeypatch):

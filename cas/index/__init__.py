@@ -6,7 +6,7 @@ from cas.index.db import Index
 from cas.index.lineage import LineageRows
 from cas.index.meta import JournalCursor
 from cas.index.runs import RunRow, StepRow
-from cas.index.statcache import StatCache
+from cas.index.statcache import Looked, StatCache
 from cas.index.versions import VersionRow
 
-__all__ = ["Index", "JournalCursor", "LineageRows", "RunRow", "StatCache", "StepRow", "VersionRow"]
+__all__ = ["Index", "JournalCursor", "LineageRows", "Looked", "RunRow", "StatCache", "StepRow", "VersionRow"]

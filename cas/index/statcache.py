@@ -38,6 +38,7 @@ MIN_MARGIN_NS = 100_000_000  # a fine-grained filesystem: ten times a 100 Hz ker
 MAX_ENTRIES = 500_000  # past this many paths, the ones recorded longest ago go first
 _SECOND = 1_000_000_000
 _INT64 = 1 << 63
+_UINT64 = 1 << 64
 
 
 class FileStat(NamedTuple):
@@ -48,6 +49,15 @@ class FileStat(NamedTuple):
     ctime_ns: int
     inode: int
     dev: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStat:
+        # inode and device numbers are unsigned 64-bit; SQLite's INTEGER is signed
+        ino, dev = st.st_ino, st.st_dev
+        return cls(
+            st.st_size, st.st_mtime_ns, st.st_ctime_ns,
+            ino - _UINT64 if ino >= _INT64 else ino, dev - _UINT64 if dev >= _INT64 else dev,
+        )
 
 
 class Looked(NamedTuple):
@@ -63,8 +73,7 @@ def observe(path: str) -> tuple[int, FileStat]:
     """The clock, then the file's stat: a write after the stat is stamped no earlier than the clock
     reading minus one timestamp tick, which is what the racy rule relies on."""
     now = time.time_ns()
-    st = os.stat(path)
-    return now, FileStat(st.st_size, st.st_mtime_ns, st.st_ctime_ns, _signed(st.st_ino), _signed(st.st_dev))
+    return now, FileStat.of(os.stat(path))
 
 
 def resolution_ns(*stamps: int) -> int:
@@ -83,8 +92,12 @@ def trusted(stat: FileStat, recorded_ns: int) -> bool:
     """Can a digest recorded for ``stat`` at ``recorded_ns`` be taken without reading the file?
 
     Twice the resolution: FAT's 2 s ticks look like 1 s ones."""
-    margin = max(MIN_MARGIN_NS, 2 * resolution_ns(stat.mtime_ns, stat.ctime_ns))
-    return max(stat.mtime_ns, stat.ctime_ns) < recorded_ns - margin
+    newest = max(stat.mtime_ns, stat.ctime_ns)
+    if newest >= recorded_ns - MIN_MARGIN_NS:
+        return False
+    if stat.mtime_ns % MIN_MARGIN_NS and stat.ctime_ns % MIN_MARGIN_NS:
+        return True  # the common case: resolutions of at most MIN_MARGIN_NS / 10 (a power of ten)
+    return newest < recorded_ns - max(MIN_MARGIN_NS, 2 * resolution_ns(stat.mtime_ns, stat.ctime_ns))
 
 
 class StatCache:
@@ -117,12 +130,21 @@ class StatCache:
                 self._index.record_stats(self._learned, gone, self._started)
 
     def look(self, path: str) -> Looked:
-        """Stat ``path``; its digest if the cache vouches for it (else None: read it)."""
+        """Stat ``path`` (the file being saved); its digest if the cache vouches for it."""
         if not self._use:
             return Looked(b"", FileStat(0, 0, 0, 0, 0), 0, None)
-        key = os.fsencode(os.path.abspath(path))
-        self._seen.add(key)
         recorded_ns, stat = observe(path)
+        return self._look(os.fsencode(os.path.abspath(path)), stat, recorded_ns)
+
+    def look_below(self, rel: str, st: os.stat_result) -> Looked:
+        """The file at tree path ``rel`` below the root, as the walk stat'ed it (after this
+        cache was opened: its opening time is a clock reading from before the stat)."""
+        if not self._use:
+            return Looked(b"", FileStat(0, 0, 0, 0, 0), 0, None)
+        return self._look(self._root + b"/" + os.fsencode(rel), FileStat.of(st), self._started)
+
+    def _look(self, key: bytes, stat: FileStat, recorded_ns: int) -> Looked:
+        self._seen.add(key)
         row = self._known.get(key)
         digest = None
         if row is not None and not self._rehash and row[:5] == stat and trusted(stat, row[6]):
@@ -180,7 +202,3 @@ class StatCacheQueries:
                     (MAX_ENTRIES * 9 // 10,),
                 )
 
-
-def _signed(number: int) -> int:
-    """An unsigned 64-bit inode or device number as SQLite's signed INTEGER."""
-    return number - (1 << 64) if number >= _INT64 else number

@@ -19,7 +19,7 @@ from cas.core.names import ArtifactName, parse_name
 from cas.core.progress import as_callback, item_done
 from cas.core.records import BLOB, TREE, Lineage, check_json_map, version_record
 from cas.core.refs import version_ref
-from cas.core.tree import check_entries, decode_manifest, encode_manifest, walk_files
+from cas.core.tree import check_entries, decode_manifest, encode_manifest, walk_file_stats
 from cas.errors import (
     BlobNotFoundError,
     IntegrityError,
@@ -27,7 +27,7 @@ from cas.errors import (
     UnsupportedDataError,
     VersionExistsError,
 )
-from cas.index import StatCache, VersionRow
+from cas.index import Looked, StatCache, VersionRow
 from cas.storage.blobs import PutResult
 from cas.store.publish import Publisher
 from cas.store.versions import Versions
@@ -283,7 +283,7 @@ class Ingest:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no such file or directory: {path}")
             with self.backend.batch(), self.index.stat_cache(path, use=cache, rehash=rehash) as seen:
-                result = self.put_file(path, progress, seen)
+                result = self.put_file(path, as_callback(progress), seen, seen.look(path))
             return BLOB, result, None
         if hasattr(data, "read"):
             with self.backend.batch():
@@ -297,22 +297,21 @@ class Ingest:
         entries: list[tuple[str, str, int]] = []
         # Walk (and validate every path) before writing anything: a refused
         # symlink or bad file name must leave the store unchanged.
-        files = list(walk_files(root, exclude=self.own_files()))
+        files = list(walk_file_stats(root, exclude=self.own_files()))
         with self.backend.batch(), seen:
-            for rel, abspath in files:
-                result = self.put_file(abspath, progress, seen)
+            for rel, abspath, st in files:
+                result = self.put_file(abspath, progress, seen, seen.look_below(rel, st))
                 entries.append((rel, result.digest, result.size))
                 item_done(progress)
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
 
-    def put_file(self, path: str, progress: Callback | None, seen: StatCache) -> PutResult:
-        """Store one local file.  One the stat cache vouches for is not read: the store is
-        only asked whether it holds the blob (a gc may have removed it; then it is read)."""
-        looked = seen.look(path)
+    def put_file(self, path: str, progress: Callback, seen: StatCache, looked: Looked) -> PutResult:
+        """Store one local file, ``looked`` up in the stat cache.  One the cache vouches for is
+        not read: the store is only asked whether it holds the blob (a gc may have removed it)."""
         if looked.digest is not None and self.blobs.exists(looked.digest):
-            as_callback(progress).relative_update(looked.stat.size)
+            progress.relative_update(looked.stat.size)
             return PutResult(looked.digest, looked.stat.size, False)
         result = self.blobs.put_file(path, progress)
         seen.learn(looked, result.digest, result.size)
