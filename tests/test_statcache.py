@@ -388,6 +388,40 @@ def test_gc_during_a_cached_save_puts_the_blob_back(store, tmp_path, monkeypatch
     assert store.verify().ok
 
 
+def test_killed_after_recording_before_publishing_leaves_no_false_hit(tmp_path):
+    """SIGKILL between the cache's commit and the batch publishing the blobs: the cache names
+    digests the store does not hold.  The next save finds them missing and stores them."""
+    tree = make_tree(tmp_path / "data")
+    settle(tree)
+    store_dir = str(tmp_path / "store")
+    script = textwrap.dedent(
+        """
+        import os, signal, sys
+        from pathlib import Path
+        import cas
+        from cas.index.statcache import StatCacheQueries
+        real = StatCacheQueries.record_stats
+
+        def record_then_die(self, *args):
+            real(self, *args)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        StatCacheQueries.record_stats = record_then_die
+        cas.open_store(sys.argv[1]).save(Path(sys.argv[2]), "p/s/tree")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script, store_dir, str(tree)], cwd=ROOT)
+    assert proc.returncode == -9
+    with cas.open_store(store_dir) as s:
+        assert len(rows(s)) == 12  # the cache committed ...
+        assert s.list_artifacts() == []  # ... the save did not
+        assert not any(s.blobs.exists(r[5].hex()) for r in rows(s).values())  # nor published a blob
+        v = s.save(tree, "p/s/tree")
+        assert s.verify().ok
+        for path, _, _ in v.files():
+            assert v.open(path).read() == (tree / path).read_bytes()
+
+
 # -- what is kept, and for how long -------------------------------------------------------------
 
 
@@ -403,6 +437,18 @@ def test_one_entry_per_path_and_gone_files_are_forgotten(store, tmp_path):
     assert len(entries) == 11
     assert str(tree / "d1" / "f1.txt") not in entries
     assert entries[str(tree / "d0" / "f0.txt")][5].hex() == hash_bytes(b"new content")
+
+
+def test_past_the_bound_the_oldest_entries_go(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(statcache, "MAX_ENTRIES", 10)
+    old, new = make_tree(tmp_path / "old", 12), make_tree(tmp_path / "new", 3)
+    settle(old, new)
+    store.save(old, "p/s/old")
+    assert len(rows(store)) == 9  # over the bound: evicted to 90 %, so the sort runs once per many saves
+    store.save(new, "p/s/new")
+    kept = rows(store)
+    assert len(kept) == 9
+    assert {str(p) for p in new.rglob("*.txt")} <= set(kept)
 
 
 def test_materializer_scratch_files_are_not_cached(store, tmp_path):
