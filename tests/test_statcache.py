@@ -564,5 +564,5 @@ def test_the_cache_lives_in_the_index_not_the_backend(store, tmp_path):
     listed = {e.path for e in store.backend.list("")}
     assert not any("stat" in p for p in listed)
     conn = sqlite3.connect(str(tmp_path / "store" / "index.sqlite"))
-    assert "0005_stat_cache" in {r[0] for r in conn.execute("SELECT name FROM migrations")}
+    assert "0006_stat_cache" in {r[0] for r in conn.execute("SELECT name FROM migrations")}
     conn.close()

@@ -126,9 +126,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        # Format 2: a chunked file's whole-file digest -> its chunk list's digest, as the
+        # version record or tree manifest entry carried it (docs/format.md, chunk lists).
+        # New rows only: format-1 content has none, so nothing needs rebuilding.
+        "0005_chunk_lists",
+        """
+        CREATE TABLE IF NOT EXISTS chunk_lists (
+            digest TEXT PRIMARY KEY,
+            list TEXT NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
+    (
         # The stat cache (cas.index.statcache): what this machine hashed, by path.  Local
         # facts, not a view of the backend: nothing to rebuild, so store_id stays.
-        "0005_stat_cache",
+        "0006_stat_cache",
         """
         CREATE TABLE IF NOT EXISTS stat_cache (
             path BLOB PRIMARY KEY,

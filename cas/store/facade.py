@@ -33,9 +33,11 @@ from cas.lineage import record as _record
 from cas.lineage import runs as _runs
 from cas.lineage.graph import LineageGraph
 from cas.storage.blobs import BlobStore
+from cas.storage.chunked import Contents
 from cas.storage.records import RecordStore
 from cas.store import gc as _gc
 from cas.store import sync as _sync
+from cas.store import upgrade as _upgrade
 from cas.store import verify as _verify
 from cas.store.gc import DEFAULT_GC_GRACE, GcReport
 from cas.store.ingest import Ingest
@@ -113,6 +115,7 @@ class Store:
         if index is None:
             refuse_planted_index(backend)
         self.index = Index(index or default_index_path(backend))
+        self.contents = Contents(self.blobs, self.index.chunk_list)  # content by digest: a blob, or chunked (format 2)
         # Every content read of a version comes to the publisher: inside a step it is an input.
         self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, on_read=_record.note_read,
                                    format=self.format)
@@ -160,8 +163,7 @@ class Store:
         step: str | None = None,
         inputs: Iterable[Any] = (),
         if_changed: bool = False,
-        lineage: Lineage | None = None,
-        rehash: bool = False,
+        lineage: Lineage | None = None, rehash: bool = False,
         _extra: dict[str, Any] | None = None,
     ) -> ArtifactVersion:
         """Store ``data`` as the next version of ``name``.
@@ -182,8 +184,7 @@ class Store:
         ``if_changed``: when the content (digest and kind) equals the latest
         live version's, no version is created and that version is returned
         (``aliases`` still move to it; ``metadata`` is not compared).  Equal
-        content is a dedupe hit, so nothing new is written either.
-        ``rehash``: read every file of a path, even one the stat cache vouches for (docs/format.md).
+        content is a dedupe hit, so nothing new is written either.  ``rehash``: bypass the stat cache.
         ``_extra``: record fields written as given (tests forge old records with it).
         """
         aname = parse_name(name)
@@ -365,7 +366,8 @@ class Store:
         Safe while others write; bad objects are skipped for ``verify`` (``Publisher.reindex``)."""
         return self.publisher.reindex(progress)
 
-    # -- sync, verify and gc ---------------------------------------------------------
+    # -- sync, verify, gc and upgrade ------------------------------------------------
+    upgrade = _upgrade.upgrade_store  # store.upgrade(dry_run=False, progress=None): format 1 -> 2, in place
 
     def sync_to(
         self,

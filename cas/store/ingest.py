@@ -14,14 +14,16 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from cas.core.chunks import wants_chunks
 from cas.core.digest import Digest
 from cas.core.names import ArtifactName, parse_name
 from cas.core.progress import as_callback, item_done
 from cas.core.records import BLOB, TREE, Lineage, check_json_map, version_record
 from cas.core.refs import version_ref
-from cas.core.tree import check_entries, decode_manifest, encode_manifest, walk_file_stats
+from cas.core.tree import ChunkedEntry, check_entries, chunks_of, decode_manifest, encode_manifest, walk_file_stats
 from cas.errors import (
     BlobNotFoundError,
+    CasError,
     IntegrityError,
     InvalidValueError,
     UnsupportedDataError,
@@ -29,6 +31,7 @@ from cas.errors import (
 )
 from cas.index import Looked, StatCache, VersionRow
 from cas.storage.blobs import PutResult
+from cas.storage.chunked import ChunkedPut, put_chunked, read_chunk_list
 from cas.store.publish import Publisher
 from cas.store.versions import Versions
 
@@ -69,12 +72,11 @@ class Ingest:
         a binary file); it is called again if a gc sweep may have taken the content.
         ``lineage()``, called once the content is stored and a version will be made,
         names the producing step.  ``extra``: fields written over the record's
-        (tests forge old or foreign records with it).  ``rehash``: read every file,
-        even one the stat cache vouches for.
+        (tests forge old or foreign records with it).  ``rehash``: bypass the stat cache.
         """
         started, position = time.time(), _position(data)
         with payload() as content:
-            # the caller's own files only: a materializer's scratch files would just fill the stat cache
+            # the stat cache for the caller's own files, not for a materializer's scratch files
             kind, result, entries = self.put_content(content, progress, cache=content is data, rehash=rehash)
         name = str(aname)
         if if_changed and (same := self.latest_if_same(name, kind, result.digest)) is not None:
@@ -82,15 +84,17 @@ class Ingest:
                 self.versions.move_alias(name, alias, same)
             return self.versions.committed(name, same)
         produced = lineage() if lineage is not None else None
+        chunked = result if isinstance(result, ChunkedPut) else None
         record = version_record(
-            name, result.digest, kind, result.size, metadata, materializer=materializer, lineage=produced
+            name, result.digest, kind, result.size, metadata, materializer=materializer, lineage=produced,
+            chunks=chunked.chunks if chunked else None,
         )
         record.update(extra or {})  # type: ignore[typeddict-item]
 
         def restore() -> None:
             # Put the content again, from the data the caller gave (materialized again).
             if position is None:  # a one-pass stream: it can only be checked
-                self.publisher.check_present(kind, result.digest, entries)
+                self.publisher.check_present(kind, result.digest, entries, record.get("chunks"))
                 return
             if hasattr(data, "read"):
                 data.seek(position)
@@ -99,7 +103,8 @@ class Ingest:
             if again.digest != result.digest:
                 raise IntegrityError(result.digest, again.digest, "the content changed while it was being saved")
 
-        version = self.claim_version(aname, record, entries, since=started, restore=restore)
+        content = [chunked.chunks, *chunked.chunk_digests] if chunked else None
+        version = self.claim_version(aname, record, entries, since=started, restore=restore, content=content)
         for alias in aliases:
             self.versions.move_alias(name, alias, version)
         return self.versions.committed(name, version)
@@ -122,8 +127,14 @@ class Ingest:
         metadata = check_json_map(metadata, "metadata")
         self.publisher.refresh()  # the index vouches for blobs of live versions: not for ones deleted (and collected) elsewhere
         exact = self.versions.check_exact(str(aname), version)
-        entries = None
-        if kind == BLOB:
+        entries = content = None
+        chunks = self.index.chunk_list(hexdigest) if kind == BLOB else None
+        if chunks is not None:  # a chunked file (format 2): its list and chunks must be there
+            listed = read_chunk_list(self.blobs, chunks)
+            if not any(row.deleted_at is None for row in self.index.versions_with_digest(hexdigest)):
+                self.require_blobs(listed.chunks)
+            size, content = listed.size, [chunks, *(c.digest for c in listed.chunks)]
+        elif kind == BLOB:
             size = self.blobs.size(hexdigest)  # BlobNotFoundError if absent
         elif kind == TREE:
             if self.index.has_tree(hexdigest):
@@ -139,10 +150,10 @@ class Ingest:
         else:
             raise InvalidValueError(f"invalid kind {kind!r}: expected {BLOB!r} or {TREE!r}")
         # A link names no materializer (the content's writer chose none here).
-        record = version_record(str(aname), hexdigest, kind, size, metadata, lineage=lineage)
+        record = version_record(str(aname), hexdigest, kind, size, metadata, lineage=lineage, chunks=chunks)
         number = self.claim_version(
-            aname, record, entries, exact=exact, since=started,
-            restore=lambda: self.publisher.check_present(kind, hexdigest, None),
+            aname, record, entries, exact=exact, since=started, content=content,
+            restore=lambda: self.publisher.check_present(kind, hexdigest, None, chunks),
         )
         return self.versions.committed(str(aname), number)
 
@@ -158,7 +169,7 @@ class Ingest:
         """A new tree version from blobs already stored (``Store.link_tree`` says the rest)."""
         aname = parse_name(name)
         metadata = check_json_map(metadata, "metadata")
-        clean = check_entries(entries)
+        clean = [_with_chunks(e, self.index.chunk_list(e[1])) for e in check_entries(entries)]
         exact = self.versions.check_exact(str(aname), version)
         started = time.time()
         self.publisher.refresh()  # as in link(): a version deleted elsewhere no longer vouches for its blobs
@@ -185,11 +196,14 @@ class Ingest:
         exact: int | None = None,
         since: float | None = None,
         restore: Callable[[], None] | None = None,
+        content: list[str] | None = None,
     ) -> int:
         """Claim the next free number, or exactly ``exact`` (VersionExistsError if taken).
 
         ``since``: when the save began storing content; ``restore`` puts that
         content back (or checks it is there) if a gc sweep ran since then.
+        ``content``: the blobs the version needs when they are not its digest and a
+        tree's files (a chunked file: its list and chunks).
         """
         name = str(aname)
         caught_up = False
@@ -212,7 +226,7 @@ class Ingest:
             exact=exact is not None,
             next_after=after,
             since=since,
-            blobs=lambda: self._content_blobs(record, entries),
+            blobs=lambda: content if content is not None else self._content_blobs(record, entries),
         )
         if claimed is None:
             raise VersionExistsError(f"{name}@{exact} was claimed by another writer", f"{name}@{exact}")
@@ -233,9 +247,21 @@ class Ingest:
     def _content_blobs(self, record: dict[str, Any], entries) -> list[str]:
         """The content blobs of a version record: its digest, and a tree's files."""
         if record["kind"] != TREE:
-            return [record["digest"]]
+            return self._chunked_content(record["chunks"]) if record.get("chunks") else [record["digest"]]
         listed = entries if entries is not None else self.index.tree_entries(record["digest"])
-        return [record["digest"], *(d for _, d, _ in listed)]
+        found = [record["digest"]]
+        for entry in listed:
+            chunks = chunks_of(entry) or (self.index.chunk_list(entry[1]) if entries is None else None)
+            found.extend(self._chunked_content(chunks) if chunks else [entry[1]])
+        return found
+
+    def _chunked_content(self, list_digest: str) -> list[str]:
+        """A chunked file's list and chunks; just the list if it cannot be read (then a
+        sweep that removed it overlaps anyway, and the content is put back)."""
+        try:
+            return [list_digest, *(c.digest for c in read_chunk_list(self.blobs, list_digest).chunks)]
+        except CasError:
+            return [list_digest]
 
     def require_blobs(self, pairs: Iterable[tuple[str, int]]) -> None:
         """Every blob is stored with that size.  A blob a live version already
@@ -247,7 +273,11 @@ class Ingest:
                 continue
             seen.add(digest)
             actual = self.index.live_blob_size(digest)
-            if actual is None:
+            if actual is None and (chunks := self.index.chunk_list(digest)) is not None:
+                listed = read_chunk_list(self.blobs, chunks)  # a chunked file (format 2): its chunks
+                self.require_blobs(listed.chunks)
+                actual = listed.size
+            elif actual is None:
                 actual = self.blobs.size(digest)  # BlobNotFoundError if absent
             if actual != size:
                 raise IntegrityError(digest, "?", f"blob is {actual} bytes, the entry says {size}")
@@ -262,15 +292,13 @@ class Ingest:
 
     # -- content ---------------------------------------------------------------------------
 
-    def put_content(
-        self, data, progress: Callback | None, *, cache: bool = False, rehash: bool = False
-    ) -> tuple[str, PutResult, list | None]:
+    def put_content(self, data, progress: Callback | None, *, cache=False, rehash=False) -> tuple[str, PutResult, list | None]:
         """Store ``data`` (bytes, str, a path, a binary file): (kind, result, tree entries).
-
-        ``cache``: a path's files are looked up in the stat cache and recorded in it
-        (``rehash``: read each one all the same)."""
+        ``cache``: use the stat cache for a path's files (``rehash``: but read each one)."""
         if isinstance(data, (bytes, bytearray, memoryview)):
             with self.backend.batch():
+                if wants_chunks(self.publisher.format, len(data)):
+                    return BLOB, put_chunked(self.blobs, data, progress), None
                 return BLOB, self.blobs.put_bytes(bytes(data)), None
         if isinstance(data, str):
             with self.backend.batch():
@@ -283,8 +311,7 @@ class Ingest:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no such file or directory: {path}")
             with self.backend.batch(), self.index.stat_cache(path, use=cache, rehash=rehash) as seen:
-                result = self.put_file(path, as_callback(progress), seen, seen.look(path))
-            return BLOB, result, None
+                return BLOB, self.put_file(path, as_callback(progress), seen, seen.look(path)), None
         if hasattr(data, "read"):
             with self.backend.batch():
                 return BLOB, self.blobs.put_stream(data, progress), None
@@ -301,19 +328,26 @@ class Ingest:
         with self.backend.batch(), seen:
             for rel, abspath, st in files:
                 result = self.put_file(abspath, progress, seen, seen.look_below(rel, st))
-                entries.append((rel, result.digest, result.size))
+                if isinstance(result, ChunkedPut):  # format 2: the entry names its chunk list
+                    entries.append(ChunkedEntry(rel, result.digest, result.size, result.chunks))
+                else:
+                    entries.append((rel, result.digest, result.size))
                 item_done(progress)
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
 
     def put_file(self, path: str, progress: Callback, seen: StatCache, looked: Looked) -> PutResult:
-        """Store one local file, ``looked`` up in the stat cache.  One the cache vouches for is
-        not read: the store is only asked whether it holds the blob (a gc may have removed it)."""
-        if looked.digest is not None and self.blobs.exists(looked.digest):
+        """A file as one blob, or (format 2, a large one) as chunks and a chunk list, always read.
+        A blob the stat cache vouches for (``looked``) is not read: the store is only asked
+        whether it holds it (a gc may have removed it)."""
+        if wants_chunks(self.publisher.format, looked.stat.size if looked.key else os.path.getsize(path)):
+            result: PutResult = put_chunked(self.blobs, path, progress)
+        elif looked.digest is not None and self.blobs.exists(looked.digest):
             progress.relative_update(looked.stat.size)
             return PutResult(looked.digest, looked.stat.size, False)
-        result = self.blobs.put_file(path, progress)
+        else:
+            result = self.blobs.put_file(path, progress)
         seen.learn(looked, result.digest, result.size)
         return result
 
@@ -329,6 +363,11 @@ class Ingest:
         if self.backend.capabilities.local:
             paths.append(self.backend.root)  # type: ignore[attr-defined]  # a local backend's directory
         return {ident for p in paths if (ident := _identity(p)) is not None}
+
+
+def _with_chunks(entry: tuple[str, str, int], chunks: str | None) -> tuple[str, str, int]:
+    """A tree entry naming its chunk list when its file is chunked (format 2)."""
+    return ChunkedEntry(*entry, chunks) if chunks is not None else entry
 
 
 def _identity(path: str) -> tuple[int, int] | None:
