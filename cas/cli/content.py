@@ -30,10 +30,12 @@ __all__ = ["put", "get", "cat", "ls_cmd", "download_target", "replace_with_downl
 @click.option("--alias", "aliases", multiple=True, metavar="ALIAS", help="Also point ALIAS at the new version (repeatable).")
 @click.option("--meta", "meta", multiple=True, metavar="KEY=VALUE", help="Attach metadata (repeatable).")
 @click.option("--if-changed", is_flag=True, help="Create no version if the content equals the latest version's.")
+@click.option("--rehash", is_flag=True, help="Read every file, even one unchanged since this machine last hashed it.")
 @json_option
 @click.pass_context
 def put(
-    ctx: click.Context, source: str, name: str, aliases: tuple[str, ...], meta: tuple[str, ...], if_changed: bool, as_json: bool
+    ctx: click.Context, source: str, name: str, aliases: tuple[str, ...], meta: tuple[str, ...], if_changed: bool,
+    rehash: bool, as_json: bool,
 ) -> None:
     """Save a file or directory (PATH, or - for stdin) as the next version of NAME.
 
@@ -67,7 +69,9 @@ def put(
         # the tree a second time (the save walks it once).
         total = None if path.is_dir() else path.stat().st_size
         with progress_bar(ctx, total, f"saving {name}", as_json=as_json) as progress:
-            v = store.save(path, name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed)
+            v = store.save(
+                path, name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed, rehash=rehash
+            )
     new_bytes = store.stats().stored_bytes - before
     unchanged = v.version <= latest_before
     data = version_dict(v) | {"new_bytes": max(new_bytes, 0), "unchanged": unchanged}

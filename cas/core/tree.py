@@ -18,7 +18,10 @@ import msgpack
 from cas.core.digest import Digest, is_hex_digest
 from cas.errors import CorruptRecordError, InvalidNameError, InvalidValueError
 
-__all__ = ["ChunkedEntry", "chunks_of", "encode_manifest", "decode_manifest", "check_entries", "walk_files", "check_tree_path"]
+__all__ = [
+    "ChunkedEntry", "chunks_of", "encode_manifest", "decode_manifest", "check_entries", "walk_files", "walk_file_stats",
+    "check_tree_path",
+]
 
 _MAX_SIZE = 2**63 - 1
 
@@ -166,6 +169,14 @@ def walk_files(root: str, exclude: Collection[tuple[int, int]] = ()) -> Iterator
     ``(st_dev, st_ino)`` is in ``exclude`` are skipped (the store being saved
     into, its live index).
     """
+    for rel, path, _ in walk_file_stats(root, exclude):
+        yield rel, path
+
+
+def walk_file_stats(
+    root: str, exclude: Collection[tuple[int, int]] = ()
+) -> Iterator[tuple[str, str, os.stat_result]]:
+    """:func:`walk_files`, with each file's stat as the walk took it (the stat cache compares it)."""
     stack = [""]
     while stack:
         rel_dir = stack.pop()
@@ -179,6 +190,6 @@ def walk_files(root: str, exclude: Collection[tuple[int, int]] = ()) -> Iterator
                 if statmod.S_ISDIR(st.st_mode):
                     stack.append(rel)
                 elif statmod.S_ISREG(st.st_mode):
-                    yield check_tree_path(rel), e.path
+                    yield check_tree_path(rel), e.path, st
                 elif statmod.S_ISLNK(st.st_mode):
                     raise InvalidValueError(f"refusing to save symlink {e.path!r} inside a directory artifact")

@@ -1,7 +1,7 @@
 """The index: its connections, transactions and migrations; the queries live by subject.
 
 ``Index`` is one object with one style: every question is a method, written in
-the module of its subject (versions, content, records, meta, runs, lineage)
+the module of its subject (versions, content, records, meta, runs, lineage, statcache)
 over this module's ``conn``.  sqlite-utils handles schema work.  Every write
 runs inside ``BEGIN IMMEDIATE`` so concurrent writers queue on the lock
 instead of failing at commit time; methods that write take that transaction.
@@ -35,6 +35,7 @@ from cas.index.meta import MetaQueries
 from cas.index.records import RecordQueries
 from cas.index.runs import RunQueries
 from cas.index.schema import MIGRATIONS
+from cas.index.statcache import LOCAL_TABLES, StatCacheQueries
 from cas.index.versions import VersionQueries
 
 __all__ = ["Index", "immediate"]
@@ -68,7 +69,9 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
     conn.execute("COMMIT")
 
-class Index(VersionQueries, ContentQueries, RecordQueries, MetaQueries, RunQueries, LineageQueries):
+class Index(
+    VersionQueries, ContentQueries, RecordQueries, MetaQueries, RunQueries, LineageQueries, StatCacheQueries
+):
     """The SQLite index of one store (see the module docstring).
 
     The subject classes hold no state: each asks ``self.conn``, defined here.
@@ -168,14 +171,15 @@ class Index(VersionQueries, ContentQueries, RecordQueries, MetaQueries, RunQueri
         return [r[0] for r in self.conn.execute("SELECT name FROM migrations ORDER BY name")]
 
     def clear(self, c: sqlite3.Connection) -> None:
-        """Empty every table but ``migrations``, inside the caller's transaction.
+        """Empty every table the backend refills, inside the caller's transaction: all but
+        ``migrations`` and the tables about this machine's own files (the stat cache).
 
         Plain sqlite_master rather than sqlite-utils: this runs on every first
         open, where importing sqlite-utils (and the pandas it pulls in) would
         cost a second and ~70 MiB of RSS."""
         tables = c.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
         for (table,) in tables.fetchall():
-            if table != "migrations":
+            if table != "migrations" and table not in LOCAL_TABLES:
                 c.execute(f"DELETE FROM [{table}]")
 
     def reset(self) -> None:

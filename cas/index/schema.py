@@ -137,4 +137,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        # The stat cache (cas.index.statcache): what this machine hashed, by path.  Local
+        # facts, not a view of the backend: nothing to rebuild, so store_id stays.
+        "0006_stat_cache",
+        """
+        CREATE TABLE IF NOT EXISTS stat_cache (
+            path BLOB PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            ctime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            dev INTEGER NOT NULL,
+            digest BLOB NOT NULL,
+            recorded_ns INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+    ),
 ]

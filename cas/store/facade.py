@@ -162,7 +162,7 @@ class Store:
         step: str | None = None,
         inputs: Iterable[Any] = (),
         if_changed: bool = False,
-        lineage: Lineage | None = None,
+        lineage: Lineage | None = None, rehash: bool = False,
         _extra: dict[str, Any] | None = None,
     ) -> ArtifactVersion:
         """Store ``data`` as the next version of ``name``.
@@ -183,7 +183,7 @@ class Store:
         ``if_changed``: when the content (digest and kind) equals the latest
         live version's, no version is created and that version is returned
         (``aliases`` still move to it; ``metadata`` is not compared).  Equal
-        content is a dedupe hit, so nothing new is written either.
+        content is a dedupe hit, so nothing new is written either.  ``rehash``: bypass the stat cache.
         ``_extra``: record fields written as given (tests forge old records with it).
         """
         aname = parse_name(name)
@@ -196,7 +196,7 @@ class Store:
             materializer=mat.name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed,
             # a link records the step's inputs only once a version will be made
             lineage=link.commit if link is not None else lambda: lineage,
-            extra=_extra,
+            extra=_extra, rehash=rehash,
         )
         return self._wrap(row)
 

@@ -20,7 +20,7 @@ from cas.core.names import ArtifactName, parse_name
 from cas.core.progress import as_callback, item_done
 from cas.core.records import BLOB, TREE, Lineage, check_json_map, version_record
 from cas.core.refs import version_ref
-from cas.core.tree import ChunkedEntry, check_entries, chunks_of, decode_manifest, encode_manifest, walk_files
+from cas.core.tree import ChunkedEntry, check_entries, chunks_of, decode_manifest, encode_manifest, walk_file_stats
 from cas.errors import (
     BlobNotFoundError,
     CasError,
@@ -29,7 +29,7 @@ from cas.errors import (
     UnsupportedDataError,
     VersionExistsError,
 )
-from cas.index import VersionRow
+from cas.index import Looked, StatCache, VersionRow
 from cas.storage.blobs import PutResult
 from cas.storage.chunked import ChunkedPut, put_chunked, read_chunk_list
 from cas.store.publish import Publisher
@@ -64,6 +64,7 @@ class Ingest:
         if_changed: bool,
         lineage: Callable[[], Lineage | None] | None,
         extra: dict[str, Any] | None,
+        rehash: bool = False,
     ) -> VersionRow:
         """Store ``data`` as the next version of ``aname`` (arguments already checked).
 
@@ -71,11 +72,12 @@ class Ingest:
         a binary file); it is called again if a gc sweep may have taken the content.
         ``lineage()``, called once the content is stored and a version will be made,
         names the producing step.  ``extra``: fields written over the record's
-        (tests forge old or foreign records with it).
+        (tests forge old or foreign records with it).  ``rehash``: bypass the stat cache.
         """
         started, position = time.time(), _position(data)
         with payload() as content:
-            kind, result, entries = self.put_content(content, progress)
+            # the stat cache for the caller's own files, not for a materializer's scratch files
+            kind, result, entries = self.put_content(content, progress, cache=content is data, rehash=rehash)
         name = str(aname)
         if if_changed and (same := self.latest_if_same(name, kind, result.digest)) is not None:
             with self.publisher.batch():
@@ -98,7 +100,7 @@ class Ingest:
             if hasattr(data, "read"):
                 data.seek(position)
             with payload() as content:
-                again = self.put_content(content, None)[1]
+                again = self.put_content(content, None, cache=content is data, rehash=rehash)[1]
             if again.digest != result.digest:
                 raise IntegrityError(result.digest, again.digest, "the content changed while it was being saved")
 
@@ -292,8 +294,9 @@ class Ingest:
 
     # -- content ---------------------------------------------------------------------------
 
-    def put_content(self, data, progress: Callback | None) -> tuple[str, PutResult, list | None]:
-        """Store ``data`` (bytes, str, a path, a binary file): (kind, result, tree entries)."""
+    def put_content(self, data, progress: Callback | None, *, cache=False, rehash=False) -> tuple[str, PutResult, list | None]:
+        """Store ``data`` (bytes, str, a path, a binary file): (kind, result, tree entries).
+        ``cache``: use the stat cache for a path's files (``rehash``: but read each one)."""
         if isinstance(data, (bytes, bytearray, memoryview)):
             with self.backend.batch():
                 if wants_chunks(self.publisher.format, len(data)):
@@ -306,11 +309,11 @@ class Ingest:
             path = os.fspath(data)
             self.refuse_own(path)
             if os.path.isdir(path):
-                return self._put_tree(path, progress)
+                return self._put_tree(path, progress, self.index.stat_cache(path, use=cache, rehash=rehash))
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no such file or directory: {path}")
-            with self.backend.batch():
-                return BLOB, self._put_file(path, progress), None
+            with self.backend.batch(), self.index.stat_cache(path, use=cache, rehash=rehash) as seen:
+                return BLOB, self.put_file(path, as_callback(progress), seen, seen.look(path)), None
         if hasattr(data, "read"):
             with self.backend.batch():
                 return BLOB, self.blobs.put_stream(data, progress), None
@@ -318,21 +321,15 @@ class Ingest:
             f"cannot save a {type(data).__name__}: pass bytes, str, a pathlib.Path, or a binary file object"
         )
 
-    def _put_file(self, path: str, progress: Callback | None) -> PutResult:
-        """A file as one blob, or (format 2, a large one) as chunks and a chunk list."""
-        if wants_chunks(self.publisher.format, os.path.getsize(path)):
-            return put_chunked(self.blobs, path, progress)
-        return self.blobs.put_file(path, progress)
-
-    def _put_tree(self, root: str, progress: Callback | None):
+    def _put_tree(self, root: str, progress: Callback | None, seen: StatCache):
         progress = as_callback(progress)  # once per tree, not once per file
         entries: list[tuple[str, str, int]] = []
         # Walk (and validate every path) before writing anything: a refused
         # symlink or bad file name must leave the store unchanged.
-        files = list(walk_files(root, exclude=self.own_files()))
-        with self.backend.batch():
-            for rel, abspath in files:
-                result = self._put_file(abspath, progress)
+        files = list(walk_file_stats(root, exclude=self.own_files()))
+        with self.backend.batch(), seen:
+            for rel, abspath, st in files:
+                result = self.put_file(abspath, progress, seen, seen.look_below(rel, st))
                 if isinstance(result, ChunkedPut):  # format 2: the entry names its chunk list
                     entries.append(ChunkedEntry(rel, result.digest, result.size, result.chunks))
                 else:
@@ -341,6 +338,20 @@ class Ingest:
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
+
+    def put_file(self, path: str, progress: Callback, seen: StatCache, looked: Looked) -> PutResult:
+        """A file as one blob, or (format 2, a large one) as chunks and a chunk list, always read.
+        A blob the stat cache vouches for (``looked``) is not read: the store is only asked
+        whether it holds it (a gc may have removed it)."""
+        if wants_chunks(self.publisher.format, looked.stat.size if looked.key else os.path.getsize(path)):
+            result: PutResult = put_chunked(self.blobs, path, progress)
+        elif looked.digest is not None and self.blobs.exists(looked.digest):
+            progress.relative_update(looked.stat.size)
+            return PutResult(looked.digest, looked.stat.size, False)
+        else:
+            result = self.blobs.put_file(path, progress)
+        seen.learn(looked, result.digest, result.size)
+        return result
 
     def refuse_own(self, path: str) -> None:
         own = self.own_files()
