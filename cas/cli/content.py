@@ -165,7 +165,7 @@ def cat(ctx: click.Context, ref: str, path: str | None, path_option: str | None)
     with progress_bar(ctx, size, f"reading {v.ref}") as progress:
         if size is not None and size <= _VERIFY_FIRST:
             data = v.read_bytes(path)  # verified whole before a byte is written
-            out.write(data)
+            _write_all(out, memoryview(data))
             progress.relative_update(len(data))
         else:
             _stream(v, path, out, progress)
@@ -186,10 +186,23 @@ def _stream(v: ArtifactVersion, path: str | None, out, progress: Callback) -> No
     try:
         with v.open(path) as f, memoryview(buf) as view:
             while n := f.readinto(view):  # a full block goes straight to the verifying reader
-                out.write(view[:n])
+                _write_all(out, view[:n])
                 progress.relative_update(n)
     finally:
         buf.close()
+
+
+def _write_all(out, view: memoryview) -> None:
+    """All of ``view`` or an error: a large ``BufferedWriter.write`` to a pipe whose
+    reader left can stop after one partial write without raising (seen with 8 MiB)."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):  # an in-memory stdout (click's test runner)
+        out.write(view)
+        return
+    out.flush()
+    while view:
+        view = view[os.write(fd, view) :]  # EPIPE raises BrokenPipeError: `| head` left
 
 
 @click.command(name="ls")
