@@ -33,6 +33,7 @@ from cas.lineage import record as _record
 from cas.lineage import runs as _runs
 from cas.lineage.graph import LineageGraph
 from cas.storage.blobs import BlobStore
+from cas.storage.chunked import Contents
 from cas.storage.records import RecordStore
 from cas.store import gc as _gc
 from cas.store import sync as _sync
@@ -114,9 +115,9 @@ class Store:
         if index is None:
             refuse_planted_index(backend)
         self.index = Index(index or default_index_path(backend))
-        # Every content read of a version comes to the publisher: inside a step it is an input.
-        self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, on_read=_record.note_read,
-                                   format=self.format)
+        self.contents = Contents(self.blobs, self.index.chunk_list)  # content by digest: a blob, or chunked (format 2)
+        # on_read: every content read of a version comes to the publisher; inside a step it is an input.
+        self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, _record.note_read, self.format)
         self.versions = Versions(self.publisher)
         self.ingest = Ingest(self.publisher, self.versions)
         if self.index.get_meta("store_id") != self.store_id:
@@ -360,7 +361,6 @@ class Store:
 
     def reindex(self, progress: Callback | None = None) -> int:
         """Rebuild the index from the backend alone; returns the number of refs applied.
-
         Safe while others write; bad objects are skipped for ``verify`` (``Publisher.reindex``)."""
         return self.publisher.reindex(progress)
 
