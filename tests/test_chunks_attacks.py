@@ -208,7 +208,7 @@ def test_gc_racing_a_save_that_reuses_chunks_never_commits_missing_chunks(s2):
 
 KILLED = textwrap.dedent(
     """
-    import os, random, signal, sys
+    import os, random, signal, sys, threading
     from unittest import mock
     import cas, cas.core.chunks, cas.backends.local
     store_dir, params, crash_at, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -218,17 +218,19 @@ KILLED = textwrap.dedent(
     with mock.patch.multiple(cas.core.chunks, **params):
         store = cas.open_store(store_dir, format=2)
         calls = 0
+        counting = threading.Lock()  # a local batch fsyncs from a pool: count each call once
         def counted(fn):
             def wrapper(*a, **k):
                 global calls
-                calls += 1
-                if calls == crash_at:
+                with counting:
+                    calls += 1
+                    hit = calls == crash_at
+                if hit:
                     os.kill(os.getpid(), signal.SIGKILL)
                 return fn(*a, **k)
             return wrapper
         for name in ("write", "fsync", "link", "rename", "replace", "unlink"):
             setattr(os, name, counted(getattr(os, name)))
-        cas.backends.local.syncfs = counted(cas.backends.local.syncfs)
         store.save(bytes(data), "kill/s/big")
         data[30_000:30_500] = rng.randbytes(500)  # and a re-save sharing most of them
         store.save(bytes(data), "kill/s/big")

@@ -3,15 +3,15 @@ too much for 20,000-file trees.
 
 Create-only by ``os.link`` of a durable temp file (``tmp/`` below the root) to
 its final name, then an fsync of the directory (invariant 5).  Inside a
-``batch()`` content-addressed writes pay one ``syncfs`` for all (git's
-``core.fsyncMethod=batch``).  Symlinks planted in the store are refused.
+``batch()`` content-addressed writes are fsynced in parallel and published
+together, each touched directory fsynced once (git's ``core.fsyncMethod=batch``;
+see :mod:`cas.backends.durable`).  Nothing here syncs the whole filesystem: only
+what cas wrote.  Symlinks planted in the store are refused.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import itertools
 import os
@@ -24,34 +24,10 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from cas.backends.base import TMP_DIR, Backend, Capabilities, Entry
+from cas.backends.durable import FsyncBatch, fsync_dir, fsync_dirs, make_dirs
 from cas.errors import BackendError
 
-__all__ = ["LocalBackend", "fsync_dir", "syncfs", "syncfs_path"]
-
-_libc = None
-
-
-def syncfs(fd: int) -> None:
-    """Flush one filesystem (git's batch fsync does the same); os.sync() if unavailable."""
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            _libc.syncfs  # noqa: B018 - probe
-        except (OSError, AttributeError):
-            _libc = False
-    if _libc and _libc.syncfs(fd) == 0:
-        return
-    os.sync()
-
-
-def fsync_dir(path: str) -> None:
-    """Make a directory's entries (a rename or link into it) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+__all__ = ["LocalBackend", "fsync_dir"]
 
 
 class LocalBackend(Backend):
@@ -61,7 +37,7 @@ class LocalBackend(Backend):
         self.root = os.path.abspath(root)
         self.url = "file://" + self.root
         self._dirs_made: set[str] = set()
-        self._local = threading.local()  # .batch: this thread's open _Batch, if any
+        self._local = threading.local()  # .batch: this thread's open FsyncBatch, if any
         self._tmp_prefix: str | None = None
         self._tmp_pid = 0
         self._tmp_counter = itertools.count()
@@ -103,11 +79,14 @@ class LocalBackend(Backend):
             raise BackendError(f"refusing to follow a symlink inside the store: {rel}", rel)
         return st.st_size
 
-    def _ensure_dir(self, absdir: str) -> None:
-        if absdir not in self._dirs_made:
-            os.makedirs(absdir, exist_ok=True)
-            self._refuse_symlinked_dirs(absdir)
-            self._dirs_made.add(absdir)
+    def _ensure_dir(self, absdir: str) -> list[str]:
+        """Make ``absdir``; returns the directories whose entries this changed (to fsync)."""
+        if absdir in self._dirs_made:
+            return []
+        changed = make_dirs(absdir)
+        self._refuse_symlinked_dirs(absdir)
+        self._dirs_made.add(absdir)
+        return changed
 
     def _refuse_symlinked_dirs(self, absdir: str) -> None:
         """A directory symlink planted below the root would send writes outside the
@@ -134,9 +113,10 @@ class LocalBackend(Backend):
         return f"{self._tmp_prefix}{next(self._tmp_counter)}"
 
     def _publish(self, tmp: str, rel: str) -> bool:
-        """Link a durable temp file to its final name; create-only."""
+        """Link a durable temp file to its final name, create-only, and make the name durable."""
         final = self.abspath(rel)
-        self._ensure_dir(os.path.dirname(final))
+        parent = os.path.dirname(final)
+        changed = self._ensure_dir(parent)
         try:
             os.link(tmp, final)
             created = True
@@ -145,37 +125,29 @@ class LocalBackend(Backend):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+        fsync_dirs([parent, *changed] if created else changed)
         return created
 
-    def _publish_content_addressed(self, tmp: str, rel: str) -> None:
-        """Batches only hold content-addressed paths (blobs): a name that
-        already exists holds these very bytes, so one rename replaces link+unlink."""
+    def _publish_content_addressed(self, tmp: str, rel: str) -> list[str]:
+        """Batches only hold content-addressed paths (blobs): a name that already
+        exists holds these very bytes, so one rename replaces link+unlink.
+        Returns the directories to fsync (the batch does, once each)."""
         final = self.abspath(rel)
-        self._ensure_dir(os.path.dirname(final))  # a set lookup once the directory is known
+        parent = os.path.dirname(final)
+        changed = self._ensure_dir(parent)  # a set lookup once the directory is known
         os.rename(tmp, final)
+        return [parent, *changed]
 
-    def _finish(self, tmp: str, rel: str, fd: int | None = None, content_addressed: bool = False) -> bool:
-        batch: _Batch | None = getattr(self._local, "batch", None)
+    def _finish(self, tmp: str, rel: str, fd: int, content_addressed: bool = False) -> bool:
+        """Publish a written temp file whose fd is still open (and is closed here)."""
+        batch: FsyncBatch | None = getattr(self._local, "batch", None)
         if batch is not None and content_addressed:
-            if fd is not None:
-                os.close(fd)
-            with batch.lock:
-                if rel in batch.names:
-                    os.unlink(tmp)
-                    return False
-                batch.names.add(rel)
-                batch.pending.append((tmp, rel))
-            return True
+            return batch.add(tmp, rel, fd)  # fsynced in the batch's pool, renamed when it ends
         try:
-            if fd is not None:
-                os.fsync(fd)
+            os.fsync(fd)
         finally:
-            if fd is not None:
-                os.close(fd)
-        created = self._publish(tmp, rel)
-        if created:
-            fsync_dir(os.path.dirname(self.abspath(rel)))
-        return created
+            os.close(fd)
+        return self._publish(tmp, rel)
 
     def create_bytes(self, rel: str, data: bytes, *, content_addressed: bool = False) -> bool:
         if self.exists(rel):
@@ -249,22 +221,14 @@ class LocalBackend(Backend):
         if outer is not None:  # nested: the outer batch pays
             yield outer
             return
-        batch = self._local.batch = _Batch()
+        batch = self._local.batch = FsyncBatch()
         try:
-            yield batch
-            with batch.lock:
-                pending, batch.pending = batch.pending, []
-            if pending:
-                # temp data durable first, then the names that point at it
-                syncfs_path(self.root)
-                for tmp, rel in pending:
-                    self._publish_content_addressed(tmp, rel)
-                syncfs_path(self.root)
-        except BaseException:
-            for tmp, _ in batch.pending:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-            raise
+            try:
+                yield batch
+            except BaseException:
+                batch.abort()
+                raise
+            batch.publish(self._publish_content_addressed)
         finally:
             self._local.batch = None
 
@@ -294,15 +258,6 @@ class LocalBackend(Backend):
             os.unlink(self.abspath(rel))
 
 
-class _Batch:
-    """Content-addressed writes waiting for one syncfs (see LocalBackend.batch)."""
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[str, str]] = []  # (temp file, final path)
-        self.names: set[str] = set()
-        self.lock = threading.Lock()
-
-
 def _copy_range(src, dst) -> None:
     if not hasattr(os, "copy_file_range"):
         shutil.copyfileobj(src, dst, 1 << 20)
@@ -319,10 +274,3 @@ def _copy_range(src, dst) -> None:
         if n == 0:
             return
 
-
-def syncfs_path(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        syncfs(fd)
-    finally:
-        os.close(fd)

@@ -27,7 +27,7 @@ __all__ = ["needed_blobs", "publish_refs", "refuse_chunked", "send_blobs"]
 
 # Blobs up to this size are copied in memory; larger ones stream through a spool file.
 _IN_MEMORY = 4 << 20
-# A local destination publishes blobs in batches of this many (one syncfs each).
+# A local destination publishes blobs in batches of this many (their fsyncs in parallel, each directory once).
 _LOCAL_BATCH = 2000
 
 
@@ -125,7 +125,7 @@ def send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int, 
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         for start in range(0, len(order), step):
             chunk = order[start : start + step]
-            with dst.backend.batch() as batch:  # local: one syncfs per chunk; a no-op elsewhere
+            with dst.backend.batch() as batch:  # local: fsynced together per chunk; a no-op elsewhere
                 futures = [pool.submit(_copy_in_batch, batch, src, dst, d, s, progress) for d, s in chunk]
                 try:
                     for fut in _as_done(futures):
