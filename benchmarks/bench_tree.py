@@ -26,10 +26,10 @@ import sys
 from pathlib import Path
 
 import blake3
-
-import cas
 import harness as h
 from setup_tools import Missing, tool
+
+import cas
 
 FILE_SIZE = 4096
 PER_DIR = 1000

@@ -165,7 +165,7 @@ def main() -> None:
     if args.list:
         for f in files:
             print(f.name)
-        for key, (work, ref, target, owners) in h.ROWS.items():
+        for key, (work, _ref, _target, owners) in h.ROWS.items():
             print(f"  {key:18} {work}  [{owners}]")
         return
     env = dict(os.environ)

@@ -36,7 +36,7 @@ def _quiet(cmd: list[str], timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _apt_install(package: str) -> str | None:
     """Install one Debian package; None on success, else why not."""
     if not shutil.which("apt-get"):
