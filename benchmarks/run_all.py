@@ -1,6 +1,6 @@
 """Run every ``benchmarks/bench_*.py`` and print one summary of issue 14's table.
 
-    python benchmarks/run_all.py [--scale 0.05] [--format 1|2] [--only bench_tree] [--skip bench_core] [--json]
+    python benchmarks/run_all.py [--scale 0.05] [--format 1] [--format 2] [--only bench_tree] [--skip bench_core] [--json]
 
 Each benchmark file runs as its own process with ``--json`` (and ``--quick``
 when ``--scale`` is below 1 and the file has that option), with
@@ -153,7 +153,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scale", type=float, default=None, help="CAS_BENCH_SCALE for every file (default: $CAS_BENCH_SCALE or 1)")
     p.add_argument("--repeat", type=int, default=None, help="CAS_BENCH_REPEAT (default 3)")
-    p.add_argument("--format", type=int, choices=[1, 2], default=None, help="CAS_NEW_STORE_FORMAT of every new store")
+    p.add_argument("--format", type=int, choices=[1, 2], action="append",
+                   help="CAS_NEW_STORE_FORMAT of every new store; twice (--format 1 --format 2) runs everything per format")
     p.add_argument("--only", action="append", default=[], help="run only this file (bench_tree or bench_tree.py; repeatable)")
     p.add_argument("--skip", action="append", default=[], help="skip this file (repeatable)")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per file")
@@ -168,28 +169,32 @@ def main() -> None:
         for key, (work, _ref, _target, owners) in h.ROWS.items():
             print(f"  {key:18} {work}  [{owners}]")
         return
-    env = dict(os.environ)
-    env["CAS_BENCH_SCALE"] = str(args.scale if args.scale is not None else h.scale())
-    env["CAS_BENCH_REPEAT"] = str(args.repeat or h.repeat())
-    env["CAS_NEW_STORE_FORMAT"] = str(args.format or h.store_format())
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     moved = move_old_work(workdir)
     if moved:
         print(f"moved {moved} entries of the last run into {workdir / '_old'}", file=sys.stderr)
-    results = []
-    for f in files:
-        print(f"running {f.name} ...", file=sys.stderr, flush=True)
-        r = run_one(f, env, float(env["CAS_BENCH_SCALE"]) < 1, args.timeout, workdir / "logs")
-        print(f"  {f.name}: {r.get('seconds')} s" + (f", {r['error']}" if "error" in r else ""), file=sys.stderr, flush=True)
-        results.append(r)
+    docs = []
+    for fmt in args.format or [h.store_format()]:
+        env = dict(os.environ)
+        env["CAS_BENCH_SCALE"] = str(args.scale if args.scale is not None else h.scale())
+        env["CAS_BENCH_REPEAT"] = str(args.repeat or h.repeat())
+        env["CAS_NEW_STORE_FORMAT"] = str(fmt)
+        results = []
+        for f in files:
+            print(f"running {f.name} (format {fmt}) ...", file=sys.stderr, flush=True)
+            r = run_one(f, env, float(env["CAS_BENCH_SCALE"]) < 1, args.timeout, workdir / "logs" / f"format{fmt}")
+            print(f"  {f.name}: {r.get('seconds')} s" + (f", {r['error']}" if "error" in r else ""), file=sys.stderr, flush=True)
+            results.append(r)
+        if args.json:
+            by_row, other, errors = summary(results)
+            docs.append({"scale": float(env["CAS_BENCH_SCALE"]), "format": fmt, "repeat": int(env["CAS_BENCH_REPEAT"]),
+                         "rows": by_row, "other": other, "errors": errors,
+                         "files": [{k: v for k, v in r.items() if k != "doc"} for r in results]})
+        else:
+            print_summary(results, env)
     if args.json:
-        by_row, other, errors = summary(results)
-        print(json.dumps({"scale": float(env["CAS_BENCH_SCALE"]), "format": int(env["CAS_NEW_STORE_FORMAT"]),
-                          "repeat": int(env["CAS_BENCH_REPEAT"]), "rows": by_row, "other": other, "errors": errors,
-                          "files": [{k: v for k, v in r.items() if k != "doc"} for r in results]}, indent=2))
-        return
-    print_summary(results, env)
+        print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2))
 
 
 if __name__ == "__main__":
