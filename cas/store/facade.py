@@ -36,6 +36,7 @@ from cas.storage.blobs import BlobStore
 from cas.storage.records import RecordStore
 from cas.store import gc as _gc
 from cas.store import sync as _sync
+from cas.store import upgrade as _upgrade
 from cas.store import verify as _verify
 from cas.store.gc import DEFAULT_GC_GRACE, GcReport
 from cas.store.ingest import Ingest
@@ -363,7 +364,8 @@ class Store:
         Safe while others write; bad objects are skipped for ``verify`` (``Publisher.reindex``)."""
         return self.publisher.reindex(progress)
 
-    # -- sync, verify and gc ---------------------------------------------------------
+    # -- sync, verify, gc and upgrade ------------------------------------------------
+    upgrade = _upgrade.upgrade_store  # store.upgrade(dry_run=False, progress=None): format 1 -> 2, in place
 
     def sync_to(
         self,
