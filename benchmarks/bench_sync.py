@@ -1,20 +1,22 @@
-"""Sync with 99% of 18,000 blobs already at the destination: cas vs rclone, local and S3 (moto).
+"""Sync with 99 % of 18,000 blobs already at the destination: local -> local and local -> S3 (moto).
 
-    python benchmarks/bench_sync.py [--files 18000] [--repeat 3] [--no-s3] [--json] [--workdir DIR]
+    python benchmarks/bench_sync.py [--files N] [--no-s3] [--json] [--workdir DIR]
 
-Scenario: the source store holds a tree version of N*0.99 files, already synced;
-then a second version adds N*0.01 new files.  Each trial starts from a copy of
-that "99% there" destination and syncs it:
+Scenario: a source store holds version 1 of a tree (99 % of N 4 KiB files); a
+copy of it at that point (``cp -a``, same mtimes) is the "99 %" source every
+destination is filled from.  Then version 2 adds the other 1 %.  Each trial
+starts from a copy of a destination holding version 1 and syncs version 2 in:
 
-* ``cas sync SRC DST`` (the CLI, a fresh process, as a user runs it);
-* ``rclone sync`` between the same two directories, by size/modtime (rclone's
-  default) and with ``--checksum``;
-* the same ``cas sync`` to S3 on a local moto server, against ``rclone sync`` to
-  the same server (a bucket prefix filled with the same files).
+* reference ``rclone sync`` by size/modtime (rclone's default; no fsync), into a
+  destination **rclone itself filled** (otherwise it rehashes every file whose
+  mtime differs, and looks slow);
+* ``cas sync SRC DST`` (the CLI, a new process, durable), into a destination cas filled;
+* ``rclone sync --checksum``, and ``dvc push`` of the same files (tracked as
+  ``dvc add data``) to a dvc remote that holds version 1.
 
-Every figure is a ratio against a reference measured in this run.  rclone
-comes from the Debian package (``apt-get install rclone``); without it the
-local comparison falls back to ``rsync -a`` and says so.
+The S3 row does the same against a moto server on loopback and also reports
+the objects each tool wrote (new keys), against the target of <= 2 % of files.
+Sizes times ``CAS_BENCH_SCALE``; stores of ``CAS_NEW_STORE_FORMAT``.
 """
 
 from __future__ import annotations
@@ -22,128 +24,149 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
+
+import harness as h
+from setup_tools import Missing, tool
 
 import cas
 
-HERE = Path(__file__).resolve().parent
-CAS = [sys.executable, "-m", "cas.cli"]
 EXCLUDES = ["--exclude", "index.sqlite*", "--exclude", "tmp/**"]
+NAME = "bench/sync/data"
+KEY, SECRET = "bench", "bench-secret"
+PER_DIR = 1000
 
 
-def run(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
-    t = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - t
-    if out.returncode != 0:
-        raise SystemExit(f"{cmd[0]} failed ({out.returncode}): {out.stderr[-2000:]}")
-    return elapsed, out.stdout + out.stderr
+def count_files(root: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(root))
 
 
-def fresh(workdir: Path, name: str) -> Path:
-    """A new path; old ones are moved aside, not deleted (see README)."""
-    return workdir / f"{name}-{uuid.uuid4().hex[:8]}"
+def write_files(tree: Path, start: int, stop: int) -> None:
+    for i in range(start, stop):
+        d = tree / f"d{i // PER_DIR:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:06d}.bin").write_bytes(os.urandom(4096))
 
 
-def copy_tree(src: Path, dst: Path) -> None:
-    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+class Scenario:
+    """The source store (versions 1 and 2), its version-1 copy, and the tree for dvc."""
+
+    def __init__(self, workdir: Path, files: int) -> None:
+        self.workdir = workdir
+        self.files = files
+        self.old = int(files * 0.99)
+        self.tree = h.fresh(workdir, "tree")
+        write_files(self.tree, 0, self.old)
+        self.src = h.fresh(workdir, "src")
+        with cas.open_store(str(self.src)) as s:
+            s.save(self.tree, NAME)
+        self.src_v1 = h.fresh(workdir, "src-v1")
+        h.copy_tree(self.src, self.src_v1)
+        self.v2_tree = h.fresh(workdir, "tree-v2")
+        h.copy_tree(self.tree, self.v2_tree)
+        write_files(self.v2_tree, self.old, files)
+        with cas.open_store(str(self.src)) as s:
+            s.save(self.v2_tree, NAME)
+        self.new_bytes = (files - self.old) * 4096
 
 
-def build(workdir: Path, files: int) -> tuple[Path, Path, int]:
-    """Source store (two versions) and a destination snapshot holding the first."""
-    old = int(files * 0.99)
-    src = fresh(workdir, "src")
-    tree = fresh(workdir, "tree")
-    tree.mkdir(parents=True)
-    for i in range(old):
-        (tree / f"f{i:06d}.bin").write_bytes(os.urandom(4096))
-    with cas.open_store(src) as s:
-        s.save(tree, "bench/prep/data")
-    snapshot = fresh(workdir, "dst-snapshot")
-    run([*CAS, "sync", str(src), str(snapshot)])
-    for i in range(old, files):
-        (tree / f"f{i:06d}.bin").write_bytes(os.urandom(4096))
-    with cas.open_store(src) as s:
-        s.save(tree, "bench/prep/data")
-    new_bytes = (files - old) * 4096
-    return src, snapshot, new_bytes
+def rclone_flags() -> list[str]:
+    return [*EXCLUDES, "--stats", "0"]
 
 
-# the final --stats-one-line line: "INFO  :   80.012 KiB / 80.012 KiB, 100%, ..."
-_TRANSFERRED = re.compile(r"([\d.]+)\s*(\w*)\s*/\s*[\d.]+\s*\w*,\s*\d+%")
-_UNITS = {"": 1, "B": 1, "Byte": 1, "Bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "k": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+# -- dvc ---------------------------------------------------------------------------------
 
 
-def rclone_bytes(output: str) -> int | None:
-    found = _TRANSFERRED.findall(output)
-    if not found:
-        return None
-    value, unit = found[-1]
-    return int(float(value) * _UNITS.get(unit, 1))
+class Dvc:
+    """A dvc repository tracking the tree as ``data/``: version 1 pushed to a local remote
+    (and to S3 when there is an endpoint), then version 2 added (not pushed)."""
+
+    def __init__(self, workdir: Path, sc: Scenario, exe: str, endpoint: str | None) -> None:
+        self.exe = exe
+        self.env = dict(h.local_env(), DVC_NO_ANALYTICS="1", DVC_SITE_CACHE_DIR=str(workdir / "dvc-site-cache"))
+        self.repo = h.fresh(workdir, "dvc-repo")
+        self.repo.mkdir(parents=True)
+        self.dvc("init", "-q", "--no-scm")
+        self.dvc("config", "core.analytics", "false")
+        h.copy_tree(sc.tree, self.repo / "data")
+        self.dvc("add", "-q", "data")
+        self.remote_v1 = h.fresh(workdir, "dvc-remote-v1")
+        self.dvc("remote", "add", "-f", "local", str(self.remote_v1))
+        self.dvc("push", "-q", "-r", "local")
+        if endpoint:
+            self.dvc("remote", "add", "-f", "s3", "s3://bench/dvc")
+            self.dvc("remote", "modify", "s3", "endpointurl", endpoint)
+            self.dvc("remote", "modify", "s3", "region", "us-east-1")
+            self.dvc("remote", "modify", "--local", "s3", "access_key_id", KEY)
+            self.dvc("remote", "modify", "--local", "s3", "secret_access_key", SECRET)
+            self.dvc("push", "-q", "-r", "s3")
+        write_files(self.repo / "data", sc.old, sc.files)
+        self.dvc("add", "-q", "data")
+
+    def dvc(self, *args: str) -> str:
+        return h.run([self.exe, *args], cwd=self.repo, env=self.env)
 
 
-def bytes_missing(src: Path, dst: Path) -> int:
-    """What the destination lacks, counted independently of cas: files under blobs/ only in src."""
+def bench_local(workdir: Path, sc: Scenario, dvc: Dvc | None, dvc_missing: str | None) -> dict:
+    def copier(snapshot: Path, name: str):
+        def setup() -> Path:
+            dst = h.fresh(workdir, name)
+            h.copy_tree(snapshot, dst)
+            return dst
 
-    def blobs(root: Path) -> dict[str, int]:
-        return {str(p.relative_to(root)): p.stat().st_size for p in (root / "blobs").rglob("*") if p.is_file()}
+        return setup
 
-    have = blobs(dst)
-    return sum(size for rel, size in blobs(src).items() if rel not in have)
+    def written(dst: Path, before: int) -> dict:
+        return {"files_written": count_files(dst) - before}
 
+    try:
+        rclone = tool("rclone", workdir)
+    except Missing as e:
+        return h.skipped_row("sync-local", "rclone sync (size/modtime)", str(e))
+    cas_v1 = h.fresh(workdir, "cas-dst-v1")
+    h.run([*h.cas_cli(), "-q", "sync", str(sc.src_v1), str(cas_v1)])
+    cas_before = count_files(cas_v1)
 
-def median_trial(n: int, setup, measure) -> tuple[float, object]:
-    times, extra = [], None
-    for _ in range(n):
-        target = setup()
-        t, extra = measure(target)
-        times.append(t)
-    return statistics.median(times), extra
+    def cas_trial(dst: Path):
+        out = h.run([*h.cas_cli(), "-q", "sync", str(sc.src), str(dst), "--json"])
+        report = json.loads(out[out.index("{"): out.rindex("}") + 1])
+        return {"bytes_sent": report.get("bytes_sent"), "blobs_sent": report.get("blobs_sent")} | written(dst, cas_before)
 
+    contenders = [h.Contender("cas sync (CLI)", cas_trial, copier(cas_v1, "cas-dst"))]
+    rclone_v1 = h.fresh(workdir, "rclone-dst-v1")
+    h.run([rclone, "sync", str(sc.src_v1), str(rclone_v1), *rclone_flags()])
+    rclone_before = count_files(rclone_v1)
 
-def bench_local(workdir: Path, src: Path, snapshot: Path, repeat: int) -> dict:
-    def setup() -> Path:
-        dst = fresh(workdir, "dst")
-        copy_tree(snapshot, dst)
-        return dst
+    def rclone_trial(*flags: str):
+        def trial(dst: Path):
+            h.run([rclone, "sync", str(sc.src), str(dst), *flags, *rclone_flags()])
+            return written(dst, rclone_before)
 
-    def cas_sync(dst: Path):
-        t, out = run([*CAS, "sync", str(src), str(dst), "--json"])
-        return t, json.loads(out[: out.rindex("}") + 1])
+        return trial
 
-    result: dict = {}
-    t_cas, report = median_trial(repeat, setup, cas_sync)
-    result["cas_sync_s"] = round(t_cas, 3)
-    result["cas_bytes_sent"] = report["bytes_sent"]
-    result["cas_blobs_sent"] = report["blobs_sent"]
-    result["cas_blobs_skipped"] = report["blobs_skipped"]
-    if shutil.which("rclone"):
-        for label, flags in (("rclone_modtime", []), ("rclone_checksum", ["--checksum"])):
-
-            def measure(dst: Path, flags=flags):
-                t, out = run(["rclone", "sync", str(src), str(dst), *flags, *EXCLUDES, "--stats-one-line", "-v", "--stats", "1h"])
-                return t, rclone_bytes(out)
-
-            t, sent = median_trial(repeat, setup, measure)
-            result[f"{label}_s"] = round(t, 3)
-            result[f"{label}_bytes_sent"] = sent
-            result[f"cas_vs_{label}"] = round(t / t_cas, 2)  # >1: cas is faster
+    ref = h.Contender("rclone sync (size/modtime)", rclone_trial(), copier(rclone_v1, "rclone-dst"))
+    contenders.append(h.Contender("rclone sync --checksum", rclone_trial("--checksum"), copier(rclone_v1, "rclone-dst")))
+    if dvc is None:
+        contenders.append(h.Contender("dvc push", lambda _: None, skipped=dvc_missing))
     else:
-        result["note"] = "rclone not installed (apt-get install rclone); reference is rsync -a"
-        if shutil.which("rsync"):
-            t, _ = median_trial(repeat, setup, lambda dst: (run(["rsync", "-a", f"{src}/", f"{dst}/"])[0], None))
-            result["rsync_s"] = round(t, 3)
-            result["cas_vs_rsync"] = round(t / t_cas, 2)
-    return result
+        dvc_before = count_files(dvc.remote_v1)
+
+        def dvc_setup() -> Path:
+            remote = copier(dvc.remote_v1, "dvc-remote")()
+            dvc.dvc("remote", "modify", "local", "url", str(remote))
+            return remote
+
+        def dvc_trial(remote: Path):
+            dvc.dvc("push", "-q", "-r", "local")
+            return written(remote, dvc_before)
+
+        contenders.append(h.Contender("dvc push", dvc_trial, dvc_setup))
+    return h.measure("sync-local", ref, contenders, files=sc.files, new_file_bytes=sc.new_bytes)
 
 
 # -- S3 on moto ---------------------------------------------------------------------------
@@ -157,119 +180,131 @@ def free_port() -> int:
 
 def start_moto() -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    for _ in range(600):
         try:
-            urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).close()
-            return proc, endpoint
+            opener.open(endpoint + "/moto-api/", timeout=1).close()
+            break
         except OSError:
             time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("moto did not start")
-
-
-def bench_s3(workdir: Path, src: Path, snapshot_src: Path, repeat: int) -> dict:
+    else:
+        proc.kill()
+        raise RuntimeError("moto did not start")
     import s3fs
 
-    proc, endpoint = start_moto()
+    s3fs.S3FileSystem(endpoint_url=endpoint, key=KEY, secret=SECRET, skip_instance_cache=True).call_s3("create_bucket", Bucket="bench")
+    return proc, endpoint
+
+
+def bench_s3(workdir: Path, sc: Scenario, endpoint: str, dvc: Dvc | None, dvc_missing: str | None) -> dict:
+    import s3fs
+
     try:
-        env = dict(os.environ, FSSPEC_S3_ENDPOINT_URL=endpoint, FSSPEC_S3_KEY="bench", FSSPEC_S3_SECRET="bench-secret", CAS_INDEX_DIR=str(fresh(workdir, "s3-index")))
-        fs = s3fs.S3FileSystem(endpoint_url=endpoint, key="bench", secret="bench-secret", skip_instance_cache=True)
-        fs.call_s3("create_bucket", Bucket="bench")
-        url = "s3://bench/cas"
-        # The 99% state: the first version synced from a store that holds only it.
-        t_fill, _ = run([*CAS, "sync", str(snapshot_src), url], env=env)
-        before = set(fs.find("bench/cas"))
-        index_dir = Path(env["CAS_INDEX_DIR"])
-        index_copy = fresh(workdir, "s3-index-copy")
-        copy_tree(index_dir, index_copy)
+        rclone = tool("rclone", workdir)
+    except Missing as e:
+        return h.skipped_row("sync-s3", "rclone sync (size/modtime)", str(e))
+    fs = s3fs.S3FileSystem(endpoint_url=endpoint, key=KEY, secret=SECRET, skip_instance_cache=True)
 
-        def reset_cas() -> None:
-            extra = sorted(set(fs.find("bench/cas")) - before)
-            if extra:
-                fs.rm(extra)
-            shutil.move(str(index_dir), str(fresh(workdir, "s3-index-old")))
-            copy_tree(index_copy, index_dir)
+    def keys(prefix: str) -> set[str]:
+        fs.invalidate_cache()
+        return set(fs.find(f"bench/{prefix}"))
 
-        def cas_sync(_):
-            t, out = run([*CAS, "sync", str(src), url, "--json"], env=env)
-            return t, json.loads(out[: out.rindex("}") + 1])
+    def reset(prefix: str, before: set[str]) -> None:
+        extra = sorted(keys(prefix) - before)
+        if extra:
+            fs.rm(extra)
 
-        result: dict = {"fill_99pct_s": round(t_fill, 1)}
-        t_cas, report = median_trial(repeat, reset_cas, cas_sync)
-        result["cas_sync_s"] = round(t_cas, 3)
-        result["cas_bytes_sent"] = report["bytes_sent"]
-        result["cas_blobs_sent"] = report["blobs_sent"]
-        if shutil.which("rclone"):
-            renv = dict(
-                os.environ,
-                RCLONE_CONFIG_MOTO_TYPE="s3",
-                RCLONE_CONFIG_MOTO_PROVIDER="Other",
-                RCLONE_CONFIG_MOTO_ENDPOINT=endpoint,
-                RCLONE_CONFIG_MOTO_ACCESS_KEY_ID="bench",
-                RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY="bench-secret",
-                RCLONE_CONFIG_MOTO_REGION="us-east-1",
-            )
-            renv.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 cannot load a CA bundle for a plain-http endpoint
-            run(["rclone", "sync", str(snapshot_src), "moto:bench/rclone", *EXCLUDES, "--transfers", "16"], env=renv)
-            rbefore = set(fs.find("bench/rclone"))
+    # cas: the index lives outside the bucket; each trial restores its version-1 copy
+    index_dir = workdir / f"s3-index-{os.getpid()}"
+    env = h.local_env(FSSPEC_S3_ENDPOINT_URL=endpoint, FSSPEC_S3_KEY=KEY, FSSPEC_S3_SECRET=SECRET, CAS_INDEX_DIR=str(index_dir))
+    h.run([*h.cas_cli(), "-q", "sync", str(sc.src_v1), "s3://bench/cas"], env=env)
+    cas_before = keys("cas")
+    index_v1 = h.fresh(workdir, "s3-index-v1")
+    h.copy_tree(index_dir, index_v1)
 
-            def reset_rclone() -> None:
-                fs.invalidate_cache()
-                extra = sorted(set(fs.find("bench/rclone")) - rbefore)
-                if extra:
-                    fs.rm(extra)
+    def cas_setup() -> None:
+        reset("cas", cas_before)
+        index_dir.rename(h.fresh(workdir, "s3-index-old"))
+        h.copy_tree(index_v1, index_dir)
 
-            for label, flags in (("rclone_modtime", []), ("rclone_checksum", ["--checksum"])):
+    def cas_trial(_):
+        out = h.run([*h.cas_cli(), "-q", "sync", str(sc.src), "s3://bench/cas", "--json"], env=env)
+        report = json.loads(out[out.index("{"): out.rindex("}") + 1])
+        return {"bytes_sent": report.get("bytes_sent"), "objects_written": len(keys("cas") - cas_before)}
 
-                def measure(_, flags=flags):
-                    t, out = run(["rclone", "sync", str(src), "moto:bench/rclone", *flags, *EXCLUDES, "--stats-one-line", "-v", "--stats", "1h"], env=renv)
-                    return t, rclone_bytes(out)
+    renv = h.local_env(RCLONE_CONFIG_MOTO_TYPE="s3", RCLONE_CONFIG_MOTO_PROVIDER="Other", RCLONE_CONFIG_MOTO_ENDPOINT=endpoint,
+                       RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=KEY, RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=SECRET,
+                       RCLONE_CONFIG_MOTO_REGION="us-east-1")
+    renv.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 cannot load a CA bundle for a plain-http endpoint
+    fill = [rclone, "sync", str(sc.src_v1), "moto:bench/rclone", *rclone_flags(), "--transfers", "16"]
+    h.run(fill, env=renv)
+    rclone_before = keys("rclone")
 
-                # rclone sync deletes files the source lacks, so each trial restores the 99% state
-                t, sent = median_trial(repeat, reset_rclone, measure)
-                run(["rclone", "sync", str(snapshot_src), "moto:bench/rclone", *EXCLUDES, "--transfers", "16"], env=renv)
-                result[f"{label}_s"] = round(t, 3)
-                result[f"{label}_bytes_sent"] = sent
-                result[f"cas_vs_{label}"] = round(t / t_cas, 2)
-        return result
-    finally:
-        proc.terminate()
-        proc.wait()
+    def rclone_setup() -> None:
+        # back to version 1 exactly (rclone also rewrote changed files); by checksum, which reads
+        # the ETags of the listing rather than every object's mtime: the same end state, sooner
+        h.run([*fill, "--checksum"], env=renv)
+
+    def rclone_trial(*flags: str):
+        def trial(_):
+            h.run([rclone, "sync", str(sc.src), "moto:bench/rclone", *flags, *rclone_flags()], env=renv)
+            return {"objects_written": len(keys("rclone") - rclone_before)}
+
+        return trial
+
+    ref = h.Contender("rclone sync (size/modtime)", rclone_trial(), rclone_setup)
+    contenders = [h.Contender("cas sync (CLI)", cas_trial, cas_setup),
+                  h.Contender("rclone sync --checksum", rclone_trial("--checksum"), rclone_setup)]
+    if dvc is None:
+        contenders.append(h.Contender("dvc push", lambda _: None, skipped=dvc_missing))
+    else:
+        contenders.append(dvc_s3(dvc, keys, reset))
+    return h.measure("sync-s3", ref, contenders, files=sc.files, target_objects=int(sc.files * 0.02))
+
+
+def dvc_s3(dvc: Dvc, keys, reset) -> h.Contender:
+    """dvc's S3 remote on moto, filled with version 1 before version 2 is added (see ``main``)."""
+    before = keys("dvc")
+
+    def setup() -> None:
+        reset("dvc", before)
+
+    def trial(_):
+        dvc.dvc("push", "-q", "-r", "s3")
+        return {"objects_written": len(keys("dvc") - before)}
+
+    return h.Contender("dvc push", trial, setup)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=18000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--no-s3", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--workdir", default=str(HERE / "_work" / "sync"))
-    args = parser.parse_args()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--files", type=int, default=None, help="blobs in all (default 18,000 x CAS_BENCH_SCALE)")
+    p.add_argument("--no-s3", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--workdir", default=str(h.DEFAULT_WORKDIR / "sync"))
+    args = p.parse_args()
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    src, snapshot, new_bytes = build(workdir, args.files)
-    report: dict = {
-        "files": args.files,
-        "new_file_bytes": new_bytes,
-        "bytes_missing": bytes_missing(src, snapshot),
-        "local": bench_local(workdir, src, snapshot, args.repeat),
-    }
-    if not args.no_s3:
-        # the S3 destination's 99% state is filled from the snapshot (a store holding version 1)
-        report["s3"] = bench_s3(workdir, src, snapshot, args.repeat)
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return
-    print(f"sync, {args.files} blobs, 99% already there ({new_bytes} bytes of new files)")
-    print(f"bytes the destination lacks (counted from the two directories): {report['bytes_missing']}")
-    for where, r in (("local -> local", report["local"]), ("local -> S3 (moto)", report.get("s3"))):
-        if not r:
-            continue
-        print(f"\n{where}")
-        for k, v in r.items():
-            print(f"  {k:28} {v}")
+    files = args.files or h.scaled(18_000, 200)
+    sc = Scenario(workdir, files)
+    moto = None if args.no_s3 else start_moto()
+    try:
+        dvc, dvc_missing = None, None
+        try:
+            dvc = Dvc(workdir, sc, tool("dvc", workdir), moto[1] if moto else None)
+        except (Missing, RuntimeError) as e:
+            dvc_missing = str(e)
+        rows = [bench_local(workdir, sc, dvc, dvc_missing)]
+        if moto:
+            rows.append(bench_s3(workdir, sc, moto[1], dvc, dvc_missing))
+    finally:
+        if moto:
+            moto[0].terminate()
+            moto[0].wait()
+    h.emit("bench_sync.py", rows, args.json, files=files)
 
 
 if __name__ == "__main__":
