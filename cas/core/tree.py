@@ -17,7 +17,7 @@ import msgpack
 from cas.core.digest import Digest, is_hex_digest
 from cas.errors import CorruptRecordError, InvalidNameError, InvalidValueError
 
-__all__ = ["encode_manifest", "decode_manifest", "check_entries", "walk_files", "check_tree_path"]
+__all__ = ["encode_manifest", "decode_manifest", "check_entries", "walk_files", "walk_sized", "check_tree_path"]
 
 _MAX_SIZE = 2**63 - 1
 
@@ -134,7 +134,14 @@ def _is_utf8(path: str) -> bool:
 
 
 def walk_files(root: str, exclude: Collection[tuple[int, int]] = ()) -> Iterator[tuple[str, str]]:
-    """(relative "/" path, absolute path) of every regular file below ``root``.
+    """(relative "/" path, absolute path) of every regular file below ``root`` (see :func:`walk_sized`)."""
+    for rel, path, _ in walk_sized(root, exclude):
+        yield rel, path
+
+
+def walk_sized(root: str, exclude: Collection[tuple[int, int]] = ()) -> Iterator[tuple[str, str, int]]:
+    """(relative "/" path, absolute path, size) of every regular file below ``root``: the size
+    comes from the stat the walk makes anyway, so a progress bar is sized without a second walk.
 
     Symlinks are refused rather than followed: a tree must not quietly pull in
     bytes from outside the directory being saved.  Directories and files whose
@@ -154,6 +161,6 @@ def walk_files(root: str, exclude: Collection[tuple[int, int]] = ()) -> Iterator
                 if statmod.S_ISDIR(st.st_mode):
                     stack.append(rel)
                 elif statmod.S_ISREG(st.st_mode):
-                    yield check_tree_path(rel), e.path
+                    yield check_tree_path(rel), e.path, st.st_size
                 elif statmod.S_ISLNK(st.st_mode):
                     raise InvalidValueError(f"refusing to save symlink {e.path!r} inside a directory artifact")

@@ -19,7 +19,7 @@ from cas.core.names import ArtifactName, parse_name
 from cas.core.progress import as_callback, item_done
 from cas.core.records import BLOB, TREE, Lineage, check_json_map, version_record
 from cas.core.refs import version_ref
-from cas.core.tree import check_entries, decode_manifest, encode_manifest, walk_files
+from cas.core.tree import check_entries, decode_manifest, encode_manifest, walk_sized
 from cas.errors import (
     BlobNotFoundError,
     IntegrityError,
@@ -289,9 +289,10 @@ class Ingest:
         entries: list[tuple[str, str, int]] = []
         # Walk (and validate every path) before writing anything: a refused
         # symlink or bad file name must leave the store unchanged.
-        files = list(walk_files(root, exclude=self.own_files()))
+        files = list(walk_sized(root, exclude=self.own_files()))
+        progress.set_size(sum(size for _, _, size in files))  # the bar's total, from this one walk
         with self.backend.batch():
-            for rel, abspath in files:
+            for rel, abspath, _ in files:
                 result = self.blobs.put_file(abspath, progress)
                 entries.append((rel, result.digest, result.size))
                 item_done(progress)
