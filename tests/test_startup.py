@@ -19,7 +19,8 @@ from click.testing import CliRunner
 
 import cas
 from cas.cli import cli
-from cas.cli.common import row_dict, version_dict
+from cas.cli.common import created_at, created_second, row_dict, version_dict
+from cas.index import VersionRow
 
 # modules a quick command has no use for
 HEAVY = (
@@ -120,6 +121,14 @@ def test_row_dict_equals_version_dict(store_url):
         store.delete_version("p/s/a", 1)
         for row in store.versions.rows("p/s/a", include_deleted=True):
             assert row_dict(row) == version_dict(store._wrap(row))
+
+
+@pytest.mark.parametrize(
+    "stored", ["2026-12-01T13:51:07.604946+00:00", "2026-12-01T13:51:07Z", "2026-12-01 13:51:07", "2026-12-01T13:51", "20261201T135107"]
+)
+def test_log_prints_the_second_a_version_object_would(stored):
+    row = VersionRow(1, "p/s/a", 1, "0" * 64, "blob", 1, stored, "{}", None, "0" * 64, None, None, None)
+    assert created_second(row) == created_at(row)[:19]
 
 
 def test_log_max_count_pages_newest_first(store_url):

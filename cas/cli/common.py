@@ -34,6 +34,7 @@ __all__ = [
     "version_dict",
     "row_dict",
     "created_at",
+    "created_second",
     "parse_duration",
     "storage_options",
     "complete_ref",
@@ -134,6 +135,16 @@ def row_dict(row: VersionRow) -> dict[str, Any]:
 def created_at(row: VersionRow) -> str:
     """A row's time as :func:`version_dict` prints it (normalised through ``datetime``)."""
     return datetime.fromisoformat(row.created_at).isoformat()
+
+
+_TO_THE_SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", re.ASCII)
+
+
+def created_second(row: VersionRow) -> str:
+    """``created_at(row)[:19]``, as ``cas log`` prints it: the stored text itself when it already
+    starts that way (the record decoder checked that it parses), else normalised."""
+    text = row.created_at
+    return text[:19] if _TO_THE_SECOND.match(text) else created_at(row)[:19]
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")

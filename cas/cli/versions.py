@@ -8,7 +8,7 @@ import click
 
 from cas.cli.common import (
     complete_ref,
-    created_at,
+    created_second,
     emit,
     json_option,
     open_cli_store,
@@ -50,7 +50,7 @@ def log(ctx: click.Context, name: str, include_deleted: bool, max_count: int | N
     for v in versions:
         tags = ", ".join(sorted(by_version.get(v.version, []))) + (" deleted" if v.deleted_at is not None else "")
         lines.append(
-            f"{v.name}@{v.version}  {v.digest[:12]}  {v.kind}  {human_bytes(v.size)}  {created_at(v)[:19]}"
+            f"{v.name}@{v.version}  {v.digest[:12]}  {v.kind}  {human_bytes(v.size)}  {created_second(v)}"
             + (f"  ({tags.strip()})" if tags.strip() else "")
         )
     emit(ctx, False, None, "\n".join(lines))
