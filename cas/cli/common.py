@@ -17,6 +17,7 @@ from cas.core.digest import ALGORITHM
 if TYPE_CHECKING:
     from cas.core.progress import Callback
     from cas.index import VersionRow
+    from cas.index.versions import HistoryRow
     from cas.store.facade import Store
     from cas.version import ArtifactVersion
 
@@ -132,7 +133,7 @@ def row_dict(row: VersionRow) -> dict[str, Any]:
     }
 
 
-def created_at(row: VersionRow) -> str:
+def created_at(row: VersionRow | HistoryRow) -> str:
     """A row's time as :func:`version_dict` prints it (normalised through ``datetime``)."""
     return datetime.fromisoformat(row.created_at).isoformat()
 
@@ -140,7 +141,7 @@ def created_at(row: VersionRow) -> str:
 _TO_THE_SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", re.ASCII)
 
 
-def created_second(row: VersionRow) -> str:
+def created_second(row: VersionRow | HistoryRow) -> str:
     """``created_at(row)[:19]``, as ``cas log`` prints it: the stored text itself when it already
     starts that way (the record decoder checked that it parses), else normalised."""
     text = row.created_at

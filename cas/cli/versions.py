@@ -16,6 +16,7 @@ from cas.cli.common import (
     row_dict,
     version_dict,
 )
+from cas.core.names import parse_name
 from cas.core.units import human_bytes
 
 __all__ = ["log", "show", "alias", "rm"]
@@ -38,10 +39,13 @@ def log(ctx: click.Context, name: str, include_deleted: bool, max_count: int | N
     """
     store = open_cli_store(ctx)
     # index rows, newest first and only as many as are printed: no version object per line
-    versions = store.versions.rows(name, include_deleted=include_deleted, newest_first=True, limit=max_count)
-    aliases = store.aliases(name)
+    if as_json:
+        versions = store.versions.rows(name, include_deleted=include_deleted, newest_first=True, limit=max_count)
+    else:
+        versions = store.versions.history(name, include_deleted=include_deleted, limit=max_count)
+        name = str(parse_name(name))  # as the index spells it
     by_version: dict[int, list[str]] = {}
-    for alias, number in aliases.items():
+    for alias, number in store.aliases(name).items():
         by_version.setdefault(number, []).append(alias)
     if as_json:
         emit(ctx, True, [row_dict(v) | {"aliases": sorted(by_version.get(v.version, []))} for v in versions])
@@ -50,7 +54,7 @@ def log(ctx: click.Context, name: str, include_deleted: bool, max_count: int | N
     for v in versions:
         tags = ", ".join(sorted(by_version.get(v.version, []))) + (" deleted" if v.deleted_at is not None else "")
         lines.append(
-            f"{v.name}@{v.version}  {v.digest[:12]}  {v.kind}  {human_bytes(v.size)}  {created_second(v)}"
+            f"{name}@{v.version}  {v.digest[:12]}  {v.kind}  {human_bytes(v.size)}  {created_second(v)}"
             + (f"  ({tags.strip()})" if tags.strip() else "")
         )
     emit(ctx, False, None, "\n".join(lines))

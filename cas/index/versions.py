@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-__all__ = ["VERSION_COLUMNS", "VersionQueries", "VersionRow"]
+__all__ = ["VERSION_COLUMNS", "HistoryRow", "VersionQueries", "VersionRow"]
 
 # The columns of a VersionRow, in its field order (other subjects select versions too).
 VERSION_COLUMNS = (
@@ -33,6 +33,17 @@ class VersionRow(NamedTuple):
     record: str
     run_id: str | None
     step_run_id: str | None
+    deleted_at: str | None
+
+
+class HistoryRow(NamedTuple):
+    """What one line of ``cas log`` shows of a version: half the columns of a VersionRow to read."""
+
+    version: int
+    digest: str
+    kind: str
+    size: int
+    created_at: str
     deleted_at: str | None
 
 
@@ -118,6 +129,16 @@ class VersionQueries:
             (name, -1 if limit is None else limit),
         )
         return [VersionRow(*r) for r in rows]
+
+    def history(self, name: str, include_deleted: bool = False, limit: int | None = None) -> list[HistoryRow]:
+        """:meth:`list_versions` newest first, only the columns a listing prints."""
+        where = "" if include_deleted else " AND deleted_at IS NULL"
+        rows = self.conn.execute(
+            f"SELECT version, digest, kind, size, created_at, deleted_at FROM versions WHERE name = ?{where}"
+            " ORDER BY version DESC LIMIT ?",
+            (name, -1 if limit is None else limit),
+        )
+        return list(map(HistoryRow._make, rows))
 
     def list_artifacts(self, prefix: str = "") -> list[str]:
         rows = self.conn.execute(

@@ -18,6 +18,7 @@ from cas.errors import (
     VersionNotFoundError,
 )
 from cas.index import VersionRow
+from cas.index.versions import HistoryRow
 from cas.store.publish import Publisher
 
 __all__ = ["Versions"]
@@ -89,6 +90,14 @@ class Versions:
         ``ArtifactNotFoundError`` for an unknown name."""
         aname = str(parse_name(name))
         rows = self.index.list_versions(aname, include_deleted=include_deleted, newest_first=newest_first, limit=limit)
+        if not rows:
+            self.require_name(aname)
+        return rows
+
+    def history(self, name: str, *, include_deleted: bool = False, limit: int | None = None) -> list[HistoryRow]:
+        """The ``limit`` newest versions of ``name`` (all by default), only what a listing prints."""
+        aname = str(parse_name(name))
+        rows = self.index.history(aname, include_deleted=include_deleted, limit=limit)
         if not rows:
             self.require_name(aname)
         return rows
