@@ -125,4 +125,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         DELETE FROM meta WHERE key = 'store_id'
         """,
     ),
+    (
+        # Format 2: a chunked file's whole-file digest -> its chunk list's digest, as the
+        # version record or tree manifest entry carried it (docs/format.md, chunk lists).
+        # New rows only: format-1 content has none, so nothing needs rebuilding.
+        "0005_chunk_lists",
+        """
+        CREATE TABLE IF NOT EXISTS chunk_lists (
+            digest TEXT PRIMARY KEY,
+            list TEXT NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]

@@ -19,20 +19,17 @@ from cas.core.digest import Digest
 from cas.core.format import new_store_format
 from cas.core.names import check_alias, parse_name
 from cas.core.records import BLOB, Lineage, check_json_map
-from cas.errors import (
-    InvalidValueError,
-    StoreNotFoundError,
-    UnsupportedDataError,
-    VersionDeletedError,
-)
+from cas.errors import InvalidValueError, StoreNotFoundError, UnsupportedDataError, VersionDeletedError
 from cas.index import Index, VersionRow
 from cas.index.lineage import UP
 from cas.lineage import events as _events
 from cas.lineage import record as _record
 from cas.lineage import runs as _runs
 from cas.storage.blobs import BlobStore
+from cas.storage.chunked import Contents
 from cas.storage.records import RecordStore
 from cas.store import gc as _gc
+from cas.store import upgrade as _upgrade
 from cas.store import verify as _verify
 from cas.store.gc import DEFAULT_GC_GRACE, GcReport
 from cas.store.ingest import Ingest
@@ -46,8 +43,7 @@ from cas.version import ArtifactVersion
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
-    # imported by the methods that use them, so show, log and ls never load them: the
-    # materializers (and their plugin scan), lineage queries and sync
+    # imported by the methods that use them (so do the materializers): show, log and ls never load them
     from cas.lineage.graph import LineageGraph
     from cas.store.sync import SyncResult
 
@@ -112,6 +108,7 @@ class Store:
         if index is None:
             refuse_planted_index(backend)
         self.index = Index(index or default_index_path(backend))
+        self.contents = Contents(self.blobs, self.index.chunk_list)  # content by digest: a blob, or chunked (format 2)
         # Every content read of a version comes to the publisher: inside a step it is an input.
         self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, on_read=_record.note_read,
                                    format=self.format)
@@ -364,7 +361,8 @@ class Store:
         Safe while others write; bad objects are skipped for ``verify`` (``Publisher.reindex``)."""
         return self.publisher.reindex(progress)
 
-    # -- sync, verify and gc ---------------------------------------------------------
+    # -- sync, verify, gc and upgrade ------------------------------------------------
+    upgrade = _upgrade.upgrade_store  # store.upgrade(dry_run=False, progress=None): format 1 -> 2, in place
 
     def sync_to(
         self,
