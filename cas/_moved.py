@@ -8,8 +8,7 @@ attributes and monkeypatches reach the same object.  Delete this file in the nex
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
+import importlib.machinery
 import sys
 import warnings
 
@@ -51,9 +50,11 @@ MOVED = {
 }
 
 
-class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+# A finder and loader by protocol, not by importlib.abc's classes: importing importlib.abc
+# costs `import cas` (and so every `cas` command) about as much as the rest of cas.errors.
+class _MovedFinder:
     def find_spec(self, name, path, target=None):
-        return importlib.util.spec_from_loader(name, self) if name in MOVED else None
+        return importlib.machinery.ModuleSpec(name, self) if name in MOVED else None
 
     def create_module(self, spec):
         warnings.warn(f"{spec.name} moved to {MOVED[spec.name]}", DeprecationWarning, stacklevel=2)

@@ -15,7 +15,6 @@ from cas.core.digest import CHUNK, Digest
 from cas.core.records import BLOB, TREE
 from cas.core.tree import check_tree_path
 from cas.errors import InvalidValueError, PathNotFoundError
-from cas.materializers import load_version
 from cas.storage.download import Download
 
 if TYPE_CHECKING:
@@ -82,6 +81,8 @@ class ArtifactVersion:
         A pickled version raises :class:`~cas.errors.UnsafeLoadError` unless
         ``allow_pickle=True``.  Large blobs: prefer ``open()`` or ``download()``.
         """
+        from cas.materializers import load_version  # a version that is only shown never loads the materializers
+
         return load_version(self, allow_pickle=allow_pickle)
 
     @property

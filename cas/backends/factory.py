@@ -8,13 +8,14 @@ every other fsspec URL the generic :mod:`cas.backends.fsspec` backend.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-from cas.backends.base import Backend
-from cas.backends.cloud import cloud_backend, cloud_options
-from cas.backends.fsspec import FsspecBackend
 from cas.backends.local import LocalBackend
 from cas.backends.secrets import Scrubber, redact_url, secrets_of
 from cas.errors import BackendError
+
+if TYPE_CHECKING:
+    from cas.backends.base import Backend
 
 __all__ = ["open_backend"]
 
@@ -24,7 +25,11 @@ def open_backend(url: str, **storage_options) -> Backend:
     if "://" not in url or url.startswith("file://"):
         path = url[len("file://") :] if url.startswith("file://") else url
         return LocalBackend(os.path.expanduser(path))
-    import fsspec  # only for non-local stores: importing it costs ~50 ms
+    # only for non-local stores: fsspec and the cloud backends cost a local command more than it needs
+    import fsspec
+
+    from cas.backends.cloud import cloud_backend, cloud_options
+    from cas.backends.fsspec import FsspecBackend
 
     storage_options = cloud_options(url, storage_options)
     try:

@@ -7,12 +7,17 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from cas.core.digest import ALGORITHM
+
 if TYPE_CHECKING:
     from cas.core.progress import Callback
+    from cas.index import VersionRow
+    from cas.index.versions import HistoryRow
     from cas.store.facade import Store
     from cas.version import ArtifactVersion
 
@@ -28,6 +33,9 @@ __all__ = [
     "emit",
     "progress_bar",
     "version_dict",
+    "row_dict",
+    "created_at",
+    "created_second",
     "parse_duration",
     "storage_options",
     "complete_ref",
@@ -105,6 +113,39 @@ def version_dict(v: ArtifactVersion) -> dict[str, Any]:
         "run_id": v.run_id,
         "deleted": v.deleted,
     }
+
+
+def row_dict(row: VersionRow) -> dict[str, Any]:
+    """:func:`version_dict` of an index row, without building the version: ``cas log`` and
+    ``cas ls`` print thousands of them.  Equal to ``version_dict(ArtifactVersion.from_row(...))``."""
+    return {
+        "name": row.name,
+        "version": row.version,
+        "ref": f"{row.name}@{row.version}",
+        "digest": f"{ALGORITHM}:{row.digest}",  # index rows hold digests checked when their record was decoded
+        "kind": row.kind,
+        "size": row.size,
+        "created_at": created_at(row),
+        "metadata": json.loads(row.metadata),
+        "materializer": row.materializer,
+        "run_id": row.run_id,
+        "deleted": row.deleted_at is not None,
+    }
+
+
+def created_at(row: VersionRow | HistoryRow) -> str:
+    """A row's time as :func:`version_dict` prints it (normalised through ``datetime``)."""
+    return datetime.fromisoformat(row.created_at).isoformat()
+
+
+_TO_THE_SECOND = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", re.ASCII)
+
+
+def created_second(row: VersionRow | HistoryRow) -> str:
+    """``created_at(row)[:19]``, as ``cas log`` prints it: the stored text itself when it already
+    starts that way (the record decoder checked that it parses), else normalised."""
+    text = row.created_at
+    return text[:19] if _TO_THE_SECOND.match(text) else created_at(row)[:19]
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")

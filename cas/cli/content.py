@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cas.cli.common import complete_ref, emit, json_option, open_cli_store, progress_bar, version_dict
+from cas.cli.common import complete_ref, emit, json_option, open_cli_store, progress_bar, row_dict, version_dict
 from cas.core.names import check_alias, parse_name
 from cas.core.units import human_bytes
 from cas.errors import DestinationExistsError
+from cas.store.stats import new_bytes as stored_only_here
 
 if TYPE_CHECKING:
     from cas.core.progress import Callback
@@ -59,26 +60,27 @@ def put(
     if source != "-" and not path.exists():
         raise FileNotFoundError(f"no such file or directory: {source}")
     store = open_cli_store(ctx, create=True)
-    before = store.stats().stored_bytes
-    latest_before = max((v.version for v in store.list_versions(name)), default=0) if store.list_artifacts(name) else 0
+    # one indexed MAX, not a version object per stored version (deleted ones count: a new
+    # version's number is above them too, and --if-changed returns one at or below it)
+    latest_before = store.next_version(name) - 1
     if source == "-":
         with progress_bar(ctx, None, f"saving {name}", as_json=as_json) as progress:
             v = store.save(sys.stdin.buffer, name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed)
     else:
-        # A directory's bar counts bytes and files without totals: sizing it would walk
-        # the tree a second time (the save walks it once).
+        # A directory's bar gets its total from the walk the save does (Callback.set_size).
         total = None if path.is_dir() else path.stat().st_size
         with progress_bar(ctx, total, f"saving {name}", as_json=as_json) as progress:
             v = store.save(
                 path, name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed, rehash=rehash
             )
-    new_bytes = store.stats().stored_bytes - before
     unchanged = v.version <= latest_before
-    data = version_dict(v) | {"new_bytes": max(new_bytes, 0), "unchanged": unchanged}
+    # the bytes only this version's blobs hold (not two sums over the whole store around the save)
+    new_bytes = 0 if unchanged else stored_only_here(store.index, v.id)
+    data = version_dict(v) | {"new_bytes": new_bytes, "unchanged": unchanged}
     if unchanged:
         emit(ctx, as_json, data, f"{v.ref}  {v.digest.short}  unchanged: no new version")
         return
-    emit(ctx, as_json, data, f"{v.ref}  {v.digest.short}  {human_bytes(v.size)}  ({human_bytes(max(new_bytes, 0))} new)")
+    emit(ctx, as_json, data, f"{v.ref}  {v.digest.short}  {human_bytes(v.size)}  ({human_bytes(new_bytes)} new)")
 
 
 @click.command()
@@ -221,10 +223,7 @@ def ls_cmd(ctx: click.Context, prefix: str, as_json: bool) -> None:
       cas ls
       cas ls churn/train/ --json
     """
-    store = open_cli_store(ctx)
-    rows = []
-    for name in store.list_artifacts(prefix):
-        v = store.get_artifact_version(name)
-        rows.append(version_dict(v))
+    # one query for every name's latest version, not a lookup per name
+    rows = [row_dict(r) for r in open_cli_store(ctx).versions.latest_rows(prefix)]
     text = "\n".join(f"{r['name']}  v{r['version']}  {r['kind']}  {human_bytes(r['size'])}" for r in rows)
     emit(ctx, as_json, rows, text or "(no artifacts)")

@@ -65,6 +65,15 @@ class BarCallback(Callback):
         self._lock = threading.Lock()
         self._drawn = 0.0
 
+    def set_size(self, size: int) -> None:
+        """The total arrives once the work knows it (a tree's walk): the bar gains its percentage."""
+        with self._lock:
+            self.size = size
+            if self.bar.bar_format == _WITHOUT_TOTAL and size:
+                self.bar.total = size
+                self.bar.bar_format = _WITH_TOTAL
+                self.bar.refresh()
+
     def relative_update(self, inc: int = 1) -> None:
         with self._lock:
             self.value += inc

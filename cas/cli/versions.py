@@ -6,7 +6,17 @@ import json
 
 import click
 
-from cas.cli.common import complete_ref, emit, json_option, open_cli_store, parse_duration, version_dict
+from cas.cli.common import (
+    complete_ref,
+    created_second,
+    emit,
+    json_option,
+    open_cli_store,
+    parse_duration,
+    row_dict,
+    version_dict,
+)
+from cas.core.names import parse_name
 from cas.core.units import human_bytes
 
 __all__ = ["log", "show", "alias", "rm"]
@@ -15,31 +25,39 @@ __all__ = ["log", "show", "alias", "rm"]
 @click.command()
 @click.argument("name", shell_complete=complete_ref)
 @click.option("--all", "include_deleted", is_flag=True, help="Include deleted versions.")
+@click.option("-n", "--max-count", type=click.IntRange(min=1), default=None, metavar="N", help="Only the N newest versions.")
 @json_option
 @click.pass_context
-def log(ctx: click.Context, name: str, include_deleted: bool, as_json: bool) -> None:
+def log(ctx: click.Context, name: str, include_deleted: bool, max_count: int | None, as_json: bool) -> None:
     """Show the versions of NAME, newest first.
 
     \b
     Examples:
       cas log churn/train/model
+      cas log churn/train/model -n 10
       cas log churn/train/model --all --json
     """
     store = open_cli_store(ctx)
-    versions = store.list_versions(name, include_deleted=include_deleted)
-    aliases = store.aliases(name)
+    # index rows, newest first and only as many as are printed: no version object per line
+    if as_json:
+        versions = store.versions.rows(name, include_deleted=include_deleted, newest_first=True, limit=max_count)
+    else:
+        versions = store.versions.history(name, include_deleted=include_deleted, limit=max_count)
+        name = str(parse_name(name))  # as the index spells it
     by_version: dict[int, list[str]] = {}
-    for alias, number in aliases.items():
+    for alias, number in store.aliases(name).items():
         by_version.setdefault(number, []).append(alias)
-    rows = [version_dict(v) | {"aliases": sorted(by_version.get(v.version, []))} for v in reversed(versions)]
+    if as_json:
+        emit(ctx, True, [row_dict(v) | {"aliases": sorted(by_version.get(v.version, []))} for v in versions])
+        return
     lines = []
-    for r in rows:
-        tags = ", ".join(r["aliases"]) + (" deleted" if r["deleted"] else "")
+    for v in versions:
+        tags = ", ".join(sorted(by_version.get(v.version, []))) + (" deleted" if v.deleted_at is not None else "")
         lines.append(
-            f"{r['ref']}  {r['digest'][7:19]}  {r['kind']}  {human_bytes(r['size'])}  {r['created_at'][:19]}"
+            f"{name}@{v.version}  {v.digest[:12]}  {v.kind}  {human_bytes(v.size)}  {created_second(v)}"
             + (f"  ({tags.strip()})" if tags.strip() else "")
         )
-    emit(ctx, as_json, rows, "\n".join(lines))
+    emit(ctx, False, None, "\n".join(lines))
 
 
 @click.command()

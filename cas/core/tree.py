@@ -176,7 +176,8 @@ def walk_files(root: str, exclude: Collection[tuple[int, int]] = ()) -> Iterator
 def walk_file_stats(
     root: str, exclude: Collection[tuple[int, int]] = ()
 ) -> Iterator[tuple[str, str, os.stat_result]]:
-    """:func:`walk_files`, with each file's stat as the walk took it (the stat cache compares it)."""
+    """:func:`walk_files`, with each file's stat as the walk took it: the stat cache compares
+    it, and a progress bar is sized from its sizes without a second walk."""
     stack = [""]
     while stack:
         rel_dir = stack.pop()

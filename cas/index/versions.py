@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["VERSION_COLUMNS", "VersionQueries", "VersionRow"]
+__all__ = ["VERSION_COLUMNS", "HistoryRow", "VersionQueries", "VersionRow"]
 
 # The columns of a VersionRow, in its field order (other subjects select versions too).
 VERSION_COLUMNS = (
@@ -19,8 +18,9 @@ VERSION_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class VersionRow:
+class VersionRow(NamedTuple):
+    """One row of ``versions`` (a tuple: listing thousands builds no dataclass per row)."""
+
     id: int
     name: str
     version: int
@@ -33,6 +33,17 @@ class VersionRow:
     record: str
     run_id: str | None
     step_run_id: str | None
+    deleted_at: str | None
+
+
+class HistoryRow(NamedTuple):
+    """What one line of ``cas log`` shows of a version: half the columns of a VersionRow to read."""
+
+    version: int
+    digest: str
+    kind: str
+    size: int
+    created_at: str
     deleted_at: str | None
 
 
@@ -108,12 +119,28 @@ class VersionQueries:
     def name_exists(self, name: str) -> bool:
         return self.conn.execute("SELECT 1 FROM versions WHERE name = ? LIMIT 1", (name,)).fetchone() is not None
 
-    def list_versions(self, name: str, include_deleted: bool = False) -> list[VersionRow]:
+    def list_versions(
+        self, name: str, include_deleted: bool = False, *, newest_first: bool = False, limit: int | None = None
+    ) -> list[VersionRow]:
+        """``limit`` (newest first: the newest ``limit``) is a LIMIT on the (name, version) index,
+        so showing a page of a long history reads that page only."""
         where = "" if include_deleted else " AND deleted_at IS NULL"
+        order = "DESC" if newest_first else "ASC"
         rows = self.conn.execute(
-            f"SELECT {VERSION_COLUMNS} FROM versions WHERE name = ?{where} ORDER BY version", (name,)
+            f"SELECT {VERSION_COLUMNS} FROM versions WHERE name = ?{where} ORDER BY version {order} LIMIT ?",
+            (name, -1 if limit is None else limit),
         )
         return [VersionRow(*r) for r in rows]
+
+    def history(self, name: str, include_deleted: bool = False, limit: int | None = None) -> list[HistoryRow]:
+        """:meth:`list_versions` newest first, only the columns a listing prints."""
+        where = "" if include_deleted else " AND deleted_at IS NULL"
+        rows = self.conn.execute(
+            f"SELECT version, digest, kind, size, created_at, deleted_at FROM versions WHERE name = ?{where}"
+            " ORDER BY version DESC LIMIT ?",
+            (name, -1 if limit is None else limit),
+        )
+        return list(map(HistoryRow._make, rows))
 
     def list_artifacts(self, prefix: str = "") -> list[str]:
         rows = self.conn.execute(
@@ -121,6 +148,34 @@ class VersionQueries:
             (prefix, prefix + "\U0010ffff"),
         )
         return [r[0] for r in rows]
+
+    def latest_under(self, prefix: str = "") -> list[VersionRow]:
+        """The latest live version of every name starting with ``prefix``, by name: one pass over
+        the (name, version) index, not a lookup per name.  (SQLite takes a bare column's value
+        from the row that holds the MAX, documented for exactly this use.)"""
+        rows = self.conn.execute(
+            f"SELECT {VERSION_COLUMNS}, MAX(version) FROM versions"
+            " WHERE deleted_at IS NULL AND name >= ? AND name < ? GROUP BY name ORDER BY name",
+            (prefix, prefix + "\U0010ffff"),
+        )
+        return [VersionRow(*r[:-1]) for r in rows]
+
+    def bytes_only_in(self, version_id: int) -> int:
+        """Bytes of the content blobs of one version that no other live version uses: what
+        ``stats().stored_bytes`` grew by when that version was saved, found from the version's
+        own blobs (indexed lookups each) instead of summing the whole store twice."""
+        row = self.conn.execute(
+            "WITH mine(digest) AS ("
+            " SELECT digest FROM versions WHERE id = :id AND kind = 'blob'"
+            " UNION SELECT t.digest FROM tree_entries t JOIN versions v ON v.digest = t.tree WHERE v.id = :id)"
+            " SELECT COALESCE(SUM(b.size), 0) FROM blobs b JOIN mine USING (digest)"
+            " WHERE NOT EXISTS (SELECT 1 FROM versions o WHERE o.digest = b.digest AND o.kind = 'blob'"
+            "  AND o.deleted_at IS NULL AND o.id != :id)"
+            " AND NOT EXISTS (SELECT 1 FROM tree_entries t JOIN versions o ON o.digest = t.tree"
+            "  WHERE t.digest = b.digest AND o.deleted_at IS NULL AND o.id != :id)",
+            {"id": version_id},
+        ).fetchone()
+        return row[0]
 
     def versions_with_digest(self, digest: str) -> list[VersionRow]:
         rows = self.conn.execute(f"SELECT {VERSION_COLUMNS} FROM versions WHERE digest = ?", (digest,))

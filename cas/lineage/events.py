@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from cas.core.records import now_iso
 from cas.core.refs import run_ref
-from cas.lineage import live as live_lineage
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from cas.store.facade import Store
 
 __all__ = [
@@ -42,6 +43,13 @@ __all__ = [
 
 # Fixed namespace for step run ids: uuid5(namespace, "<run id>/<step>").
 _STEP_NAMESPACE = uuid.UUID("6f0f2c53-4c1e-5d53-9a55-6361732d7275")
+
+
+def _live() -> ModuleType:
+    """OpenLineage's live events, imported once a run is recorded: applying events never needs them."""
+    from cas.lineage import live
+
+    return live
 
 
 def step_run_id_for(run_id: str, step: str) -> str:
@@ -71,14 +79,14 @@ def publish_run_start(store: Store, pipeline: str, params: dict[str, Any], run_i
     record = {"type": "run_start", "run_id": run_id, "pipeline": pipeline, "params": params, "started_at": now_iso()}
     started = _publish(store, run_id, record, seq=0)
     if started:
-        live_lineage.emit_run(store, run_id, "start")
+        _live().emit_run(store, run_id, "start")
     return started
 
 
 def publish_run_end(store: Store, run_id: str, status: str, error: str | None) -> None:
     record = {"type": "run_end", "run_id": run_id, "status": status, "ended_at": now_iso(), "error": error}
     _publish(store, run_id, record)
-    live_lineage.emit_run(store, run_id, "end")
+    _live().emit_run(store, run_id, "end")
 
 
 def publish_step_start(store: Store, run_id: str, step: str, inputs: list[tuple[str, int]]) -> str:
@@ -93,7 +101,7 @@ def publish_step_start(store: Store, run_id: str, step: str, inputs: list[tuple[
         "inputs": [list(i) for i in inputs],
     }
     _publish(store, run_id, record)
-    live_lineage.emit_step(store, run_id, step_run_id, "start")
+    _live().emit_step(store, run_id, step_run_id, "start")
     return step_run_id
 
 
@@ -125,7 +133,7 @@ def publish_step_end(store: Store, run_id: str, step_run_id: str, step: str, sta
         "error": error,
     }
     _publish(store, run_id, record)
-    live_lineage.emit_step(store, run_id, step_run_id, "end")
+    _live().emit_step(store, run_id, step_run_id, "end")
 
 
 # -- appliers: records -> index rows (registered into store.APPLIERS) -------------------

@@ -20,7 +20,6 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +97,8 @@ def _load_plugins() -> None:
         if _plugins_loaded:
             return
         _plugins_loaded = True
+        from importlib.metadata import entry_points  # only once a plugin is looked for: it imports the email package
+
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 obj = ep.load()

@@ -26,11 +26,6 @@ from typing import Any
 from cas.core.format import FORMAT_FILE
 from cas.errors import InvalidNameError, InvalidValueError, RemoteNotFoundError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
 __all__ = [
     "CONFIG_FILE",
     "user_config_path",
@@ -64,13 +59,19 @@ def store_config_path(store_dir: str | os.PathLike) -> Path:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        f = open(path, "rb")
     except FileNotFoundError:
         return {}
-    except tomllib.TOMLDecodeError as e:
-        raise InvalidValueError(f"{path}: not valid TOML: {e}") from None
-    return data
+    # the TOML parser only once there is a file: most commands never read one
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    with f:
+        try:
+            return tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise InvalidValueError(f"{path}: not valid TOML: {e}") from None
 
 
 def load_config(store_dir: str | os.PathLike | None = None) -> dict[str, Any]:

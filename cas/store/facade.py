@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from cas import materializers as _materializers
 from cas.backends.base import Backend
 from cas.backends.factory import open_backend
 from cas.backends.secrets import redact_url
@@ -20,23 +19,16 @@ from cas.core.digest import Digest
 from cas.core.format import new_store_format
 from cas.core.names import check_alias, parse_name
 from cas.core.records import BLOB, Lineage, check_json_map
-from cas.errors import (
-    InvalidValueError,
-    StoreNotFoundError,
-    UnsupportedDataError,
-    VersionDeletedError,
-)
+from cas.errors import InvalidValueError, StoreNotFoundError, UnsupportedDataError, VersionDeletedError
 from cas.index import Index, VersionRow
+from cas.index.lineage import UP
 from cas.lineage import events as _events
-from cas.lineage import query as _lineage
 from cas.lineage import record as _record
 from cas.lineage import runs as _runs
-from cas.lineage.graph import LineageGraph
 from cas.storage.blobs import BlobStore
 from cas.storage.chunked import Contents
 from cas.storage.records import RecordStore
 from cas.store import gc as _gc
-from cas.store import sync as _sync
 from cas.store import upgrade as _upgrade
 from cas.store import verify as _verify
 from cas.store.gc import DEFAULT_GC_GRACE, GcReport
@@ -51,10 +43,11 @@ from cas.version import ArtifactVersion
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
-__all__ = [
-    "DEFAULT_GC_GRACE", "DEFAULT_STORE", "INDEX_FILE", "GcReport", "Store", "StoreStats",
-    "UnsupportedDataError", "VerifyReport", "open_store",
-]
+    # imported by the methods that use them (so do the materializers): show, log and ls never load them
+    from cas.lineage.graph import LineageGraph
+    from cas.store.sync import SyncResult
+
+__all__ = ["DEFAULT_GC_GRACE", "DEFAULT_STORE", "INDEX_FILE", "GcReport", "Store", "StoreStats", "UnsupportedDataError", "VerifyReport", "open_store"]
 
 # Run and step events (cas.lineage.record) are applied by that module's functions.
 APPLIERS.update(_events.APPLIERS)
@@ -189,6 +182,7 @@ class Store:
         aname = parse_name(name)
         aliases = [check_alias(a) for a in aliases]
         metadata = check_json_map(metadata, "metadata")
+        from cas import materializers as _materializers
         mat = _materializers.select(data, materializer)
         link = _record.link_for_save(self, aname.pipeline, aname.step, run_id, step, inputs) if lineage is None else None
         row = self.ingest.save(
@@ -335,7 +329,7 @@ class Store:
         return f"cas://{v.name}/{v.version}"
 
     def lineage(
-        self, version: ArtifactVersion | str, direction: str = _lineage.UP, depth: int | None = None
+        self, version: ArtifactVersion | str, direction: str = UP, depth: int | None = None
     ) -> LineageGraph:
         """The lineage graph of a version: ``"up"`` to what it came from, ``"down"``
         to what was derived from it, ``depth`` steps at most (None: all)."""
@@ -346,7 +340,8 @@ class Store:
                 version = self._wrap(self.versions.committed(e.name, e.version))
         elif not isinstance(version, ArtifactVersion):
             raise InvalidValueError(f"lineage needs an ArtifactVersion or 'name@version', not {type(version).__name__}")
-        return _lineage.build_graph(self, version, direction, depth)
+        from cas.lineage.query import build_graph
+        return build_graph(self, version, direction, depth)
 
     # -- keeping the index in step with the backend ---------------------------------
 
@@ -375,11 +370,12 @@ class Store:
         jobs: int | None = None,
         dry_run: bool = False,
         progress: Callback | None = None,
-    ) -> _sync.SyncResult:
+    ) -> SyncResult:
         """Copy this store's versions, aliases and lineage (or those of ``names``,
         glob patterns) into ``other``, sending only the blobs it lacks.
         Returns a :class:`cas.store.sync.SyncResult`; see ``cas.store.sync`` for the rules."""
-        return _sync.sync(self, other, names, jobs=jobs or _sync.DEFAULT_JOBS, dry_run=dry_run, progress=progress)
+        from cas.store.sync import DEFAULT_JOBS, sync
+        return sync(self, other, names, jobs=jobs or DEFAULT_JOBS, dry_run=dry_run, progress=progress)
 
     def verify(self, deep: bool = False, progress: Callback | None = None) -> VerifyReport:
         """Check every blob a version or record needs is present with the right size;

@@ -324,9 +324,9 @@ class Ingest:
     def _put_tree(self, root: str, progress: Callback | None, seen: StatCache):
         progress = as_callback(progress)  # once per tree, not once per file
         entries: list[tuple[str, str, int]] = []
-        # Walk (and validate every path) before writing anything: a refused
-        # symlink or bad file name must leave the store unchanged.
+        # Walk (and validate every path) before writing: a refused symlink or bad name changes nothing.
         files = list(walk_file_stats(root, exclude=self.own_files()))
+        progress.set_size(sum(st.st_size for _, _, st in files))  # the bar's total, from this one walk
         with self.backend.batch(), seen:
             for rel, abspath, st in files:
                 result = self.put_file(abspath, progress, seen, seen.look_below(rel, st))

@@ -3,7 +3,6 @@ store or in the per-user cache, and the refusal to follow a symlink planted as t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 
@@ -22,6 +21,8 @@ _INDEX_FILES = (INDEX_FILE, f"{INDEX_FILE}-wal", f"{INDEX_FILE}-shm", f"{INDEX_F
 def default_index_path(backend: Backend) -> str:
     if backend.capabilities.local:
         return os.path.join(backend.root, INDEX_FILE)  # type: ignore[attr-defined]  # a local backend's directory
+    import hashlib  # only here: loading OpenSSL's hashes is a measurable part of a local `cas show`
+
     key = hashlib.sha256(backend.url.encode()).hexdigest()[:24]
     if backend.capabilities.in_process:
         # memory:// lives and dies with this process; so does its index

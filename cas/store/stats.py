@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from cas.index import Index
 
-__all__ = ["StoreStats", "stats"]
+__all__ = ["StoreStats", "stats", "new_bytes"]
 
 
 @dataclass(frozen=True)
@@ -26,3 +26,9 @@ class StoreStats:
 def stats(index: Index) -> StoreStats:
     """Artifacts, live versions, content blobs, logical and stored bytes."""
     return StoreStats(**index.stats())
+
+
+def new_bytes(index: Index, version_id: int) -> int:
+    """How many stored bytes the version with this index id added: its blobs no other live
+    version uses.  ``cas put`` reports it; the cost follows the version, not the store."""
+    return index.bytes_only_in(version_id)

@@ -18,6 +18,7 @@ from cas.errors import (
     VersionNotFoundError,
 )
 from cas.index import VersionRow
+from cas.index.versions import HistoryRow
 from cas.store.publish import Publisher
 
 __all__ = ["Versions"]
@@ -82,19 +83,32 @@ class Versions:
         assert row is not None, "a committed version is in the index"
         return row
 
-    def rows(self, name: str, *, include_deleted: bool = False) -> list[VersionRow]:
-        """Rows of ``name``'s versions, oldest first; ``ArtifactNotFoundError`` for an unknown name."""
+    def rows(
+        self, name: str, *, include_deleted: bool = False, newest_first: bool = False, limit: int | None = None
+    ) -> list[VersionRow]:
+        """Rows of ``name``'s versions, oldest first (or the ``limit`` newest, newest first);
+        ``ArtifactNotFoundError`` for an unknown name."""
         aname = str(parse_name(name))
-        rows = self.index.list_versions(aname, include_deleted=include_deleted)
+        rows = self.index.list_versions(aname, include_deleted=include_deleted, newest_first=newest_first, limit=limit)
+        if not rows:
+            self.require_name(aname)
+        return rows
+
+    def history(self, name: str, *, include_deleted: bool = False, limit: int | None = None) -> list[HistoryRow]:
+        """The ``limit`` newest versions of ``name`` (all by default), only what a listing prints."""
+        aname = str(parse_name(name))
+        rows = self.index.history(aname, include_deleted=include_deleted, limit=limit)
         if not rows:
             self.require_name(aname)
         return rows
 
     def names(self, prefix: str = "") -> list[str]:
         """Names of artifacts with a live version whose name starts with ``prefix``, sorted."""
-        if not isinstance(prefix, str) or any(ord(ch) < 32 for ch in prefix) or "\\" in prefix:
-            raise InvalidNameError(f"invalid prefix {prefix!r}")
-        return self.index.list_artifacts(prefix)
+        return self.index.list_artifacts(_check_prefix(prefix))
+
+    def latest_rows(self, prefix: str = "") -> list[VersionRow]:
+        """The latest live version of each name starting with ``prefix``, sorted by name (one query)."""
+        return self.index.latest_under(_check_prefix(prefix))
 
     def aliases(self, name: str) -> dict[str, int]:
         return self.index.aliases_of(str(parse_name(name)))
@@ -154,3 +168,9 @@ class Versions:
         if claimed is None:
             raise VersionDeletedError(name, version)
         self.publisher.commit(claimed.ref, claimed.record_digest, record)
+
+
+def _check_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or any(ord(ch) < 32 for ch in prefix) or "\\" in prefix:
+        raise InvalidNameError(f"invalid prefix {prefix!r}")
+    return prefix
