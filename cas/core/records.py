@@ -21,6 +21,7 @@ import msgpack
 
 from cas.core.digest import is_hex_digest
 from cas.core.names import MAX_VERSION, check_alias, check_segment, parse_name
+from cas.core.packs import PACK_TYPE, decode_pack_index
 from cas.core.refs import RefKey, parse_ref_path
 from cas.errors import CorruptRecordError, InvalidNameError, InvalidValueError
 
@@ -251,6 +252,7 @@ _RECORDS: dict[str, tuple[str, dict[str, Callable[[Any], None]], dict[str, Calla
     "step_start": ("runs", {**_STEP_EVENT, "started_at": _time}, {"inputs": _optional(_inputs)}),
     "step_input": ("runs", {**_STEP_EVENT, "created_at": _time}, {"inputs": _optional(_inputs)}),
     "step_end": ("runs", {**_STEP_EVENT, "status": _STATUS, "ended_at": _time}, {"error": _ERROR}),
+    PACK_TYPE: ("packs", {"pack": _digest, "seq": _int(0, 0)}, {}),
 }
 
 
@@ -286,7 +288,7 @@ def decode_record(data: bytes, hexdigest: str, ref: RefKey | str) -> dict[str, A
                 _check_field(field, check, record[field])
     except InvalidNameError as e:
         raise CorruptRecordError(f"blake3:{hexdigest}", f"not a valid record for {ref.path}: {e}") from None
-    return record
+    return decode_pack_index(record, hexdigest, ref.owner) and record if record["type"] == PACK_TYPE else record
 
 
 def _check_field(field: str, check: Callable[[Any], None], value: Any) -> None:
@@ -305,7 +307,7 @@ def _check_claim(record: dict[str, Any], ref: RefKey) -> dict[str, Any]:
     elif ref.kind == "aliases":
         want = {"name": ref.owner, "alias": ref.alias, "seq": ref.number}
     else:
-        want = {"name": ref.owner, "version": ref.number}
+        want = {"pack": ref.owner} if ref.kind == "packs" else {"name": ref.owner, "version": ref.number}
     for field, value in want.items():
         if type(record[field]) is not type(value) or record[field] != value:
             raise InvalidNameError(f"{field!r} is {_brief(record[field])}, the ref says {value!r}")

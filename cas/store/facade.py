@@ -40,6 +40,7 @@ from cas.store import verify as _verify
 from cas.store.gc import DEFAULT_GC_GRACE, GcReport
 from cas.store.ingest import Ingest
 from cas.store.location import DEFAULT_STORE, INDEX_FILE, default_index_path, refuse_planted_index
+from cas.store.packing import install_reader
 from cas.store.publish import APPLIERS, Publisher
 from cas.store.stats import StoreStats, stats
 from cas.store.verify import VerifyReport
@@ -116,6 +117,7 @@ class Store:
         # Every content read of a version comes to the publisher: inside a step it is an input.
         self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, on_read=_record.note_read,
                                    format=self.format)
+        install_reader(self.publisher)  # format 2: small blobs may be packed
         self.versions = Versions(self.publisher)
         self.ingest = Ingest(self.publisher, self.versions)
         if self.index.get_meta("store_id") != self.store_id:

@@ -29,6 +29,7 @@ from cas.errors import (
 )
 from cas.index import VersionRow
 from cas.storage.blobs import PutResult
+from cas.store import packing
 from cas.store.publish import Publisher
 from cas.store.versions import Versions
 
@@ -290,9 +291,10 @@ class Ingest:
         # Walk (and validate every path) before writing anything: a refused
         # symlink or bad file name must leave the store unchanged.
         files = list(walk_files(root, exclude=self.own_files()))
-        with self.backend.batch():
+        # format 2: small files go into packs, published once the batch made them durable
+        with packing.session(self.publisher) as sink, self.backend.batch():
             for rel, abspath in files:
-                result = self.blobs.put_file(abspath, progress)
+                result = sink.put_file(abspath, progress)
                 entries.append((rel, result.digest, result.size))
                 item_done(progress)
             manifest = self.blobs.put_bytes(encode_manifest(entries))

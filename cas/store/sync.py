@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from cas.core.refs import parse_ref_path, ref_order
 from cas.errors import InvalidNameError
+from cas.core.refs import refs_prefix
 from cas.storage.blobs import BLOB_PREFIX, digest_from_path
 from cas.store.send import needed_blobs, publish_refs, send_blobs
 
@@ -101,6 +102,9 @@ class SyncResult:
 # -- choosing what to copy ---------------------------------------------------------
 
 
+PACK_REFS = refs_prefix("packs") + "/"
+
+
 def _matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
     pats = [p for p in patterns if p]
     for p in pats:
@@ -119,7 +123,8 @@ def _matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
 
 
 def _selected_refs(src: Store, match: Callable[[str], bool] | None) -> list[tuple[str, str]]:
-    refs = list(src.index.iter_records())
+    # Pack indexes are not copied: the destination packs what it receives itself (cas.store.packing).
+    refs = [(r, d) for r, d in src.index.iter_records() if not r.startswith(PACK_REFS)]
     if match is None:
         return refs
     names = {n for n in (parse_ref_path(r).name for r, _ in refs) if n is not None and match(n)}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from cas.core.progress import as_callback, item_done
 from cas.core.refs import REFS, parse_ref_path
 from cas.errors import CasError, CorruptRecordError
+from cas.store import packgc
 from cas.store.publish import Publisher
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
             foreign.append(path)
         else:
             present[digest] = size
+    packed = packgc.check_packs(pub, deep)  # format 2: blobs in packs, foreign and corrupt packs
+    foreign += packed.foreign
+    loose, present = present, {**packed.present, **present}
     # Exactly what gc keeps: a deleted version's bytes may be gone, by design.
     needed = pub.index.needed_blobs()
     missing = sorted(d for d in needed if d not in present)
@@ -54,7 +58,7 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
     if deep:
         progress = as_callback(progress)
         bad = set(corrupt)
-        for digest in present:
+        for digest in loose:  # packed ones were rehashed with their pack
             try:
                 actual, _ = pub.blobs.check(digest, progress)
             except CasError:
@@ -63,9 +67,11 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
                 bad.add(digest)
             checked += 1
             item_done(progress)
-        corrupt = sorted(bad)
+        corrupt = sorted(bad | set(packed.corrupt))
+        checked += packed.checked
     else:
         checked = len(needed)
+        corrupt = sorted({*corrupt, *packed.corrupt})
     return VerifyReport(
         checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign), invalid=_invalid_objects(pub),
         orphans=orphans,
