@@ -99,7 +99,7 @@ def decode_pack_index(record: Any, record_digest: str, pack: str | None = None) 
     if type(size) is not int or not len(PACK_MAGIC) <= size <= _MAX_SIZE:
         raise bad("'size' is out of range")
     if not isinstance(listed, list) or len(listed) > MAX_PACK_BLOBS:
-        raise bad("'blobs' is not a list of at most %d entries" % MAX_PACK_BLOBS)
+        raise bad(f"'blobs' is not a list of at most {MAX_PACK_BLOBS} entries")
     entries: list[PackEntry] = []
     seen: set[str] = set()
     end = len(PACK_MAGIC)

@@ -35,9 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cas.core.refs import parse_ref_path, ref_order
+from cas.core.refs import parse_ref_path, ref_order, refs_prefix
 from cas.errors import InvalidNameError
-from cas.core.refs import refs_prefix
 from cas.storage.blobs import BLOB_PREFIX, digest_from_path
 from cas.store.send import needed_blobs, publish_refs, send_blobs
 
