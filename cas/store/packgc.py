@@ -108,7 +108,7 @@ def _repack(pub: Publisher, pack: str, live: list[PackEntry]) -> int | None:
     if (last := builder.store()) is not None:
         stored.append(last)
     for s in stored:
-        publish_pack(pub, s)  # durable (stored outside a batch) and journalled before the old pack goes
+        publish_pack(pub, s, in_sweep=True)  # durable (stored outside a batch) and journalled before the old pack goes
     return sum(s.size for s in stored)
 
 

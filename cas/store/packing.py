@@ -39,10 +39,19 @@ def install_reader(pub: Publisher) -> None:
         pub.blobs.packs = PackReader(pub.backend, pub.index.pack_locations, pub.refresh)
 
 
-def publish_pack(pub: Publisher, stored: StoredPack) -> None:
-    """Announce a stored (durable) pack: its index record, claimed create-only and journalled."""
+def publish_pack(pub: Publisher, stored: StoredPack, *, in_sweep: bool = False) -> None:
+    """Announce a stored (durable) pack: its index record, claimed create-only and journalled.
+
+    ``in_sweep``: gc repacking, inside its own sweep.  The claim then does not check
+    the sweep marks (it would wait for that very sweep); the pack and record are
+    fresh, never among the sweep's candidates.  Sync claims refs the same way."""
     record = pack_index_record(stored.pack, stored.size, stored.blobs)
-    pub.publish(record, "seq", 0, lambda _: pack_ref(stored.pack), exact=True)  # False: the same pack, announced
+    if not in_sweep:
+        pub.publish(record, "seq", 0, lambda _: pack_ref(stored.pack), exact=True)  # False: the same pack, announced
+        return
+    record_digest, ref = pub.records.put_record(record), pack_ref(stored.pack)
+    if pub.records.claim(ref, record_digest):
+        pub.commit(ref, record_digest, record)
 
 
 class PackSession:
