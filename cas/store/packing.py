@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from cas.core.digest import hash_bytes
+from cas.core.digest import CHUNK, Hasher, hash_bytes
 from cas.core.packs import PACK_THRESHOLD, PACK_TYPE, decode_pack_index, pack_index_record
 from cas.core.progress import as_callback
-from cas.core.refs import pack_ref
+from cas.core.refs import pack_ref, parse_ref_path
+from cas.errors import IntegrityError
 from cas.storage.blobs import BlobStore, PutResult, blob_path
 from cas.storage.packs import PackBuilder, PackReader, StoredPack, pack_path
 from cas.store.publish import Publisher, applier
@@ -145,14 +146,60 @@ def session(pub: Publisher) -> Iterator[Any]:
 @contextlib.contextmanager
 def sync_session(src: Publisher, dst: Publisher, blobs: Iterable[str]) -> Iterator[PackSession | None]:
     """For sync into a format-2 store: a session packing the file contents among ``blobs``
-    (records and manifests stay loose, as a save leaves them); None for a format-1 one."""
+    (records and manifests stay loose, as a save leaves them; from a format-2 store, only
+    content packed there, whose pack is not sent whole); None for a format-1 destination."""
     if dst.format < 2:
         yield None
         return
     packing = PackSession(dst)
     packing.packable = src.index.content_digests(blobs)
+    if src.format >= 2:  # what is loose at the source stays loose: an unfiltered sync mirrors it exactly
+        packing.packable = {d for d in packing.packable if src.index.pack_locations(d)}
     yield packing
     packing.finish()
+
+
+def sendable(dst: Publisher, refs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The refs sync may send to ``dst``: pack indexes only into a format-2 store (a format-1
+    store gets the packed content as loose blobs)."""
+    return refs if dst.format >= 2 else [(r, d) for r, d in refs if parse_ref_path(r).kind != "packs"]
+
+
+def send_packs(
+    src: Publisher, dst: Publisher, refs: Iterable[tuple[str, str]], wanted: Collection[str]
+) -> tuple[set[str], int]:
+    """Copy whole, verified against its name, every pack whose index ref sync sends (format 2 ->
+    format 2, so the destination mirrors the source's pack refs).  Returns the blobs of ``wanted``
+    now in a pack at ``dst``, each checked against its digest (the rest is sent as blobs), and
+    the bytes of the packs written."""
+    covered: set[str] = set()
+    written = 0
+    for ref, _ in refs:
+        key = parse_ref_path(ref)
+        if key.kind != "packs":
+            continue
+        rel = pack_path(key.owner)
+        fd, tmp = dst.backend.local_tempfile()
+        try:
+            with os.fdopen(fd, "wb") as out, src.backend.open_read(rel) as reader:
+                hasher = Hasher(threaded=False)
+                while block := reader.read(CHUNK):  # streamed: memory stays bounded
+                    hasher.update(block)
+                    out.write(block)
+        except FileNotFoundError:
+            os.unlink(tmp)
+            continue  # retired at the source: its ref is mirrored, its live blobs go as blobs
+        if hasher.hexdigest() != key.owner:
+            os.unlink(tmp)
+            raise IntegrityError(key.owner, hasher.hexdigest(), f"source {rel}")
+        with open(tmp, "rb") as f:
+            good = {e.digest for e in src.index.pack_entries(key.owner)
+                    if e.digest in wanted and hash_bytes(os.pread(f.fileno(), e.length, e.offset)) == e.digest}
+        size = os.path.getsize(tmp)
+        if dst.backend.create_from_file(rel, tmp, move=True, content_addressed=True):  # durable before its ref
+            written += size
+        covered |= good
+    return covered, written
 
 
 @applier(PACK_TYPE)

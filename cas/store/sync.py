@@ -35,9 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cas.core.refs import parse_ref_path, ref_order, refs_prefix
+from cas.core.refs import parse_ref_path, ref_order
 from cas.errors import InvalidNameError
 from cas.storage.blobs import BLOB_PREFIX, digest_from_path
+from cas.store import packing
 from cas.store.send import needed_blobs, publish_refs, send_blobs
 
 if TYPE_CHECKING:
@@ -101,9 +102,6 @@ class SyncResult:
 # -- choosing what to copy ---------------------------------------------------------
 
 
-PACK_REFS = refs_prefix("packs") + "/"
-
-
 def _matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
     pats = [p for p in patterns if p]
     for p in pats:
@@ -122,8 +120,7 @@ def _matcher(patterns: Iterable[str]) -> Callable[[str], bool] | None:
 
 
 def _selected_refs(src: Store, match: Callable[[str], bool] | None) -> list[tuple[str, str]]:
-    # Pack indexes are not copied: the destination packs what it receives itself (cas.store.packing).
-    refs = [(r, d) for r, d in src.index.iter_records() if not r.startswith(PACK_REFS)]
+    refs = list(src.index.iter_records())
     if match is None:
         return refs
     names = {n for n in (parse_ref_path(r).name for r, _ in refs) if n is not None and match(n)}
@@ -172,7 +169,7 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
     planned_at = time.time()
     src.refresh()
     dst.refresh()
-    refs = _selected_refs(src, match)
+    refs = packing.sendable(dst.publisher, _selected_refs(src, match))  # pack indexes: format 2 only
     dst_refs = dict(dst.index.iter_records())
     conflicts = sorted({parse_ref_path(r).name or r for r, d in refs if r in dst_refs and dst_refs[r] != d})
     conflicted = set(conflicts)
@@ -200,7 +197,10 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
 def transfer(src: Store, dst: Store, plan: SyncPlan, *, jobs: int = DEFAULT_JOBS, progress: Callback | None = None) -> SyncResult:
     """Send what ``plan`` says is missing: blobs, then refs (invariant 4).  Bytes
     sent and blobs done go to ``progress``, from the worker threads."""
-    sent, sent_bytes = send_blobs(src, dst, plan.blobs, jobs, progress)
+    # format 2 -> 2: packs whose index is sent go whole (verified); the rest as blobs
+    covered, pack_bytes = packing.send_packs(src.publisher, dst.publisher, plan.refs, plan.blobs)
+    sent, sent_bytes = send_blobs(src, dst, {d: n for d, n in plan.blobs.items() if d not in covered}, jobs, progress)
+    sent, sent_bytes = sent + len(covered), sent_bytes + pack_bytes
     already = len(plan.blobs) - sent
     refs_sent, refs_skipped, late_conflicts = publish_refs(src, dst, list(plan.refs), jobs, plan.planned_at)
     return SyncResult(
