@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from cas.core.digest import CHUNK, Hasher, hash_bytes
-from cas.core.packs import PACK_THRESHOLD, PACK_TYPE, decode_pack_index, pack_index_record
+from cas.core.packs import PACK_THRESHOLD, PACK_TYPE, PackEntry, PackIndex, pack_index_record
 from cas.core.progress import as_callback
 from cas.core.refs import pack_ref, parse_ref_path
 from cas.errors import IntegrityError
@@ -204,5 +204,7 @@ def send_packs(
 
 @applier(PACK_TYPE)
 def _apply_pack(pub: Publisher, c, record: dict[str, Any], record_digest: str) -> None:
-    # The record was validated when it was read (cas.core.records: decode_pack_index).
-    pub.index.insert_pack(c, decode_pack_index(record, record_digest))
+    # Every record reaching an applier was validated when it was read from the backend
+    # (cas.core.records runs decode_pack_index), or built by this cas: not checked twice.
+    entries = tuple(PackEntry(d, record["pack"], o, n) for d, o, n in record["blobs"])
+    pub.index.insert_pack(c, PackIndex(record["pack"], record["size"], entries))
