@@ -69,6 +69,10 @@ class BlobStore:
         except FileNotFoundError:
             raise BlobNotFoundError(hexdigest) from None
 
+    def _in_pack(self, hexdigest: str) -> bool:
+        """Format 2: is this content stored in a pack already (a dedupe hit, invariant 1)?"""
+        return self.packs is not None and self.packs.where(hexdigest) is not None
+
     def _packed(self, hexdigest: str, missed: bool = False) -> bytes | None:
         """The verified bytes of a packed blob, or None; ``missed``: found nowhere, so
         learn new pack indexes first (another machine repacked or announced them)."""
@@ -80,6 +84,8 @@ class BlobStore:
 
     def put_bytes(self, data: bytes) -> PutResult:
         hexdigest = hash_bytes(data)
+        if self._in_pack(hexdigest):
+            return PutResult(hexdigest, len(data), False)
         written = self.backend.create_bytes(blob_path(hexdigest), data, content_addressed=True)
         return PutResult(hexdigest, len(data), written)
 
@@ -210,6 +216,9 @@ class BlobSpool:
         """Publish the content under its digest (a dedupe hit writes nothing)."""
         self._file.close()
         self.done = True
+        if self._blobs._in_pack(self.hexdigest()):
+            os.unlink(self._tmp)
+            return PutResult(self.hexdigest(), self.size, False)
         # ``move`` hands the spool file over: the backend publishes or removes it
         # (inside a batch, only when the batch ends - so it must not be unlinked here).
         written = self._blobs.backend.create_from_file(
