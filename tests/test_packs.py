@@ -7,6 +7,7 @@ pack indexes, a SIGKILL between a pack and its index, gc racing a save that reus
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -428,3 +429,14 @@ def test_s3_reads_a_small_packed_file_with_a_ranged_read(s3_root, s3_options, tm
             del fs.cat_file
         entry = store.index.pack_locations(hash_bytes(files["d2/f5.txt"]))[0]
         assert calls == [(f"{store.backend.root}/{pack_path(pack)}", entry.offset, entry.offset + entry.length)]
+
+
+def test_a_file_saved_alone_dedupes_against_a_pack(tmp_path):
+    with new_store(tmp_path) as store:
+        files = small_tree(tmp_path / "t", 5)
+        store.save(tmp_path / "t", "p/s/tree")
+        before = loose_of(store)
+        store.save(files["d1/f1.txt"], "p/s/bytes")
+        store.save(io.BytesIO(files["d2/f2.txt"]), "p/s/stream")
+        assert len(loose_of(store) - before) == 2  # the two records only
+        assert store.load("p/s/bytes") == files["d1/f1.txt"]
