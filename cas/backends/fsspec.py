@@ -61,6 +61,8 @@ class FsspecBackend(Backend):
         return self.fs.open(self._abs(rel), "rb")
 
     def read_range(self, rel: str, start: int, end: int) -> bytes:
+        if end <= start:
+            return b""  # fsspec reads an empty range as "to the end"
         return self.fs.cat_file(self._abs(rel), start=start, end=end)
 
     def size(self, rel: str) -> int:

@@ -165,15 +165,12 @@ def sendable(dst: Publisher, refs: list[tuple[str, str]]) -> list[tuple[str, str
     return refs if dst.format >= 2 else [(r, d) for r, d in refs if parse_ref_path(r).kind != "packs"]
 
 
-def send_packs(
-    src: Publisher, dst: Publisher, refs: Iterable[tuple[str, str]], wanted: Collection[str]
-) -> tuple[set[str], int]:
+def send_packs(src: Publisher, dst: Publisher, refs: Iterable[tuple[str, str]], wanted: Collection[str]) -> dict[str, int]:
     """Copy whole, verified against its name, every pack whose index ref sync sends (format 2 ->
     format 2, so the destination mirrors the source's pack refs).  Returns the blobs of ``wanted``
-    now in a pack at ``dst``, each checked against its digest (the rest is sent as blobs), and
-    the bytes of the packs written."""
-    covered: set[str] = set()
-    written = 0
+    now in a pack at ``dst``, each checked against its digest (the rest is sent as blobs), with
+    their sizes if this call wrote their pack (0: the destination held it already)."""
+    covered: dict[str, int] = {}
     for ref, _ in refs:
         key = parse_ref_path(ref)
         if key.kind != "packs":
@@ -193,13 +190,12 @@ def send_packs(
             os.unlink(tmp)
             raise IntegrityError(key.owner, hasher.hexdigest(), f"source {rel}")
         with open(tmp, "rb") as f:
-            good = {e.digest for e in src.index.pack_entries(key.owner)
+            good = {e.digest: e.length for e in src.index.pack_entries(key.owner)
                     if e.digest in wanted and hash_bytes(os.pread(f.fileno(), e.length, e.offset)) == e.digest}
-        size = os.path.getsize(tmp)
-        if dst.backend.create_from_file(rel, tmp, move=True, content_addressed=True):  # durable before its ref
-            written += size
-        covered |= good
-    return covered, written
+        if not dst.backend.create_from_file(rel, tmp, move=True, content_addressed=True):  # durable before its ref
+            good = dict.fromkeys(good, 0)
+        covered.update(good)
+    return covered
 
 
 @applier(PACK_TYPE)

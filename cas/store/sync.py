@@ -198,9 +198,9 @@ def transfer(src: Store, dst: Store, plan: SyncPlan, *, jobs: int = DEFAULT_JOBS
     """Send what ``plan`` says is missing: blobs, then refs (invariant 4).  Bytes
     sent and blobs done go to ``progress``, from the worker threads."""
     # format 2 -> 2: packs whose index is sent go whole (verified); the rest as blobs
-    covered, pack_bytes = packing.send_packs(src.publisher, dst.publisher, plan.refs, plan.blobs)
+    covered = packing.send_packs(src.publisher, dst.publisher, plan.refs, plan.blobs)
     sent, sent_bytes = send_blobs(src, dst, {d: n for d, n in plan.blobs.items() if d not in covered}, jobs, progress)
-    sent, sent_bytes = sent + len(covered), sent_bytes + pack_bytes
+    sent, sent_bytes = sent + len(covered), sent_bytes + sum(covered.values())  # content bytes, as a dry run counts
     already = len(plan.blobs) - sent
     refs_sent, refs_skipped, late_conflicts = publish_refs(src, dst, list(plan.refs), jobs, plan.planned_at)
     return SyncResult(
