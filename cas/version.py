@@ -124,15 +124,17 @@ class ArtifactVersion:
         return entry[0]
 
     def open(self, path: str | None = None) -> BinaryIO:
-        """A buffered, seekable reader, verified at the end of a sequential read
-        and before the first byte of a random access (see ``cas.storage.blobs.VerifyingReader``)."""
+        """A buffered, seekable reader, verified at the end of a sequential read and before
+        the first byte of a random access (see ``cas.storage.blobs.VerifyingReader``); a
+        chunked file (format 2) reads only the chunks a range needs, each verified first
+        (``cas.storage.chunked.ChunkedReader``)."""
         self.store.publisher.note_read(self)
-        return io.BufferedReader(self.store.blobs.open(self._blob_for(path)), CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(self.store.contents.open(self._blob_for(path)), CHUNK)  # type: ignore[arg-type]
 
     def read_bytes(self, path: str | None = None) -> bytes:
         """All the bytes of the version (or of ``path`` inside a tree), verified against the digest; raises ``IntegrityError`` on a mismatch."""
         self.store.publisher.note_read(self)
-        return self.store.blobs.read_bytes(self._blob_for(path))
+        return self.store.contents.read_bytes(self._blob_for(path))
 
     def read_text(self, path: str | None = None, encoding: str = "utf-8") -> str:
         """``read_bytes(path)`` decoded with ``encoding``."""
@@ -161,7 +163,7 @@ class ArtifactVersion:
             dest = dest / self.name.rsplit("/", 1)[-1]
         if self.kind == BLOB and paths is not None:
             raise InvalidValueError(f"{self.ref} is a file, not a directory: it has no paths inside")
-        with Download(self.store.blobs, progress=progress) as d:  # whole and verified, or nothing at all
+        with Download(self.store.contents, progress=progress) as d:  # whole and verified, or nothing at all
             if self.kind == BLOB:
                 d.file(self.digest.hex, dest)
             else:

@@ -82,6 +82,12 @@ class CountingBackend(Backend):
                 self.written[rel] = size
         return created
 
+    def replace_bytes(self, rel, data):
+        self._count("replace")
+        self.inner.replace_bytes(rel, data)
+        with self._lock:
+            self.written[rel] = len(data)
+
     def list(self, prefix):
         self._count("list")
         return self.inner.list(prefix)

@@ -30,6 +30,7 @@ MAX_LINES = 400
 # Modules allowed past MAX_LINES, each with why.  An entry that is no longer needed fails too,
 # so the list only shrinks.
 LONG_MODULES = {
+    "cas/core/records.py": "every record type's validating decoder in one place; chunk lists and packs (format 2) each added a line: split by record family next",
 }
 # Modules no layer of the contract names, each with why.
 OUTSIDE_LAYERS = {

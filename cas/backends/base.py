@@ -127,6 +127,17 @@ class Backend(ABC):
         from :meth:`local_tempfile`."""
 
     @abstractmethod
+    def replace_bytes(self, rel: str, data: bytes) -> None:
+        """Put ``data`` at ``rel``, replacing whatever is there, atomically: a reader
+        sees the old bytes or the new ones, never a mix nor no file; an interrupted
+        call leaves the old bytes.  Durable once it returns.
+
+        The one write that is not create-only, for the one object that changes:
+        the ``cas-format`` file, rewritten when a store is upgraded (docs/format.md,
+        Upgrading).  Nothing else may use it.  Two racing calls end with one of the
+        two contents (cas only ever races it with identical bytes)."""
+
+    @abstractmethod
     def list(self, prefix: str) -> Iterator[Entry]:
         """Every file below ``prefix`` (recursively), in no particular order; nothing
         (not an error) if ``prefix`` does not exist.  A file created or removed while the

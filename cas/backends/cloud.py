@@ -182,6 +182,12 @@ class ObjectStoreBackend(FsspecBackend):
 
         return self._create(rel, put, lambda: io.BytesIO(data), content_addressed)
 
+    def replace_bytes(self, rel: str, data: bytes) -> None:
+        # One unconditional PUT: an object store swaps the whole object at once, and a
+        # retry of the same bytes gives the same result.
+        path = self._abs(rel)
+        self._call(f"replace {rel}", lambda: self.fs.pipe_file(path, bytes(data)))
+
     def create_from_file(
         self, rel: str, local_path: str, *, move: bool = False, content_addressed: bool = False
     ) -> bool:
@@ -290,6 +296,13 @@ class GcsBackend(ObjectStoreBackend):
             return True
 
         return self._create(rel, put, lambda: io.BytesIO(data), content_addressed)
+
+    def replace_bytes(self, rel: str, data: bytes) -> None:
+        # Only the format file is replaced, and its JSON never trips gcsfs's multipart upload;
+        # refuse anything that would rather than let the server keep a cut-short object.
+        if _breaks_gcsfs_multipart(data):
+            raise BackendError(f"cannot replace {rel} on GCS: gcsfs would upload these bytes cut short", rel)
+        super().replace_bytes(rel, data)
 
 
 def _breaks_gcsfs_multipart(data: bytes) -> bool:

@@ -118,6 +118,20 @@ class FsspecBackend(Backend):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(local_path)
 
+    def replace_bytes(self, rel: str, data: bytes) -> None:
+        # Written under a temporary key, then moved over the name: a filesystem whose
+        # move is a rename (memory, sftp, file) never shows a half-written file.
+        path = self._abs(rel)
+        tmp = f"{self.root}/{TMP_DIR}/{uuid.uuid4().hex}"
+        with self._writing():
+            try:
+                self.fs.pipe_file(tmp, bytes(data))
+                self.fs.mv(tmp, path)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.fs.rm_file(tmp)
+                raise
+
     def list(self, prefix: str) -> Iterator[Entry]:
         base = self._abs(prefix)
         try:

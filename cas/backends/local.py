@@ -222,6 +222,25 @@ class LocalBackend(Backend):
             raise
         return self._finish(tmp, rel, fd, content_addressed)
 
+    def replace_bytes(self, rel: str, data: bytes) -> None:
+        # A durable temp file renamed over the name: rename(2) is atomic, so a reader
+        # opens the old file or the new one; then the directory entry is made durable.
+        final = self.abspath(rel)
+        self._ensure_dir(os.path.dirname(final))
+        tmp = self._new_tmp()
+        try:
+            with open(tmp, "xb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        fsync_dir(os.path.dirname(final))
+
     @contextlib.contextmanager
     def join(self, batch: object) -> Iterator[None]:
         previous = getattr(self._local, "batch", None)

@@ -46,6 +46,7 @@ COMMANDS = {
     "stats": "cas.cli.maintenance:stats",
     "reindex": "cas.cli.maintenance:reindex",
     "refresh": "cas.cli.maintenance:refresh",
+    "upgrade": "cas.cli.upgrade:upgrade",
     "sync": "cas.cli.sync:sync_cmd",
     "run": "cas.cli.runs:run_group",
     "draft": "cas.cli.draft:draft_group",

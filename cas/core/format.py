@@ -12,11 +12,11 @@ import os
 import re
 from typing import Any
 
-from cas.errors import UnsupportedFormatError
+from cas.errors import InvalidValueError, UnsupportedFormatError
 
 __all__ = [
     "FORMAT_FILE", "FORMAT_VERSION", "NEW_STORE_FORMAT", "HASH_ALGORITHM", "encode_format", "decode_format",
-    "new_store_format",
+    "new_store_format", "UPGRADE_DIR", "upgrade_step_path", "encode_upgrade_step",
 ]
 
 FORMAT_FILE = "cas-format"
@@ -27,6 +27,9 @@ FORMAT_VERSION = 2  # the newest format this cas reads and writes; bumped by any
 NEW_STORE_FORMAT = 1
 HASH_ALGORITHM = "blake3"
 _STORE_ID_RE = re.compile(r"[0-9a-f]{32}\Z")
+#: ``upgrade/<format>/<step>``: one create-only object per step of an upgrade to <format> that is done
+UPGRADE_DIR = "upgrade"
+_STEP_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}\Z")
 
 
 def new_store_format(requested: int | None = None) -> int:
@@ -63,3 +66,17 @@ def decode_format(raw: bytes, url: str) -> dict[str, Any]:
     if not isinstance(fmt.get("store_id"), str) or not _STORE_ID_RE.match(fmt["store_id"]):
         raise UnsupportedFormatError(f"{FORMAT_FILE} at {url} has no valid store_id (32 hex)")
     return fmt
+
+
+def upgrade_step_path(target: int, step: str) -> str:
+    """The key that records that ``step`` of the upgrade to format ``target`` is done
+    (docs/format.md, Upgrading).  Step names are cas's own constants, checked here anyway:
+    a key is never built from anything but a known grammar."""
+    if not _STEP_RE.match(step) or not 2 <= target <= FORMAT_VERSION:
+        raise InvalidValueError(f"not an upgrade step: format {target!r}, step {step!r}")
+    return f"{UPGRADE_DIR}/{target}/{step}"
+
+
+def encode_upgrade_step(target: int, step: str, done_at: str) -> bytes:
+    """The content of a step's marker: what was done and when (its existence is what counts)."""
+    return (json.dumps({"format": target, "step": step, "done_at": done_at}, indent=2) + "\n").encode()

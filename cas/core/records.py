@@ -243,7 +243,7 @@ _RECORDS: dict[str, tuple[str, dict[str, Callable[[Any], None]], dict[str, Calla
         {"name": _name, "version": _VERSION, "digest": _digest, "kind": _one_of("blob", "tree"),
          "size": _int(0, 2**63 - 1), "created_at": _time},
         {"metadata": _optional(_map), "materializer": _optional(_text), "run_id": _optional(_segment),
-         "step_run_id": _optional(_segment)},
+         "step_run_id": _optional(_segment), "chunks": _optional(_digest)},
     ),
     "alias": ("aliases", {"name": _name, "alias": _alias, "version": _ALIAS_TARGET, "seq": _SEQ, "created_at": _time}, {}),
     "delete": ("deletions", {"name": _name, "version": _VERSION, "deleted_at": _time}, {}),
@@ -344,6 +344,7 @@ class VersionRecord(TypedDict, total=False):
     materializer: str | None
     run_id: str
     step_run_id: str
+    chunks: str  # format 2: the chunk list of a chunked file (docs/format.md)
     version: int  # set by the claim
 
 
@@ -372,8 +373,9 @@ def version_record(
     *,
     materializer: str | None = NOT_RECORDED,
     lineage: Lineage | None = None,
+    chunks: str | None = None,
 ) -> VersionRecord:
-    """A version of ``name`` bound to content ``digest`` (``metadata`` already checked)."""
+    """A version of ``name`` bound to ``digest`` (``metadata`` checked; ``chunks``: format 2's chunk list)."""
     record: VersionRecord = {
         "type": "version",
         "name": name,
@@ -386,6 +388,7 @@ def version_record(
     if materializer is not NOT_RECORDED:
         record["materializer"] = materializer
     record.update(lineage or {})
+    record.update({"chunks": chunks} if chunks is not None else {})  # type: ignore[typeddict-item]
     return record
 
 

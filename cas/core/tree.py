@@ -2,7 +2,8 @@
 
 A tree manifest is canonical msgpack: ``[[relative path, digest hex, size], ...]``
 sorted by path, with "/" separators.  It is itself a blob; its digest names the
-whole directory.
+whole directory.  Format 2: a chunked file's entry has a 4th field, the digest of its
+chunk list (``cas.core.chunks``); such an entry is a :class:`ChunkedEntry`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,32 @@ import msgpack
 from cas.core.digest import Digest, is_hex_digest
 from cas.errors import CorruptRecordError, InvalidNameError, InvalidValueError
 
-__all__ = ["encode_manifest", "decode_manifest", "check_entries", "walk_files", "check_tree_path"]
+__all__ = ["ChunkedEntry", "chunks_of", "encode_manifest", "decode_manifest", "check_entries", "walk_files", "check_tree_path"]
 
 _MAX_SIZE = 2**63 - 1
 
 
+class ChunkedEntry(tuple):
+    """``(path, digest, size)`` of a chunked file in a tree (format 2), with ``chunks``, the
+    digest of its chunk list.  It unpacks and compares as the plain 3-tuple, so code that
+    reads tree entries needs no change; what follows chunk lists asks ``chunks_of``."""
+
+    chunks: str
+
+    def __new__(cls, path: str, digest: str, size: int, chunks: str) -> ChunkedEntry:
+        entry = super().__new__(cls, (path, digest, size))
+        entry.chunks = chunks
+        return entry
+
+
+def chunks_of(entry: tuple) -> str | None:
+    """The chunk list digest of a tree entry (None: a loose blob)."""
+    return entry.chunks if isinstance(entry, ChunkedEntry) else None
+
+
 def encode_manifest(entries: list[tuple[str, str, int]]) -> bytes:
-    return msgpack.packb([list(e) for e in sorted(entries)], use_bin_type=True)
+    rows = [[*e, e.chunks] if isinstance(e, ChunkedEntry) else list(e) for e in sorted(entries)]
+    return msgpack.packb(rows, use_bin_type=True)
 
 
 def decode_manifest(data: bytes, hexdigest: str) -> list[tuple[str, str, int]]:
@@ -43,9 +63,9 @@ def decode_manifest(data: bytes, hexdigest: str) -> list[tuple[str, str, int]]:
             raise InvalidNameError("expected a list of [path, digest, size]")
         entries = []
         for entry in raw:
-            if not (isinstance(entry, list) and len(entry) == 3):
-                raise InvalidNameError(f"an entry is [path, digest, size], got {entry!r}"[:200])
-            path, digest, size = entry
+            if not (isinstance(entry, list) and len(entry) in (3, 4)):
+                raise InvalidNameError(f"an entry is [path, digest, size] (+ chunk list), got {entry!r}"[:200])
+            path, digest, size = entry[:3]
             if not isinstance(path, str):
                 raise InvalidNameError(f"a path must be a string, got {path!r}"[:200])
             check_tree_path(path)
@@ -53,7 +73,12 @@ def decode_manifest(data: bytes, hexdigest: str) -> list[tuple[str, str, int]]:
                 raise InvalidNameError(f"bad digest {digest!r} for {path!r}"[:200])
             if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= _MAX_SIZE:
                 raise InvalidNameError(f"invalid size {size!r} for {path!r}")
-            entries.append((path, digest, size))
+            if len(entry) == 4:  # format 2: a chunked file's chunk list
+                if not (isinstance(entry[3], str) and is_hex_digest(entry[3])):
+                    raise InvalidNameError(f"bad chunk list digest {entry[3]!r} for {path!r}"[:200])
+                entries.append(ChunkedEntry(path, digest, size, entry[3]))
+            else:
+                entries.append((path, digest, size))
         if encode_manifest(entries) != data:
             raise InvalidNameError("not in canonical form (sorted by path, as cas writes it)")
         _check_layout([p for p, _, _ in entries])

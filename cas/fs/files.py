@@ -29,10 +29,11 @@ __all__ = ["CasReadFile", "SpoolFile", "buffered"]
 
 
 class CasReadFile(io.BufferedReader):
-    """A read-only, seekable view of one blob.  ``size``, ``path`` and ``details`` as fsspec files have."""
+    """A read-only, seekable view of one file's content (a blob, or a chunked file whose ranges read
+    only their chunks).  ``size``, ``path`` and ``details`` as fsspec files have."""
 
     def __init__(self, fs: CasFileSystem, path: str, digest: str, details: dict[str, Any]) -> None:
-        super().__init__(fs.store.blobs.open(digest), CHUNK)
+        super().__init__(fs.store.contents.open(digest), CHUNK)  # type: ignore[arg-type]
         self.fs = fs
         self.path = path
         self.digest = digest

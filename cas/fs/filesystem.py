@@ -214,7 +214,7 @@ class CasFileSystem(AbstractFileSystem, metaclass=_CasCached):
 
     def get(self, rpath, lpath, recursive=False, callback=DEFAULT_CALLBACK, maxdepth=None, **kwargs) -> None:
         """fsspec's ``get``, all or nothing: files are moved into place only once every one is verified."""
-        with Download(self.store.blobs) as download:
+        with Download(self.store.contents) as download:
             self._getting.download = download
             try:
                 super().get(rpath, lpath, recursive=recursive, callback=callback, maxdepth=maxdepth, **kwargs)
@@ -228,7 +228,7 @@ class CasFileSystem(AbstractFileSystem, metaclass=_CasCached):
             return super().get_file(rpath, lpath, callback=callback, outfile=outfile, **kwargs)
         info = self.info(rpath)
         active = getattr(self._getting, "download", None)
-        with contextlib.nullcontext(active) if active is not None else Download(self.store.blobs) as download:
+        with contextlib.nullcontext(active) if active is not None else Download(self.store.contents) as download:
             if info["type"] == "directory":
                 download.mkdir(lpath)
                 return None

@@ -169,7 +169,7 @@ class Writer:
         if mode == "ab" and draft is not None:
             existing = draft.blob if not cp.inner else draft.file(cp.inner)
             if existing is not None:
-                with self.store.blobs.open(existing.digest) as src:
+                with self.store.contents.open(existing.digest) as src:
                     while block := src.read(CHUNK):
                         f.write(block)
         return f

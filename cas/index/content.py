@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from cas.core.tree import ChunkedEntry
+
 __all__ = ["ContentQueries"]
 
 
@@ -22,6 +24,7 @@ class ContentQueries:
             ((tree, path, digest, size) for path, digest, size in entries),
         )
         c.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", ((d, s) for _, d, s in entries))
+        self.add_chunk_lists(c, [(e[1], e.chunks) for e in entries if isinstance(e, ChunkedEntry)])
 
     def has_tree(self, tree: str) -> bool:
         return self.conn.execute("SELECT 1 FROM tree_entries WHERE tree = ? LIMIT 1", (tree,)).fetchone() is not None
@@ -54,6 +57,19 @@ class ContentQueries:
             ).fetchone()
             is not None
         )
+
+    def add_chunk_lists(self, c: sqlite3.Connection, pairs) -> None:
+        """(whole-file digest, chunk list digest) of chunked files (format 2)."""
+        c.executemany("INSERT OR IGNORE INTO chunk_lists (digest, list) VALUES (?, ?)", pairs)
+
+    def chunk_list(self, digest: str) -> str | None:
+        """The chunk list of content ``digest`` if it is a chunked file (None: a loose blob)."""
+        row = self.conn.execute("SELECT list FROM chunk_lists WHERE digest = ?", (digest,)).fetchone()
+        return row[0] if row else None
+
+    def chunk_lists(self) -> dict[str, str]:
+        """Every chunked file the index knows: whole-file digest -> chunk list digest."""
+        return dict(self.conn.execute("SELECT digest, list FROM chunk_lists"))
 
     def live_blob_size(self, digest: str) -> int | None:
         """The size of ``digest`` if a live version (or a live tree's entry) uses it."""

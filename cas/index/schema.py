@@ -126,10 +126,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        # Format 2: a chunked file's whole-file digest -> its chunk list's digest, as the
+        # version record or tree manifest entry carried it (docs/format.md, chunk lists).
+        # New rows only: format-1 content has none, so nothing needs rebuilding.
+        "0005_chunk_lists",
+        """
+        CREATE TABLE IF NOT EXISTS chunk_lists (
+            digest TEXT PRIMARY KEY,
+            list TEXT NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
+    (
         # Packs (format 2): which pack holds which small blob, from the pack index
         # records (cas.core.packs).  ``pack_files.id`` orders packs newest first,
         # so after a repack the new pack is read before the one gc retires.
-        "0005_packs",
+        "0006_packs",
         """
         CREATE TABLE IF NOT EXISTS pack_files (
             id INTEGER PRIMARY KEY,

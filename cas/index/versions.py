@@ -63,6 +63,8 @@ class VersionQueries:
         )
         if record["kind"] == "blob":
             c.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?)", (record["digest"], record["size"]))
+            if record.get("chunks") is not None:  # format 2: a chunked file
+                self.add_chunk_lists(c, [(record["digest"], record["chunks"])])
 
     def mark_deleted(self, c: sqlite3.Connection, name: str, version: int, when: str) -> None:
         c.execute(

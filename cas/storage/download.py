@@ -37,6 +37,7 @@ from cas.errors import PathIsDirectoryError, PathNotDirectoryError
 if TYPE_CHECKING:
     from cas.core.progress import Callback
     from cas.storage.blobs import BlobStore
+    from cas.storage.chunked import Contents
 
 __all__ = ["Download"]
 
@@ -47,7 +48,7 @@ class Download:
     """One all-or-nothing download: add files and trees, then leave the ``with``
     block cleanly to move them all into place (an exception removes them all)."""
 
-    def __init__(self, blobs: BlobStore, progress: Callback | None = None) -> None:
+    def __init__(self, blobs: BlobStore | Contents, progress: Callback | None = None) -> None:
         self._blobs = blobs
         self._progress = as_callback(progress)  # bytes written and files done, from any thread
         self._moves: list[tuple[str, str]] = []  # (temp, final), renamed in order at commit

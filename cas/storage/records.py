@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from cas.backends.base import Backend
-from cas.core.format import FORMAT_FILE, decode_format, encode_format
+from cas.core.format import FORMAT_FILE, decode_format, encode_format, encode_upgrade_step, upgrade_step_path
 from cas.core.records import JournalEntry, decode_record, decode_ref, encode, now_iso
 from cas.core.refs import RefKey, parse_ref_path, refs_prefix
 from cas.core.tree import decode_manifest
@@ -46,6 +46,24 @@ class RecordStore:
         self.backend.create_bytes(FORMAT_FILE, encode_format(uuid.uuid4().hex, now_iso(), version))
         # Another process may have won the race: its file is the truth.
         return self.read_format()  # type: ignore[return-value]
+
+    def rewrite_format(self, version: int) -> dict[str, Any]:
+        """Replace ``cas-format`` by the same store's file at ``version`` (an upgrade's
+        last step): the store id and creation time stay, so two upgraders write the
+        same bytes.  The one object cas ever replaces (``Backend.replace_bytes``)."""
+        fmt = self.read_format()
+        if fmt is None:
+            raise BackendError(f"{FORMAT_FILE} vanished from {self.backend.url}")
+        self.backend.replace_bytes(FORMAT_FILE, encode_format(fmt["store_id"], fmt.get("created_at") or now_iso(), version))
+        return self.read_format()  # type: ignore[return-value]
+
+    # -- upgrade progress: one create-only marker per step done (docs/format.md, Upgrading) --
+
+    def upgrade_step_done(self, target: int, step: str) -> bool:
+        return self.backend.exists(upgrade_step_path(target, step))
+
+    def mark_upgrade_step(self, target: int, step: str) -> None:
+        create_object(self.backend, upgrade_step_path(target, step), encode_upgrade_step(target, step, now_iso()))
 
     # -- records and refs ----------------------------------------------------
 

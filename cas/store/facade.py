@@ -33,14 +33,15 @@ from cas.lineage import record as _record
 from cas.lineage import runs as _runs
 from cas.lineage.graph import LineageGraph
 from cas.storage.blobs import BlobStore
+from cas.storage.chunked import Contents
 from cas.storage.records import RecordStore
 from cas.store import gc as _gc
 from cas.store import sync as _sync
+from cas.store import upgrade as _upgrade
 from cas.store import verify as _verify
 from cas.store.gc import DEFAULT_GC_GRACE, GcReport
 from cas.store.ingest import Ingest
 from cas.store.location import DEFAULT_STORE, INDEX_FILE, default_index_path, refuse_planted_index
-from cas.store.packing import install_reader
 from cas.store.publish import APPLIERS, Publisher
 from cas.store.stats import StoreStats, stats
 from cas.store.verify import VerifyReport
@@ -114,10 +115,10 @@ class Store:
         if index is None:
             refuse_planted_index(backend)
         self.index = Index(index or default_index_path(backend))
+        self.contents = Contents(self.blobs, self.index.chunk_list)  # content by digest: a blob, or chunked (format 2)
         # Every content read of a version comes to the publisher: inside a step it is an input.
         self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, on_read=_record.note_read,
                                    format=self.format)
-        install_reader(self.publisher)  # format 2: small blobs may be packed
         self.versions = Versions(self.publisher)
         self.ingest = Ingest(self.publisher, self.versions)
         if self.index.get_meta("store_id") != self.store_id:
@@ -365,7 +366,8 @@ class Store:
         Safe while others write; bad objects are skipped for ``verify`` (``Publisher.reindex``)."""
         return self.publisher.reindex(progress)
 
-    # -- sync, verify and gc ---------------------------------------------------------
+    # -- sync, verify, gc and upgrade ------------------------------------------------
+    upgrade = _upgrade.upgrade_store  # store.upgrade(dry_run=False, progress=None): format 1 -> 2, in place
 
     def sync_to(
         self,

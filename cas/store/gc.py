@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from cas.core.tree import chunks_of
 from cas.errors import InvalidValueError
 from cas.storage import sweeps
+from cas.storage.chunked import chunk_blobs
 from cas.store import packgc
 from cas.store.publish import Publisher
 
@@ -39,7 +41,7 @@ def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -
     pub.refresh()
     cutoff = time.time() - grace
     listed = list(pub.blobs.iter_digests())
-    keep = set(pub.index.needed_blobs())
+    keep = _needed(pub)
     candidates = [
         (digest, size) for digest, _, size, mtime in listed
         if digest is not None and digest not in keep and (mtime is None or mtime <= cutoff)
@@ -57,7 +59,7 @@ def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -
                 keep |= _orphan_blobs(pub, ref, record_digest)
             else:
                 pub.complete(ref, record_digest)
-        keep.update(pub.index.needed_blobs())
+        keep.update(_needed(pub))
         for digest, size in candidates:
             if digest in keep:
                 continue
@@ -84,6 +86,17 @@ def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -
     return GcReport(removed=removed, removed_bytes=removed_bytes, kept=kept, dry_run=dry_run)
 
 
+def _needed(pub: Publisher) -> set[str]:
+    """What the index says live versions and records need, chunked files (format 2)
+    followed to their lists and chunks: a list that cannot be read stops gc before it
+    removes anything (its chunks cannot be told from garbage)."""
+    needed = set(pub.index.needed_blobs())
+    lists = pub.index.chunk_lists()
+    if lists:
+        needed.update(chunk_blobs(pub.blobs, lists, needed))
+    return needed
+
+
 def _orphan_blobs(pub: Publisher, ref: str, record_digest: str) -> set[str]:
     """Every blob an orphan ref needs (its record, content, manifest, tree files)."""
     found = pub.orphan(ref, record_digest)
@@ -94,4 +107,8 @@ def _orphan_blobs(pub: Publisher, ref: str, record_digest: str) -> set[str]:
     if record.get("type") == "version":
         blobs.add(record["digest"])
         blobs.update(d for _, d, _ in entries or ())
+        lists = {e[1]: chunks_of(e) for e in entries or () if chunks_of(e)}
+        if record.get("chunks") is not None:
+            lists[record["digest"]] = record["chunks"]
+        blobs.update(chunk_blobs(pub.blobs, lists, lists))  # type: ignore[arg-type]
     return blobs

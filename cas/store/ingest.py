@@ -14,14 +14,16 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from cas.core.chunks import wants_chunks
 from cas.core.digest import Digest
 from cas.core.names import ArtifactName, parse_name
 from cas.core.progress import as_callback, item_done
 from cas.core.records import BLOB, TREE, Lineage, check_json_map, version_record
 from cas.core.refs import version_ref
-from cas.core.tree import check_entries, decode_manifest, encode_manifest, walk_files
+from cas.core.tree import ChunkedEntry, check_entries, chunks_of, decode_manifest, encode_manifest, walk_files
 from cas.errors import (
     BlobNotFoundError,
+    CasError,
     IntegrityError,
     InvalidValueError,
     UnsupportedDataError,
@@ -29,6 +31,7 @@ from cas.errors import (
 )
 from cas.index import VersionRow
 from cas.storage.blobs import PutResult
+from cas.storage.chunked import ChunkedPut, put_chunked, read_chunk_list
 from cas.store import packing
 from cas.store.publish import Publisher
 from cas.store.versions import Versions
@@ -45,6 +48,7 @@ class Ingest:
     def __init__(self, publisher: Publisher, versions: Versions) -> None:
         self.publisher = publisher
         self.versions = versions
+        packing.install_reader(publisher)  # format 2: small blobs may be packed
         self.backend = publisher.backend
         self.blobs = publisher.blobs
         self.index = publisher.index
@@ -80,15 +84,17 @@ class Ingest:
                 self.versions.move_alias(name, alias, same)
             return self.versions.committed(name, same)
         produced = lineage() if lineage is not None else None
+        chunked = result if isinstance(result, ChunkedPut) else None
         record = version_record(
-            name, result.digest, kind, result.size, metadata, materializer=materializer, lineage=produced
+            name, result.digest, kind, result.size, metadata, materializer=materializer, lineage=produced,
+            chunks=chunked.chunks if chunked else None,
         )
         record.update(extra or {})  # type: ignore[typeddict-item]
 
         def restore() -> None:
             # Put the content again, from the data the caller gave (materialized again).
             if position is None:  # a one-pass stream: it can only be checked
-                self.publisher.check_present(kind, result.digest, entries)
+                self.publisher.check_present(kind, result.digest, entries, record.get("chunks"))
                 return
             if hasattr(data, "read"):
                 data.seek(position)
@@ -97,7 +103,8 @@ class Ingest:
             if again.digest != result.digest:
                 raise IntegrityError(result.digest, again.digest, "the content changed while it was being saved")
 
-        version = self.claim_version(aname, record, entries, since=started, restore=restore)
+        content = [chunked.chunks, *chunked.chunk_digests] if chunked else None
+        version = self.claim_version(aname, record, entries, since=started, restore=restore, content=content)
         for alias in aliases:
             self.versions.move_alias(name, alias, version)
         return self.versions.committed(name, version)
@@ -120,8 +127,14 @@ class Ingest:
         metadata = check_json_map(metadata, "metadata")
         self.publisher.refresh()  # the index vouches for blobs of live versions: not for ones deleted (and collected) elsewhere
         exact = self.versions.check_exact(str(aname), version)
-        entries = None
-        if kind == BLOB:
+        entries = content = None
+        chunks = self.index.chunk_list(hexdigest) if kind == BLOB else None
+        if chunks is not None:  # a chunked file (format 2): its list and chunks must be there
+            listed = read_chunk_list(self.blobs, chunks)
+            if not any(row.deleted_at is None for row in self.index.versions_with_digest(hexdigest)):
+                self.require_blobs(listed.chunks)
+            size, content = listed.size, [chunks, *(c.digest for c in listed.chunks)]
+        elif kind == BLOB:
             size = self.blobs.size(hexdigest)  # BlobNotFoundError if absent
         elif kind == TREE:
             if self.index.has_tree(hexdigest):
@@ -137,10 +150,10 @@ class Ingest:
         else:
             raise InvalidValueError(f"invalid kind {kind!r}: expected {BLOB!r} or {TREE!r}")
         # A link names no materializer (the content's writer chose none here).
-        record = version_record(str(aname), hexdigest, kind, size, metadata, lineage=lineage)
+        record = version_record(str(aname), hexdigest, kind, size, metadata, lineage=lineage, chunks=chunks)
         number = self.claim_version(
-            aname, record, entries, exact=exact, since=started,
-            restore=lambda: self.publisher.check_present(kind, hexdigest, None),
+            aname, record, entries, exact=exact, since=started, content=content,
+            restore=lambda: self.publisher.check_present(kind, hexdigest, None, chunks),
         )
         return self.versions.committed(str(aname), number)
 
@@ -156,7 +169,7 @@ class Ingest:
         """A new tree version from blobs already stored (``Store.link_tree`` says the rest)."""
         aname = parse_name(name)
         metadata = check_json_map(metadata, "metadata")
-        clean = check_entries(entries)
+        clean = [_with_chunks(e, self.index.chunk_list(e[1])) for e in check_entries(entries)]
         exact = self.versions.check_exact(str(aname), version)
         started = time.time()
         self.publisher.refresh()  # as in link(): a version deleted elsewhere no longer vouches for its blobs
@@ -183,11 +196,14 @@ class Ingest:
         exact: int | None = None,
         since: float | None = None,
         restore: Callable[[], None] | None = None,
+        content: list[str] | None = None,
     ) -> int:
         """Claim the next free number, or exactly ``exact`` (VersionExistsError if taken).
 
         ``since``: when the save began storing content; ``restore`` puts that
         content back (or checks it is there) if a gc sweep ran since then.
+        ``content``: the blobs the version needs when they are not its digest and a
+        tree's files (a chunked file: its list and chunks).
         """
         name = str(aname)
         caught_up = False
@@ -210,7 +226,7 @@ class Ingest:
             exact=exact is not None,
             next_after=after,
             since=since,
-            blobs=lambda: self._content_blobs(record, entries),
+            blobs=lambda: content if content is not None else self._content_blobs(record, entries),
         )
         if claimed is None:
             raise VersionExistsError(f"{name}@{exact} was claimed by another writer", f"{name}@{exact}")
@@ -231,9 +247,21 @@ class Ingest:
     def _content_blobs(self, record: dict[str, Any], entries) -> list[str]:
         """The content blobs of a version record: its digest, and a tree's files."""
         if record["kind"] != TREE:
-            return [record["digest"]]
+            return self._chunked_content(record["chunks"]) if record.get("chunks") else [record["digest"]]
         listed = entries if entries is not None else self.index.tree_entries(record["digest"])
-        return [record["digest"], *(d for _, d, _ in listed)]
+        found = [record["digest"]]
+        for entry in listed:
+            chunks = chunks_of(entry) or (self.index.chunk_list(entry[1]) if entries is None else None)
+            found.extend(self._chunked_content(chunks) if chunks else [entry[1]])
+        return found
+
+    def _chunked_content(self, list_digest: str) -> list[str]:
+        """A chunked file's list and chunks; just the list if it cannot be read (then a
+        sweep that removed it overlaps anyway, and the content is put back)."""
+        try:
+            return [list_digest, *(c.digest for c in read_chunk_list(self.blobs, list_digest).chunks)]
+        except CasError:
+            return [list_digest]
 
     def require_blobs(self, pairs: Iterable[tuple[str, int]]) -> None:
         """Every blob is stored with that size.  A blob a live version already
@@ -245,7 +273,11 @@ class Ingest:
                 continue
             seen.add(digest)
             actual = self.index.live_blob_size(digest)
-            if actual is None:
+            if actual is None and (chunks := self.index.chunk_list(digest)) is not None:
+                listed = read_chunk_list(self.blobs, chunks)  # a chunked file (format 2): its chunks
+                self.require_blobs(listed.chunks)
+                actual = listed.size
+            elif actual is None:
                 actual = self.blobs.size(digest)  # BlobNotFoundError if absent
             if actual != size:
                 raise IntegrityError(digest, "?", f"blob is {actual} bytes, the entry says {size}")
@@ -264,6 +296,8 @@ class Ingest:
         """Store ``data`` (bytes, str, a path, a binary file): (kind, result, tree entries)."""
         if isinstance(data, (bytes, bytearray, memoryview)):
             with self.backend.batch():
+                if wants_chunks(self.publisher.format, len(data)):
+                    return BLOB, put_chunked(self.blobs, data, progress), None
                 return BLOB, self.blobs.put_bytes(bytes(data)), None
         if isinstance(data, str):
             with self.backend.batch():
@@ -276,14 +310,20 @@ class Ingest:
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no such file or directory: {path}")
             with self.backend.batch():
-                result = self.blobs.put_file(path, progress)
-            return BLOB, result, None
+                return BLOB, self._put_file(path, progress), None
         if hasattr(data, "read"):
             with self.backend.batch():
                 return BLOB, self.blobs.put_stream(data, progress), None
         raise UnsupportedDataError(
             f"cannot save a {type(data).__name__}: pass bytes, str, a pathlib.Path, or a binary file object"
         )
+
+    def _put_file(self, path: str, progress: Callback | None, sink=None) -> PutResult:
+        """A file as one blob, or (format 2, a large one) as chunks and a chunk list;
+        ``sink``: the tree's packing session (format 2: a small file goes into a pack)."""
+        if wants_chunks(self.publisher.format, os.path.getsize(path)):
+            return put_chunked(self.blobs, path, progress)
+        return (sink or self.blobs).put_file(path, progress)
 
     def _put_tree(self, root: str, progress: Callback | None):
         progress = as_callback(progress)  # once per tree, not once per file
@@ -294,8 +334,11 @@ class Ingest:
         # format 2: small files go into packs, published once the batch made them durable
         with packing.session(self.publisher) as sink, self.backend.batch():
             for rel, abspath in files:
-                result = sink.put_file(abspath, progress)
-                entries.append((rel, result.digest, result.size))
+                result = self._put_file(abspath, progress, sink)
+                if isinstance(result, ChunkedPut):  # format 2: the entry names its chunk list
+                    entries.append(ChunkedEntry(rel, result.digest, result.size, result.chunks))
+                else:
+                    entries.append((rel, result.digest, result.size))
                 item_done(progress)
             manifest = self.blobs.put_bytes(encode_manifest(entries))
         total = sum(size for _, _, size in entries)
@@ -313,6 +356,11 @@ class Ingest:
         if self.backend.capabilities.local:
             paths.append(self.backend.root)  # type: ignore[attr-defined]  # a local backend's directory
         return {ident for p in paths if (ident := _identity(p)) is not None}
+
+
+def _with_chunks(entry: tuple[str, str, int], chunks: str | None) -> tuple[str, str, int]:
+    """A tree entry naming its chunk list when its file is chunked (format 2)."""
+    return ChunkedEntry(*entry, chunks) if chunks is not None else entry
 
 
 def _identity(path: str) -> tuple[int, int] | None:

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cas.backends.base import Backend
 from cas.core.progress import as_callback, item_done
-from cas.core.records import TREE
+from cas.core.records import BLOB, TREE
 from cas.core.refs import journal_path, ref_order
-from cas.core.tree import decode_manifest
+from cas.core.tree import chunks_of, decode_manifest
 from cas.errors import BackendError, BlobNotFoundError, CasError, CorruptRecordError
 from cas.index import Index
 from cas.storage import sweeps
 from cas.storage.blobs import BlobStore
+from cas.storage.chunked import read_chunk_list
 from cas.storage.records import RecordStore
 
 if TYPE_CHECKING:
@@ -191,13 +192,18 @@ class Publisher:
         if self.index.add_rejected(c, error.key, str(error)):
             log.warning("cas: skipped %s (cas verify lists what was refused)", error)
 
-    def check_present(self, kind: str, digest: str, entries) -> None:
-        """Every blob of this content is in the backend (asked there: the index may be behind)."""
+    def check_present(self, kind: str, digest: str, entries, chunks: str | None = None) -> None:
+        """Every blob of this content is in the backend (asked there: the index may be behind).
+        ``chunks``: a chunked file's list (format 2), read and each chunk asked for."""
+        if chunks is not None:
+            for chunk in read_chunk_list(self.blobs, chunks).chunks:
+                self.blobs.size(chunk.digest)
+            return
         self.blobs.size(digest)  # BlobNotFoundError if absent
         if kind == TREE:
             listed = entries if entries is not None else decode_manifest(self.blobs.read_bytes(digest), digest)
-            for _, d, _ in listed:
-                self.blobs.size(d)
+            for entry in listed:
+                self.check_present(BLOB, entry[1], None, chunks_of(entry))
 
     def orphan(self, ref: str, record_digest: str) -> tuple[dict[str, Any], Any] | None:
         """(record, tree entries) of a ref no journal announced, or None if it dangles:
@@ -208,7 +214,7 @@ class Publisher:
         try:
             record, entries = self.load(ref, record_digest)  # validated (cas.core.records)
             if record["type"] == "version":
-                self.check_present(record["kind"], record["digest"], entries)
+                self.check_present(record["kind"], record["digest"], entries, record.get("chunks"))
         except CasError:
             return None
         return record, entries

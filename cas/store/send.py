@@ -14,16 +14,17 @@ from cas.core.digest import CHUNK, hash_bytes
 from cas.core.progress import as_callback, item_done
 from cas.core.records import TREE
 from cas.core.refs import parse_ref_path
-from cas.errors import BlobNotFoundError, CorruptRecordError, IntegrityError
+from cas.errors import BlobNotFoundError, CorruptRecordError, IntegrityError, UnsupportedFormatError
 from cas.storage import sweeps
 from cas.storage.blobs import blob_path
+from cas.storage.chunked import chunk_blobs
 from cas.store import packing
 
 if TYPE_CHECKING:
     from cas.core.progress import Callback
     from cas.store.facade import Store
 
-__all__ = ["needed_blobs", "publish_refs", "send_blobs"]
+__all__ = ["needed_blobs", "publish_refs", "refuse_chunked", "send_blobs"]
 
 # Blobs up to this size are copied in memory; larger ones stream through a spool file.
 _IN_MEMORY = 4 << 20
@@ -37,6 +38,8 @@ def needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | Non
     for _, record_digest in refs:
         needed.setdefault(record_digest, None)
     version_refs = [key for key in (parse_ref_path(r) for r, _ in refs) if key.kind == "versions"]
+    lists = src.index.chunk_lists()  # format 2: chunked files need their list and chunks instead
+    chunked: list[str] = []
     for key in version_refs:
         row = src.index.get_version(key.owner, key.number)
         if row is None:
@@ -45,10 +48,35 @@ def needed_blobs(src: Store, refs: list[tuple[str, str]]) -> dict[str, int | Non
             needed.setdefault(row.digest, None)  # manifests are kept even for deleted versions (reindex reads them)
             if row.deleted_at is None:
                 for _, entry_digest, entry_size in src.index.tree_entries(row.digest):
-                    needed[entry_digest] = entry_size
+                    if entry_digest in lists:
+                        chunked.append(entry_digest)
+                    else:
+                        needed[entry_digest] = entry_size
         elif row.deleted_at is None:
-            needed[row.digest] = row.size
+            if row.digest in lists:
+                chunked.append(row.digest)
+            else:
+                needed[row.digest] = row.size
+    needed.update(chunk_blobs(src.blobs, lists, chunked))
     return needed
+
+
+def refuse_chunked(src: Store, dst: Store, refs: list[tuple[str, str]]) -> None:
+    """A format-1 destination cannot hold a chunked file's version (its record names a
+    chunk list, which format 1 does not have): refused before anything is sent."""
+    lists = src.index.chunk_lists()
+    if dst.format >= 2 or not lists:
+        return
+    for key in (parse_ref_path(r) for r, _ in refs):
+        row = src.index.get_version(key.owner, key.number) if key.kind == "versions" else None
+        if row is None:
+            continue
+        files = [d for _, d, _ in src.index.tree_entries(row.digest)] if row.kind == TREE else [row.digest]
+        if any(d in lists for d in files):
+            raise UnsupportedFormatError(
+                f"cannot sync {row.name}@{row.version} to {dst.backend.url}: it holds a chunked file (format 2)"
+                f" and that store is format {dst.format}; upgrade it first (cas upgrade)"
+            )
 
 
 def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: Callback, sink=None) -> int:

@@ -39,7 +39,7 @@ from cas.core.refs import parse_ref_path, ref_order
 from cas.errors import InvalidNameError
 from cas.storage.blobs import BLOB_PREFIX, digest_from_path
 from cas.store import packing
-from cas.store.send import needed_blobs, publish_refs, send_blobs
+from cas.store.send import needed_blobs, publish_refs, refuse_chunked, send_blobs
 
 if TYPE_CHECKING:
     from cas.core.progress import Callback
@@ -175,6 +175,7 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
     conflicted = set(conflicts)
     refs = [(r, d) for r, d in refs if (parse_ref_path(r).name or r) not in conflicted]
     missing_refs = [(r, d) for r, d in refs if r not in dst_refs]
+    refuse_chunked(src, dst, missing_refs)
     needed = needed_blobs(src, refs)
     known = dst.index.needed_blobs()
     unknown = {d for d in needed if d not in known}

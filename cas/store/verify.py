@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from cas.core.digest import CHUNK
 from cas.core.progress import as_callback, item_done
 from cas.core.refs import REFS, parse_ref_path
-from cas.errors import CasError, CorruptRecordError
+from cas.errors import BlobNotFoundError, CasError, CorruptRecordError
+from cas.storage.chunked import ChunkedReader, chunk_blobs
 from cas.store import packgc
 from cas.store.publish import Publisher
 
@@ -52,8 +54,10 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
     loose, present = present, {**packed.present, **present}
     # Exactly what gc keeps: a deleted version's bytes may be gone, by design.
     needed = pub.index.needed_blobs()
-    missing = sorted(d for d in needed if d not in present)
+    chunked, bad_lists = _follow_chunk_lists(pub, needed)
+    missing = sorted({d for d in needed if d not in present} | {d for d, why in bad_lists.items() if why == _MISSING})
     corrupt = sorted(d for d, size in needed.items() if size is not None and d in present and present[d] != size)
+    corrupt = sorted({*corrupt, *(d for d, why in bad_lists.items() if why == _CORRUPT)})
     checked = 0
     if deep:
         progress = as_callback(progress)
@@ -67,16 +71,59 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
                 bad.add(digest)
             checked += 1
             item_done(progress)
+        bad.update(_check_whole(pub, chunked, bad, missing))
         corrupt = sorted(bad | set(packed.corrupt))
         checked += packed.checked
     else:
         checked = len(needed)
         corrupt = sorted({*corrupt, *packed.corrupt})
     return VerifyReport(
-        checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign), invalid=_invalid_objects(pub),
+        checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign),
+        invalid=sorted({*_invalid_objects(pub), *(why for why in bad_lists.values() if why not in (_MISSING, _CORRUPT))}),
         orphans=orphans,
         dangling=dangling,
     )
+
+
+_MISSING, _CORRUPT = "missing", "corrupt"
+
+
+def _follow_chunk_lists(pub: Publisher, needed: dict[str, int | None]) -> tuple[dict[str, str], dict[str, str]]:
+    """Format 2: a chunked file needs its list and chunks, not a blob of its own digest.
+    Rewrites ``needed`` so; returns (the chunked files: digest -> list digest, lists that
+    are missing, corrupt, or break the format: what is wrong)."""
+    lists = {d: lst for d, lst in pub.index.chunk_lists().items() if d in needed}
+    bad: dict[str, str] = {}
+    for digest, list_digest in lists.items():
+        del needed[digest]
+        needed.setdefault(list_digest, None)
+        try:
+            needed.update(chunk_blobs(pub.blobs, {digest: list_digest}, [digest]))
+        except BlobNotFoundError:
+            bad[list_digest] = _MISSING
+        except CorruptRecordError as e:  # sound bytes, but not a chunk list
+            bad[list_digest] = str(e)
+        except CasError:  # bytes that do not match the list's digest
+            bad[list_digest] = _CORRUPT
+    return lists, bad
+
+
+def _check_whole(pub: Publisher, lists: dict[str, str], bad: set[str], missing: list[str]) -> set[str]:
+    """(deep) Every chunked file whose chunks are all there and sound is its whole-file
+    digest when put together; returns those that are not."""
+    wrong = set()
+    for digest, list_digest in lists.items():
+        if list_digest in bad or list_digest in missing:
+            continue
+        try:
+            with ChunkedReader(pub.blobs, digest, list_digest) as reader:
+                while reader.read(CHUNK):
+                    pass
+        except BlobNotFoundError:
+            continue  # reported as missing
+        except CasError:
+            wrong.add(digest)
+    return wrong
 
 
 def _invalid_objects(pub: Publisher) -> list[str]:

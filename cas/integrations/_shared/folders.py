@@ -91,7 +91,7 @@ class Folders:
         """A verified reader for one file."""
         entry = self.file(key, path)
         # Read outside the lock: blob reads need no index and may run in parallel.
-        return io.BufferedReader(self.store.blobs.open(entry.digest), CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(self.store.contents.open(entry.digest), CHUNK)  # type: ignore[arg-type]
 
     def file(self, key: FolderKey, path: str) -> Entry:
         entries = self.entries(key)

@@ -275,7 +275,7 @@ class PathSpace:
         """Write a file, or everything below a directory, to ``local``: whole and
         verified, or nothing changes there (see :mod:`cas.storage.download`)."""
         info = self.info(path)
-        with Download(self.folders.store.blobs) as download:
+        with Download(self.folders.store.contents) as download:
             if info.type == "file":
                 download.file(str(info.digest), local)
                 return
