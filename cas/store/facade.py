@@ -116,9 +116,8 @@ class Store:
             refuse_planted_index(backend)
         self.index = Index(index or default_index_path(backend))
         self.contents = Contents(self.blobs, self.index.chunk_list)  # content by digest: a blob, or chunked (format 2)
-        # Every content read of a version comes to the publisher: inside a step it is an input.
-        self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, on_read=_record.note_read,
-                                   format=self.format)
+        # on_read: every content read of a version comes to the publisher; inside a step it is an input.
+        self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, _record.note_read, self.format)
         self.versions = Versions(self.publisher)
         self.ingest = Ingest(self.publisher, self.versions)
         if self.index.get_meta("store_id") != self.store_id:
@@ -362,7 +361,6 @@ class Store:
 
     def reindex(self, progress: Callback | None = None) -> int:
         """Rebuild the index from the backend alone; returns the number of refs applied.
-
         Safe while others write; bad objects are skipped for ``verify`` (``Publisher.reindex``)."""
         return self.publisher.reindex(progress)
 
