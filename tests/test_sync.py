@@ -85,7 +85,8 @@ def test_sync_is_idempotent_second_run_sends_nothing(tmp_path):
 
 
 def _non_blob_bytes(counter: CountingBackend) -> int:
-    return sum(n for p, n in counter.written.items() if not p.startswith("blobs/"))
+    # format 2: a pack's bytes are blob bytes after its 8-byte magic
+    return sum(n if not p.startswith("packs/") else 8 for p, n in counter.written.items() if not p.startswith("blobs/"))
 
 
 def test_sync_sends_only_new_blobs_of_versions_that_share_content(tmp_path):

@@ -83,6 +83,14 @@ class Backend(ABC):
         """A seekable binary reader of ``rel`` (the caller closes it);
         ``FileNotFoundError`` if absent.  Never follows a planted symlink."""
 
+    def read_range(self, rel: str, start: int, end: int) -> bytes:
+        """The bytes ``[start, end)`` of ``rel`` (fewer if the file is shorter);
+        ``FileNotFoundError`` if absent.  Object stores answer with one ranged GET,
+        so reading a small blob out of a pack never fetches the whole pack."""
+        with self.open_read(rel) as f:
+            f.seek(start)
+            return f.read(max(end - start, 0))
+
     @abstractmethod
     def size(self, rel: str) -> int:
         """The size in bytes of the file at ``rel``; ``FileNotFoundError`` if absent."""

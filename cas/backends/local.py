@@ -73,6 +73,13 @@ class LocalBackend(Backend):
     def open_read(self, rel: str) -> BinaryIO:
         return os.fdopen(self._open_nofollow(rel), "rb")
 
+    def read_range(self, rel: str, start: int, end: int) -> bytes:
+        fd = self._open_nofollow(rel)
+        try:
+            return os.pread(fd, max(end - start, 0), start)
+        finally:
+            os.close(fd)
+
     def size(self, rel: str) -> int:
         st = os.lstat(self.abspath(rel))
         if statmod.S_ISLNK(st.st_mode):

@@ -1,12 +1,11 @@
 """Record codecs: the bytes of every record, of a ref's content and of a journal entry.
 
-Every fact — a version, an alias move, a deletion, a run, a step — is an immutable msgpack
-record stored as a blob, claimed by a create-only ref (``cas.core.refs``) whose content is its
-digest, and announced in the journal.  Everything read back from a backend is untrusted (DESIGN
-invariant 12): these decoders (with ``cas.core.refs``, ``cas.core.format`` and
-``cas.core.tree.decode_manifest``) are the one place backend bytes become values, validated
-against docs/format.md or refused with :class:`~cas.errors.CorruptRecordError` naming the blob
-or key; code after the codec never re-checks raw strings.  Pure: no I/O.
+Every fact (a version, an alias move, a deletion, a run, a step, a pack index) is an immutable
+msgpack record stored as a blob, claimed by a create-only ref (``cas.core.refs``) whose content
+is its digest, and announced in the journal.  Everything read from a backend is untrusted
+(invariant 12): these decoders (with ``cas.core.refs``, ``format``, ``tree``) are the one place
+backend bytes become values, validated against docs/format.md or refused with
+:class:`~cas.errors.CorruptRecordError` naming the blob or key.  Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import msgpack
 
 from cas.core.digest import is_hex_digest
 from cas.core.names import MAX_VERSION, check_alias, check_segment, parse_name
+from cas.core.packs import PACK_TYPE, decode_pack_index
 from cas.core.refs import RefKey, parse_ref_path
 from cas.errors import CorruptRecordError, InvalidNameError, InvalidValueError
 
@@ -79,8 +79,7 @@ def _canonical(value: Any) -> Any:
 
 
 def decode(data: bytes) -> dict[str, Any]:
-    """Raw msgpack, the inverse of :func:`encode`, for tools and tests; cas itself
-    reads what a backend holds only through the validating decoders below."""
+    """Raw msgpack, the inverse of :func:`encode`, for tools and tests (cas reads backends only through the decoders below)."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
 
@@ -251,6 +250,7 @@ _RECORDS: dict[str, tuple[str, dict[str, Callable[[Any], None]], dict[str, Calla
     "step_start": ("runs", {**_STEP_EVENT, "started_at": _time}, {"inputs": _optional(_inputs)}),
     "step_input": ("runs", {**_STEP_EVENT, "created_at": _time}, {"inputs": _optional(_inputs)}),
     "step_end": ("runs", {**_STEP_EVENT, "status": _STATUS, "ended_at": _time}, {"error": _ERROR}),
+    PACK_TYPE: ("packs", {"pack": _digest, "seq": _int(0, 0)}, {}),
 }
 
 
@@ -286,7 +286,7 @@ def decode_record(data: bytes, hexdigest: str, ref: RefKey | str) -> dict[str, A
                 _check_field(field, check, record[field])
     except InvalidNameError as e:
         raise CorruptRecordError(f"blake3:{hexdigest}", f"not a valid record for {ref.path}: {e}") from None
-    return record
+    return decode_pack_index(record, hexdigest, ref.owner) and record if record["type"] == PACK_TYPE else record
 
 
 def _check_field(field: str, check: Callable[[Any], None], value: Any) -> None:
@@ -305,7 +305,7 @@ def _check_claim(record: dict[str, Any], ref: RefKey) -> dict[str, Any]:
     elif ref.kind == "aliases":
         want = {"name": ref.owner, "alias": ref.alias, "seq": ref.number}
     else:
-        want = {"name": ref.owner, "version": ref.number}
+        want = {"pack": ref.owner} if ref.kind == "packs" else {"name": ref.owner, "version": ref.number}
     for field, value in want.items():
         if type(record[field]) is not type(value) or record[field] != value:
             raise InvalidNameError(f"{field!r} is {_brief(record[field])}, the ref says {value!r}")

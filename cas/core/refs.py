@@ -4,6 +4,7 @@
     refs/aliases/<p>/<s>/<a>/<alias>/<seq>       alias moves, highest seq wins
     refs/deletions/<p>/<s>/<a>/<N>               version N deleted
     refs/runs/<run id>/<seq>                     run and step-run events
+    refs/packs/<pack hex>                        a pack's index (format 2, cas.core.packs)
     journal/<seq, 16 digits>                     {ref, record} in commit order
     journal2/<day>/<slot>/<stamp>-<writer>-<seq>  format 2: {refs: [[ref, record], ...]}
 
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cas.core.digest import is_hex_digest
 from cas.core.names import MAX_VERSION, check_alias, check_segment, parse_name
 from cas.errors import CorruptRecordError, InvalidNameError
 
@@ -33,6 +35,7 @@ __all__ = [
     "alias_ref",
     "deletion_ref",
     "run_ref",
+    "pack_ref",
     "refs_prefix",
     "journal_path",
     "parse_ref_path",
@@ -58,7 +61,8 @@ _WRITER_WIDTH = 16  # hex digits of a writer id (64 random bits)
 _SLOTS_PER_DAY_LISTING = 6
 _SEQ_WIDTH = 16
 # The order refs are published in: runs, then versions before the aliases and deletions that refer to them.
-_KIND_RANK = {"runs": 0, "versions": 1, "aliases": 2, "deletions": 3}
+# Pack indexes first: the content they locate is read when the refs after them are applied.
+_KIND_RANK = {"packs": -1, "runs": 0, "versions": 1, "aliases": 2, "deletions": 3}
 
 
 def version_ref(name: str, version: int) -> str:
@@ -75,6 +79,10 @@ def deletion_ref(name: str, version: int) -> str:
 
 def run_ref(run_id: str, seq: int) -> str:
     return f"{REFS}/runs/{run_id}/{seq}"
+
+
+def pack_ref(pack: str) -> str:
+    return f"{REFS}/packs/{pack}"
 
 
 def refs_prefix(kind: str = "") -> str:
@@ -102,13 +110,13 @@ class RefKey:
 
     @property
     def name(self) -> str | None:
-        """The artifact name the ref belongs to; None for run refs."""
-        return None if self.kind == "runs" else self.owner
+        """The artifact name the ref belongs to; None for run and pack refs."""
+        return None if self.kind in ("runs", "packs") else self.owner
 
     @property
     def group(self) -> str:
         """Refs of one artifact name, or of one run, are claimed one after another."""
-        return self.owner if self.kind != "runs" else f"{REFS}/runs/{self.owner}"
+        return self.owner if self.kind not in ("runs", "packs") else f"{REFS}/{self.kind}/{self.owner}"
 
 
 def ref_order(item: tuple[str, str]) -> tuple[int, str, int]:
@@ -146,9 +154,11 @@ def _parse_ref_path(path: str) -> RefKey:
         if kind == "aliases" and len(parts) == 7:
             name = str(parse_name("/".join(parts[2:5])))
             return RefKey(path, kind, name, _number(parts[6], 0), check_alias(parts[5]))
+        if kind == "packs" and len(parts) == 3 and is_hex_digest(parts[2]):
+            return RefKey(path, kind, parts[2], 0)
         if kind == "runs" and len(parts) == 4:
             return RefKey(path, kind, check_segment(parts[2], "run id"), _number(parts[3], 0))
-        raise InvalidNameError("not refs/versions|deletions/<name>/<N>, refs/aliases/<name>/<alias>/<seq> or refs/runs/<id>/<seq>")
+        raise InvalidNameError("not refs/versions|deletions/<name>/<N>, refs/aliases/<name>/<alias>/<seq> refs/runs/<id>/<seq> or refs/packs/<hex>")
     except InvalidNameError as e:
         raise CorruptRecordError(shown, f"not a ref path: {e}") from None
 

@@ -32,6 +32,7 @@ from cas.errors import BackendError
 from cas.index.content import ContentQueries
 from cas.index.lineage import LineageQueries
 from cas.index.meta import MetaQueries
+from cas.index.packs import PackQueries
 from cas.index.records import RecordQueries
 from cas.index.runs import RunQueries
 from cas.index.schema import MIGRATIONS
@@ -70,7 +71,7 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 class Index(
-    VersionQueries, ContentQueries, RecordQueries, MetaQueries, RunQueries, LineageQueries, StatCacheQueries
+    VersionQueries, ContentQueries, RecordQueries, MetaQueries, RunQueries, LineageQueries, StatCacheQueries, PackQueries
 ):
     """The SQLite index of one store (see the module docstring).
 

@@ -154,4 +154,25 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) WITHOUT ROWID
         """,
     ),
+    (
+        # Packs (format 2): which pack holds which small blob, from the pack index
+        # records (cas.core.packs).  ``pack_files.id`` orders packs newest first,
+        # so after a repack the new pack is read before the one gc retires.
+        "0007_packs",
+        """
+        CREATE TABLE IF NOT EXISTS pack_files (
+            id INTEGER PRIMARY KEY,
+            pack TEXT NOT NULL UNIQUE,
+            size INTEGER NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS packed (
+            digest TEXT NOT NULL,
+            pack TEXT NOT NULL,
+            offset INTEGER NOT NULL,
+            length INTEGER NOT NULL,
+            PRIMARY KEY (digest, pack)
+        ) WITHOUT ROWID;
+        CREATE INDEX IF NOT EXISTS packed_pack ON packed (pack)
+        """,
+    ),
 ]

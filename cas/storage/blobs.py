@@ -20,6 +20,7 @@ from cas.errors import BlobNotFoundError, IntegrityError
 
 if TYPE_CHECKING:
     from cas.core.progress import Callback
+    from cas.storage.packs import PackReader
 
 __all__ = ["BlobStore", "PutResult", "blob_path", "BLOB_PREFIX"]
 
@@ -52,20 +53,39 @@ class PutResult:
 class BlobStore:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        #: format 2: small blobs may live in packs (cas.storage.packs), asked before loose blobs
+        self.packs: PackReader | None = None
 
     def exists(self, hexdigest: str) -> bool:
+        if self.packs is not None and self.packs.where(hexdigest) is not None:
+            return True
         return self.backend.exists(blob_path(hexdigest))
 
     def size(self, hexdigest: str) -> int:
+        if self.packs is not None and (entry := self.packs.where(hexdigest)) is not None:
+            return entry.length
         try:
             return self.backend.size(blob_path(hexdigest))
         except FileNotFoundError:
             raise BlobNotFoundError(hexdigest) from None
 
+    def _in_pack(self, hexdigest: str) -> bool:
+        """Format 2: is this content stored in a pack already (a dedupe hit, invariant 1)?"""
+        return self.packs is not None and self.packs.where(hexdigest) is not None
+
+    def _packed(self, hexdigest: str, missed: bool = False) -> bytes | None:
+        """The verified bytes of a packed blob, or None; ``missed``: found nowhere, so
+        learn new pack indexes first (another machine repacked or announced them)."""
+        if self.packs is None or (missed and not self.packs.refresh()):
+            return None
+        return self.packs.read(hexdigest)
+
     # -- writing -------------------------------------------------------------
 
     def put_bytes(self, data: bytes) -> PutResult:
         hexdigest = hash_bytes(data)
+        if self._in_pack(hexdigest):
+            return PutResult(hexdigest, len(data), False)
         written = self.backend.create_bytes(blob_path(hexdigest), data, content_addressed=True)
         return PutResult(hexdigest, len(data), written)
 
@@ -122,9 +142,13 @@ class BlobStore:
     # -- reading -------------------------------------------------------------
 
     def read_bytes(self, hexdigest: str) -> bytes:
+        if (packed := self._packed(hexdigest)) is not None:
+            return packed
         try:
             data = self.backend.read_bytes(blob_path(hexdigest))
         except FileNotFoundError:
+            if (packed := self._packed(hexdigest, missed=True)) is not None:
+                return packed
             raise BlobNotFoundError(hexdigest) from None
         actual = hash_bytes(data)
         if actual != hexdigest:
@@ -132,9 +156,13 @@ class BlobStore:
         return data
 
     def open(self, hexdigest: str) -> VerifyingReader:
+        if (packed := self._packed(hexdigest)) is not None:
+            return VerifyingReader(io.BytesIO(packed), hexdigest)  # verified already: small, read whole
         try:
             raw = self.backend.open_read(blob_path(hexdigest))
         except FileNotFoundError:
+            if (packed := self._packed(hexdigest, missed=True)) is not None:
+                return VerifyingReader(io.BytesIO(packed), hexdigest)
             raise BlobNotFoundError(hexdigest) from None
         return VerifyingReader(raw, hexdigest)
 
@@ -188,6 +216,9 @@ class BlobSpool:
         """Publish the content under its digest (a dedupe hit writes nothing)."""
         self._file.close()
         self.done = True
+        if self._blobs._in_pack(self.hexdigest()):
+            os.unlink(self._tmp)
+            return PutResult(self.hexdigest(), self.size, False)
         # ``move`` hands the spool file over: the backend publishes or removes it
         # (inside a batch, only when the batch ends - so it must not be unlinked here).
         written = self._blobs.backend.create_from_file(

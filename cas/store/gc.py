@@ -9,6 +9,7 @@ from cas.core.tree import chunks_of
 from cas.errors import InvalidValueError
 from cas.storage import sweeps
 from cas.storage.chunked import chunk_blobs
+from cas.store import packgc
 from cas.store.publish import Publisher
 
 __all__ = ["DEFAULT_GC_GRACE", "GcReport", "gc"]
@@ -45,8 +46,10 @@ def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -
         (digest, size) for digest, _, size, mtime in listed
         if digest is not None and digest not in keep and (mtime is None or mtime <= cutoff)
     ]
+    packs = packgc.plan(pub, keep, cutoff)  # format 2: packs to drop or repack
+    marked = [d for d, _ in candidates] + packs.candidates(keep)
     # Mark before listing the refs, and only if there may be something to remove.
-    sweep = sweeps.begin(backend, [d for d, _ in candidates]) if candidates and not dry_run else None
+    sweep = sweeps.begin(backend, marked) if (marked or packs.unannounced) and not dry_run else None
     removed = removed_bytes = 0
     try:
         for ref, record_digest in pub.unknown_refs():
@@ -66,6 +69,8 @@ def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -
                 pub.blobs.remove(digest)
             removed += 1
             removed_bytes += size
+        packs_removed, packs_freed = packgc.sweep(pub, packs, keep, sweep, dry_run)
+        removed, removed_bytes = removed + packs_removed, removed_bytes + packs_freed
         if not dry_run:
             for entry in list(backend.list("tmp")):
                 if entry.mtime is not None and entry.mtime <= cutoff:
@@ -77,7 +82,7 @@ def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -
         if sweep is not None:
             sweep.done()
             sweeps.prune(backend, time.time() - sweeps.MARK_KEEP)
-    kept = len(listed) - removed
+    kept = len(listed) + packs.listed - removed
     return GcReport(removed=removed, removed_bytes=removed_bytes, kept=kept, dry_run=dry_run)
 
 

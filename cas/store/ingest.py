@@ -32,6 +32,7 @@ from cas.errors import (
 from cas.index import Looked, StatCache, VersionRow
 from cas.storage.blobs import PutResult
 from cas.storage.chunked import ChunkedPut, put_chunked, read_chunk_list
+from cas.store import packing
 from cas.store.publish import Publisher
 from cas.store.versions import Versions
 
@@ -47,6 +48,7 @@ class Ingest:
     def __init__(self, publisher: Publisher, versions: Versions) -> None:
         self.publisher = publisher
         self.versions = versions
+        packing.install_reader(publisher)  # format 2: small blobs may be packed
         self.backend = publisher.backend
         self.blobs = publisher.blobs
         self.index = publisher.index
@@ -171,7 +173,8 @@ class Ingest:
         """A new tree version from blobs already stored (``Store.link_tree`` says the rest)."""
         aname = parse_name(name)
         metadata = check_json_map(metadata, "metadata")
-        clean = [_with_chunks(e, self.index.chunk_list(e[1])) for e in check_entries(entries)]
+        # an entry names its chunk list when its file is chunked (format 2)
+        clean = [ChunkedEntry(*e, c) if (c := self.index.chunk_list(e[1])) else e for e in check_entries(entries)]
         exact = self.versions.check_exact(str(aname), version)
         started = time.time()
         self.publisher.refresh()  # as in link(): a version deleted elsewhere no longer vouches for its blobs
@@ -327,9 +330,10 @@ class Ingest:
         # Walk (and validate every path) before writing: a refused symlink or bad name changes nothing.
         files = list(walk_file_stats(root, exclude=self.own_files()))
         progress.set_size(sum(st.st_size for _, _, st in files))  # the bar's total, from this one walk
-        with self.backend.batch(), seen:
+        # format 2: small files go into packs (published once the batch made them durable)
+        with packing.session(self.publisher) as sink, self.backend.batch(), seen:
             for rel, abspath, st in files:
-                result = self.put_file(abspath, progress, seen, seen.look_below(rel, st))
+                result = self.put_file(abspath, progress, seen, seen.look_below(rel, st), sink)
                 if isinstance(result, ChunkedPut):  # format 2: the entry names its chunk list
                     entries.append(ChunkedEntry(rel, result.digest, result.size, result.chunks))
                 else:
@@ -339,17 +343,17 @@ class Ingest:
         total = sum(size for _, _, size in entries)
         return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
 
-    def put_file(self, path: str, progress: Callback, seen: StatCache, looked: Looked) -> PutResult:
-        """A file as one blob, or (format 2, a large one) as chunks and a chunk list, always read.
-        A blob the stat cache vouches for (``looked``) is not read: the store is only asked
-        whether it holds it (a gc may have removed it)."""
+    def put_file(self, path: str, progress: Callback, seen: StatCache, looked: Looked, sink=None) -> PutResult:
+        """A file as one blob, or (format 2) a large one as chunks and a chunk list, a small one
+        into the tree's packing session ``sink``.  A blob the stat cache vouches for (``looked``)
+        is not read: the store is only asked whether it holds it (a gc may have removed it)."""
         if wants_chunks(self.publisher.format, looked.stat.size if looked.key else os.path.getsize(path)):
             result: PutResult = put_chunked(self.blobs, path, progress)
         elif looked.digest is not None and self.blobs.exists(looked.digest):
             progress.relative_update(looked.stat.size)
             return PutResult(looked.digest, looked.stat.size, False)
         else:
-            result = self.blobs.put_file(path, progress)
+            result = (sink or self.blobs).put_file(path, progress)
         seen.learn(looked, result.digest, result.size)
         return result
 
@@ -365,11 +369,6 @@ class Ingest:
         if self.backend.capabilities.local:
             paths.append(self.backend.root)  # type: ignore[attr-defined]  # a local backend's directory
         return {ident for p in paths if (ident := _identity(p)) is not None}
-
-
-def _with_chunks(entry: tuple[str, str, int], chunks: str | None) -> tuple[str, str, int]:
-    """A tree entry naming its chunk list when its file is chunked (format 2)."""
-    return ChunkedEntry(*entry, chunks) if chunks is not None else entry
 
 
 def _identity(path: str) -> tuple[int, int] | None:

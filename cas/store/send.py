@@ -18,6 +18,7 @@ from cas.errors import BlobNotFoundError, CorruptRecordError, IntegrityError, Un
 from cas.storage import sweeps
 from cas.storage.blobs import blob_path
 from cas.storage.chunked import chunk_blobs
+from cas.store import packing
 
 if TYPE_CHECKING:
     from cas.core.progress import Callback
@@ -78,19 +79,23 @@ def refuse_chunked(src: Store, dst: Store, refs: list[tuple[str, str]]) -> None:
             )
 
 
-def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: Callback) -> int:
+def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: Callback, sink=None) -> int:
     """Copy one blob, hashing while copying; returns bytes written (0 if it was there).
     The bytes read go to ``progress`` from the worker thread."""
     rel = blob_path(digest)
     if size is None or size <= _IN_MEMORY:
-        try:
-            data = src.backend.read_bytes(rel)
-        except FileNotFoundError:
-            raise BlobNotFoundError(digest) from None
-        actual = hash_bytes(data)
-        if actual != digest:
-            raise IntegrityError(digest, actual, f"source {rel}")
+        data = src.blobs.packs.read(digest) if src.blobs.packs is not None else None  # format 2: verified
+        if data is None:
+            try:
+                data = src.backend.read_bytes(rel)
+            except FileNotFoundError:
+                raise BlobNotFoundError(digest) from None
+            actual = hash_bytes(data)
+            if actual != digest:
+                raise IntegrityError(digest, actual, f"source {rel}")
         progress.relative_update(len(data))
+        if sink is not None and digest in sink.packable:
+            return len(data) if sink.put_bytes(data).written else 0
         return len(data) if dst.backend.create_bytes(rel, data, content_addressed=True) else 0
     # Large: stream through a spool file next to the destination (bounded memory),
     # verified before it is published under its final name.
@@ -110,10 +115,10 @@ def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: 
     return result.size if result.written else 0
 
 
-def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None, progress: Callback) -> int:
+def _copy_in_batch(batch: object, src: Store, dst: Store, digest: str, size: int | None, progress: Callback, sink) -> int:
     # A batch belongs to the thread that opened it; pool workers join it explicitly.
     with dst.backend.join(batch):
-        return _copy_blob(src, dst, digest, size, progress)
+        return _copy_blob(src, dst, digest, size, progress, sink)
 
 
 def send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int, progress: Callback | None) -> tuple[int, int]:
@@ -122,11 +127,12 @@ def send_blobs(src: Store, dst: Store, blobs: dict[str, int | None], jobs: int, 
     # Largest first keeps the pool busy to the end; small ones fill the gaps.
     order = sorted(blobs.items(), key=lambda kv: -(kv[1] or 0))
     step = _LOCAL_BATCH if dst.backend.capabilities.local else max(len(order), 1)
-    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+    # format 2: small content goes into packs, published once every batch made them durable
+    with packing.sync_session(src.publisher, dst.publisher, blobs) as sink, ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         for start in range(0, len(order), step):
             chunk = order[start : start + step]
             with dst.backend.batch() as batch:  # local: fsynced together per chunk; a no-op elsewhere
-                futures = [pool.submit(_copy_in_batch, batch, src, dst, d, s, progress) for d, s in chunk]
+                futures = [pool.submit(_copy_in_batch, batch, src, dst, d, s, progress, sink) for d, s in chunk]
                 try:
                     for fut in _as_done(futures):
                         n = fut.result()

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from cas.core.refs import parse_ref_path, ref_order
 from cas.errors import InvalidNameError
 from cas.storage.blobs import BLOB_PREFIX, digest_from_path
+from cas.store import packing
 from cas.store.send import needed_blobs, publish_refs, refuse_chunked, send_blobs
 
 if TYPE_CHECKING:
@@ -168,7 +169,7 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
     planned_at = time.time()
     src.refresh()
     dst.refresh()
-    refs = _selected_refs(src, match)
+    refs = packing.sendable(dst.publisher, _selected_refs(src, match))  # pack indexes: format 2 only
     dst_refs = dict(dst.index.iter_records())
     conflicts = sorted({parse_ref_path(r).name or r for r, d in refs if r in dst_refs and dst_refs[r] != d})
     conflicted = set(conflicts)
@@ -197,7 +198,10 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
 def transfer(src: Store, dst: Store, plan: SyncPlan, *, jobs: int = DEFAULT_JOBS, progress: Callback | None = None) -> SyncResult:
     """Send what ``plan`` says is missing: blobs, then refs (invariant 4).  Bytes
     sent and blobs done go to ``progress``, from the worker threads."""
-    sent, sent_bytes = send_blobs(src, dst, plan.blobs, jobs, progress)
+    # format 2 -> 2: packs whose index is sent go whole (verified); the rest as blobs
+    covered = packing.send_packs(src.publisher, dst.publisher, plan.refs, plan.blobs)
+    sent, sent_bytes = send_blobs(src, dst, {d: n for d, n in plan.blobs.items() if d not in covered}, jobs, progress)
+    sent, sent_bytes = sent + len(covered), sent_bytes + sum(covered.values())  # content bytes, as a dry run counts
     already = len(plan.blobs) - sent
     refs_sent, refs_skipped, late_conflicts = publish_refs(src, dst, list(plan.refs), jobs, plan.planned_at)
     return SyncResult(

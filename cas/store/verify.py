@@ -10,6 +10,7 @@ from cas.core.progress import as_callback, item_done
 from cas.core.refs import REFS, parse_ref_path
 from cas.errors import BlobNotFoundError, CasError, CorruptRecordError
 from cas.storage.chunked import ChunkedReader, chunk_blobs
+from cas.store import packgc
 from cas.store.publish import Publisher
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
             foreign.append(path)
         else:
             present[digest] = size
+    packed = packgc.check_packs(pub, deep)  # format 2: blobs in packs, foreign and corrupt packs
+    foreign += packed.foreign
+    loose, present = present, {**packed.present, **present}
     # Exactly what gc keeps: a deleted version's bytes may be gone, by design.
     needed = pub.index.needed_blobs()
     chunked, bad_lists = _follow_chunk_lists(pub, needed)
@@ -58,7 +62,7 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
     if deep:
         progress = as_callback(progress)
         bad = set(corrupt)
-        for digest in present:
+        for digest in loose:  # packed ones were rehashed with their pack
             try:
                 actual, _ = pub.blobs.check(digest, progress)
             except CasError:
@@ -68,9 +72,11 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
             checked += 1
             item_done(progress)
         bad.update(_check_whole(pub, chunked, bad, missing))
-        corrupt = sorted(bad)
+        corrupt = sorted(bad | set(packed.corrupt))
+        checked += packed.checked
     else:
         checked = len(needed)
+        corrupt = sorted({*corrupt, *packed.corrupt})
     return VerifyReport(
         checked=checked, missing=missing, corrupt=corrupt, foreign=sorted(foreign),
         invalid=sorted({*_invalid_objects(pub), *(why for why in bad_lists.values() if why not in (_MISSING, _CORRUPT))}),
