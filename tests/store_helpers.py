@@ -18,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import cas
+from cas.core.digest import hash_bytes
 from cas.storage.blobs import blob_path
+from cas.storage.chunked import read_chunk_list
+from cas.storage.packs import pack_path
 from cas.store import INDEX_FILE
 
 
@@ -51,10 +54,49 @@ def blob_files(store: cas.Store) -> set[str]:
 
 
 def replace_blob(store: cas.Store, hexdigest: str, data: bytes) -> None:
-    """Overwrite a stored blob behind cas's back (what bit rot or a bad disk does)."""
+    """Overwrite stored content behind cas's back (what bit rot or a bad disk does),
+    wherever it really lives: a loose blob, its range of a pack, or (a chunked file,
+    format 2) each chunk whose bytes ``data`` changes."""
+    list_digest = store.index.chunk_list(hexdigest)
+    if list_digest is not None:
+        _replace_chunks(store, list_digest, data)
+        return
+    packs = store.blobs.packs
+    entry = packs.where(hexdigest) if packs is not None else None
+    if entry is not None:
+        _replace_in_pack(store, pack_path(entry.pack), entry.offset, entry.length, data)
+        return
     rel = blob_path(hexdigest)
     store.backend.remove(rel)
     assert store.backend.create_bytes(rel, data)
+
+
+def _replace_in_pack(store: cas.Store, rel: str, offset: int, length: int, data: bytes) -> None:
+    """Rot a packed blob in place: its ``length`` bytes become ``data`` cut or zero-padded
+    to that length, so the pack's other blobs stay where their index says (and intact).
+    A shorter ``data`` that pads back to the original (a truncated run of zeros) gets
+    its last byte flipped: a pack's range cannot shrink, but it must still be rotten."""
+    pack = store.backend.read_bytes(rel)
+    fitted = bytearray(data[:length].ljust(length, b"\0"))
+    if fitted == pack[offset : offset + length] and len(data) != length and length:
+        fitted[-1] ^= 0x01
+    assert fitted != pack[offset : offset + length], "the replacement must change the packed bytes"
+    store.backend.remove(rel)
+    assert store.backend.create_bytes(rel, pack[:offset] + fitted + pack[offset + length :])
+
+
+def _replace_chunks(store: cas.Store, list_digest: str, data: bytes) -> None:
+    """Rot a chunked file: every chunk whose range of ``data`` differs from it is
+    overwritten with that range (shorter, or empty, where ``data`` is shorter)."""
+    listed = read_chunk_list(store.blobs, list_digest)
+    changed = 0
+    for start, ref in zip(listed.starts, listed.chunks, strict=True):
+        piece = data[start : start + ref.size]
+        if len(piece) == ref.size and hash_bytes(piece) == ref.digest:
+            continue
+        replace_blob(store, ref.digest, piece)
+        changed += 1
+    assert changed, "the replacement must change the file's bytes"
 
 
 def remove_blob(store: cas.Store, hexdigest: str) -> None:

@@ -455,7 +455,8 @@ def write_scenario(root: Path, work: Path) -> tuple[float, float]:
     for rel, data in TREE_FILES.items():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
         (tree / rel).write_bytes(data)
-    with cas.open_store(root, index=str(work / "index.sqlite")) as store:
+    # Format 1 explicitly: these bytes pin format 1, whatever $CAS_NEW_STORE_FORMAT says.
+    with cas.open_store(root, index=str(work / "index.sqlite"), format=1) as store:
         raw = store.save(RAW, "demo/ingest/raw", metadata={"source": "golden", "rows": 2})
         with store.run("demo", params={"lr": 0.1, "epochs": 3}, run_id=RUN) as run:
             with run.step("train", inputs=[raw]) as step:
