@@ -9,9 +9,10 @@ from store_helpers import make_tree
 from sync_helpers import CountingBackend, counting_store, store_state
 
 import cas
-from cas.core.refs import run_ref
+from cas.core.refs import pack_ref, run_ref
 from cas.errors import IntegrityError, InvalidNameError
 from cas.storage.blobs import blob_path
+from cas.storage.packs import pack_path
 from cas.store import Store
 from cas.store.sync import status as sync_status
 
@@ -102,22 +103,39 @@ def test_sync_sends_only_new_blobs_of_versions_that_share_content(tmp_path):
             src.save(make_tree(tmp_path / f"v{n}", files), "ds/prep/table")
         counter.reset()
         result = src.sync_to(dst)
-        sent_blobs = {p for p in counter.written if p.startswith("blobs/")}
+        # format 2 -> 2: a save's small files travel in its pack, whole, with the pack's index
+        # (a record claimed by refs/packs/<pack>); elsewhere each file is a loose blob
+        whole_packs = src.format >= 2 and dst.format >= 2
+
+        def where(d: str) -> str:
+            entry = src.blobs.packs.where(d) if whole_packs else None
+            return blob_path(d) if entry is None else pack_path(entry.pack)
+
+        sent_blobs = {p for p in counter.written if p.startswith(("blobs/", "packs/"))}
         # exactly: 10 new files + 5 manifests + 5 version records, no old file again
-        new_files = {blob_path(d.hex) for n in range(2, 7) for p, d, _ in src.get_artifact_version("ds/prep/table", n).files() if p.startswith(("new-", "part-0"))}
-        old_files = {blob_path(d.hex) for _, d, _ in src.get_artifact_version("ds/prep/table", 1).files()}
-        assert sent_blobs.isdisjoint(old_files - new_files)
+        old_digests = {d.hex for _, d, _ in src.get_artifact_version("ds/prep/table", 1).files()}
+        new_digests = {d.hex for n in range(2, 7) for _, d, _ in src.get_artifact_version("ds/prep/table", n).files()} - old_digests
+        assert len(new_digests) == 10
+        new_files = {where(d) for d in new_digests}
+        assert sent_blobs.isdisjoint({where(d) for d in old_digests})
         content = {p for p in sent_blobs if p in new_files}
-        assert len(content) == 10
-        assert result.blobs_sent == len(sent_blobs) == 10 + 5 + 5
-        assert result.bytes_sent == sum(counter.written[p] for p in sent_blobs)
-        assert sum(counter.written[p] for p in content) == 10 * 4096
+        assert content == new_files
+        packs = [p.split("/", 1)[1].replace("/", "") for p in content if p.startswith("packs/")]
+        packed = [e for pack in packs for e in src.index.pack_entries(pack)]
+        assert {e.digest for e in packed} == (new_digests if whole_packs else set())  # nothing old in a sent pack
+        assert len(content) == (len(packs) if whole_packs else 10)
+        pack_indexes = {blob_path(src.backend.read_bytes(pack_ref(pack)).decode()) for pack in packs}
+        assert result.blobs_sent == 10 + 5 + 5 + len(pack_indexes)
+        assert len(sent_blobs) == len(content) + 5 + 5 + len(pack_indexes)
+        loose_bytes = sum(counter.written[p] for p in sent_blobs if p.startswith("blobs/"))
+        assert result.bytes_sent == loose_bytes + sum(e.length for e in packed)  # a pack counts its content bytes
+        assert sum(counter.written[p] for p in content if p.startswith("blobs/")) + sum(e.length for e in packed) == 10 * 4096
         versions = [src.get_artifact_version("ds/prep/table", n) for n in range(2, 7)]
         manifests_and_records = {blob_path(v.digest.hex) for v in versions}
         manifests_and_records |= {blob_path(src.index.get_version(v.name, v.version).record) for v in versions}
-        assert sent_blobs - content == manifests_and_records
+        assert sent_blobs - content == manifests_and_records | pack_indexes
         assert result.bytes_sent < 40 * 4096  # less than one copy of the tree: only what is new
-        assert result.refs_sent == 5
+        assert result.refs_sent == 5 + len(packs)  # format 2: each pack's index ref too
         assert dst.get_artifact_version("ds/prep/table").read_bytes("new-05.bin") == files["new-05.bin"]
         dst.close()
 
