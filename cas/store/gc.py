@@ -69,8 +69,8 @@ def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -
                 pub.blobs.remove(digest)
             removed += 1
             removed_bytes += size
-        packs_removed, packs_freed = packgc.sweep(pub, packs, keep, sweep, dry_run)
-        removed, removed_bytes = removed + packs_removed, removed_bytes + packs_freed
+        packed_removed, packs_freed = packgc.sweep(pub, packs, keep, sweep, dry_run)
+        removed, removed_bytes = removed + packed_removed, removed_bytes + packs_freed
         if not dry_run:
             for entry in list(backend.list("tmp")):
                 if entry.mtime is not None and entry.mtime <= cutoff:

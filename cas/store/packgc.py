@@ -29,6 +29,7 @@ __all__ = ["PackCheck", "PackPlan", "check_packs", "plan", "sweep"]
 class PackPlan:
     """What gc may do to packs older than its grace period."""
 
+    #: blobs in the packs listed, as verify counts them (an unannounced or foreign pack counts as one)
     listed: int = 0
     #: pack -> (size, entries) of announced packs old enough to drop or repack
     old: dict[str, tuple[int, list[PackEntry]]] = field(default_factory=dict)
@@ -47,20 +48,21 @@ def plan(pub: Publisher, keep: Collection[str], cutoff: float) -> PackPlan:
         return out
     known = pub.index.known_packs()
     for pack, _, size, mtime in iter_packs(pub.backend):
-        out.listed += 1
+        entries = pub.index.pack_entries(pack) if pack in known else []
+        out.listed += len(entries) or 1
         if pack is None or (mtime is not None and mtime > cutoff):
             continue  # foreign (verify reports it), or young: a save may be publishing it
         if pack not in known:
             out.unannounced[pack] = size
             continue
-        entries = pub.index.pack_entries(pack)
         if any(e.digest not in keep for e in entries):
             out.old[pack] = (size, entries)
     return out
 
 
 def sweep(pub: Publisher, todo: PackPlan, keep: Collection[str], marked: Sweep | None, dry_run: bool) -> tuple[int, int]:
-    """Drop or repack what ``todo`` found, given the final ``keep``; returns (packs removed, bytes freed)."""
+    """Drop or repack what ``todo`` found, given the final ``keep``; returns (blobs removed, bytes
+    freed), counted as ``todo.listed`` counts them: a dropped pack's garbage blobs, not the pack."""
     removed = freed = 0
     known = pub.index.known_packs()
     for pack, size in todo.unannounced.items():
@@ -86,7 +88,7 @@ def sweep(pub: Publisher, todo: PackPlan, keep: Collection[str], marked: Sweep |
             # Its index rows stay, here as on every machine: readers skip a pack the backend no
             # longer holds, and a save that stores the very same pack again needs them back.
             pub.backend.remove(pack_path(pack))
-        removed, freed = removed + 1, freed + size - (new_size or 0)
+        removed, freed = removed + len(entries) - len(live), freed + size - (new_size or 0)
     return removed, freed
 
 
