@@ -408,6 +408,11 @@ class TestCraftedStore:
     def victim(self, store, tmp_path):
         return seed(store, tmp_path)
 
+    @pytest.fixture
+    def victim1(self, open_test_store, tmp_path):
+        """A format-1 store, whatever $CAS_NEW_STORE_FORMAT says: for attacks on its sequenced journal."""
+        return seed(open_test_store(format=1), tmp_path)
+
     def _one(self, store: cas.Store) -> str:
         return store.get_artifact_version("p/s/a", 1).digest.hex
 
@@ -477,7 +482,8 @@ class TestCraftedStore:
         lines = invalid_lines(other, key, what)
         assert lines and lines[0].startswith(f"{key}: ")
 
-    def test_a_journal_entry_planted_far_ahead_does_not_hide_later_ones(self, victim, open_test_store, tmp_path):
+    def test_a_journal_entry_planted_far_ahead_does_not_hide_later_ones(self, victim1, open_test_store, tmp_path):
+        victim = victim1  # format 1: the far-ahead sequence number is format 1's journal
         far = plant(victim, journal_path(10**15), victim.backend.read_bytes(journal_path(0)))  # a genuine entry
         fresh = open_test_store(index=str(tmp_path / "fresh.sqlite"))  # reindex: where does the journal end?
         fresh.save(b"from fresh", "p/s/fresh")
