@@ -100,29 +100,33 @@ def test_a_stat_cache_hit_on_a_blob_whose_pack_gc_dropped_stores_it_again(s2, tm
         assert read_all(fresh.get_artifact_version("p/s/b", 1), files) == files
 
 
-def test_a_stat_cache_hit_after_another_machine_repacked_reads_back(s2, tmp_path):
-    """Another machine's gc repacks the live blobs into a pack this index never heard of."""
-    keep = mixed(tmp_path / "keep", "k", n=3)
-    s2.save(tmp_path / "keep", "p/s/keep")
-    make_tree(tmp_path / "both", {**keep, **{f"junk/{i}": f"junk {i} ".encode() * 50 for i in range(40)}})
+@pytest.mark.parametrize("refreshed", [False, True])
+def test_a_stat_cache_hit_after_another_machine_repacked_reads_back(s2, tmp_path, refreshed):
+    """Another machine's gc repacks the live blobs into a pack this index may never have heard of."""
+    keep = {f"k/{i}.txt": f"kept {i} ".encode() * 30 for i in range(3)}
+    junk = {f"j/{i}.txt": f"junk {i} ".encode() * 300 for i in range(40)}
+    make_tree(tmp_path / "both", {**keep, **junk})
+    make_tree(tmp_path / "keep", keep)
     aged(tmp_path / "keep")
-    shutil.rmtree(tmp_path / "keep")
-    shutil.copytree(tmp_path / "both", tmp_path / "keep")  # fresh stat: the cache learns them now
-    aged(tmp_path / "keep")
-    s2.save(tmp_path / "keep", "p/s/junk")
-    for rel in [r for r in os.listdir(tmp_path / "keep" / "junk")]:
-        os.unlink(tmp_path / "keep" / "junk" / rel)
-    os.rmdir(tmp_path / "keep" / "junk")
-    s2.delete_version("p/s/junk", 1)
-    s2.delete_version("p/s/keep", 1)
+    s2.save(tmp_path / "both", "p/s/both")  # one pack: mostly what becomes garbage
+    (old_pack,) = packs_of(s2)
+    s2.save(tmp_path / "keep", "p/s/keep")  # all deduped into that pack
+    assert packs_of(s2) == {old_pack}
+    assert trusted_by_cache(s2, tmp_path / "keep" / "k" / "1.txt")
+    s2.delete_version("p/s/both", 1)
     with other(s2, tmp_path, "gc") as gc_store:
-        gc_store.save(b"keeps nothing", "p/s/other")
-        v = s2.save(tmp_path / "keep", "p/s/again")  # stat-cache hits
         gc_store.gc(grace=0)
-        assert read_all(v, keep) == keep
+    assert old_pack not in packs_of(s2) and packs_of(s2)  # repacked elsewhere
+    if refreshed:
+        s2.refresh()
+    v = s2.save(tmp_path / "keep", "p/s/again")  # stat-cache hits on blobs whose pack is gone
+    assert read_all(v, keep) == keep
+    assert read_all(s2.get_artifact_version("p/s/keep", 1), keep) == keep
     with other(s2, tmp_path, "fresh") as fresh:
         assert read_all(fresh.get_artifact_version("p/s/again", 1), keep) == keep
+        fresh.gc(grace=0)
         assert fresh.verify(deep=True).ok
+        assert read_all(fresh.get_artifact_version("p/s/keep", 1), keep) == keep
 
 
 def test_gc_between_a_stat_cache_hit_and_the_claim_never_commits_a_gone_blob(s2, tmp_path, monkeypatch):
@@ -351,8 +355,9 @@ def test_verify_reports_a_corrupt_chunk_list_and_still_checks_the_rest(s2, tmp_p
         flip(s2, blob_path(list_digest), 1)
     for deep in (False, True):
         report = s2.verify(deep=deep)
-        if deep:
-            assert not report.ok and list_digest in report.corrupt
+        assert not report.ok and list_digest in report.corrupt, deep
+        got = CliRunner().invoke(cli, ["--store", s2.url, "verify", *(["--deep"] if deep else [])])
+        assert got.exit_code != 0 and list_digest in got.output
     v = s2.get_artifact_version("p/s/mixed", 1)
     assert all(v.read_bytes(rel) == data for rel, data in files.items() if rel != "big/large.bin")
 
@@ -402,3 +407,33 @@ def test_a_store_upgraded_by_another_process_reads_what_it_packs_after_its_own_u
         v = a.save(tmp_path / "t", "p/s/late")
         assert packs_of(a)
         assert read_all(v, files) == files
+
+
+@pytest.mark.parametrize("deleted", [1, 2])
+def test_a_file_stored_whole_in_format_1_then_chunked_after_the_upgrade_survives_gc(tmp_path, deleted):
+    """The same content D as a loose blob (format-1 version) and as chunks (format-2 version):
+    whichever version is deleted, gc with grace 0 leaves the other one readable everywhere."""
+    url = str(tmp_path / "store")
+    data = BIG * 3
+    with small_chunks():
+        with cas.open_store(url, format=1, index=str(tmp_path / "a.sqlite")) as store:
+            (tmp_path / "f.bin").write_bytes(data)
+            store.save(tmp_path / "f.bin", "p/s/file")
+            store.upgrade()
+            v2 = store.save(tmp_path / "f.bin", "p/s/file")
+            assert chunk_list_of(store, v2)
+            store.delete_version("p/s/file", deleted)
+            time.sleep(0.05)
+            store.gc(grace=0)
+            live = 3 - deleted
+            assert store.get_artifact_version("p/s/file", live).read_bytes() == data
+            assert store.verify(deep=True).ok
+        with cas.open_store(url, index=str(tmp_path / "fresh.sqlite")) as fresh:
+            v = fresh.get_artifact_version("p/s/file", live)
+            assert v.read_bytes() == data
+            with v.open() as f:
+                f.seek(len(data) // 2)
+                assert f.read(64) == data[len(data) // 2 : len(data) // 2 + 64]
+            fresh.gc(grace=0)
+            assert fresh.verify(deep=True).ok
+            assert fresh.get_artifact_version("p/s/file", live).read_bytes() == data
