@@ -437,3 +437,30 @@ def test_a_file_stored_whole_in_format_1_then_chunked_after_the_upgrade_survives
             fresh.gc(grace=0)
             assert fresh.verify(deep=True).ok
             assert fresh.get_artifact_version("p/s/file", live).read_bytes() == data
+
+
+# -- every backend -------------------------------------------------------------------------------
+
+
+def test_a_mixed_tree_across_machines_and_a_repack_on_every_backend(open_test_store, tmp_path):
+    with small_chunks():
+        a = open_test_store(index=str(tmp_path / "a.sqlite"), format=2)
+        files = mixed(tmp_path / "t")
+        junk = {f"j/{i}.txt": f"junk {i} ".encode() * 200 for i in range(30)}
+        make_tree(tmp_path / "both", {**files, **junk})
+        a.save(tmp_path / "both", "p/s/both")
+        a.save(tmp_path / "t", "p/s/mixed")  # its small files deduped into the pack of "both"
+        b = open_test_store(index=str(tmp_path / "b.sqlite"))
+        v = b.get_artifact_version("p/s/mixed", 1)
+        assert read_all(v, files) == files  # b knows the first pack
+        a.delete_version("p/s/both", 1)
+        time.sleep(0.05)
+        a.gc(grace=0)  # repacks the live small files: b's index is behind
+        fs = fsspec.filesystem("cas", store=b)
+        for rel, data in files.items():
+            n = len(data)
+            assert fs.cat_file(f"p/s/mixed/1/{rel}", start=n // 3, end=n // 3 + 9) == data[n // 3 : n // 3 + 9]
+        assert read_all(v, files) == files
+        assert b.verify(deep=True).ok
+        c = open_test_store(index=str(tmp_path / "c.sqlite"))
+        assert read_all(c.get_artifact_version("p/s/mixed", 1), files) == files
