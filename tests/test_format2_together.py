@@ -464,3 +464,44 @@ def test_a_mixed_tree_across_machines_and_a_repack_on_every_backend(open_test_st
         assert b.verify(deep=True).ok
         c = open_test_store(index=str(tmp_path / "c.sqlite"))
         assert read_all(c.get_artifact_version("p/s/mixed", 1), files) == files
+
+
+def test_threads_sharing_one_format_2_store_save_mixed_trees(s2, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    trees = {k: mixed(tmp_path / f"t{k}", f"thread {k}") for k in range(4)}
+
+    def save(k: int) -> tuple[int, int]:
+        a = s2.save(tmp_path / f"t{k}", f"p/t/t{k}")
+        b = s2.save(tmp_path / f"t{k}", "p/t/shared")
+        return a.version, b.version
+
+    with ThreadPoolExecutor(4) as pool:
+        numbers = list(pool.map(save, trees))
+    assert sorted(b for _, b in numbers) == [1, 2, 3, 4]
+    for k, (_, shared) in zip(trees, numbers, strict=True):
+        assert read_all(s2.get_artifact_version("p/t/shared", shared), trees[k]) == trees[k]
+    with other(s2, tmp_path, "fresh") as fresh:
+        for k, files in trees.items():
+            assert read_all(fresh.get_artifact_version(f"p/t/t{k}", 1), files) == files
+        assert fresh.verify(deep=True).ok
+
+
+@pytest.mark.parametrize("dst_format", [2, 1])
+def test_sync_after_a_repack_at_the_source_is_whole(s2, tmp_path, dst_format):
+    small = {f"k/{i}.txt": f"kept {i} ".encode() * 30 for i in range(5)}
+    junk = {f"j/{i}.txt": f"junk {i} ".encode() * 300 for i in range(40)}
+    make_tree(tmp_path / "both", {**small, **junk})
+    make_tree(tmp_path / "keep", small)
+    s2.save(tmp_path / "both", "p/s/both")
+    s2.save(tmp_path / "keep", "p/s/keep")
+    s2.delete_version("p/s/both", 1)
+    s2.gc(grace=0)  # the old pack is gone; its index ref stays, a new pack holds what is live
+    with cas.open_store(str(tmp_path / "dst"), format=dst_format) as dst:
+        s2.sync_to(dst)
+        assert read_all(dst.get_artifact_version("p/s/keep", 1), small) == small
+        assert dst.verify(deep=True).ok
+        with cas.open_store(dst.url, index=str(tmp_path / "dst-fresh.sqlite")) as fresh:
+            assert read_all(fresh.get_artifact_version("p/s/keep", 1), small) == small
+            assert fresh.verify(deep=True).ok
+            assert s2.sync_to(fresh).blobs_sent == 0
