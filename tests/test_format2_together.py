@@ -505,3 +505,35 @@ def test_sync_after_a_repack_at_the_source_is_whole(s2, tmp_path, dst_format):
             assert read_all(fresh.get_artifact_version("p/s/keep", 1), small) == small
             assert fresh.verify(deep=True).ok
             assert s2.sync_to(fresh).blobs_sent == 0
+
+
+def test_a_late_format_1_writer_after_the_flip_is_learned_and_kept_by_gc(tmp_path):
+    shutil.copytree(FIXTURE, tmp_path / "store")
+    with small_chunks(), cas.open_store(tmp_path / "store", index=str(tmp_path / "a.sqlite"), create=False) as late:
+        with cas.open_store(late.url, index=str(tmp_path / "b.sqlite"), create=False) as b:
+            b.upgrade()
+            packed = mixed(tmp_path / "p", "new")
+            b.save(tmp_path / "p", "p/s/packed")
+            assert late.format == 1
+            files = mixed(tmp_path / "t", "late")
+            late.save(tmp_path / "t", "p/s/late")  # format-1 objects, after the flip
+            b.refresh()
+            assert read_all(b.get_artifact_version("p/s/late", 1), files) == files
+            time.sleep(0.05)
+            b.gc(grace=0)
+            assert b.verify(deep=True).ok
+        with cas.open_store(late.url, index=str(tmp_path / "c.sqlite")) as c:
+            assert read_all(c.get_artifact_version("p/s/late", 1), files) == files
+            assert read_all(c.get_artifact_version("p/s/packed", 1), packed) == packed
+
+
+@pytest.mark.xfail(strict=True, reason="an open Store never re-reads cas-format: after another process's upgrade it "
+                   "reads only the format-1 journal, so it never learns versions journalled in journal2")
+def test_a_store_opened_before_another_process_upgraded_learns_later_versions(tmp_path):
+    shutil.copytree(FIXTURE, tmp_path / "store")
+    with cas.open_store(tmp_path / "store", index=str(tmp_path / "a.sqlite"), create=False) as late:
+        with cas.open_store(late.url, index=str(tmp_path / "b.sqlite"), create=False) as b:
+            b.upgrade()
+            b.save(b"after the flip", "p/s/after")
+        late.refresh()
+        assert late.get_artifact_version("p/s/after", 1).read_bytes() == b"after the flip"
