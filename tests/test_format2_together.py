@@ -535,5 +535,41 @@ def test_a_store_opened_before_another_process_upgraded_learns_later_versions(tm
         with cas.open_store(late.url, index=str(tmp_path / "b.sqlite"), create=False) as b:
             b.upgrade()
             b.save(b"after the flip", "p/s/after")
+            files = mixed(tmp_path / "t")
+            b.save(tmp_path / "t", "p/s/tree")
         late.refresh()
         assert late.get_artifact_version("p/s/after", 1).read_bytes() == b"after the flip"
+        assert read_all(late.get_artifact_version("p/s/tree", 1), files) == files
+
+
+def test_gc_by_a_store_opened_before_another_process_upgraded_loses_nothing(tmp_path):
+    shutil.copytree(FIXTURE, tmp_path / "store")
+    with small_chunks(), cas.open_store(tmp_path / "store", index=str(tmp_path / "a.sqlite"), create=False) as late:
+        with cas.open_store(late.url, index=str(tmp_path / "b.sqlite"), create=False) as b:
+            b.upgrade()
+            files = mixed(tmp_path / "t")
+            b.save(tmp_path / "t", "p/s/tree")
+            b.save(tmp_path / "t" / "big" / "large.bin", "p/s/big")
+        time.sleep(0.05)
+        late.gc(grace=0)  # this Store still thinks the store is format 1
+        late.verify()
+    with small_chunks(), cas.open_store(tmp_path / "store", index=str(tmp_path / "c.sqlite")) as c:
+        assert read_all(c.get_artifact_version("p/s/tree", 1), files) == files
+        assert c.get_artifact_version("p/s/big", 1).read_bytes() == files["big/large.bin"]
+        assert c.verify(deep=True).ok
+
+
+def test_a_journal2_entry_whose_record_is_missing_does_not_stop_a_new_machine(s2, tmp_path):
+    """Reindex replays journal2 inside its write transaction: a missing record there must be a
+    reported dangling ref, not a refresh-on-miss of the pack reader nested in that transaction."""
+    files = mixed(tmp_path / "t")
+    s2.save(tmp_path / "t", "p/s/tree")
+    v = s2.save(b"its record goes missing", "p/s/gone")
+    ((_, record_digest),) = list(s2.index.iter_records("versions/p/s/gone/")) or list(
+        s2.index.iter_records("refs/versions/p/s/gone/")
+    )
+    s2.backend.remove(blob_path(record_digest))
+    assert v.version == 1
+    with other(s2, tmp_path, "fresh") as fresh:
+        assert read_all(fresh.get_artifact_version("p/s/tree", 1), files) == files
+        assert not fresh.verify().ok
