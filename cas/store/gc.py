@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
 from cas.core.tree import chunks_of
-from cas.errors import InvalidValueError
+from cas.errors import CasError, InvalidValueError
 from cas.storage import sweeps
 from cas.storage.chunked import chunk_blobs
 from cas.store import packgc
@@ -55,10 +56,10 @@ def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -
         for ref, record_digest in pub.unknown_refs():
             if record_digest is None:
                 continue
-            if dry_run:  # change nothing: just keep what the orphan needs
+            if dry_run or not pub.complete(ref, record_digest):
+                # A dry run changes nothing; a ref that dangles from here (its content looks
+                # missing: a sweep's, or in packs this Store does not read) is kept as it is.
                 keep |= _orphan_blobs(pub, ref, record_digest)
-            else:
-                pub.complete(ref, record_digest)
         keep.update(_needed(pub))
         for digest, size in candidates:
             if digest in keep:
@@ -98,11 +99,12 @@ def _needed(pub: Publisher) -> set[str]:
 
 
 def _orphan_blobs(pub: Publisher, ref: str, record_digest: str) -> set[str]:
-    """Every blob an orphan ref needs (its record, content, manifest, tree files)."""
-    found = pub.orphan(ref, record_digest)
-    if found is None:
+    """Every blob an orphan ref needs (its record, content, manifest, tree files), as far
+    as they can be read (a dangling one's: what of it is there)."""
+    try:
+        record, entries = pub.load(ref, record_digest)
+    except CasError:
         return {record_digest}
-    record, entries = found
     blobs = {record_digest}
     if record.get("type") == "version":
         blobs.add(record["digest"])
@@ -110,5 +112,6 @@ def _orphan_blobs(pub: Publisher, ref: str, record_digest: str) -> set[str]:
         lists = {e[1]: chunks_of(e) for e in entries or () if chunks_of(e)}
         if record.get("chunks") is not None:
             lists[record["digest"]] = record["chunks"]
-        blobs.update(chunk_blobs(pub.blobs, lists, lists))  # type: ignore[arg-type]
+        with contextlib.suppress(CasError):  # an unreadable list: its chunks cannot be told from garbage
+            blobs.update(chunk_blobs(pub.blobs, lists, lists))  # type: ignore[arg-type]
     return blobs

@@ -37,7 +37,15 @@ __all__ = ["PackSession", "install_reader", "publish_pack", "session"]
 def install_reader(pub: Publisher) -> None:
     """Let ``pub.blobs`` find packed blobs (format 2): located through the index, learned by refresh."""
     if pub.format >= 2:
-        pub.blobs.packs = PackReader(pub.backend, pub.index.pack_locations, pub.refresh)
+        pub.blobs.packs = PackReader(pub.backend, pub.index.pack_locations, lambda: _refresh_outside(pub))
+
+
+def _refresh_outside(pub: Publisher) -> None:
+    """A miss's refresh, unless this thread's index is inside a write transaction (a reindex
+    replaying the journal reads records there): a refresh then cannot write, and the reindex
+    learns every pack index anyway; the miss stays a miss (a dangling ref, reported)."""
+    if not pub.index.conn.in_transaction:
+        pub.refresh()
 
 
 def publish_pack(pub: Publisher, stored: StoredPack, *, in_sweep: bool = False) -> None:

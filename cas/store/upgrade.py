@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from cas.core.format import FORMAT_VERSION
 from cas.core.progress import as_callback, item_done
+from cas.store import packing
 from cas.store.publish import Publisher
 
 if TYPE_CHECKING:
@@ -158,6 +159,7 @@ def upgrade(pub: Publisher, *, dry_run: bool = False, progress: Callback | None 
             pub.format = int(pub.records.rewrite_format(target)["format"])
             reports.append(StepReport(FORMAT_STEP, does, "done", f"format {target - 1} -> {pub.format}"))
         item_done(progress)
+    packing.install_reader(pub)  # format 2 now (here or by another upgrader): this open store reads packs too
     return UpgradeReport(pub.backend.url, start, max(start, FORMAT_VERSION), dry_run, tuple(reports))
 
 
