@@ -613,9 +613,16 @@ def test_a_bad_journal_entry_at_the_end_does_not_stop_cas_put(local_store, tmp_p
     assert f"invalid  {key}: not a journal entry: not msgpack" in verify.stdout
 
 
+@pytest.fixture
+def local_store1(tmp_path):
+    """A local format-1 store, whatever $CAS_NEW_STORE_FORMAT says: these plants name format 1's journal slots."""
+    with cas.open_store(str(tmp_path / "store"), format=1) as s:
+        yield s
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
-def test_symlinks_planted_as_a_journal_entry_or_a_ref_are_skipped_and_reported(local_store, tmp_path):
-    victim = seed(local_store, tmp_path)
+def test_symlinks_planted_as_a_journal_entry_or_a_ref_are_skipped_and_reported(local_store1, tmp_path):
+    victim = seed(local_store1, tmp_path)
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "entry").write_bytes(encode({"ref": version_ref("p/s/a", 1), "record": "ab" * 32}))
@@ -634,8 +641,8 @@ def test_symlinks_planted_as_a_journal_entry_or_a_ref_are_skipped_and_reported(l
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="symlinks need privileges on Windows")
-def test_symlinks_planted_at_the_next_ref_and_journal_slot_do_not_block_saves(local_store, tmp_path):
-    victim = seed(local_store, tmp_path)
+def test_symlinks_planted_at_the_next_ref_and_journal_slot_do_not_block_saves(local_store1, tmp_path):
+    victim = seed(local_store1, tmp_path)
     outside = tmp_path / "outside"
     outside.mkdir()
     for rel in (version_ref("p/s/a", 3), journal_path(victim.records.journal_end())):
