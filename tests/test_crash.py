@@ -209,20 +209,23 @@ def test_sigkill_at_every_step_and_at_random_moments(tmp_path):
 DOWNLOAD_CHILD = textwrap.dedent(
     """
     import os, signal, sys
-    import cas, cas.storage.blobs
+    import cas, cas.storage.blobs, cas.storage.chunked
 
     store_dir, crash_at, dest = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     store = cas.open_store(store_dir)
     v = store.get_artifact_version(sys.argv[4])
     calls = 0
-    real = cas.storage.blobs.VerifyingReader.readinto
-    def readinto(self, b):  # every block read of a blob, in the old code and the new
-        global calls
-        calls += 1
-        if calls == crash_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return real(self, b)
-    cas.storage.blobs.VerifyingReader.readinto = readinto
+    def counted(real):
+        def readinto(self, b):  # every block read of a blob, in the old code and the new
+            global calls
+            calls += 1
+            if calls == crash_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(self, b)
+        return readinto
+    # a loose blob's reads, and (format 2) a chunked file's: the 5 MiB file is chunked there
+    for reader in (cas.storage.blobs.VerifyingReader, cas.storage.chunked.ChunkedReader):
+        reader.readinto = counted(reader.readinto)
     v.download(dest)
     print("calls", calls, flush=True)
     """
