@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -136,6 +136,15 @@ class ArtifactVersion:
         """All the bytes of the version (or of ``path`` inside a tree), verified against the digest; raises ``IntegrityError`` on a mismatch."""
         self.store.publisher.note_read(self)
         return self.store.contents.read_bytes(self._blob_for(path))
+
+    def blocks(self, path: str | None = None) -> Iterator[memoryview]:
+        """The bytes of the version (or of ``path`` inside a tree) in order, a block at a
+        time, each a view valid until the next is asked for - what ``cas cat`` streams.
+        A chunked file (format 2) yields each chunk only once it matches its digest; a
+        whole blob is checked when its last block has passed (``IntegrityError`` then):
+        use ``read_bytes`` to get nothing before everything is verified."""
+        self.store.publisher.note_read(self)
+        return self.store.contents.blocks(self._blob_for(path))
 
     def read_text(self, path: str | None = None, encoding: str = "utf-8") -> str:
         """``read_bytes(path)`` decoded with ``encoding``."""

@@ -18,14 +18,14 @@ import contextlib
 import io
 import os
 import queue
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 from cas.core import chunks
 from cas.core.chunks import ChunkList, ChunkRef, chunker, decode_chunk_list, encode_chunk_list
-from cas.core.digest import Hasher, hash_bytes, page_aligned_buffer
+from cas.core.digest import CHUNK, Hasher, hash_bytes, page_aligned_buffer
 from cas.core.progress import as_callback
 from cas.errors import IntegrityError
 from cas.storage.blobs import BlobStore, PutResult, blob_path
@@ -253,7 +253,7 @@ class ChunkedReader(io.RawIOBase):
         data = self._blobs.read_bytes(ref.digest)  # verified against the chunk's digest
         self.chunks_read += 1
         if len(data) != ref.size:
-            raise IntegrityError(ref.digest, "?", f"chunk {i} of {blob_path(self.list_digest)} is {len(data)} bytes, the list says {ref.size}")
+            raise self._wrong_size(ref, i, len(data))
         self._current = (i, data)
         return data
 
@@ -289,7 +289,22 @@ class ChunkedReader(io.RawIOBase):
             raise self._failed
 
     def readall(self) -> bytes:
-        out = bytearray()
+        """The rest of the file, verified.  From the start (``read()``, ``cat_file``), the
+        chunks are read in turn into two reused buffers and checked against the whole-file
+        digest only, hashed on a second thread while the next chunk is read - one hash
+        pass, not two, and nothing is returned before it matches; the result is assembled
+        in a ``BytesIO``, whose buffer becomes the ``bytes`` without a copy.  From
+        elsewhere (after a seek), each chunk is checked on its own."""
+        if self._failed is not None:
+            raise self._failed
+        out = io.BytesIO()
+        if self._pos == 0 and self._hasher is not None and self._hashed == 0:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                for _, view in self._raw_chunks(pool):
+                    out.write(view)
+            self._hashed = self._pos = self.size
+            self._check_whole()
+            return out.getvalue()
         while self._pos < self.size:
             i = self.chunk_list.index_at(self._pos)
             data = self._chunk(i)
@@ -298,10 +313,89 @@ class ChunkedReader(io.RawIOBase):
             if self._hasher is not None and self._hashed == self._pos:
                 self._hasher.update(piece)
                 self._hashed += len(piece)
-            out += piece
+            out.write(piece)
             self._pos += len(piece)
         self._check()
-        return bytes(out)
+        return out.getvalue()
+
+    def verified_chunks(self) -> Iterator[memoryview]:
+        """The whole file in order, one chunk at a time, each checked against its own
+        digest before it is yielded (a view, valid until the next one is asked for); the
+        whole-file digest, hashed on a second thread, is checked after the last chunk.
+        What ``cas cat`` streams: no byte of a chunk is handed over before the chunk matches."""
+        if self._failed is not None:
+            raise self._failed
+        if self._pos or self._hasher is None or self._hashed:
+            raise ValueError("verified_chunks reads a reader from its start")
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            for ref, view in self._raw_chunks(pool):
+                if (actual := hash_bytes(view)) != ref.digest:
+                    self._failed = IntegrityError(ref.digest, actual, blob_path(ref.digest))
+                    raise self._failed
+                self._pos += ref.size
+                yield view
+        self._hashed = self.size
+        self._check_whole()
+
+    def _raw_chunks(self, pool: ThreadPoolExecutor) -> Iterator[tuple[ChunkRef, memoryview]]:
+        """Every chunk in order, unverified, each read into one of two reused page-aligned
+        buffers (no new memory a chunk) and fed to the whole-file hash on ``pool``, which
+        runs while the caller uses the chunk and the next one is read; a buffer is refilled
+        only once its hash is done.  A chunk that is not a loose blob (packed) is read
+        verified through the blob store."""
+        assert self._hasher is not None
+        largest = max(ref.size for ref in self.chunk_list.chunks)
+        views = [memoryview(page_aligned_buffer(largest)) for _ in range(2)]
+        hashing: list[Future | None] = [None, None]
+        try:
+            for i, ref in enumerate(self.chunk_list.chunks):
+                if (busy := hashing[i % 2]) is not None:
+                    busy.result()
+                view = views[i % 2][: ref.size]
+                self._fill(ref, i, view)
+                self.chunks_read += 1
+                hashing[i % 2] = pool.submit(self._hasher.update, view)
+                yield ref, view
+        finally:
+            wait([f for f in hashing if f is not None])
+        for f in hashing:
+            if f is not None:
+                f.result()
+
+    def _fill(self, ref: ChunkRef, i: int, view: memoryview) -> None:
+        """Chunk ``i``'s stored bytes into ``view`` (exactly its size, or IntegrityError)."""
+        try:
+            f = self._blobs.backend.open_read(blob_path(ref.digest))
+        except FileNotFoundError:
+            data = self._blobs.read_bytes(ref.digest)  # a packed chunk (or BlobNotFoundError)
+            if len(data) != ref.size:
+                raise self._wrong_size(ref, i, len(data)) from None
+            view[:] = data
+            return
+        with f:
+            filled = 0
+            while filled < ref.size and (n := f.readinto(view[filled:])):
+                filled += n
+            if filled < ref.size or f.read(1):
+                raise self._wrong_size(ref, i, filled if filled < ref.size else None)
+
+    def _wrong_size(self, ref: ChunkRef, i: int, size: int | None) -> IntegrityError:
+        got = "more than that" if size is None else f"{size} bytes"
+        return IntegrityError(ref.digest, "?", f"chunk {i} of {blob_path(self.list_digest)} is {got}, the list says {ref.size}")
+
+    def _check_whole(self) -> None:
+        """The whole file has passed through the hash: on a mismatch, name the chunk
+        that is wrong when one is (each is rehashed: the slow path of a corrupt store)."""
+        try:
+            self._check()
+        except IntegrityError:
+            for ref in self.chunk_list.chunks:
+                try:
+                    self._blobs.read_bytes(ref.digest)
+                except IntegrityError as bad:
+                    self._failed = bad
+                    raise bad from None
+            raise
 
 
 class Contents:
@@ -326,6 +420,23 @@ class Contents:
             return self.blobs.read_bytes(digest)
         with ChunkedReader(self.blobs, digest, chunks) as reader:
             return reader.readall()
+
+    def blocks(self, digest: str) -> Iterator[memoryview]:
+        """The content in order, in blocks (each a view valid until the next is asked for).
+
+        A chunked file: each block is a chunk, checked against its own digest before it
+        is yielded, and the whole-file digest is checked after the last.  A whole blob:
+        blocks of ``CHUNK`` bytes hashed as they pass, checked when the last has passed -
+        IntegrityError then, after the blocks were yielded: callers that must not hand
+        over unverified bytes read a whole blob with ``read_bytes`` instead."""
+        chunks = self.lookup(digest)
+        if chunks is not None:
+            with ChunkedReader(self.blobs, digest, chunks) as reader:
+                yield from reader.verified_chunks()
+            return
+        with self.blobs.open(digest) as reader, memoryview(page_aligned_buffer(CHUNK)) as view:
+            while n := reader.readinto(view):  # at EOF the reader checks the digest
+                yield view[:n]
 
 
 def chunk_blobs(blobs: BlobStore, lists: dict[str, str], needed: Iterable[str]) -> dict[str, int | None]:
