@@ -128,7 +128,7 @@ class ArtifactVersion:
         """A buffered, seekable reader, verified at the end of a sequential read and before
         the first byte of a random access (see ``cas.storage.blobs.VerifyingReader``); a
         chunked file (format 2) reads only the chunks a range needs, each verified first
-        (``cas.storage.chunked.ChunkedReader``)."""
+        (``cas.storage.chunk_reader.ChunkedReader``)."""
         self.store.publisher.note_read(self)
         return io.BufferedReader(self.store.contents.open(self._blob_for(path)), CHUNK)  # type: ignore[arg-type]
 
