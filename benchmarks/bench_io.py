@@ -59,6 +59,11 @@ def raw_blake3(path: Path) -> None:
     buf.close()
 
 
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true")
@@ -73,6 +78,7 @@ def main() -> None:
         write_random_file(src, size)
     store_dir = work / f"store-{uuid.uuid4().hex[:8]}"  # fresh; old ones are left (see README)
     store = cas.open_store(str(store_dir))
+    fmt = store.format
     v = store.save(src, "bench/io/big")
     fs = CasFileSystem(store=store, skip_instance_cache=True)
     path = f"{v.name}/{v.version}"
@@ -94,11 +100,13 @@ def main() -> None:
     }
     subprocess.run(["cat", str(src)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
     times: dict[str, list[float]] = {k: [] for k in contenders}
+    cpu: dict[str, list[float]] = {k: [] for k in contenders}  # this process's threads and its children
     for _ in range(args.repeat):
         for label, fn in contenders.items():
-            t = time.perf_counter()
+            c, t = _cpu(), time.perf_counter()
             fn()
             times[label].append(time.perf_counter() - t)
+            cpu[label].append(_cpu() - c)
     store.close()
 
     # what cas cat costs beyond starting a cas process (bench_cli.py measures start-up);
@@ -106,6 +114,9 @@ def main() -> None:
     reading = [c - s for c, s in zip(times["cas cat > /dev/null"], times["start-up: cas show NAME"], strict=True)]
     if min(reading) > 0:
         times["cas cat minus start-up"] = reading
+        cpu["cas cat minus start-up"] = [
+            c - s for c, s in zip(cpu["cas cat > /dev/null"], cpu["start-up: cas show NAME"], strict=True)
+        ]
     ref = times["cat > /dev/null"]
     rows = {}
     for label, ts in times.items():
@@ -116,15 +127,22 @@ def main() -> None:
             "ratio_min": min(ratios),
             "ratio_max": max(ratios),
             "GB_per_s_median": size / statistics.median(ts) / 1e9,
+            # CPU seconds (every thread, child processes included): steadier than wall time
+            # on a loaded machine; cat's CPU / this CPU
+            "cpu_seconds_median": statistics.median(cpu[label]),
+            "cpu_ratio_median": statistics.median(
+                [r / max(c, 1e-9) for r, c in zip(cpu["cat > /dev/null"], cpu[label], strict=True)]
+            ),
         }
     if args.json:
-        print(json.dumps({"size_bytes": size, "repeat": args.repeat, "rows": rows}, indent=2))
+        print(json.dumps({"size_bytes": size, "format": fmt, "repeat": args.repeat, "rows": rows}, indent=2))
         return
-    print(f"read {size // MiB} MiB whole, verified; ratio = cat's time / this time (target >= 0.8)")
+    print(f"read {size // MiB} MiB whole, verified, format {fmt}; ratio = cat's time / this time (target >= 0.8)")
     for label, r in rows.items():
         print(
             f"  {label:34s} {r['ratio_median']:5.2f}x  ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
             f"  {r['seconds_median']:.3f} s  {r['GB_per_s_median']:.2f} GB/s"
+            f"  cpu {r['cpu_seconds_median']:.3f} s ({r['cpu_ratio_median']:.2f}x)"
         )
 
 

@@ -202,3 +202,8 @@ def test_a_resized_or_missing_chunk_fails_a_whole_read(tmp_path):
         store.backend.remove(rel)
         with pytest.raises(BlobNotFoundError):
             v.read_bytes()
+        with ChunkedReader(store.blobs, v.digest.hex, list_digest) as reader:  # a failed read can be retried
+            with pytest.raises(BlobNotFoundError):
+                reader.readall()
+            store.backend.create_bytes(rel, DATA[chunks.starts[3] : chunks.starts[3] + ref.size])
+            assert reader.readall() == DATA

@@ -127,9 +127,13 @@ class ChunkedReader(io.RawIOBase):
             raise self._failed
         out = io.BytesIO()
         if self._pos == 0 and self._hasher is not None and self._hashed == 0:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                for _, view in self._raw_chunks(pool):
-                    out.write(view)
+            try:
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    for _, view in self._raw_chunks(pool):
+                        out.write(view)
+            except BaseException:
+                self._hasher = Hasher(threaded=False)  # a read that failed (I/O) may be retried from the start
+                raise
             self._hashed = self._pos = self.size
             self._check_whole()
             return out.getvalue()
@@ -150,7 +154,8 @@ class ChunkedReader(io.RawIOBase):
         """The whole file in order, one chunk at a time, each checked against its own
         digest before it is yielded (a view, valid until the next one is asked for); the
         whole-file digest, hashed on a second thread, is checked after the last chunk.
-        What ``cas cat`` streams: no byte of a chunk is handed over before the chunk matches."""
+        What ``cas cat`` streams: no byte of a chunk is handed over before the chunk matches.
+        The reader serves nothing else until the iteration ends."""
         if self._failed is not None:
             raise self._failed
         if self._pos or self._hasher is None or self._hashed:
@@ -160,17 +165,15 @@ class ChunkedReader(io.RawIOBase):
                 if (actual := hash_bytes(view)) != ref.digest:
                     self._failed = IntegrityError(ref.digest, actual, blob_path(ref.digest))
                     raise self._failed
-                self._pos += ref.size
+                self._pos = self._hashed = self._pos + ref.size
                 yield view
-        self._hashed = self.size
         self._check_whole()
 
     def _raw_chunks(self, pool: ThreadPoolExecutor) -> Iterator[tuple[ChunkRef, memoryview]]:
         """Every chunk in order, unverified, each read into one of two reused page-aligned
         buffers (no new memory a chunk) and fed to the whole-file hash on ``pool``, which
         runs while the caller uses the chunk and the next one is read; a buffer is refilled
-        only once its hash is done.  A chunk that is not a loose blob (packed) is read
-        verified through the blob store."""
+        only once its hash is done."""
         assert self._hasher is not None
         largest = max(ref.size for ref in self.chunk_list.chunks)
         views = [memoryview(page_aligned_buffer(largest)) for _ in range(2)]
@@ -195,7 +198,8 @@ class ChunkedReader(io.RawIOBase):
         try:
             f = self._blobs.backend.open_read(blob_path(ref.digest))
         except FileNotFoundError:
-            data = self._blobs.read_bytes(ref.digest)  # a packed chunk (or BlobNotFoundError)
+            # not a loose blob: the blob store looks in the packs too, verified, or raises BlobNotFoundError
+            data = self._blobs.read_bytes(ref.digest)
             if len(data) != ref.size:
                 raise self._wrong_size(ref, i, len(data)) from None
             view[:] = data
