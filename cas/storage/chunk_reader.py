@@ -4,7 +4,7 @@
 its digest before a byte of it is returned; bytes read in order from the start are
 also checked against the whole-file digest.  Whole reads (``read()``, ``cat_file``,
 ``read_bytes``) and ``cas cat``'s stream have their own fast paths here: chunks read
-into reused page-aligned buffers, the whole-file hash on a second thread.
+into one reused page-aligned buffer, hashed on every core.
 """
 
 from __future__ import annotations
