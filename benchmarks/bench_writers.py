@@ -64,12 +64,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_moto() -> tuple[subprocess.Popen, str]:
+# moto's own server (werkzeug) closes the connection after every response; real S3
+# keeps it open.  ``--server keepalive`` serves the same moto app with uvicorn
+# (HTTP/1.1 keep-alive), to show what the connection churn costs on both sides.
+KEEPALIVE = (
+    "import sys, uvicorn\n"
+    "from moto.moto_server.threaded_moto_server import DomainDispatcherApplication, create_backend_app\n"
+    "uvicorn.run(DomainDispatcherApplication(create_backend_app), host='127.0.0.1', port=int(sys.argv[1]),"
+    " interface='wsgi', log_level='error')\n"
+)
+
+
+def start_moto(server: str = "moto") -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    argv = ["-c", KEEPALIVE, str(port)] if server == "keepalive" else ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -148,13 +157,14 @@ def main() -> None:
     ap.add_argument("--formats", default="1,2")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--backend", choices=["s3", "local"], default="s3", help="moto S3 (default), or a local directory")
+    ap.add_argument("--server", choices=["moto", "keepalive"], default="moto", help="moto's server, or moto's app under uvicorn")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     counts = [int(n) for n in args.writers.split(",")]
     formats = [int(f) for f in args.formats.split(",")]
     workdir = Path(args.workdir or f"/tmp/cas-bench-writers-{uuid.uuid4().hex[:8]}")
     os.environ["CAS_INDEX_DIR"] = str(workdir / "indexes")
-    proc, endpoint = start_moto() if args.backend == "s3" else (None, None)
+    proc, endpoint = start_moto(args.server) if args.backend == "s3" else (None, None)
     try:
         trials: dict[tuple[int, int], list[dict]] = {(f, n): [] for f in formats for n in counts}
         for _ in range(args.repeat):  # interleaved, so a slow moment of the machine hits every row
