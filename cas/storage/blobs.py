@@ -69,6 +69,13 @@ class BlobStore:
         except FileNotFoundError:
             raise BlobNotFoundError(hexdigest) from None
 
+    def stored_size(self, hexdigest: str) -> int | None:
+        """:meth:`size`, or None if the store lacks the blob."""
+        try:
+            return self.size(hexdigest)
+        except BlobNotFoundError:
+            return None
+
     def _in_pack(self, hexdigest: str) -> bool:
         """Format 2: is this content stored in a pack already (a dedupe hit, invariant 1)?"""
         return self.packs is not None and self.packs.where(hexdigest) is not None
