@@ -61,12 +61,24 @@ def _entry_items(pub: Publisher, key: Journal2Key, rejected: list[CorruptRecordE
         if pub.index.has_record(ref):
             continue
         try:
+            _claimed(pub, ref, entry.record)
             record, tree = pub.load(ref, entry.record)
         except CorruptRecordError as e:
             rejected.append(CorruptRecordError(key.path, str(e)))
             continue
         items.append((ref, entry.record, record, tree))
     return items
+
+
+def _claimed(pub: Publisher, ref: str, record_digest: str) -> None:
+    """An entry announces a claim, it is not one: the ref must hold that record (the refs are
+    the truth, invariant 3), else a lie would show a version a reindex or a claimer contradicts."""
+    try:
+        held = pub.records.read_ref(ref)
+    except FileNotFoundError:
+        raise CorruptRecordError(ref, "announced, but never claimed") from None
+    if held != record_digest:
+        raise CorruptRecordError(ref, f"announced with record {record_digest}, it holds {held}")
 
 
 def _gather(
