@@ -82,10 +82,17 @@ class BlobStore:
 
     def _packed(self, hexdigest: str, missed: bool = False) -> bytes | None:
         """The verified bytes of a packed blob, or None; ``missed``: found nowhere, so
-        learn new pack indexes first (another machine repacked or announced them)."""
+        learn new pack indexes first (another machine repacked or announced them).
+        A pack whose bytes do not match is only a wrong hint while the blob is also
+        loose: None then (the loose copy is read and verified), else IntegrityError."""
         if self.packs is None or (missed and not self.packs.refresh()):
             return None
-        return self.packs.read(hexdigest)
+        try:
+            return self.packs.read(hexdigest)
+        except IntegrityError:
+            if missed or not self.backend.exists(blob_path(hexdigest)):
+                raise
+            return None
 
     # -- writing -------------------------------------------------------------
 
