@@ -187,3 +187,26 @@ def test_sync_never_copies_a_flipped_byte(flipped, tmp_path, where, dst_format):
                 got.read_bytes(rel)
         report = dst.verify(deep=True)
         assert not report.corrupt, report
+
+
+def test_gc_keeps_a_pack_whose_index_record_rotted_so_a_repaired_record_loses_nothing(tmp_path):
+    """The pack's ref is claimed (the truth says the pack is announced) but its index record no
+    longer reads: gc must not take the pack for one a writer never announced and remove it."""
+    url = str(tmp_path / "s")
+    with cas.open_store(url, format=2, index=str(tmp_path / "w.sqlite")) as writer:
+        files = _files(20, "rot")
+        make_tree(tmp_path / "t", files)
+        writer.save(tmp_path / "t", "pk/s/rot")
+        (pack,) = _packs(writer)
+        record = writer.records.read_ref(pack_ref(pack))
+        sound = writer.blobs.read_bytes(record)
+        replace_blob(writer, record, sound[:-1] + bytes([sound[-1] ^ 1]))
+    with cas.open_store(url, index=str(tmp_path / "gc.sqlite")) as other:  # a machine that never read it
+        other.gc(grace=0)
+        assert _packs(other) == [pack], "gc removed a claimed pack"
+        assert any(pack in line or record in line for line in other.verify().invalid)
+        replace_blob(other, record, sound)  # the record is repaired (from a mirror, a backup)
+    with cas.open_store(url, index=str(tmp_path / "fresh.sqlite")) as fresh:
+        v = fresh.get_artifact_version("pk/s/rot", 1)
+        assert {rel: v.read_bytes(rel) for rel in files} == files
+        assert fresh.verify(deep=True).ok
