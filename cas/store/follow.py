@@ -47,7 +47,9 @@ def commit2(pub: Publisher, items: list[Item]) -> None:
             pub.apply(c, ref, digest, record, entries)
 
 
-def _entry_items(pub: Publisher, key: Journal2Key, rejected: list[CorruptRecordError]) -> list[Item]:
+def _entry_items(
+    pub: Publisher, key: Journal2Key, rejected: list[CorruptRecordError], skip: frozenset[str] = frozenset()
+) -> list[Item]:
     """The refs one entry announces that the index lacks, loaded and validated.
     A bad entry, or a ref whose record is bad, is rejected; the rest goes on."""
     try:
@@ -58,7 +60,7 @@ def _entry_items(pub: Publisher, key: Journal2Key, rejected: list[CorruptRecordE
     items = []
     for entry in pairs:
         ref = entry.ref.path
-        if pub.index.has_record(ref):
+        if pub.index.has_record(ref) or ref in skip:
             continue
         try:
             _claimed(pub, ref, entry.record)
@@ -93,7 +95,7 @@ def _gather(
     for key in listed:
         if (horizon is not None and key.stamp <= horizon) or key.path in seen:
             continue  # settled at an earlier listing, or read already
-        items += [item for item in _entry_items(pub, key, rejected) if item[0] not in listed_refs]
+        items += _entry_items(pub, key, rejected, listed_refs)
         done.append(key)
     return items, done
 
