@@ -23,10 +23,13 @@ from cas.core.records import JournalEntry, encode
 from cas.core.refs import parse_ref_path
 from cas.errors import CorruptRecordError, InvalidNameError
 
-__all__ = ["MAX_ENTRY_REFS", "encode_entry", "decode_entry"]
+__all__ = ["MAX_ENTRY_BYTES", "MAX_ENTRY_REFS", "encode_entry", "decode_entry"]
 
 #: refs in one entry at most (a bigger sync writes several entries): about 6 MB of msgpack
 MAX_ENTRY_REFS = 50_000
+#: bytes of one entry at most: MAX_ENTRY_REFS of the longest ref paths (an alias ref, ~540
+#: bytes) fit; a larger listed object is refused unread, so a planted one costs no memory
+MAX_ENTRY_BYTES = 32 << 20
 
 
 def encode_entry(pairs: Iterable[tuple[str, str]]) -> bytes:

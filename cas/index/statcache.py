@@ -154,7 +154,9 @@ class StatCache:
         self._seen.add(key)
         row = self._known.get(key)
         digest = None
-        if row is not None and not self._rehash and row[:5] == stat and trusted(stat, row[6]):
+        # a row recorded after this save began came from a clock ahead of ours (stepped back since):
+        # the racy rule cannot judge it, so it is read again
+        if row is not None and not self._rehash and row[:5] == stat and row[6] < self._started and trusted(stat, row[6]):
             digest = row[5].hex()
         return Looked(key, stat, recorded_ns, digest)
 

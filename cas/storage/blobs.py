@@ -69,16 +69,30 @@ class BlobStore:
         except FileNotFoundError:
             raise BlobNotFoundError(hexdigest) from None
 
+    def stored_size(self, hexdigest: str) -> int | None:
+        """:meth:`size`, or None if the store lacks the blob."""
+        try:
+            return self.size(hexdigest)
+        except BlobNotFoundError:
+            return None
+
     def _in_pack(self, hexdigest: str) -> bool:
         """Format 2: is this content stored in a pack already (a dedupe hit, invariant 1)?"""
         return self.packs is not None and self.packs.where(hexdigest) is not None
 
     def _packed(self, hexdigest: str, missed: bool = False) -> bytes | None:
         """The verified bytes of a packed blob, or None; ``missed``: found nowhere, so
-        learn new pack indexes first (another machine repacked or announced them)."""
+        learn new pack indexes first (another machine repacked or announced them).
+        A pack whose bytes do not match is only a wrong hint while the blob is also
+        loose: None then (the loose copy is read and verified), else IntegrityError."""
         if self.packs is None or (missed and not self.packs.refresh()):
             return None
-        return self.packs.read(hexdigest)
+        try:
+            return self.packs.read(hexdigest)
+        except IntegrityError:
+            if missed or not self.backend.exists(blob_path(hexdigest)):
+                raise
+            return None
 
     # -- writing -------------------------------------------------------------
 

@@ -240,10 +240,12 @@ def chunk_blobs(blobs: BlobStore, lists: dict[str, str], needed: Iterable[str]) 
     digests; ``lists``: digest -> list digest), with their sizes: what gc keeps and
     verify checks besides loose blobs.  An unreadable list raises (gc then removes nothing)."""
     out: dict[str, int | None] = {}
+    followed: set[str] = set()  # not ``out``: a list another list names as a chunk is still followed
     for digest in needed:
         list_digest = lists.get(digest)
-        if list_digest is None or list_digest in out:
+        if list_digest is None or list_digest in followed:
             continue
-        out[list_digest] = None
+        followed.add(list_digest)
+        out.setdefault(list_digest, None)
         out.update(read_chunk_list(blobs, list_digest).chunks)
     return out

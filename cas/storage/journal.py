@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from cas.backends.base import Backend
-from cas.core.entries import MAX_ENTRY_REFS, decode_entry, encode_entry
+from cas.core.entries import MAX_ENTRY_BYTES, MAX_ENTRY_REFS, decode_entry, encode_entry
 from cas.core.records import JournalEntry, decode_journal_entry, encode_journal_entry
 from cas.core.refs import (
     JOURNAL,
@@ -158,9 +158,14 @@ class Journal2:
         for prefix in prefixes:
             for e in self.backend.list(prefix):
                 try:
-                    keys.append(parse_journal2_key(e.path))
+                    key = parse_journal2_key(e.path)
                 except CorruptRecordError as err:
                     on_invalid(err)
+                    continue
+                if e.size is not None and e.size > MAX_ENTRY_BYTES:  # refused unread (bounded memory)
+                    on_invalid(CorruptRecordError(e.path, f"not a journal entry: {e.size} bytes, more than any entry"))
+                    continue
+                keys.append(key)
         return sorted(keys, key=lambda k: (k.stamp, k.writer, k.seq))
 
     def read(self, key: Journal2Key) -> tuple[JournalEntry, ...]:

@@ -53,15 +53,18 @@ class Sweep:
         self.backend.create_bytes(f"{GC_DIR}/{self.id}.done", b"{}\n")
 
 
-def begin(backend: Backend, candidates: Collection[str]) -> Sweep:
+def begin(backend: Backend, candidates: Collection[str], *, unknown: bool = False) -> Sweep:
     """Write this gc's start mark (create-only) before it lists any ref.
 
     The mark names the blobs this sweep may remove (when there are not too
     many), so a writer relying on none of them need not wait for it.
+    ``unknown``: it may also remove blobs it cannot name (a pack no index
+    announces: gc cannot tell which blobs a writer paused before announcing
+    it put there), so the mark names none, and every writer it overlaps waits.
     """
     sweep_id = f"{int(time.time() * 1000):016d}-{uuid.uuid4().hex[:12]}"
     deadline = time.time() + min(SWEEP_LIMIT + SWEEP_PER_BLOB * len(candidates), MAX_SWEEP)
-    listed = sorted(candidates) if len(candidates) <= MAX_LISTED else None
+    listed = sorted(candidates) if len(candidates) <= MAX_LISTED and not unknown else None
     mark = {"deadline": deadline, "candidates": listed}
     backend.create_bytes(f"{GC_DIR}/{sweep_id}.start", json.dumps(mark).encode() + b"\n")
     return Sweep(backend, sweep_id, deadline)

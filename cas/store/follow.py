@@ -47,7 +47,9 @@ def commit2(pub: Publisher, items: list[Item]) -> None:
             pub.apply(c, ref, digest, record, entries)
 
 
-def _entry_items(pub: Publisher, key: Journal2Key, rejected: list[CorruptRecordError]) -> list[Item]:
+def _entry_items(
+    pub: Publisher, key: Journal2Key, rejected: list[CorruptRecordError], skip: frozenset[str] = frozenset()
+) -> list[Item]:
     """The refs one entry announces that the index lacks, loaded and validated.
     A bad entry, or a ref whose record is bad, is rejected; the rest goes on."""
     try:
@@ -58,15 +60,27 @@ def _entry_items(pub: Publisher, key: Journal2Key, rejected: list[CorruptRecordE
     items = []
     for entry in pairs:
         ref = entry.ref.path
-        if pub.index.has_record(ref):
+        if pub.index.has_record(ref) or ref in skip:
             continue
         try:
+            _claimed(pub, ref, entry.record)
             record, tree = pub.load(ref, entry.record)
         except CorruptRecordError as e:
             rejected.append(CorruptRecordError(key.path, str(e)))
             continue
         items.append((ref, entry.record, record, tree))
     return items
+
+
+def _claimed(pub: Publisher, ref: str, record_digest: str) -> None:
+    """An entry announces a claim, it is not one: the ref must hold that record (the refs are
+    the truth, invariant 3), else a lie would show a version a reindex or a claimer contradicts."""
+    try:
+        held = pub.records.read_ref(ref)
+    except FileNotFoundError:
+        raise CorruptRecordError(ref, "announced, but never claimed") from None
+    if held != record_digest:
+        raise CorruptRecordError(ref, f"announced with record {record_digest}, it holds {held}")
 
 
 def _gather(
@@ -81,7 +95,7 @@ def _gather(
     for key in listed:
         if (horizon is not None and key.stamp <= horizon) or key.path in seen:
             continue  # settled at an earlier listing, or read already
-        items += [item for item in _entry_items(pub, key, rejected) if item[0] not in listed_refs]
+        items += _entry_items(pub, key, rejected, listed_refs)
         done.append(key)
     return items, done
 

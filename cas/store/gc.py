@@ -50,7 +50,7 @@ def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -
     packs = packgc.plan(pub, keep, cutoff)  # format 2: packs to drop or repack
     marked = [d for d, _ in candidates] + packs.candidates(keep)
     # Mark before listing the refs, and only if there may be something to remove.
-    sweep = sweeps.begin(backend, marked) if (marked or packs.unannounced) and not dry_run else None
+    sweep = sweeps.begin(backend, marked, unknown=bool(packs.unannounced)) if (marked or packs.unannounced) and not dry_run else None
     removed = removed_bytes = 0
     try:
         for ref, record_digest in pub.unknown_refs():

@@ -346,10 +346,10 @@ class Ingest:
     def put_file(self, path: str, progress: Callback, seen: StatCache, looked: Looked, sink=None) -> PutResult:
         """A file as one blob, or (format 2) a large one as chunks and a chunk list, a small one
         into the tree's packing session ``sink``.  A blob the stat cache vouches for (``looked``)
-        is not read: the store is only asked whether it holds it (a gc may have removed it)."""
+        is not read: the store is only asked if it holds it, of the file's size (gc; a poisoned row)."""
         if wants_chunks(self.publisher.format, looked.stat.size if looked.key else os.path.getsize(path)):
             result: PutResult = put_chunked(self.blobs, path, progress)
-        elif looked.digest is not None and self.blobs.exists(looked.digest):
+        elif looked.digest is not None and self.blobs.stored_size(looked.digest) == looked.stat.size:
             progress.relative_update(looked.stat.size)
             return PutResult(looked.digest, looked.stat.size, False)
         else:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from cas.core.digest import hash_bytes
 from cas.core.packs import REPACK_BELOW, PackEntry
+from cas.core.refs import pack_ref
 from cas.errors import BackendError
 from cas.storage.packs import PackBuilder, iter_packs, pack_path
 from cas.storage.sweeps import Sweep
@@ -53,7 +54,8 @@ def plan(pub: Publisher, keep: Collection[str], cutoff: float) -> PackPlan:
         if pack is None or (mtime is not None and mtime > cutoff):
             continue  # foreign (verify reports it), or young: a save may be publishing it
         if pack not in known:
-            out.unannounced[pack] = size
+            if not pub.records.ref_exists(pack_ref(pack)):  # claimed, its index unreadable: kept (verify says why)
+                out.unannounced[pack] = size
             continue
         if any(e.digest not in keep for e in entries):
             out.old[pack] = (size, entries)
