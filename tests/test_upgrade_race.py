@@ -121,3 +121,20 @@ def test_writers_racing_an_upgrade_in_another_process_lose_nothing(tmp_path):
     with cas.open_store(store_dir, index=str(tmp_path / "after-gc.sqlite"), create=False) as again:
         check(again)
         assert list((store_dir / JOURNAL).iterdir()), "the format-1 journal is kept: late entries live there"
+
+
+def test_cas_format_is_read_once_at_open_and_once_per_refresh_only_below_the_newest_format(tmp_path, monkeypatch):
+    from cas.storage.records import RecordStore
+
+    reads = []
+    real = RecordStore.read_format
+    monkeypatch.setattr(RecordStore, "read_format", lambda self: reads.append(1) or real(self))
+    for fmt, per_refresh in ((1, 1), (2, 0)):
+        with cas.open_store(tmp_path / f"f{fmt}", format=fmt) as s:
+            reads.clear()
+        with cas.open_store(tmp_path / f"f{fmt}", create=False) as s:
+            assert len(reads) == 1, "opening reads cas-format once, its first refresh does not again"
+            reads.clear()
+            s.refresh()
+            s.refresh()
+            assert len(reads) == 2 * per_refresh
