@@ -28,6 +28,7 @@ import sys
 import textwrap
 import time
 
+import kill_points
 import pytest
 from store_helpers import all_names, answers
 
@@ -36,11 +37,10 @@ from cas.core.refs import JOURNAL
 
 CHILD = textwrap.dedent(
     """
-    import io, os, random, signal, sys, threading
+    import io, os, random, sys
     from pathlib import Path
     import cas
-    import cas.backends.local
-    import cas.index.db
+    import kill_points
 
     store_dir, crash_at, seed, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     rng = random.Random(seed)
@@ -55,31 +55,7 @@ CHILD = textwrap.dedent(
     for i in range(4):
         (tree / "sub" / f"f{i}.bin").write_bytes(rng.randbytes(rng.choice([10, 5000, 1200000])))
 
-    calls = 0
-    counting = threading.Lock()  # a batch fsyncs from a pool: count each call exactly once
-    def tick():
-        global calls
-        with counting:
-            calls += 1
-            hit = calls == crash_at
-        if hit:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def counted(fn):
-        def wrapper(*a, **k):
-            tick()
-            result = fn(*a, **k)
-            tick()
-            return result
-        return wrapper
-
-    for fname in ("write", "fsync", "link", "rename", "replace", "unlink"):
-        setattr(os, fname, counted(getattr(os, fname)))
-    real_write = cas.index.db.Index.write
-    def write(self):
-        tick()
-        return real_write(self)
-    cas.index.db.Index.write = write
+    kill_points.arm(crash_at)  # the os calls of a save, and every index transaction
     print("ready", flush=True)
 
     def scenario():
@@ -95,7 +71,7 @@ CHILD = textwrap.dedent(
     scenario()
     while crash_at < 0:  # killed from outside, at a random moment
         scenario()
-    print("calls", calls, flush=True)
+    print("calls", kill_points.calls(), flush=True)
     """
 )
 
@@ -103,6 +79,7 @@ CHILD = textwrap.dedent(
 def start(store_dir, work, crash_at: int, seed: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(store_dir), str(crash_at), str(seed), str(work)],
+        env=kill_points.child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -208,26 +185,19 @@ def test_sigkill_at_every_step_and_at_random_moments(tmp_path):
 
 DOWNLOAD_CHILD = textwrap.dedent(
     """
-    import os, signal, sys
+    import sys
     import cas, cas.storage.blobs, cas.storage.chunked
+    import kill_points
 
     store_dir, crash_at, dest = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     store = cas.open_store(store_dir)
     v = store.get_artifact_version(sys.argv[4])
-    calls = 0
-    def counted(real):
-        def readinto(self, b):  # every block read of a blob, in the old code and the new
-            global calls
-            calls += 1
-            if calls == crash_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return real(self, b)
-        return readinto
-    # a loose blob's reads, and (format 2) a chunked file's: the 5 MiB file is chunked there
+    kill_points.arm(crash_at, os_calls=(), index_writes=False)
+    # every block read of a blob: a loose blob's, and (format 2) a chunked file's (the 5 MiB file is chunked there)
     for reader in (cas.storage.blobs.VerifyingReader, cas.storage.chunked.ChunkedReader):
-        reader.readinto = counted(reader.readinto)
+        kill_points.count_method(reader, "readinto", after=False)
     v.download(dest)
-    print("calls", calls, flush=True)
+    print("calls", kill_points.calls(), flush=True)
     """
 )
 
@@ -249,7 +219,7 @@ def test_sigkill_during_a_download_leaves_nothing_or_the_whole_result(tmp_path, 
 
     def run(crash_at: int, dest) -> subprocess.CompletedProcess:
         argv = [sys.executable, "-c", DOWNLOAD_CHILD, str(tmp_path / "store"), str(crash_at), str(dest), name]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=kill_points.child_env())
 
     done = run(0, tmp_path / "whole")
     assert done.returncode == 0, done.stderr

@@ -265,7 +265,9 @@ def _public_api() -> list[tuple[str, object]]:
             continue
         found.append((name, obj))
         if inspect.isclass(obj):
-            for member, value in vars(obj).items():
+            # the class's own members and those of cas classes it inherits (Store's mixins)
+            members = {k: v for klass in reversed(obj.__mro__) if klass.__module__.startswith("cas.") for k, v in vars(klass).items()}
+            for member, value in members.items():
                 target = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
                 if not member.startswith("_") and (callable(target) or isinstance(value, property)):
                     found.append((f"{name}.{member}", target))

@@ -527,8 +527,6 @@ def test_a_late_format_1_writer_after_the_flip_is_learned_and_kept_by_gc(tmp_pat
             assert read_all(c.get_artifact_version("p/s/packed", 1), packed) == packed
 
 
-@pytest.mark.xfail(strict=True, reason="an open Store never re-reads cas-format: after another process's upgrade it "
-                   "reads only the format-1 journal, so it never learns versions journalled in journal2")
 def test_a_store_opened_before_another_process_upgraded_learns_later_versions(tmp_path):
     shutil.copytree(FIXTURE, tmp_path / "store")
     with cas.open_store(tmp_path / "store", index=str(tmp_path / "a.sqlite"), create=False) as late:

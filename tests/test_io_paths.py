@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 
+import kill_points
 import pytest
 from click.testing import CliRunner
 
@@ -190,32 +191,16 @@ def test_a_batch_fsyncs_every_file_and_directory_it_published(tmp_path, monkeypa
 
 BATCH_CHILD = textwrap.dedent(
     """
-    import os, signal, sys, threading
+    import sys
     from pathlib import Path
     import cas
+    import kill_points
 
     store_dir, crash_at, src = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     store = cas.open_store(store_dir)
-    calls = 0
-    counting = threading.Lock()  # the batch fsyncs from a pool
-    def tick():
-        global calls
-        with counting:
-            calls += 1
-            hit = calls == crash_at
-        if hit:
-            os.kill(os.getpid(), signal.SIGKILL)
-    def counted(fn):
-        def wrapper(*a, **k):
-            tick()
-            result = fn(*a, **k)
-            tick()
-            return result
-        return wrapper
-    for fname in ("write", "fsync", "link", "rename", "unlink", "copy_file_range"):
-        setattr(os, fname, counted(getattr(os, fname)))
+    kill_points.arm(crash_at, ("write", "fsync", "link", "rename", "unlink", "copy_file_range"), index_writes=False)
     store.save(src, "io/s/batch")
-    print("calls", calls, flush=True)
+    print("calls", kill_points.calls(), flush=True)
     """
 )
 
@@ -235,7 +220,7 @@ def test_sigkill_inside_a_batch_leaves_only_whole_blobs(tmp_path):
         (src / f"d{i % 4}" / f"f{i}").write_bytes(os.urandom([10, 4000, 1_300_000][i % 3] + i))
     def run(crash_at: int, store_dir) -> subprocess.CompletedProcess:
         argv = [sys.executable, "-c", BATCH_CHILD, str(store_dir), str(crash_at), str(src)]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=kill_points.child_env())
 
     done = run(0, tmp_path / "count")
     assert done.returncode == 0, done.stderr

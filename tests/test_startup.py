@@ -30,6 +30,7 @@ HEAVY = (
     "cas.lineage.query",
     "cas.store.sync",
     "cas.store.send",
+    "cas.store.upgrade",
     "cas.materializers",
     "cas.backends.cloud",
     "cas.backends.fsspec",

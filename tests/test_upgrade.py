@@ -19,6 +19,7 @@ import textwrap
 from pathlib import Path
 from unittest import mock
 
+import kill_points
 import pytest
 from click.testing import CliRunner
 from store_helpers import answers
@@ -221,38 +222,15 @@ def test_upgrade_on_every_backend(open_test_store, tmp_path):
 
 CHILD = textwrap.dedent(
     """
-    import os, signal, sys, threading
-    import cas, cas.backends.local, cas.index.db
+    import sys
+    import cas
+    import kill_points
 
     store_dir, index, crash_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
     store = cas.open_store(store_dir, index=index, create=False)
-    calls = 0
-    counting = threading.Lock()  # a local batch fsyncs from a pool: count each call exactly once
-    def tick():
-        global calls
-        with counting:
-            calls += 1
-            hit = calls == crash_at
-        if hit:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def counted(fn):
-        def wrapper(*a, **k):
-            tick()
-            result = fn(*a, **k)
-            tick()
-            return result
-        return wrapper
-
-    for fname in ("write", "fsync", "link", "rename", "replace", "unlink", "chmod"):
-        setattr(os, fname, counted(getattr(os, fname)))
-    real_write = cas.index.db.Index.write
-    def write(self):
-        tick()
-        return real_write(self)
-    cas.index.db.Index.write = write
+    kill_points.arm(crash_at, (*kill_points.OS_CALLS, "chmod"))
     report = store.upgrade()
-    print("calls", calls, "format", store.format, flush=True)
+    print("calls", kill_points.calls(), "format", store.format, flush=True)
     """
 )
 
@@ -260,7 +238,7 @@ CHILD = textwrap.dedent(
 def run_child(store_dir: Path, index: Path, crash_at: int) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", CHILD, str(store_dir), str(index), str(crash_at)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env=kill_points.child_env(),
     )
 
 

@@ -157,6 +157,11 @@ class Index(
         """One write transaction (BEGIN IMMEDIATE), committed on success."""
         return immediate(self.conn)
 
+    def in_transaction(self) -> bool:
+        """Is this thread inside a write transaction of this index (a :meth:`write` not yet
+        ended)?  Then a nested write would fail: callers that could run inside one ask first."""
+        return self.conn.in_transaction
+
     def _migrate(self) -> None:
         with self.write() as c:
             c.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")

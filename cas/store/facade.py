@@ -4,6 +4,8 @@ The work is done by the services beside it: ``publish`` (the one write path),
 ``ingest`` (content in), ``versions`` (names, aliases, deletion), ``verify``,
 ``gc``, ``stats`` and ``sync``.  The facade adds what only it may know: the
 ``ArtifactVersion`` objects, materializers, and runs and lineage (``cas.lineage``).
+This module opens a store and saves and finds versions; runs and lineage are
+``facade_runs``, the services over a whole store ``facade_upkeep`` (mixins of ``Store``).
 """
 
 from __future__ import annotations
@@ -19,33 +21,28 @@ from cas.core.digest import Digest
 from cas.core.format import new_store_format
 from cas.core.names import check_alias, parse_name
 from cas.core.records import BLOB, Lineage, check_json_map
-from cas.errors import InvalidValueError, StoreNotFoundError, UnsupportedDataError, VersionDeletedError
+from cas.errors import StoreNotFoundError, UnsupportedDataError
 from cas.index import Index, VersionRow
-from cas.index.lineage import UP
 from cas.lineage import events as _events
 from cas.lineage import record as _record
-from cas.lineage import runs as _runs
 from cas.storage.blobs import BlobStore
 from cas.storage.chunked import Contents
 from cas.storage.records import RecordStore
-from cas.store import gc as _gc
-from cas.store import upgrade as _upgrade
-from cas.store import verify as _verify
+from cas.store import packing
+from cas.store.facade_runs import RunsAndLineage
+from cas.store.facade_upkeep import Upkeep
 from cas.store.gc import DEFAULT_GC_GRACE, GcReport
 from cas.store.ingest import Ingest
 from cas.store.location import DEFAULT_STORE, INDEX_FILE, default_index_path, refuse_planted_index
 from cas.store.publish import APPLIERS, Publisher
-from cas.store.stats import StoreStats, stats
+from cas.store.stats import StoreStats
 from cas.store.verify import VerifyReport
 from cas.store.versions import Versions
 from cas.version import ArtifactVersion
 
 if TYPE_CHECKING:
+    # imported by the methods that use them (so are the materializers): show, log and ls never load them
     from fsspec.callbacks import Callback
-
-    # imported by the methods that use them (so do the materializers): show, log and ls never load them
-    from cas.lineage.graph import LineageGraph
-    from cas.store.sync import SyncResult
 
 __all__ = ["DEFAULT_GC_GRACE", "DEFAULT_STORE", "INDEX_FILE", "GcReport", "Store", "StoreStats", "UnsupportedDataError", "VerifyReport", "open_store"]
 
@@ -74,7 +71,7 @@ def open_store(
     return Store(backend, index=index, create=create, format=format)
 
 
-class Store:
+class Store(RunsAndLineage, Upkeep):
     """A cas store: a backend (any fsspec URL) holding blobs and records, plus a
     local SQLite index of them.  Open one with :func:`open_store`.
 
@@ -104,19 +101,31 @@ class Store:
                 raise StoreNotFoundError(backend.url)
             fmt = self.records.init_format(new_store_format(format))
         self.store_id: str = fmt["store_id"]
-        self.format: int = int(fmt["format"])  # what this store's backend holds: docs/format.md
         if index is None:
             refuse_planted_index(backend)
         self.index = Index(index or default_index_path(backend))
         self.contents = Contents(self.blobs, self.index.chunk_list)  # content by digest: a blob, or chunked (format 2)
         # on_read: every content read of a version comes to the publisher; inside a step it is an input.
-        self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, _record.note_read, self.format)
+        self.publisher = Publisher(backend, self.blobs, self.records, self.index, self.store_id, _record.note_read)
+        self.publisher.on_format = self._follow_format
+        self.publisher.set_format(int(fmt["format"]))
         self.versions = Versions(self.publisher)
         self.ingest = Ingest(self.publisher, self.versions)
         if self.index.get_meta("store_id") != self.store_id:
-            self.reindex()  # a new index, or one left from another store at this place
+            self.publisher.reindex(format_read=True)  # a new index, or one left from another store at this place
         else:
-            self.refresh()
+            self.publisher.refresh(format_read=True)
+
+    @property
+    def format(self) -> int:
+        """The format this store's backend holds (docs/format.md).  It moves up when this
+        Store upgrades it, or when a refresh sees that another process did."""
+        return self.publisher.format
+
+    def _follow_format(self, format: int) -> None:
+        # Everything that depends on the store's format is set up here, the one place: at open
+        # and whenever the publisher's format moves up (its own upgrade, or another process's).
+        packing.install_reader(self.publisher)  # format 2: small blobs may be packed
 
     @property
     def url(self) -> str:
@@ -281,116 +290,8 @@ class Store:
         """User aliases of ``name`` and the version each points at (``latest`` is implicit, not listed)."""
         return self.versions.aliases(name)
 
-    def stats(self) -> StoreStats:
-        """Counts and bytes from the index: artifacts, live versions, content blobs, logical and stored bytes."""
-        return stats(self.index)
-
-    # -- loading, runs and lineage (cas.materializers, cas.lineage.record, cas.lineage) ------------
+    # -- loading (cas.materializers) --------------------------------------------------
 
     def load(self, name: str, version: int | str | None = None, *, allow_pickle: bool = False) -> Any:
         """``get_artifact_version(name, version).load(allow_pickle=...)``."""
         return self.get_artifact_version(name, version).load(allow_pickle=allow_pickle)
-
-    def run(self, pipeline: str, *, params: dict[str, Any] | None = None, run_id: str | None = None) -> _record.ActiveRun:
-        """Start recording a run of ``pipeline`` (id generated unless given; a taken id is refused)."""
-        return _record.ActiveRun(self, pipeline, params=params, run_id=run_id)
-
-    def get_run(self, run_id: str) -> _runs.PipelineRun:
-        """A run with its steps, each with the versions it consumed and produced."""
-        return _runs.get_run(self, run_id)
-
-    def list_runs(
-        self, pipeline: str | None = None, *, status: str | None = None, limit: int | None = None
-    ) -> list[_runs.PipelineRun]:
-        """Runs, newest first."""
-        return _runs.list_runs(self, pipeline, status, limit)
-
-    def step_run(self, step_run_id: str | None) -> _runs.StepRun | None:
-        """The step run with this id (None for None: a version saved outside any run)."""
-        return _runs.step_run(self, step_run_id)
-
-    def producer_inputs(self, version: ArtifactVersion) -> list[ArtifactVersion]:
-        """The versions the step that produced ``version`` consumed (deleted ones included, marked)."""
-        return _runs.producer_inputs(self, version)
-
-    def end_step(self, run_id: str, step: str, status: str = _record.COMPLETED, error: str | None = None) -> None:
-        """End a step recorded through ``save(..., run_id=, step=)`` (the framework form)."""
-        _record.end_step(self, run_id, step, status, error)
-
-    def end_run(self, run_id: str, status: str = _record.COMPLETED, error: str | None = None) -> None:
-        """End a run recorded through ``save(..., run_id=)`` (the framework form)."""
-        _record.end_run(self, run_id, status, error)
-
-    def materialize(self, obj: Any, name: str, run_id: str, step_name: str, project_name: str = "default") -> str:
-        """FlowyML's ``ArtifactStore.materialize``: save ``obj`` as
-        ``<project_name>/<step_name>/<name>``, produced by that step of run
-        ``run_id``; returns the version's ``cas://`` path."""
-        v = self.save(obj, f"{project_name}/{step_name}/{name}", run_id=run_id, step=step_name)
-        return f"cas://{v.name}/{v.version}"
-
-    def lineage(
-        self, version: ArtifactVersion | str, direction: str = UP, depth: int | None = None
-    ) -> LineageGraph:
-        """The lineage graph of a version: ``"up"`` to what it came from, ``"down"``
-        to what was derived from it, ``depth`` steps at most (None: all)."""
-        if isinstance(version, str):
-            try:
-                version = self.get_artifact_version(version)
-            except VersionDeletedError as e:  # a deleted version keeps its lineage
-                version = self._wrap(self.versions.committed(e.name, e.version))
-        elif not isinstance(version, ArtifactVersion):
-            raise InvalidValueError(f"lineage needs an ArtifactVersion or 'name@version', not {type(version).__name__}")
-        from cas.lineage.query import build_graph
-        return build_graph(self, version, direction, depth)
-
-    # -- keeping the index in step with the backend ---------------------------------
-
-    def refresh(self) -> int:
-        """Apply journal entries this index has not seen; returns how many were new.
-
-        Reads only what is new: one read per new entry, plus one to find the end.
-        An entry that is garbage, or whose record is, is skipped and remembered
-        for ``verify`` (invariant 12): one bad object never blocks the store.
-        """
-        return self.publisher.refresh()
-
-    def reindex(self, progress: Callback | None = None) -> int:
-        """Rebuild the index from the backend alone; returns the number of refs applied.
-        Safe while others write; bad objects are skipped for ``verify`` (``Publisher.reindex``)."""
-        return self.publisher.reindex(progress)
-
-    # -- sync, verify, gc and upgrade ------------------------------------------------
-    upgrade = _upgrade.upgrade_store  # store.upgrade(dry_run=False, progress=None): format 1 -> 2, in place
-
-    def sync_to(
-        self,
-        other: Store,
-        names: Iterable[str] = (),
-        *,
-        jobs: int | None = None,
-        dry_run: bool = False,
-        progress: Callback | None = None,
-    ) -> SyncResult:
-        """Copy this store's versions, aliases and lineage (or those of ``names``,
-        glob patterns) into ``other``, sending only the blobs it lacks.
-        Returns a :class:`cas.store.sync.SyncResult`; see ``cas.store.sync`` for the rules."""
-        from cas.store.sync import DEFAULT_JOBS, sync
-        return sync(self, other, names, jobs=jobs or DEFAULT_JOBS, dry_run=dry_run, progress=progress)
-
-    def verify(self, deep: bool = False, progress: Callback | None = None) -> VerifyReport:
-        """Check every blob a version or record needs is present with the right size;
-        with ``deep``, rehash every blob.  Finds missing, corrupt and foreign files,
-        and refs that dangle; completes orphan refs (claimed, never journalled)."""
-        return _verify.verify(self.publisher, deep, progress)
-
-    def gc(self, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -> GcReport:
-        """Remove blobs no live version or record needs, once older than ``grace`` seconds.
-
-        What is needed is decided from the refs in the backend, not only from
-        this index: a ref no journal entry announced (its writer died after
-        claiming) is journalled first.  The grace period protects saves in
-        flight elsewhere, whose blobs land before their version is claimed; a
-        save that reuses a stored blob is protected by the sweep mark written
-        before the refs are listed (docs/format.md, gc).
-        """
-        return _gc.gc(self.publisher, grace, dry_run)

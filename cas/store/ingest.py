@@ -48,7 +48,6 @@ class Ingest:
     def __init__(self, publisher: Publisher, versions: Versions) -> None:
         self.publisher = publisher
         self.versions = versions
-        packing.install_reader(publisher)  # format 2: small blobs may be packed
         self.backend = publisher.backend
         self.blobs = publisher.blobs
         self.index = publisher.index

@@ -44,7 +44,7 @@ def _refresh_outside(pub: Publisher) -> None:
     """A miss's refresh, unless this thread's index is inside a write transaction (a reindex
     replaying the journal reads records there): a refresh then cannot write, and the reindex
     learns every pack index anyway; the miss stays a miss (a dangling ref, reported)."""
-    if not pub.index.conn.in_transaction:
+    if not pub.index.in_transaction():
         pub.refresh()
 
 

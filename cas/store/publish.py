@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cas.backends.base import Backend
+from cas.core.format import FORMAT_VERSION
 from cas.core.records import BLOB, TREE
 from cas.core.refs import journal_path, ref_order
 from cas.core.tree import chunks_of, decode_manifest
@@ -72,8 +73,10 @@ class Publisher:
         store_id: str,
         on_read: Callable[[Any], None] | None = None,
         format: int = 1,
+        on_format: Callable[[int], None] | None = None,
     ) -> None:
         self.format = format  # the store's format (docs/format.md): what its writers write
+        self.on_format = on_format  # told every format this publisher moves to (set_format)
         self.backend = backend
         self.blobs = blobs
         self.records = records
@@ -300,13 +303,31 @@ class Publisher:
         else:
             fn(self, c, record, record_digest)
 
-    def refresh(self) -> int:
+    def set_format(self, format: int) -> None:
+        """The store is now ``format`` (opened so, upgraded here, or seen upgraded elsewhere)."""
+        self.format = format
+        if self.on_format is not None:
+            self.on_format(format)
+
+    def follow_format(self) -> None:
+        """Below the newest format, re-read ``cas-format`` (one small read): another process may
+        have upgraded the store, whose writers then journal in the new format only (docs/format.md)."""
+        if self.format >= FORMAT_VERSION:
+            return
+        fmt = self.records.read_format()
+        if fmt is not None and int(fmt["format"]) > self.format:
+            self.set_format(int(fmt["format"]))
+
+    def refresh(self, *, format_read: bool = False) -> int:
         """Apply journal entries this index has not seen; returns how many were new.
 
-        Reads only what is new: one read per new entry, plus one to find the end.
+        Reads only what is new: one read per new entry, plus one to find the end
+        (and :meth:`follow_format`, unless ``format_read``: the caller just did).
         An entry that is garbage, or whose record is, is skipped and remembered
         for ``verify`` (invariant 12): one bad object never blocks the store.
         """
+        if not format_read:
+            self.follow_format()
         start = seq = self.index.journal_cursor().next
         applied = 0
         while True:
@@ -333,15 +354,17 @@ class Publisher:
             applied += follow.refresh2(self)
         return applied
 
-    def reindex(self, progress: Callback | None = None) -> int:
+    def reindex(self, progress: Callback | None = None, *, format_read: bool = False) -> int:
         """Rebuild the index from the backend alone; returns the number of refs applied.
 
         Safe while others write: a ref claimed after the listing began is
         journaled after it started, and the journal is replayed from there
         inside the same transaction, so no committed version ever vanishes
         from the index, not even for a moment.  Bad refs, records and journal
-        entries are skipped and remembered for ``verify``.
+        entries are skipped and remembered for ``verify``.  ``format_read``: as for refresh.
         """
+        if not format_read:
+            self.follow_format()
         return follow.reindex(self, progress)
 
 

@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 from cas.core.format import FORMAT_VERSION
 from cas.core.progress import as_callback, item_done
-from cas.store import packing
 from cas.store.publish import Publisher
 
 if TYPE_CHECKING:
@@ -136,8 +135,8 @@ def upgrade(pub: Publisher, *, dry_run: bool = False, progress: Callback | None 
     ``progress`` gets one item per step (the format rewrite included).
     """
     progress = as_callback(progress)
-    fmt = pub.records.read_format()  # now, not when the store was opened: another upgrader may have run
-    start = pub.format = int(fmt["format"]) if fmt is not None else pub.format
+    pub.follow_format()  # now, not when the store was opened: another upgrader may have run
+    start = pub.format
     reports: list[StepReport] = []
     targets = range(start + 1, FORMAT_VERSION + 1)
     progress.set_size(sum(len(STEPS[t]) + 1 for t in targets))
@@ -156,10 +155,9 @@ def upgrade(pub: Publisher, *, dry_run: bool = False, progress: Callback | None 
         if dry_run:
             reports.append(StepReport(FORMAT_STEP, does, "would run", f"format {target - 1} -> {target}"))
         else:
-            pub.format = int(pub.records.rewrite_format(target)["format"])
+            pub.set_format(int(pub.records.rewrite_format(target)["format"]))  # the facade follows
             reports.append(StepReport(FORMAT_STEP, does, "done", f"format {target - 1} -> {pub.format}"))
         item_done(progress)
-    packing.install_reader(pub)  # format 2 now (here or by another upgrader): this open store reads packs too
     return UpgradeReport(pub.backend.url, start, max(start, FORMAT_VERSION), dry_run, tuple(reports))
 
 
@@ -173,6 +171,4 @@ def upgrade_store(store: Store, *, dry_run: bool = False, progress: Callback | N
     format is left alone (``report.nothing_to_do``).  ``dry_run`` changes nothing
     and reports what would run.  See docs/format.md, Upgrading.
     """
-    report = upgrade(store.publisher, dry_run=dry_run, progress=progress)
-    store.format = store.publisher.format
-    return report
+    return upgrade(store.publisher, dry_run=dry_run, progress=progress)
