@@ -178,3 +178,18 @@ def test_holdings_asks_each_pack_once(tmp_path, monkeypatch):
     assert all(rel.startswith("packs/") for rel in asked) and len(asked) == len(set(asked))
     assert {pack_path(p) for p in store.index.known_packs()} >= set(asked)
     store.close()
+
+
+def test_a_small_file_above_the_chunk_threshold_is_chunked_not_packed(tmp_path):
+    """Chunking decides before packing: with a chunk threshold below the pack threshold, a file
+    between the two is cut into chunks (its entry names a chunk list), not read into a pack."""
+    from chunk_helpers import small_chunks
+
+    store = cas.open_store(str(tmp_path / "store"), format=2)
+    tree = make_tree(tmp_path / "data", 5)
+    (tree / "mid.bin").write_bytes(os.urandom(300 << 10))
+    with small_chunks():
+        version = store.save(tree, "p/s/t")
+        assert store.index.chunk_list(dict((p, d) for p, d, _ in version.files())["mid.bin"].hex)
+        assert contents(version) == on_disk(tree)
+    store.close()

@@ -71,7 +71,7 @@ def put_tree(ingest: Ingest, root: str, progress: Callback | None, seen: StatCac
                 if len(entries) % BATCH_FILES == 0:
                     progress.relative_update(unread)
                     unread = 0
-            elif small is not None and st.st_size < PACK_THRESHOLD:
+            elif small is not None and st.st_size < PACK_THRESHOLD and not wants_chunks(pub.format, st.st_size):
                 small.add(rel, abspath, look)
             else:
                 result = ingest.put_file(abspath, progress, seen, look, sink)
