@@ -150,6 +150,26 @@ class StatCache:
         # os.fsencode's bytes, without its per-call cost (20,000 files a tree)
         return self._look(self._below + rel.encode(*_FS_ENCODING), FileStat.of(st), self._started)
 
+    def look_tree(self, files: list[tuple[str, str, os.stat_result]]) -> list[Looked]:
+        """:meth:`look_below` for every ``(rel, abspath, stat)`` of a walk, in one loop: a tree
+        of 20,000 files pays as few calls per file as can be (the same checks as look_below)."""
+        if not self._use:
+            return [_NOTHING] * len(files)
+        below, known, started, rehash, seen = self._below, self._known, self._started, self._rehash, self._seen
+        encoding, errors = _FS_ENCODING
+        of = FileStat.of
+        out = []
+        for rel, _, st in files:
+            key = below + rel.encode(encoding, errors)
+            stat = of(st)
+            seen.add(key)
+            row = known.get(key)
+            digest = None
+            if row is not None and not rehash and row[:5] == stat and trusted(stat, row[6]):
+                digest = row[5].hex()
+            out.append(Looked(key, stat, started, digest))
+        return out
+
     def _look(self, key: bytes, stat: FileStat, recorded_ns: int) -> Looked:
         self._seen.add(key)
         row = self._known.get(key)

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from cas.core.chunks import wants_chunks
 from cas.core.digest import Digest
 from cas.core.names import ArtifactName, parse_name
-from cas.core.progress import as_callback, item_done
+from cas.core.progress import as_callback
 from cas.core.records import BLOB, TREE, Lineage, check_json_map, version_record
 from cas.core.refs import version_ref
-from cas.core.tree import ChunkedEntry, check_entries, chunks_of, decode_manifest, encode_manifest, walk_file_stats
+from cas.core.tree import ChunkedEntry, check_entries, chunks_of, decode_manifest, encode_manifest
 from cas.errors import (
     BlobNotFoundError,
     CasError,
@@ -32,7 +32,7 @@ from cas.errors import (
 from cas.index import Looked, StatCache, VersionRow
 from cas.storage.blobs import PutResult
 from cas.storage.chunked import ChunkedPut, put_chunked, read_chunk_list
-from cas.store import packing
+from cas.store import packing, trees
 from cas.store.publish import Publisher
 from cas.store.versions import Versions
 
@@ -311,7 +311,7 @@ class Ingest:
             path = os.fspath(data)
             self.refuse_own(path)
             if os.path.isdir(path):
-                return self._put_tree(path, progress, self.index.stat_cache(path, use=cache, rehash=rehash))
+                return trees.put_tree(self, path, progress, self.index.stat_cache(path, use=cache, rehash=rehash))
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"no such file or directory: {path}")
             with self.backend.batch(), self.index.stat_cache(path, use=cache, rehash=rehash) as seen:
@@ -322,25 +322,6 @@ class Ingest:
         raise UnsupportedDataError(
             f"cannot save a {type(data).__name__}: pass bytes, str, a pathlib.Path, or a binary file object"
         )
-
-    def _put_tree(self, root: str, progress: Callback | None, seen: StatCache):
-        progress = as_callback(progress)  # once per tree, not once per file
-        entries: list[tuple[str, str, int]] = []
-        # Walk (and validate every path) before writing: a refused symlink or bad name changes nothing.
-        files = list(walk_file_stats(root, exclude=self.own_files()))
-        progress.set_size(sum(st.st_size for _, _, st in files))  # the bar's total, from this one walk
-        # format 2: small files go into packs (published once the batch made them durable)
-        with packing.session(self.publisher) as sink, self.backend.batch(), seen:
-            for rel, abspath, st in files:
-                result = self.put_file(abspath, progress, seen, seen.look_below(rel, st), sink)
-                if isinstance(result, ChunkedPut):  # format 2: the entry names its chunk list
-                    entries.append(ChunkedEntry(rel, result.digest, result.size, result.chunks))
-                else:
-                    entries.append((rel, result.digest, result.size))
-                item_done(progress)
-            manifest = self.blobs.put_bytes(encode_manifest(entries))
-        total = sum(size for _, _, size in entries)
-        return TREE, PutResult(manifest.digest, total, manifest.written), sorted(entries)
 
     def put_file(self, path: str, progress: Callback, seen: StatCache, looked: Looked, sink=None) -> PutResult:
         """A file as one blob, or (format 2) a large one as chunks and a chunk list, a small one

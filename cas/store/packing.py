@@ -97,11 +97,13 @@ class PackSession:
         as_callback(progress).relative_update(result.size)
         return result
 
-    def put_bytes(self, data: bytes) -> PutResult:
+    def put_bytes(self, data: bytes, *, digest: str | None = None, packed: bool | None = None) -> PutResult:
+        """``digest`` and ``packed`` (is it in a pack the backend holds?): found by the
+        caller for many blobs at once (cas.store.trees), so not asked again here."""
         if len(data) >= PACK_THRESHOLD:
             return self.blobs.put_bytes(data)
-        digest = hash_bytes(data)
-        if self.has(digest):
+        digest = digest or hash_bytes(data)
+        if self.has(digest) if packed is None else (packed or digest in self._written or self.has_loose(digest)):
             return PutResult(digest, len(data), False)
         self._written.add(digest)
         full = self.builder.add(digest, data)
@@ -117,6 +119,10 @@ class PackSession:
             if entry.pack in self._present_packs or self.pub.backend.exists(pack_path(entry.pack)):
                 self._present_packs.add(entry.pack)  # asked once per pack and session, not per blob
                 return True
+        return self.has_loose(digest)
+
+    def has_loose(self, digest: str) -> bool:
+        """Is ``digest`` stored as a loose blob (asked where that is cheap or likely)?"""
         if self._local or self.pub.index.live_blob_size(digest) is not None:
             # a loose blob: a stat on local disk; remotely only for content the index says is
             # stored (one request per file would cost more than the duplicate bytes it saves)
