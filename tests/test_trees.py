@@ -169,11 +169,12 @@ def test_holdings_asks_each_pack_once(tmp_path, monkeypatch):
     store = cas.open_store(str(tmp_path / "store"), format=2)
     tree = make_tree(tmp_path / "data", 30)
     version = store.save(tree, "p/s/t")
-    digests = [d.hex for _, d, _ in version.files()]
+    sizes = {d.hex: size for _, d, size in version.files()}
+    digests = list(sizes)
     asked: list[str] = []
     real_exists = store.backend.exists
     monkeypatch.setattr(store.backend, "exists", lambda rel: asked.append(rel) or real_exists(rel))
-    held = trees.Holdings(store.publisher).stored(digests)
+    held = trees.Holdings(store.publisher).stored(sizes.items())
     assert held == set(digests)
     assert all(rel.startswith("packs/") for rel in asked) and len(asked) == len(set(asked))
     assert {pack_path(p) for p in store.index.known_packs()} >= set(asked)

@@ -36,12 +36,12 @@ class PackQueries:
         )
         return [PackEntry(digest, pack, offset, length) for pack, offset, length in rows]
 
-    def pack_holders(self, digests: list[str]) -> list[tuple[str, str]]:
-        """(digest, pack) for every known place of each of ``digests``, newest pack first:
-        one query for a batch (a tree's files), not one per blob."""
+    def pack_holders(self, digests: list[str]) -> list[tuple[str, str, int]]:
+        """(digest, pack, length) for every known place of each of ``digests``, newest pack
+        first: one query for a batch (a tree's files), not one per blob."""
         marks = ", ".join("?" * len(digests))
         return self.conn.execute(
-            "SELECT p.digest, p.pack FROM packed p JOIN pack_files f ON f.pack = p.pack"
+            "SELECT p.digest, p.pack, p.length FROM packed p JOIN pack_files f ON f.pack = p.pack"
             f" WHERE p.digest IN ({marks}) ORDER BY f.id DESC",
             digests,
         ).fetchall()

@@ -155,7 +155,7 @@ class StatCache:
         of 20,000 files pays as few calls per file as can be (the same checks as look_below)."""
         if not self._use:
             return [_NOTHING] * len(files)
-        below, known, started, rehash, seen = self._below, self._known, self._started, self._rehash, self._seen
+        below, known, started, seen, vouched = self._below, self._known, self._started, self._seen, self._vouched
         encoding, errors = _FS_ENCODING
         of = FileStat.of
         out = []
@@ -163,22 +163,20 @@ class StatCache:
             key = below + rel.encode(encoding, errors)
             stat = of(st)
             seen.add(key)
-            row = known.get(key)
-            digest = None
-            if row is not None and not rehash and row[:5] == stat and trusted(stat, row[6]):
-                digest = row[5].hex()
-            out.append(Looked(key, stat, started, digest))
+            out.append(Looked(key, stat, started, vouched(known.get(key), stat)))
         return out
 
     def _look(self, key: bytes, stat: FileStat, recorded_ns: int) -> Looked:
         self._seen.add(key)
-        row = self._known.get(key)
-        digest = None
+        return Looked(key, stat, recorded_ns, self._vouched(self._known.get(key), stat))
+
+    def _vouched(self, row: tuple | None, stat: FileStat) -> str | None:
+        """The digest ``row`` vouches for a file of ``stat``, or None: the file must be read."""
         # a row recorded after this save began came from a clock ahead of ours (stepped back since):
         # the racy rule cannot judge it, so it is read again
         if row is not None and not self._rehash and row[:5] == stat and row[6] < self._started and trusted(stat, row[6]):
-            digest = row[5].hex()
-        return Looked(key, stat, recorded_ns, digest)
+            return row[5].hex()
+        return None
 
     def learn(self, looked: Looked, digest: str, size: int) -> None:
         """``looked``'s file was read and hashed to ``digest`` (``size`` bytes)."""

@@ -32,7 +32,7 @@ from cas.errors import (
 from cas.index import Looked, StatCache, VersionRow
 from cas.storage.blobs import PutResult
 from cas.storage.chunked import ChunkedPut, put_chunked, read_chunk_list
-from cas.store import packing, trees
+from cas.store import trees
 from cas.store.publish import Publisher
 from cas.store.versions import Versions
 

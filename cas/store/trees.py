@@ -57,7 +57,9 @@ def put_tree(ingest: Ingest, root: str, progress: Callback | None, seen: StatCac
     holdings = Holdings(pub)
     # a chunked file (format 2) is cut again, as a single file is: only whole blobs are taken unread
     vouched = holdings.stored(
-        [look.digest for look in looked if look.digest is not None and not wants_chunks(pub.format, look.stat.size)]
+        (look.digest, look.stat.size)
+        for look in looked
+        if look.digest is not None and not wants_chunks(pub.format, look.stat.size)
     )
     entries: list[tuple[str, str, int]] = []
     unread = 0  # bytes of files taken unread, reported to the bar in one go per batch
@@ -99,26 +101,33 @@ class Holdings:
         self.pub = pub
         self._packs: dict[str, bool] = {}  # pack -> the backend holds it (asked once per save)
 
-    def packed(self, digests: Iterable[str]) -> set[str]:
-        """Those of ``digests`` in a pack the backend holds (format 2; none in format 1)."""
+    def packed(self, wanted: dict[str, int | None]) -> set[str]:
+        """Those of ``wanted`` (digest -> size, None for any size) in a pack the backend
+        holds, with that length (format 2; none in format 1)."""
         found: set[str] = set()
         if self.pub.format < 2:
             return found
-        wanted = list(dict.fromkeys(digests))
-        for start in range(0, len(wanted), _QUERY):
-            for digest, pack in self.pub.index.pack_holders(wanted[start : start + _QUERY]):
-                if digest not in found and self._has_pack(pack):
+        digests = list(wanted)
+        for start in range(0, len(digests), _QUERY):
+            for digest, pack, length in self.pub.index.pack_holders(digests[start : start + _QUERY]):
+                if digest not in found and wanted[digest] in (None, length) and self._has_pack(pack):
                     found.add(digest)
         return found
 
-    def stored(self, digests: Iterable[str]) -> set[str]:
-        """Those of ``digests`` the backend holds, packed or loose (each loose one asked for,
-        as ``BlobStore.exists`` does)."""
-        wanted = list(dict.fromkeys(digests))
-        found = self.packed(wanted)
-        exists = self.pub.backend.exists
-        found.update(d for d in wanted if d not in found and exists(blob_path(d)))
+    def stored(self, wanted: Iterable[tuple[str, int]]) -> set[str]:
+        """Those of ``wanted`` (digest, size) the backend holds, packed or loose, with that
+        size: a stat-cache row naming a stored blob of another size is not taken (each loose
+        one is asked for, as ``BlobStore.stored_size`` does)."""
+        sizes: dict[str, int | None] = dict(wanted)
+        found = self.packed(sizes)
+        found.update(d for d, size in sizes.items() if d not in found and self._loose_size(d) == size)
         return found
+
+    def _loose_size(self, digest: str) -> int | None:
+        try:
+            return self.pub.backend.size(blob_path(digest))
+        except FileNotFoundError:
+            return None
 
     def _has_pack(self, pack: str) -> bool:
         held = self._packs.get(pack)
@@ -148,7 +157,7 @@ class _SmallFiles:
             data = _read_small(abspath)
             read.append((rel, abspath, look, data, hash_bytes(data) if data is not None else ""))
         self._batch, self._bytes = [], 0
-        packed = self.holdings.packed(digest for *_, digest in read if digest)
+        packed = self.holdings.packed({digest: len(data) for *_, data, digest in read if digest})
         for rel, abspath, look, data, digest in read:
             if data is None:  # grew past the pack threshold since the walk: stored loose
                 result = self.sink.put_file(abspath, self.progress)
