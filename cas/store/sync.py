@@ -17,8 +17,9 @@ Deciding what is missing (the expensive part on a big bucket):
 2. The rest are asked of the backend, whichever way is cheaper, as DVC's
    ``oids_exist`` does: count one of the 256 ``blobs/xx/`` shards to estimate
    how many blobs the destination holds, then either one ``exists`` per
-   unknown blob (in parallel) or one full listing, by comparing the number of
-   unknown blobs with the number of listing pages the estimate implies.
+   unknown blob (``jobs`` in parallel) or one full listing, by comparing the
+   rounds of ``exists`` with the listing pages the estimate implies (pages are
+   sequential and each costs several requests' time).
    A local destination always uses ``exists`` (a stat).
 
 What the destination says is a claim (invariant 12), so it can only cause an
@@ -61,6 +62,9 @@ _LIST_PAGE = 1000
 _HUGE_REMOTE = 500_000
 _HUGE_WEIGHT = 5
 _SHARDS = 256
+# One listing page (1,000 keys) costs about as long as this many exists requests: on
+# moto, listing 4,458 keys took 9.8 s where 48 HEADs, 8 at a time, took well under 1 s.
+_PAGE_COST = 10
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,8 @@ def _present_by_backend(dst: Store, unknown: set[str], jobs: int) -> tuple[set[s
     estimate = max(len(shard), 1) * _SHARDS
     pages = estimate / _LIST_PAGE
     weight = pages * _HUGE_WEIGHT if estimate > _HUGE_REMOTE else pages
-    if len(unknown) < weight:
+    # Listing pages come one after another, exists requests ``jobs`` at a time.
+    if len(unknown) / max(jobs, 1) < weight * _PAGE_COST:
         return _confirm(dst, unknown, jobs), "exists"
     listed = {digest for digest, *_ in dst.blobs.iter_digests() if digest is not None}
     # not listed: missing, or packed (format 2), which the listing of blobs/ cannot show
