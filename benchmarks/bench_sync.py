@@ -150,7 +150,7 @@ def bench_local(workdir: Path, sc: Scenario, dvc: Dvc | None, dvc_missing: str |
     def cas_trial(dst: Path):
         out = h.run([*h.cas_cli(), "-q", "sync", str(sc.src), str(dst), "--json"], env=env)
         report = json.loads(out[out.index("{"): out.rindex("}") + 1])
-        return {"bytes_sent": report.get("bytes_sent"), "blobs_sent": report.get("blobs_sent")} | written(dst, cas_before)
+        return lambda: {"bytes_sent": report.get("bytes_sent"), "blobs_sent": report.get("blobs_sent")} | written(dst, cas_before)
 
     contenders = [h.Contender("cas sync (CLI)", cas_trial, copier(cas_v1, "cas-dst"))]
     rclone_v1 = h.fresh(workdir, "rclone-dst-v1")
@@ -163,7 +163,7 @@ def bench_local(workdir: Path, sc: Scenario, dvc: Dvc | None, dvc_missing: str |
     def rclone_trial(*flags: str, src: Path = sc.v2_tree, before: int = rclone_before):
         def trial(dst: Path):
             h.run([rclone, "sync", str(src), str(dst), *flags, *rclone_flags()])
-            return written(dst, before)
+            return lambda: written(dst, before)
 
         return trial
 
@@ -183,7 +183,7 @@ def bench_local(workdir: Path, sc: Scenario, dvc: Dvc | None, dvc_missing: str |
 
         def dvc_trial(remote: Path):
             dvc.dvc("push", "-q", "-r", "local")
-            return written(remote, dvc_before)
+            return lambda: written(remote, dvc_before)
 
         contenders.append(h.Contender("dvc push", dvc_trial, dvc_setup))
     return h.measure("sync-local", ref, contenders, files=sc.files, new_file_bytes=sc.new_bytes)
@@ -253,7 +253,7 @@ def bench_s3(workdir: Path, sc: Scenario, endpoint: str, dvc: Dvc | None, dvc_mi
     def cas_trial(_):
         out = h.run([*h.cas_cli(), "-q", "sync", str(sc.src), "s3://bench/cas", "--json"], env=env)
         report = json.loads(out[out.index("{"): out.rindex("}") + 1])
-        return {"bytes_sent": report.get("bytes_sent"), "objects_written": len(keys("cas") - cas_before)}
+        return lambda: {"bytes_sent": report.get("bytes_sent"), "objects_written": len(keys("cas") - cas_before)}
 
     renv = h.local_env(RCLONE_CONFIG_MOTO_TYPE="s3", RCLONE_CONFIG_MOTO_PROVIDER="Other", RCLONE_CONFIG_MOTO_ENDPOINT=endpoint,
                        RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=KEY, RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=SECRET,
@@ -271,7 +271,7 @@ def bench_s3(workdir: Path, sc: Scenario, endpoint: str, dvc: Dvc | None, dvc_mi
     def rclone_trial(*flags: str):
         def trial(_):
             h.run([rclone, "sync", str(sc.v2_tree), "moto:bench/rclone", *flags, *rclone_flags()], env=renv)
-            return {"objects_written": len(keys("rclone") - rclone_before)}
+            return lambda: {"objects_written": len(keys("rclone") - rclone_before)}
 
         return trial
 
@@ -294,7 +294,7 @@ def dvc_s3(dvc: Dvc, keys, reset) -> h.Contender:
 
     def trial(_):
         dvc.dvc("push", "-q", "-r", "s3")
-        return {"objects_written": len(keys("dvc") - before)}
+        return lambda: {"objects_written": len(keys("dvc") - before)}
 
     return h.Contender("dvc push", trial, setup)
 
