@@ -7,12 +7,17 @@ copy of it at that point (``cp -a``, same mtimes) is the "99 %" source every
 destination is filled from.  Then version 2 adds the other 1 %.  Each trial
 starts from a copy of a destination holding version 1 and syncs version 2 in:
 
-* reference ``rclone sync`` by size/modtime (rclone's default; no fsync), into a
-  destination **rclone itself filled** (otherwise it rehashes every file whose
-  mtime differs, and looks slow);
-* ``cas sync SRC DST`` (the CLI, a new process, durable), into a destination cas filled;
-* ``rclone sync --checksum``, and ``dvc push`` of the same files (tracked as
-  ``dvc add data``) to a dvc remote that holds version 1.
+* reference ``rclone sync`` by size/modtime (rclone's default; no fsync) of the
+  same N files as plain files (the tree, version 1 -> version 2: one file per
+  blob, whatever the store's format packs them into), into a destination
+  **rclone itself filled** (otherwise it rehashes every file whose mtime
+  differs, and looks slow);
+* ``cas sync SRC DST`` (the CLI, a new process, durable, with the bytecode cache
+  an installed cas has), into a destination cas filled;
+* ``rclone sync --checksum`` of the files, and ``dvc push`` of the same files
+  (tracked as ``dvc add data``) to a dvc remote that holds version 1;
+* local only: ``rclone sync`` of the store's own directory (format 1: a file per
+  blob, as the reference; format 2: a few packs, so it has much less to compare).
 
 The S3 row does the same against a moto server on loopback and also reports
 the objects each tool wrote (new keys), against the target of <= 2 % of files.
@@ -79,6 +84,15 @@ def rclone_flags() -> list[str]:
     return [*EXCLUDES, "--stats", "0"]
 
 
+def cas_env(workdir: Path, **extra: str) -> dict:
+    """The cas CLI's environment: a bytecode cache in the work dir, as an installed cas has
+    (``PYTHONDONTWRITEBYTECODE`` would make every trial compile cas anew; the untimed fill
+    before the trials warms it)."""
+    env = h.local_env(PYTHONPYCACHEPREFIX=str(workdir / "pycache"), **extra)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 # -- dvc ---------------------------------------------------------------------------------
 
 
@@ -128,29 +142,35 @@ def bench_local(workdir: Path, sc: Scenario, dvc: Dvc | None, dvc_missing: str |
         rclone = tool("rclone", workdir)
     except Missing as e:
         return h.skipped_row("sync-local", "rclone sync (size/modtime)", str(e))
+    env = cas_env(workdir)
     cas_v1 = h.fresh(workdir, "cas-dst-v1")
-    h.run([*h.cas_cli(), "-q", "sync", str(sc.src_v1), str(cas_v1)])
+    h.run([*h.cas_cli(), "-q", "sync", str(sc.src_v1), str(cas_v1)], env=env)
     cas_before = count_files(cas_v1)
 
     def cas_trial(dst: Path):
-        out = h.run([*h.cas_cli(), "-q", "sync", str(sc.src), str(dst), "--json"])
+        out = h.run([*h.cas_cli(), "-q", "sync", str(sc.src), str(dst), "--json"], env=env)
         report = json.loads(out[out.index("{"): out.rindex("}") + 1])
-        return {"bytes_sent": report.get("bytes_sent"), "blobs_sent": report.get("blobs_sent")} | written(dst, cas_before)
+        return lambda: {"bytes_sent": report.get("bytes_sent"), "blobs_sent": report.get("blobs_sent")} | written(dst, cas_before)
 
     contenders = [h.Contender("cas sync (CLI)", cas_trial, copier(cas_v1, "cas-dst"))]
     rclone_v1 = h.fresh(workdir, "rclone-dst-v1")
-    h.run([rclone, "sync", str(sc.src_v1), str(rclone_v1), *rclone_flags()])
+    h.run([rclone, "sync", str(sc.tree), str(rclone_v1), *rclone_flags()])
     rclone_before = count_files(rclone_v1)
+    store_v1 = h.fresh(workdir, "rclone-store-v1")
+    h.run([rclone, "sync", str(sc.src_v1), str(store_v1), *rclone_flags()])
+    store_before = count_files(store_v1)
 
-    def rclone_trial(*flags: str):
+    def rclone_trial(*flags: str, src: Path = sc.v2_tree, before: int = rclone_before):
         def trial(dst: Path):
-            h.run([rclone, "sync", str(sc.src), str(dst), *flags, *rclone_flags()])
-            return written(dst, rclone_before)
+            h.run([rclone, "sync", str(src), str(dst), *flags, *rclone_flags()])
+            return lambda: written(dst, before)
 
         return trial
 
     ref = h.Contender("rclone sync (size/modtime)", rclone_trial(), copier(rclone_v1, "rclone-dst"))
     contenders.append(h.Contender("rclone sync --checksum", rclone_trial("--checksum"), copier(rclone_v1, "rclone-dst")))
+    contenders.append(h.Contender("rclone sync (store dir)", rclone_trial(src=sc.src, before=store_before),
+                                  copier(store_v1, "rclone-store")))
     if dvc is None:
         contenders.append(h.Contender("dvc push", lambda _: None, skipped=dvc_missing))
     else:
@@ -163,7 +183,7 @@ def bench_local(workdir: Path, sc: Scenario, dvc: Dvc | None, dvc_missing: str |
 
         def dvc_trial(remote: Path):
             dvc.dvc("push", "-q", "-r", "local")
-            return written(remote, dvc_before)
+            return lambda: written(remote, dvc_before)
 
         contenders.append(h.Contender("dvc push", dvc_trial, dvc_setup))
     return h.measure("sync-local", ref, contenders, files=sc.files, new_file_bytes=sc.new_bytes)
@@ -219,7 +239,7 @@ def bench_s3(workdir: Path, sc: Scenario, endpoint: str, dvc: Dvc | None, dvc_mi
 
     # cas: the index lives outside the bucket; each trial restores its version-1 copy
     index_dir = workdir / f"s3-index-{os.getpid()}"
-    env = h.local_env(FSSPEC_S3_ENDPOINT_URL=endpoint, FSSPEC_S3_KEY=KEY, FSSPEC_S3_SECRET=SECRET, CAS_INDEX_DIR=str(index_dir))
+    env = cas_env(workdir, FSSPEC_S3_ENDPOINT_URL=endpoint, FSSPEC_S3_KEY=KEY, FSSPEC_S3_SECRET=SECRET, CAS_INDEX_DIR=str(index_dir))
     h.run([*h.cas_cli(), "-q", "sync", str(sc.src_v1), "s3://bench/cas"], env=env)
     cas_before = keys("cas")
     index_v1 = h.fresh(workdir, "s3-index-v1")
@@ -233,13 +253,13 @@ def bench_s3(workdir: Path, sc: Scenario, endpoint: str, dvc: Dvc | None, dvc_mi
     def cas_trial(_):
         out = h.run([*h.cas_cli(), "-q", "sync", str(sc.src), "s3://bench/cas", "--json"], env=env)
         report = json.loads(out[out.index("{"): out.rindex("}") + 1])
-        return {"bytes_sent": report.get("bytes_sent"), "objects_written": len(keys("cas") - cas_before)}
+        return lambda: {"bytes_sent": report.get("bytes_sent"), "objects_written": len(keys("cas") - cas_before)}
 
     renv = h.local_env(RCLONE_CONFIG_MOTO_TYPE="s3", RCLONE_CONFIG_MOTO_PROVIDER="Other", RCLONE_CONFIG_MOTO_ENDPOINT=endpoint,
                        RCLONE_CONFIG_MOTO_ACCESS_KEY_ID=KEY, RCLONE_CONFIG_MOTO_SECRET_ACCESS_KEY=SECRET,
                        RCLONE_CONFIG_MOTO_REGION="us-east-1")
     renv.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 cannot load a CA bundle for a plain-http endpoint
-    fill = [rclone, "sync", str(sc.src_v1), "moto:bench/rclone", *rclone_flags(), "--transfers", "16"]
+    fill = [rclone, "sync", str(sc.tree), "moto:bench/rclone", *rclone_flags(), "--transfers", "16"]
     h.run(fill, env=renv)
     rclone_before = keys("rclone")
 
@@ -250,8 +270,8 @@ def bench_s3(workdir: Path, sc: Scenario, endpoint: str, dvc: Dvc | None, dvc_mi
 
     def rclone_trial(*flags: str):
         def trial(_):
-            h.run([rclone, "sync", str(sc.src), "moto:bench/rclone", *flags, *rclone_flags()], env=renv)
-            return {"objects_written": len(keys("rclone") - rclone_before)}
+            h.run([rclone, "sync", str(sc.v2_tree), "moto:bench/rclone", *flags, *rclone_flags()], env=renv)
+            return lambda: {"objects_written": len(keys("rclone") - rclone_before)}
 
         return trial
 
@@ -274,7 +294,7 @@ def dvc_s3(dvc: Dvc, keys, reset) -> h.Contender:
 
     def trial(_):
         dvc.dvc("push", "-q", "-r", "s3")
-        return {"objects_written": len(keys("dvc") - before)}
+        return lambda: {"objects_written": len(keys("dvc") - before)}
 
     return h.Contender("dvc push", trial, setup)
 

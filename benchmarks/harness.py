@@ -110,7 +110,8 @@ def local_env(**extra: str) -> dict:
 @dataclass
 class Contender:
     """One tool in a row: ``setup()`` (untimed) returns what ``trial(state)`` gets; ``trial``
-    returns None or a dict of extra figures (bytes sent, objects written), kept from the last trial."""
+    returns None or a dict of extra figures (bytes sent, objects written), kept from the last trial,
+    or a function returning that dict, called untimed (counting objects costs a listing)."""
 
     name: str
     trial: Callable[[object], dict | None]
@@ -138,6 +139,7 @@ def measure(row: str, reference: Contender, contenders: list[Contender], trials:
                 t = time.perf_counter()
                 extra = c.trial(state)
                 c.times.append(time.perf_counter() - t)
+                extra = extra() if callable(extra) else extra  # counted after the clock stops
                 c.extra.update(extra or {})
             except Exception as e:  # one broken tool must not lose the other figures
                 c.error = f"{type(e).__name__}: {str(e).strip()[:400]}"

@@ -79,6 +79,7 @@ class PackSession:
         self._present_packs: set[str] = set()
         self._written: set[str] = set()  # blobs this session packed
         self.packable: set[str] = set()  # sync: which of the blobs it sends are file contents
+        self.planned = False  # sync: what it is given was found missing (cas.store.sync), so is written
         self._local = pub.backend.capabilities.local
 
     def put_file(self, path: str | os.PathLike, progress: Callback | None = None) -> PutResult:
@@ -115,6 +116,8 @@ class PackSession:
         """Is ``digest`` stored already (so it need not be written)?"""
         if digest in self._written:
             return True
+        if self.planned:
+            return False
         for entry in self.pub.index.pack_locations(digest):
             if entry.pack in self._present_packs or self.pub.backend.exists(pack_path(entry.pack)):
                 self._present_packs.add(entry.pack)  # asked once per pack and session, not per blob
@@ -166,6 +169,7 @@ def sync_session(src: Publisher, dst: Publisher, blobs: Iterable[str]) -> Iterat
         yield None
         return
     packing = PackSession(dst)
+    packing.planned = True  # the plan verified what the destination's pack indexes claim
     packing.packable = src.index.content_digests(blobs)
     if src.format >= 2:  # what is loose at the source stays loose: an unfiltered sync mirrors it exactly
         packing.packable = {d for d in packing.packable if src.index.pack_locations(d)}

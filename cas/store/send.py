@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from cas.core.progress import Callback
     from cas.store.facade import Store
 
-__all__ = ["needed_blobs", "publish_refs", "refuse_chunked", "send_blobs"]
+__all__ = ["held", "needed_blobs", "publish_refs", "refuse_chunked", "send_blobs"]
 
 # Blobs up to this size are copied in memory; larger ones stream through a spool file.
 _IN_MEMORY = 4 << 20
@@ -77,6 +77,25 @@ def refuse_chunked(src: Store, dst: Store, refs: list[tuple[str, str]]) -> None:
                 f"cannot sync {row.name}@{row.version} to {dst.backend.url}: it holds a chunked file (format 2)"
                 f" and that store is format {dst.format}; upgrade it first (cas upgrade)"
             )
+
+
+def held(dst: Store, digest: str) -> bool:
+    """Does ``dst`` hold ``digest``, by an answer sync may skip a copy on?
+
+    A loose blob: the backend says the key exists (a stat, a HEAD) - the same
+    answer a create-only write of it takes as success (invariant 5), so a copy
+    would change nothing.  A packed one (format 2): a pack index is a record read
+    from the backend (invariant 12), a claim; its range is read and verified, and
+    an entry that points at the wrong bytes makes the blob missing, so it is sent."""
+    if dst.backend.exists(blob_path(digest)):
+        return True
+    packs = dst.blobs.packs
+    if packs is None:
+        return False
+    try:
+        return packs.read(digest) is not None
+    except IntegrityError:
+        return False
 
 
 def _copy_blob(src: Store, dst: Store, digest: str, size: int | None, progress: Callback, sink=None) -> int:
@@ -181,6 +200,19 @@ def _held_by(dst: Store, ref: str) -> str | None:
         return None
 
 
+def _tree_entries(src: Store, dst: Store, record: dict, lists: dict[str, str]) -> list | None:
+    """A tree version's entries from the source's index, so the destination's index need
+    not read back and decode the manifest just sent (the same validated bytes: the tree
+    digest names them).  None (the destination decodes it) for a tree it knows already,
+    and for one with chunked files: the manifest alone says which chunk list each has."""
+    if record.get("type") != "version" or record.get("kind") != TREE or dst.index.has_tree(record["digest"]):
+        return None
+    entries = src.index.tree_entries(record["digest"])
+    if not entries or any(d in lists for _, d, _ in entries):
+        return None
+    return entries
+
+
 def _restore_after_sweep(src: Store, dst: Store, refs: list[tuple[str, str]], since: float, jobs: int) -> None:
     """Blobs the plan found present were not sent; a gc sweep at the destination since
     then may have removed them.  Once it is over, send back whatever is missing
@@ -196,7 +228,7 @@ def _restore_after_sweep(src: Store, dst: Store, refs: list[tuple[str, str]], si
         return
     digests = sorted(blobs())
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        present = list(pool.map(dst.blobs.exists, digests))
+        present = list(pool.map(lambda d: held(dst, d), digests))
     gone = {d: needed[d] for d, ok in zip(digests, present, strict=True) if not ok}
     send_blobs(src, dst, gone, jobs, None)
 
@@ -221,6 +253,7 @@ def publish_refs(
     _restore_after_sweep(src, dst, [(r, d) for r, d in refs if outcome[r] != "conflict"], since, jobs)
     sent = skipped = 0
     conflicts: set[str] = set()
+    lists = src.index.chunk_lists()
     with dst.publisher.batch():  # format 2: one journal entry for the whole sync
         for ref, digest in refs:  # already in publish order
             result = outcome[ref]
@@ -228,7 +261,8 @@ def publish_refs(
                 conflicts.add(parse_ref_path(ref).name or ref)
                 continue
             if result == "claimed" or not dst.index.has_record(ref):
-                dst.publisher.commit(ref, digest, src.records.get_record(digest, ref))
+                record = src.records.get_record(digest, ref)
+                dst.publisher.commit(ref, digest, record, _tree_entries(src, dst, record, lists))
             if result == "claimed":
                 sent += 1
             else:
