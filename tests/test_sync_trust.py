@@ -156,3 +156,30 @@ def test_sigkill_of_a_format2_sync_then_rerun_completes(tmp_path, phase):
         assert store_state(d) == expected
     final = json.loads(subprocess.run([*CAS, "sync", src, dst, "--json"], capture_output=True, text=True, timeout=300).stdout)
     assert (final["blobs_sent"], final["refs_sent"]) == (0, 0)
+
+
+def test_a_format2_sync_claims_every_pack_ref_before_any_version_ref(tmp_path, monkeypatch):
+    """Publish order across groups: claims run in parallel, but a version whose content is
+    packed is never claimed before the pack ref that lets a reader find that content (a kill
+    between the two would leave a visible version whose files no pack index places)."""
+    with cas.open_store(tmp_path / "src", format=2) as src:
+        for i in range(6):
+            src.save(make_tree(tmp_path / f"t{i}", _files(20, f"v{i}")), f"p/s/tree{i}")
+        with cas.open_store(tmp_path / "dst", format=2, index=str(tmp_path / "dst.sqlite")) as dst:
+            claimed: list[str] = []
+            real_claim = dst.records.claim
+
+            def claim(ref, digest):  # a slow pack claim: other groups' threads run meanwhile
+                if ref.startswith("refs/packs/"):
+                    time.sleep(0.05)
+                done = real_claim(ref, digest)
+                claimed.append(ref)  # in the order the claims completed
+                return done
+
+            monkeypatch.setattr(dst.records, "claim", claim)
+            src.sync_to(dst, jobs=4)
+            kinds = [ref.split("/")[1] for ref in claimed]
+            assert "packs" in kinds and "versions" in kinds
+            last_pack = max(i for i, kind in enumerate(kinds) if kind == "packs")
+            first_version = min(i for i, kind in enumerate(kinds) if kind == "versions")
+            assert last_pack < first_version, kinds

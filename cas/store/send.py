@@ -239,17 +239,22 @@ def publish_refs(
     """Claim refs in ``dst`` (create-only), then journal and index them in publish order.
 
     Claims run in parallel across artifact names and runs, in order within one;
-    journal entries are appended one by one (format 1: readers stop at the first
-    missing entry), or all in one entry (format 2).  A ref claimed but not journaled (killed in between) is
+    pack refs (format 2) are all claimed before any other, so a kill never leaves a
+    version whose packed content no claimed pack index finds.  Journal entries are
+    appended one by one (format 1: readers stop at the first missing entry), or all
+    in one entry (format 2).  A ref claimed but not journaled (killed in between) is
     recognised as ours by the next run and journaled then.
     """
     groups: dict[str, list[tuple[str, str]]] = {}
     for ref, digest in refs:
         groups.setdefault(parse_ref_path(ref).group, []).append((ref, digest))
+    packs = [g for g in groups.values() if parse_ref_path(g[0][0]).kind == "packs"]
+    others = [g for g in groups.values() if parse_ref_path(g[0][0]).kind != "packs"]
     outcome: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        for claimed in pool.map(lambda g: _claim_group(src, dst, g), groups.values()):
-            outcome.update((ref, result) for ref, _, result in claimed)
+        for phase in (packs, others):  # the pool drains one phase before the next begins
+            for claimed in pool.map(lambda g: _claim_group(src, dst, g), phase):
+                outcome.update((ref, result) for ref, _, result in claimed)
     _restore_after_sweep(src, dst, [(r, d) for r, d in refs if outcome[r] != "conflict"], since, jobs)
     sent = skipped = 0
     conflicts: set[str] = set()
