@@ -1,8 +1,9 @@
 """1 -> 4 -> 8 writer processes on one S3 bucket (moto), different names: aggregate saves/s.
 
-    python benchmarks/bench_writers.py [--writers 1,4,8] [--seconds 6] [--repeat 3] [--json]
+    python benchmarks/bench_writers.py [--writers 1,4,8] [--seconds 6] [--repeat 3] [--backend s3|local] [--json]
 
-Each trial is a fresh store (a new bucket prefix) of format 1 or format 2.
+Each trial is a fresh store (its own bucket: moto answers a listing by
+scanning every key of the bucket, which real S3 does not) of format 1 or 2.
 N writer processes (each its own index, as N machines would have) open it,
 wait at a start line, then save small distinct contents under their own
 artifact name for ``--seconds``; the aggregate is every writer's saves over
@@ -11,6 +12,13 @@ measured in the same repeat: the figure is aggregate(N) / aggregate(1),
 median of the repeats with min-max.  Format 1 announces every save in one
 dense journal every writer contends for; format 2 names entries by writer id
 and time (docs/format.md, Journal (format 2)).
+
+Once writers no longer contend, CPU bounds the aggregate: on 2 cores, 8
+writers can do at most 2 / (CPU per save) saves/s, and moto spends CPU on
+the same cores.  So each row also says the CPU per save of the writers and
+of the moto server (``cpu_ms_per_save``; moto's share of it), and
+``--backend local`` measures the same on a local directory store, with no
+server in the way.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -39,12 +48,12 @@ WRITER = textwrap.dedent(
     open(f"{go}.ready-{worker}", "w").close()
     while not os.path.exists(go):
         time.sleep(0.001)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     n = 0
     while time.perf_counter() - start < seconds:
         store.save(f"writer {worker} save {n}".encode(), f"bench/w{worker}/model")
         n += 1
-    print(json.dumps({"saves": n, "elapsed": time.perf_counter() - start}))
+    print(json.dumps({"saves": n, "elapsed": time.perf_counter() - start, "cpu": time.process_time() - cpu}))
     """
 )
 
@@ -55,12 +64,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_moto() -> tuple[subprocess.Popen, str]:
+# moto's own server (werkzeug) closes the connection after every response; real S3
+# keeps it open.  ``--server keepalive`` serves the same moto app with uvicorn
+# (HTTP/1.1 keep-alive), to show what the connection churn costs on both sides.
+KEEPALIVE = (
+    "import sys, uvicorn\n"
+    "from moto.moto_server.threaded_moto_server import DomainDispatcherApplication, create_backend_app\n"
+    "uvicorn.run(DomainDispatcherApplication(create_backend_app), host='127.0.0.1', port=int(sys.argv[1]),"
+    " interface='wsgi', log_level='error')\n"
+)
+
+
+def start_moto(server: str = "moto") -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    argv = ["-c", KEEPALIVE, str(port)] if server == "keepalive" else ["-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -72,14 +90,35 @@ def start_moto() -> tuple[subprocess.Popen, str]:
     raise SystemExit("moto did not start")
 
 
-def trial(endpoint: str, workdir: Path, fmt: int, writers: int, seconds: float) -> float:
-    """Aggregate saves/s of ``writers`` processes on a fresh store of format ``fmt``."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def trial(endpoint: str | None, moto_pid: int | None, workdir: Path, fmt: int, writers: int, seconds: float) -> dict:
+    """Aggregate saves/s of ``writers`` processes on a fresh store of format ``fmt``,
+    and the CPU seconds the writers and the server spent (from the start line on)."""
     import cas
 
-    options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench-secret"}
-    url = f"s3://bench/f{fmt}-n{writers}-{uuid.uuid4().hex[:8]}"
     run_dir = workdir / uuid.uuid4().hex[:8]
     run_dir.mkdir(parents=True)
+    if endpoint is None:
+        options: dict = {}
+        url = str(run_dir / "store")
+    else:
+        options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench-secret"}
+        bucket = f"bench-f{fmt}-n{writers}-{uuid.uuid4().hex[:8]}"
+        import s3fs
+
+        s3fs.S3FileSystem(skip_instance_cache=True, **options).call_s3("create_bucket", Bucket=bucket)
+        url = f"s3://{bucket}/store"
     cas.open_store(url, index=str(run_dir / "init.sqlite"), format=fmt, **options).close()
     go = str(run_dir / "go")
     procs = [
@@ -93,15 +132,21 @@ def trial(endpoint: str, workdir: Path, fmt: int, writers: int, seconds: float) 
         if any(p.poll() is not None for p in procs):
             raise SystemExit(f"a writer failed: {[p.communicate()[1][-2000:] for p in procs if p.poll() is not None]}")
         time.sleep(0.01)
+    moto_before = cpu_seconds(moto_pid) if moto_pid else 0.0
     open(go, "w").close()
     started = time.perf_counter()
     saves = 0
+    writers_cpu = 0.0
     for p in procs:
         out, err = p.communicate()
         if p.returncode != 0:
             raise SystemExit(f"a writer failed: {err[-2000:]}")
-        saves += json.loads(out)["saves"]
-    return saves / (time.perf_counter() - started)
+        done = json.loads(out)
+        saves += done["saves"]
+        writers_cpu += done["cpu"]
+    rate = saves / (time.perf_counter() - started)
+    moto_cpu = cpu_seconds(moto_pid) - moto_before if moto_pid else 0.0  # includes the writers' last exits: small
+    return {"rate": rate, "writers_ms": 1000 * writers_cpu / saves, "server_ms": 1000 * moto_cpu / saves}
 
 
 def main() -> None:
@@ -111,46 +156,51 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--formats", default="1,2")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--backend", choices=["s3", "local"], default="s3", help="moto S3 (default), or a local directory")
+    ap.add_argument("--server", choices=["moto", "keepalive"], default="moto", help="moto's server, or moto's app under uvicorn")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     counts = [int(n) for n in args.writers.split(",")]
     formats = [int(f) for f in args.formats.split(",")]
     workdir = Path(args.workdir or f"/tmp/cas-bench-writers-{uuid.uuid4().hex[:8]}")
     os.environ["CAS_INDEX_DIR"] = str(workdir / "indexes")
-    import s3fs
-
-    proc, endpoint = start_moto()
+    proc, endpoint = start_moto(args.server) if args.backend == "s3" else (None, None)
     try:
-        s3fs.S3FileSystem(endpoint_url=endpoint, key="bench", secret="bench-secret", skip_instance_cache=True).call_s3(
-            "create_bucket", Bucket="bench"
-        )
-        rates: dict[tuple[int, int], list[float]] = {(f, n): [] for f in formats for n in counts}
+        trials: dict[tuple[int, int], list[dict]] = {(f, n): [] for f in formats for n in counts}
         for _ in range(args.repeat):  # interleaved, so a slow moment of the machine hits every row
             for f in formats:
                 for n in counts:
-                    rates[(f, n)].append(trial(endpoint, workdir, f, n, args.seconds))
+                    trials[(f, n)].append(trial(endpoint, proc and proc.pid, workdir, f, n, args.seconds))
     finally:
-        proc.kill()
-        proc.wait()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
     result = {}
     for f in formats:
-        base = rates[(f, counts[0])]
+        base = [t["rate"] for t in trials[(f, counts[0])]]
         for n in counts:
-            ratios = [r / b for r, b in zip(rates[(f, n)], base, strict=True)]
+            rates = [t["rate"] for t in trials[(f, n)]]
+            ratios = [r / b for r, b in zip(rates, base, strict=True)]
+            writers_ms = statistics.median(t["writers_ms"] for t in trials[(f, n)])
+            server_ms = statistics.median(t["server_ms"] for t in trials[(f, n)])
             result[f"format {f}, {n} writers"] = {
-                "saves_per_s": round(statistics.median(rates[(f, n)]), 2),
-                "saves_per_s_range": [round(min(rates[(f, n)]), 2), round(max(rates[(f, n)]), 2)],
+                "saves_per_s": round(statistics.median(rates), 2),
+                "saves_per_s_range": [round(min(rates), 2), round(max(rates), 2)],
                 "ratio_vs_1_writer": round(statistics.median(ratios), 2),
                 "ratio_range": [round(min(ratios), 2), round(max(ratios), 2)],
+                "cpu_ms_per_save": {"writers": round(writers_ms, 1), "server": round(server_ms, 1),
+                                    "server_share": round(server_ms / ((writers_ms + server_ms) or 1), 2)},
             }
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{'':24} {'saves/s (median, min-max)':>30} {'vs 1 writer (median, min-max)':>32}")
+    print(f"{'':24} {'saves/s (median, min-max)':>30} {'vs 1 writer (median, min-max)':>32} {'CPU ms/save writers+server':>28}")
     for row, r in result.items():
         lo, hi = r["saves_per_s_range"]
         rlo, rhi = r["ratio_range"]
-        print(f"{row:24} {r['saves_per_s']:>12.2f} ({lo:.2f}-{hi:.2f}) {r['ratio_vs_1_writer']:>18.2f}x ({rlo:.2f}-{rhi:.2f})")
+        cpu = r["cpu_ms_per_save"]
+        print(f"{row:24} {r['saves_per_s']:>12.2f} ({lo:.2f}-{hi:.2f}) {r['ratio_vs_1_writer']:>18.2f}x ({rlo:.2f}-{rhi:.2f})"
+              f" {cpu['writers']:>14.1f} + {cpu['server']:.1f}")
 
 
 if __name__ == "__main__":

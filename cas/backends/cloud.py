@@ -220,6 +220,15 @@ class S3Backend(ObjectStoreBackend):
         # Parts go up one at a time: memory stays at one part whatever the size.
         return {"mode": "create", "chunksize": self._part_size(size), "max_concurrency": 1}
 
+    def _find(self, base: str) -> dict:
+        # s3fs's find of a prefix holding nothing asks again whether it is a file (a HEAD
+        # and a second LIST); given as a key prefix under its parent it is one paged LIST.
+        # The gc/ marks every claim checks, and a journal slot nobody wrote, are empty.
+        parent, _, leaf = base.rstrip("/").rpartition("/")
+        if not parent or not leaf:
+            return super()._find(base)
+        return self.fs.find(parent, prefix=leaf + "/", detail=True)
+
     def _bucket_key(self, rel: str = "") -> tuple[str, str]:
         bucket, _, key = self._abs(rel).partition("/")
         return bucket, key

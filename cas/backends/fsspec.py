@@ -138,7 +138,7 @@ class FsspecBackend(Backend):
             # in-process filesystems (memory://) change the dict a listing walks while
             # other threads write: a listing takes the same lock as exists+put
             with self._lock:
-                found = self.fs.find(base, detail=True)
+                found = self._find(base)
         except FileNotFoundError:
             return
         root = self.fs._strip_protocol(self.root).rstrip("/")
@@ -148,6 +148,10 @@ class FsspecBackend(Backend):
             path = self.fs._strip_protocol(path)
             rel = path[len(root) :].lstrip("/")
             yield Entry(rel, int(info.get("size") or 0), _mtime(info))
+
+    def _find(self, base: str) -> dict:
+        """Every object under ``base``, with details (``fs.find``)."""
+        return self.fs.find(base, detail=True)
 
     def remove(self, rel: str) -> None:
         self._take_lease()  # a remover is a writer too
