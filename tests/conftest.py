@@ -22,6 +22,14 @@ ALL_BACKENDS = LOCAL_BACKENDS + [pytest.param(b, marks=getattr(pytest.mark, b)) 
 pytest_plugins = ["servers"]
 
 
+@pytest.fixture
+def format1_stores(monkeypatch):
+    """Every store the test creates without saying its format is format 1: for tests that
+    still count format 1's objects (one loose blob per file, one journal slot per ref).
+    Each wants a format-2 counterpart; until then it runs as it did before the flip."""
+    monkeypatch.setenv("CAS_NEW_STORE_FORMAT", "1")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Remote-store indexes go to a per-test cache, never the user's ~/.cache."""

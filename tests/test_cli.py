@@ -80,6 +80,12 @@ class TestCommands:
         assert as_json(run("init", "--json"))["store_id"] == data["store_id"]
         assert "already exists" in ok(run("init"))  # issue 12 item 8: says so, changes nothing
 
+    @pytest.mark.parametrize("asked,made", [((), 2), (("--format", "1"), 1), (("--format", "2"), 2)])
+    def test_init_makes_format_2_unless_asked(self, run, store_dir, monkeypatch, asked, made):
+        monkeypatch.delenv("CAS_NEW_STORE_FORMAT", raising=False)
+        assert as_json(run("init", *asked, "--json"))["format"] == made
+        assert json.loads((store_dir / FORMAT_FILE).read_text())["format"] == made
+
     def test_put_and_get(self, run, files, tmp_path):
         out = as_json(run("put", str(files["file"]), "p/train/model", "--alias", "production", "--meta", "acc=0.9", "--json"))
         assert out["ref"] == "p/train/model@1"

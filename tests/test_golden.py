@@ -535,7 +535,7 @@ class TestNames:
     def test_format_marker_names(self):
         assert cas.core.format.FORMAT_FILE == "cas-format"
         assert cas.core.format.FORMAT_VERSION == 2
-        assert cas.core.format.NEW_STORE_FORMAT == 1
+        assert cas.core.format.NEW_STORE_FORMAT == 2  # new stores; the golden format-1 bytes open format=1 explicitly
 
     def test_ref_paths(self):
         assert cas.core.refs.version_ref("demo/ingest/raw", 3) == "refs/versions/demo/ingest/raw/3"

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 import cas
 import cas.backends.local
 from cas.cli import cli
+from cas.core.packs import PACK_THRESHOLD
 from cas.errors import IntegrityError
 from cas.fs import CasFileSystem
 from cas.storage.blobs import blob_path
@@ -154,12 +155,14 @@ def test_cas_cat_of_a_corrupt_streamed_blob_exits_non_zero(saved, monkeypatch):
 # -- durability: fsync what cas wrote -------------------------------------------------------
 
 
-def test_a_batch_fsyncs_every_file_and_directory_it_published(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fmt", [1, 2])  # every file loose (1); the small ones packed (2)
+def test_a_batch_fsyncs_every_file_and_directory_it_published(tmp_path, monkeypatch, fmt):
     src = tmp_path / "src"
-    for i in range(40):
+    sizes = [100 + i * 50_000 for i in range(40)]
+    for i, size in enumerate(sizes):
         (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
-        (src / f"d{i % 3}" / f"f{i}").write_bytes(os.urandom(100 + i * 50_000))
-    store = cas.open_store(str(tmp_path / "store"))
+        (src / f"d{i % 3}" / f"f{i}").write_bytes(os.urandom(size))
+    store = cas.open_store(str(tmp_path / "store"), format=fmt)
     store.save(b"warm up: the store's own directories exist", "io/s/warm")
     synced: set[tuple[int, int]] = set()
     real_fsync = os.fsync
@@ -174,12 +177,18 @@ def test_a_batch_fsyncs_every_file_and_directory_it_published(tmp_path, monkeypa
 
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "sync", refuse)
-    before = {p for p in (tmp_path / "store" / "blobs").rglob("*")}
+    roots = [tmp_path / "store" / "blobs"] + ([tmp_path / "store" / "packs"] if fmt >= 2 else [])
+    before = {p for root in roots for p in root.rglob("*")}
     v = store.save(src, "io/s/tree")
-    after = {p for p in (tmp_path / "store" / "blobs").rglob("*")}
+    after = {p for root in roots for p in root.rglob("*")}
     new = after - before
-    assert len([p for p in new if p.is_file()]) >= 41  # 40 files, the manifest, the record
-    changed_dirs = {p.parent for p in new} | {tmp_path / "store" / "blobs"}
+    files = [p for p in new if p.is_file()]
+    if fmt == 1:
+        assert len(files) >= 41  # 40 files, the manifest, the record
+    else:  # the large files loose, the manifest, the record, and the small files in a pack or more
+        packs = [p for p in files if roots[1] in p.parents]
+        assert packs and len(files) - len(packs) >= sum(s >= PACK_THRESHOLD for s in sizes) + 2
+    changed_dirs = {p.parent for p in new} | set(roots)
     for p in sorted(new | changed_dirs):
         if p.is_file() or p in {q.parent for q in new}:
             st = p.stat()

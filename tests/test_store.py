@@ -710,6 +710,11 @@ class TestFormat:
         with cas.open_store(tmp_path / "t") as s:
             assert s.format == chosen
 
+    def test_a_new_store_is_format_2_unless_asked(self, tmp_path, monkeypatch):
+        monkeypatch.delenv("CAS_NEW_STORE_FORMAT", raising=False)
+        with cas.open_store(tmp_path / "s") as s:
+            assert s.format == 2 == json.loads(s.backend.read_bytes(FORMAT_FILE))["format"]
+
     @pytest.mark.parametrize("bad", ["0", "3", "two"])
     def test_a_format_that_does_not_exist_is_refused_and_nothing_is_created(self, tmp_path, monkeypatch, bad):
         monkeypatch.setenv("CAS_NEW_STORE_FORMAT", bad)

@@ -37,6 +37,7 @@ class LocalBackend(Backend):
         self.root = os.path.abspath(root)
         self.url = "file://" + self.root
         self._dirs_made: set[str] = set()
+        self._dirs_clean: set[str] = set()  # directories found not to be symlinks (symlinked_dir)
         self._local = threading.local()  # .batch: this thread's open FsyncBatch, if any
         self._tmp_prefix: str | None = None
         self._tmp_pid = 0
@@ -49,12 +50,22 @@ class LocalBackend(Backend):
         return f"{self.root}/{rel}" if rel else self.root
 
     def _open_nofollow(self, rel: str) -> int:
+        # O_NONBLOCK: opening a FIFO planted in the store would otherwise wait for a writer
+        # forever (a refresh that never returns); on a regular file it changes nothing.
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
         try:
-            return os.open(self.abspath(rel), os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+            fd = os.open(self.abspath(rel), flags)
         except OSError as e:
             if e.errno == errno.ELOOP:
                 raise BackendError(f"refusing to follow a symlink inside the store: {rel}", rel) from None
             raise
+        mode = os.fstat(fd).st_mode
+        if not statmod.S_ISREG(mode):
+            os.close(fd)
+            if statmod.S_ISDIR(mode):
+                raise IsADirectoryError(errno.EISDIR, "is a directory", rel)
+            raise BackendError(f"refusing to read a file that is not a regular file inside the store: {rel}", rel)
+        return fd
 
     def exists(self, rel: str) -> bool:
         try:
@@ -90,6 +101,7 @@ class LocalBackend(Backend):
         """Make ``absdir``; returns the directories whose entries this changed (to fsync)."""
         if absdir in self._dirs_made:
             return []
+        self._refuse_symlinked_dirs(absdir)  # before making any: a planted `packs` link would get them
         changed = make_dirs(absdir)
         self._refuse_symlinked_dirs(absdir)
         self._dirs_made.add(absdir)
@@ -241,6 +253,14 @@ class LocalBackend(Backend):
 
     def list(self, prefix: str) -> Iterator[Entry]:
         base = self.abspath(prefix)
+        linked = self._symlinked_component(base)
+        if linked is not None:
+            # scandir would follow it: the symlink is listed as what it is (an entry, so the
+            # caller refuses and reports it), or, above the prefix, left to its parent's listing.
+            if linked == base:
+                st = os.lstat(base)
+                yield Entry(prefix.rstrip("/"), st.st_size, st.st_mtime)
+            return
         stack = [base]
         while stack:
             d = stack.pop()
@@ -257,8 +277,45 @@ class LocalBackend(Backend):
                         rel = os.path.relpath(e.path, self.root).replace(os.sep, "/")
                         yield Entry(rel, st.st_size, st.st_mtime)
 
+    def _symlinked_component(self, path: str) -> str | None:
+        """The first directory or file from below the root down to ``path`` that is a
+        symlink, if any (the root itself may be one: the user chose it)."""
+        rel = os.path.relpath(path, self.root)
+        if rel == "." or rel.startswith(".."):
+            return None
+        at = self.root
+        for part in rel.split(os.sep):
+            at = os.path.join(at, part)
+            if os.path.islink(at):
+                return at
+        return None
+
+    def symlinked_dir(self, rel: str) -> str | None:
+        """The first directory above ``rel`` (below the root) that is a symlink, as a path
+        relative to the root; None if none.  O_NOFOLLOW guards only the last component.
+        A directory found clean is not checked again (as for writes: once per directory)."""
+        parent = os.path.dirname(self.abspath(rel))
+        if parent in self._dirs_clean:
+            return None
+        linked = self._symlinked_component(parent)
+        if linked is None:
+            self._dirs_clean.add(parent)
+            return None
+        return os.path.relpath(linked, self.root).replace(os.sep, "/")
+
     def is_symlink(self, rel: str) -> bool:
         return os.path.islink(self.abspath(rel))
+
+    def planted(self, rel: str) -> str | None:
+        """Why ``rel`` is refused, if it is a symlink or another object cas never writes
+        (FIFO, socket, device); None for a regular file, a directory or nothing."""
+        try:
+            mode = os.lstat(self.abspath(rel)).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if statmod.S_ISLNK(mode):
+            return "a symlink, refused (not followed)"
+        return None if statmod.S_ISREG(mode) or statmod.S_ISDIR(mode) else "not a regular file, refused (not read)"
 
     def remove(self, rel: str) -> None:
         with contextlib.suppress(FileNotFoundError):

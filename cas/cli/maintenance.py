@@ -13,7 +13,7 @@ __all__ = ["init", "verify", "gc", "stats", "reindex", "refresh"]
 
 @click.command()
 @click.option("--format", "format_", type=click.IntRange(1, 2), default=None,
-              help="The format of a new store (docs/format.md; default 1 until format 2 is complete).")
+              help="The format of a new store (docs/format.md; default 2; 1 for stores older cas must read).")
 @json_option
 @click.pass_context
 def init(ctx: click.Context, format_: int | None, as_json: bool) -> None:
@@ -22,7 +22,7 @@ def init(ctx: click.Context, format_: int | None, as_json: bool) -> None:
     \b
     Examples:
       cas init
-      cas init --format 2
+      cas init --format 1
       cas --store s3://bucket/cas init --json
     """
     from cas.errors import StoreNotFoundError

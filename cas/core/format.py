@@ -21,10 +21,10 @@ __all__ = [
 
 FORMAT_FILE = "cas-format"
 FORMAT_VERSION = 2  # the newest format this cas reads and writes; bumped by any change to docs/format.md
-# What a new store is created as.  Format 2 (docs/format.md) is being built piece by piece;
-# until it is whole, new stores stay format 1 and format 2 is chosen explicitly
-# (``open_store(url, format=2)``, ``cas init --format 2``, or ``CAS_NEW_STORE_FORMAT=2``).
-NEW_STORE_FORMAT = 1
+# What a new store is created as.  Format 1 is still written when chosen explicitly
+# (``open_store(url, format=1)``, ``cas init --format 1``, or ``CAS_NEW_STORE_FORMAT=1``),
+# for stores that format-1 cas installs must keep reading.
+NEW_STORE_FORMAT = 2
 HASH_ALGORITHM = "blake3"
 _STORE_ID_RE = re.compile(r"[0-9a-f]{32}\Z")
 #: ``upgrade/<format>/<step>``: one create-only object per step of an upgrade to <format> that is done

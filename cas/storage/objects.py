@@ -22,13 +22,18 @@ def create_object(backend: Backend, rel: str, data: bytes) -> bool:
 
 
 def read_object(backend: Backend, rel: str) -> bytes:
-    """Bytes of a small metadata object; a symlink planted in a local store is
-    a bad object (reported), not an I/O failure (which stops the command)."""
+    """Bytes of a small metadata object; a symlink (or FIFO, socket, device) planted in a
+    local store is a bad object (reported), not an I/O failure (which stops the command)."""
+    if backend.capabilities.local:
+        linked = backend.symlinked_dir(rel)  # type: ignore[attr-defined]
+        if linked is not None:
+            raise CorruptRecordError(rel, f"under a symlink ({linked}), refused (not followed)")
     try:
         return backend.read_bytes(rel)
     except BackendError:
-        if backend.capabilities.local and backend.is_symlink(rel):  # type: ignore[attr-defined]
-            raise CorruptRecordError(rel, "a symlink, refused (not followed)") from None
+        planted = backend.planted(rel) if backend.capabilities.local else None  # type: ignore[attr-defined]
+        if planted is not None:
+            raise CorruptRecordError(rel, planted) from None
         raise
     except IsADirectoryError:
         raise CorruptRecordError(rel, "a directory, not a file") from None
