@@ -7,10 +7,14 @@ those, and the ``cas://`` filesystem lists trees from ``tree_entries``.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 
 from cas.core.tree import ChunkedEntry
 
 __all__ = ["ContentQueries"]
+
+# Digests per query (each appears twice; SQLite before 3.32 allows 999 parameters).
+_BATCH = 400
 
 
 class ContentQueries:
@@ -104,6 +108,23 @@ class ContentQueries:
             if digest in needed:
                 needed[digest] = size
         return needed
+
+    def kept_among(self, digests: Iterable[str]) -> set[str]:
+        """Which of ``digests`` :meth:`needed_blobs` holds, asked of the digest indexes so the
+        cost follows len(digests), not the store's size (sync asks this of a destination)."""
+        kept = {r[0] for r in self.conn.execute("SELECT digest FROM records")}.intersection(digests)
+        wanted = list(dict.fromkeys(digests))
+        for start in range(0, len(wanted), _BATCH):
+            part = wanted[start : start + _BATCH]
+            marks = ",".join("?" * len(part))
+            rows = self.conn.execute(
+                f"SELECT digest FROM versions WHERE digest IN ({marks}) AND (kind = 'tree' OR deleted_at IS NULL)"
+                " UNION SELECT t.digest FROM tree_entries t JOIN versions v ON v.digest = t.tree"
+                f" WHERE t.digest IN ({marks}) AND v.deleted_at IS NULL",
+                part + part,
+            )
+            kept.update(r[0] for r in rows)
+        return kept
 
     def stats(self) -> dict[str, int]:
         versions, logical = self.conn.execute(

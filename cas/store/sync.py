@@ -200,8 +200,7 @@ def status(src: Store, dst: Store, names: Iterable[str] = (), *, jobs: int = DEF
     missing_refs = [(r, d) for r, d in refs if r not in dst_refs]
     refuse_chunked(src, dst, missing_refs)
     needed = needed_blobs(src, refs)
-    known = dst.index.needed_blobs()
-    unknown = {d for d in needed if d not in known}
+    unknown = set(needed) - dst.index.kept_among(needed)
     present, method = _present_by_backend(dst, unknown, jobs)
     missing = {d: needed[d] for d in unknown - present}
     _fill_sizes(src, missing, jobs)
