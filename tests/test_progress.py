@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
-from fsspec.callbacks import Callback
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 import cas
+from cas.core.progress import NO_PROGRESS, NoProgress, as_callback, item_done
 
 
 class Counting(Callback):
@@ -107,3 +110,97 @@ def test_a_plain_function_still_works_one_release_with_a_warning(lstore, tree):
 def test_anything_else_is_refused(lstore):
     with pytest.raises(TypeError, match="fsspec.callbacks.Callback"):
         lstore.save(io.BytesIO(b"z"), "p/s/z", progress=42)
+
+
+# -- no progress costs no fsspec (cas.core.progress.NoProgress) --------------------------------
+
+FRESH = """
+import io, os, sys, warnings
+from pathlib import Path
+import cas
+from cas.core.progress import NO_PROGRESS, as_callback
+
+tmp = Path(sys.argv[1])
+tree = tmp / "tree"
+(tree / "sub").mkdir(parents=True)
+for rel, size in {"a.bin": 3 << 20, "b.txt": 100, "sub/c.bin": 5000}.items():
+    (tree / rel).write_bytes(os.urandom(size))
+with cas.open_store(str(tmp / "store")) as store:
+    store.save(tree, "p/s/quiet")
+    store.save(io.BytesIO(b"q" * 70000), "p/s/stream")
+    store.get_artifact_version("p/s/quiet").download(tmp / "quiet-out")
+    assert as_callback(None) is NO_PROGRESS and "fsspec" not in sys.modules, sorted(m for m in sys.modules if "fsspec" in m)
+
+    from fsspec.callbacks import DEFAULT_CALLBACK, Callback  # the user's own callback loads fsspec
+
+    class Counting(Callback):
+        def __init__(self):
+            self.items = 0
+            super().__init__(hooks={"item": self.item})
+
+        def item(self, size, value, n=0, **kwargs):
+            self.items += n
+
+    assert as_callback(None) is DEFAULT_CALLBACK  # fsspec loaded: what reaches it is its own
+    cb = Counting()
+    store.save(tree, "p/s/counted", progress=cb)
+    assert (cb.value, cb.items) == (TREE_BYTES, 3), (cb.value, cb.items)
+    cb = Counting()
+    store.get_artifact_version("p/s/counted").download(tmp / "out", progress=cb)
+    assert (cb.value, cb.items) == (TREE_BYTES, 3), (cb.value, cb.items)
+    with cas.open_store(str(tmp / "copy")) as dst:
+        cb = Counting()
+        result = store.sync_to(dst, progress=cb)
+        # >=, not ==: on format 2 sync reports fewer bytes and blobs than it counts as sent (as on
+        # main before no progress was cas's own; test_sync_reports_bytes_sent_and_blobs_done pins format 1)
+        assert result.bytes_sent >= cb.value >= TREE_BYTES and result.blobs_sent >= cb.items >= 3, (cb.value, cb.items, result)
+print("ok")
+"""
+
+
+def test_a_fresh_process_reports_to_the_users_callback_and_loads_fsspec_only_for_it(tmp_path):
+    """No progress imports no fsspec; the Callback a user imports fsspec for still sees every
+    byte and item of save, download and sync."""
+    code = FRESH.replace("TREE_BYTES", str(TREE_BYTES))
+    done = subprocess.run([sys.executable, "-I", "-W", "error", "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_deprecated_function_still_works_in_a_process_without_fsspec(tmp_path):
+    code = (
+        "import sys, warnings\n"
+        "from pathlib import Path\n"
+        "import cas\n"
+        "seen = []\n"
+        "(Path(sys.argv[1]) / 'f').write_bytes(b'x' * 5000)\n"
+        "with cas.open_store(sys.argv[1] + '/store') as store, warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    store.save(Path(sys.argv[1]) / 'f', 'p/s/f', progress=lambda n, items=0: seen.append(n))\n"
+        "assert sum(seen) == 5000 and [x.category for x in w] == [DeprecationWarning], (seen, w)\n"
+    )
+    subprocess.run([sys.executable, "-I", "-c", code, str(tmp_path)], check=True, timeout=300)
+
+
+def test_no_progress_does_what_fsspecs_no_op_callback_does():
+    """Every method cas (or fsspec) calls on a progress, with fsspec's NoOpCallback's outcome."""
+    from fsspec.callbacks import NoOpCallback
+
+    ours, theirs = NoProgress(), NoOpCallback()
+    for cb in (ours, theirs):
+        with cb as entered:
+            assert entered is cb
+        cb.set_size(10)
+        cb.relative_update(3)
+        cb.relative_update()
+        assert (cb.size, cb.value) == (10, 4)
+        cb.absolute_update(7)
+        assert cb.value == 7
+        assert cb.call() is None and cb.call("item", n=1) is None
+        item_done(cb)
+        assert list(cb.wrap("abc")) == ["a", "b", "c"] and cb.value == 10
+        assert cb.branched("a", "b", callback=ours) is ours
+        assert cb.branched("a", "b").relative_update(1) is None  # a no-op child
+        assert cb.no_op(1, x=2) is None and cb.anything_else(1) is None
+        cb.close()
+    assert as_callback(ours) is as_callback(None) is as_callback(NO_PROGRESS)
+    assert as_callback(None) is DEFAULT_CALLBACK  # fsspec is loaded here: its own no-op
