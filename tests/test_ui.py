@@ -25,7 +25,18 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
-from ui_helpers import BIG, TREE1, blob_file, build_store, corrupt, first_line, last_chunk_file, packed_at, start_command, ui_server
+from ui_helpers import (
+    BIG,
+    TREE1,
+    blob_file,
+    build_store,
+    corrupt,
+    first_line,
+    last_chunk_file,
+    packed_at,
+    start_command,
+    ui_server,
+)
 
 import cas
 from cas.ui.content import SMALL
