@@ -74,7 +74,7 @@ def test_download_reports_bytes_written_and_files_done(lstore, tree, tmp_path):
     assert (cb.value, cb.items) == (1234, 1)
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the test below it
 def test_sync_reports_bytes_sent_and_blobs_done(local_store, tree, tmp_path):
     local_store.save(tree, "p/s/tree")
     with cas.open_store(str(tmp_path / "copy")) as dst:
@@ -84,7 +84,23 @@ def test_sync_reports_bytes_sent_and_blobs_done(local_store, tree, tmp_path):
         assert cb.items == result.blobs_sent == 5  # three files, the manifest and the version record
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+def test_sync_reports_bytes_sent_and_blobs_done_format2(tree, tmp_path):
+    """Format 2: b.txt and sub/c.bin (under PACK_THRESHOLD) are one pack, copied whole with its
+    index ref; every blob it carries is still a blob done and its bytes are bytes sent."""
+    with cas.open_store(str(tmp_path / "src"), format=2) as src, cas.open_store(str(tmp_path / "copy"), format=2) as dst:
+        src.save(tree, "p/s/tree")
+        cb = Counting()
+        result = src.sync_to(dst, progress=cb)
+        assert cb.value == result.bytes_sent >= TREE_BYTES
+        # three files (two of them in the pack), the manifest, the version record and the pack's index record
+        assert cb.items == result.blobs_sent == 6
+        assert result.refs_sent == 2  # refs/packs/<pack> and refs/versions/p/s/tree/1
+        assert len(list((tmp_path / "copy" / "packs").rglob("*/*"))) == 1  # the pack went whole, not unpacked
+        for rel in ("a.bin", "b.txt", "sub/c.bin"):
+            assert dst.get_artifact_version("p/s/tree").read_bytes(rel) == (tree / rel).read_bytes()
+
+
+@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the test below it
 def test_verify_and_reindex_report_items(local_store, tree):
     local_store.save(tree, "p/s/tree")
     cb = Counting()
@@ -92,6 +108,20 @@ def test_verify_and_reindex_report_items(local_store, tree):
     assert report.ok and cb.items == report.checked and cb.value >= TREE_BYTES
     cb = Counting()
     assert local_store.reindex(progress=cb) == cb.items == 1
+
+
+def test_verify_and_reindex_report_items_format2(tree, tmp_path):
+    """Format 2: verify checks six blobs (a.bin, the two packed files, the manifest, the version
+    record, the pack's index record) and reindex applies two refs (the pack's, then the version's)."""
+    with cas.open_store(str(tmp_path / "store"), format=2) as store:
+        store.save(tree, "p/s/tree")
+        (pack,) = (tmp_path / "store" / "packs").rglob("*/*")
+        cb = Counting()
+        report = store.verify(deep=True, progress=cb)
+        assert report.ok and cb.items == report.checked == 6
+        assert cb.value >= (3 << 20) + pack.stat().st_size  # a.bin (loose) and the whole pack were rehashed
+        cb = Counting()
+        assert store.reindex(progress=cb) == cb.items == 2
 
 
 def test_a_plain_function_still_works_one_release_with_a_warning(lstore, tree):
