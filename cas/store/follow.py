@@ -18,7 +18,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from cas.core.progress import as_callback, item_done
-from cas.core.refs import Journal2Key, ref_order
+from cas.core.refs import Journal2Key, parse_ref_path, ref_order
 from cas.errors import BlobNotFoundError, CasError, CorruptRecordError
 from cas.storage.journal import SKEW, WINDOW, now_us
 
@@ -120,6 +120,13 @@ def refresh2(pub: Publisher) -> int:
     return len(items)
 
 
+def _learn_packs(pub: Publisher, found: list[Item]) -> None:
+    """Apply the pack index records among ``found`` (so far: only pack refs) to the index."""
+    with pub.index.write() as c:
+        for ref, record_digest, record, entries in found:
+            pub.apply(c, ref, record_digest, record, entries)
+
+
 def reindex(pub: Publisher, progress: Callback | None = None) -> int:
     """Rebuild the index from the backend alone (``Publisher.reindex`` says the rest)."""
     progress = as_callback(progress)
@@ -131,7 +138,14 @@ def reindex(pub: Publisher, progress: Callback | None = None) -> int:
     if pub.format >= 2:
         journalled |= pub.records.journal2.announced_refs(rejected.append)
     found, orphans = [], []
-    for ref, record_digest in refs:
+    packs_learned = False
+    for ref, record_digest in refs:  # pack refs first (ref_order)
+        if ref not in journalled and not packs_learned and parse_ref_path(ref).kind != "packs":
+            # An orphan's content is checked next, and packed content is found only through
+            # the pack indexes listed above (orphans too: a writer killed before the one entry
+            # announcing a pack and its version): made known first.  A pack row shows nothing.
+            _learn_packs(pub, found)
+            packs_learned = True
         if ref in journalled:
             try:
                 record, entries = pub.load(ref, record_digest)
