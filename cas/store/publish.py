@@ -114,6 +114,8 @@ class Publisher:
             record[field] = number
             record_digest = self.records.put_record(record)
             ref = ref_for(number)
+            if self.format >= 2:
+                self.records.journal2.check_writable()  # a refused entry must come before the claim
             if self.records.claim(ref, record_digest):
                 return Claim(ref, record_digest, number, self.after_claim(record, record_digest, since, blobs))
             self.learn(ref)  # someone else's: learn it
