@@ -132,8 +132,9 @@ class Journal2:
 
     def check_writable(self) -> None:
         """BackendError if an entry written now would be refused (a local store whose slot
-        directory is a planted symlink): asked before a claim, not after it."""
-        refuse_linked(self.backend, journal2_key(now_us(), self.writer, 0))
+        directory is a planted symlink): asked before a claim, not after it.  The slot of
+        this moment (the clock read directly: no name is taken here)."""
+        refuse_linked(self.backend, journal2_key(time.time_ns() // 1000, self.writer, 0))
 
     def append(self, pairs: Sequence[tuple[str, str]]) -> list[Journal2Key]:
         """Announce ``(ref, record digest)`` pairs: one object per :data:`MAX_ENTRY_REFS`.
