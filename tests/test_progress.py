@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
-from fsspec.callbacks import Callback
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 import cas
+from cas.core.progress import NO_PROGRESS, NoProgress, as_callback, item_done
 
 
 class Counting(Callback):
@@ -71,7 +74,7 @@ def test_download_reports_bytes_written_and_files_done(lstore, tree, tmp_path):
     assert (cb.value, cb.items) == (1234, 1)
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the test below it
 def test_sync_reports_bytes_sent_and_blobs_done(local_store, tree, tmp_path):
     local_store.save(tree, "p/s/tree")
     with cas.open_store(str(tmp_path / "copy")) as dst:
@@ -81,7 +84,23 @@ def test_sync_reports_bytes_sent_and_blobs_done(local_store, tree, tmp_path):
         assert cb.items == result.blobs_sent == 5  # three files, the manifest and the version record
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+def test_sync_reports_bytes_sent_and_blobs_done_format2(tree, tmp_path):
+    """Format 2: b.txt and sub/c.bin (under PACK_THRESHOLD) are one pack, copied whole with its
+    index ref; every blob it carries is still a blob done and its bytes are bytes sent."""
+    with cas.open_store(str(tmp_path / "src"), format=2) as src, cas.open_store(str(tmp_path / "copy"), format=2) as dst:
+        src.save(tree, "p/s/tree")
+        cb = Counting()
+        result = src.sync_to(dst, progress=cb)
+        assert cb.value == result.bytes_sent >= TREE_BYTES
+        # three files (two of them in the pack), the manifest, the version record and the pack's index record
+        assert cb.items == result.blobs_sent == 6
+        assert result.refs_sent == 2  # refs/packs/<pack> and refs/versions/p/s/tree/1
+        assert len(list((tmp_path / "copy" / "packs").rglob("*/*"))) == 1  # the pack went whole, not unpacked
+        for rel in ("a.bin", "b.txt", "sub/c.bin"):
+            assert dst.get_artifact_version("p/s/tree").read_bytes(rel) == (tree / rel).read_bytes()
+
+
+@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the test below it
 def test_verify_and_reindex_report_items(local_store, tree):
     local_store.save(tree, "p/s/tree")
     cb = Counting()
@@ -89,6 +108,20 @@ def test_verify_and_reindex_report_items(local_store, tree):
     assert report.ok and cb.items == report.checked and cb.value >= TREE_BYTES
     cb = Counting()
     assert local_store.reindex(progress=cb) == cb.items == 1
+
+
+def test_verify_and_reindex_report_items_format2(tree, tmp_path):
+    """Format 2: verify checks six blobs (a.bin, the two packed files, the manifest, the version
+    record, the pack's index record) and reindex applies two refs (the pack's, then the version's)."""
+    with cas.open_store(str(tmp_path / "store"), format=2) as store:
+        store.save(tree, "p/s/tree")
+        (pack,) = (tmp_path / "store" / "packs").rglob("*/*")
+        cb = Counting()
+        report = store.verify(deep=True, progress=cb)
+        assert report.ok and cb.items == report.checked == 6
+        assert cb.value >= (3 << 20) + pack.stat().st_size  # a.bin (loose) and the whole pack were rehashed
+        cb = Counting()
+        assert store.reindex(progress=cb) == cb.items == 2
 
 
 def test_a_plain_function_still_works_one_release_with_a_warning(lstore, tree):
@@ -107,3 +140,95 @@ def test_a_plain_function_still_works_one_release_with_a_warning(lstore, tree):
 def test_anything_else_is_refused(lstore):
     with pytest.raises(TypeError, match="fsspec.callbacks.Callback"):
         lstore.save(io.BytesIO(b"z"), "p/s/z", progress=42)
+
+
+# -- no progress costs no fsspec (cas.core.progress.NoProgress) --------------------------------
+
+FRESH = """
+import io, os, sys, warnings
+from pathlib import Path
+import cas
+from cas.core.progress import NO_PROGRESS, as_callback
+
+tmp = Path(sys.argv[1])
+tree = tmp / "tree"
+(tree / "sub").mkdir(parents=True)
+for rel, size in {"a.bin": 3 << 20, "b.txt": 100, "sub/c.bin": 5000}.items():
+    (tree / rel).write_bytes(os.urandom(size))
+with cas.open_store(str(tmp / "store")) as store:
+    store.save(tree, "p/s/quiet")
+    store.save(io.BytesIO(b"q" * 70000), "p/s/stream")
+    store.get_artifact_version("p/s/quiet").download(tmp / "quiet-out")
+    assert as_callback(None) is NO_PROGRESS and "fsspec" not in sys.modules, sorted(m for m in sys.modules if "fsspec" in m)
+
+    from fsspec.callbacks import DEFAULT_CALLBACK, Callback  # the user's own callback loads fsspec
+
+    class Counting(Callback):
+        def __init__(self):
+            self.items = 0
+            super().__init__(hooks={"item": self.item})
+
+        def item(self, size, value, n=0, **kwargs):
+            self.items += n
+
+    assert as_callback(None) is DEFAULT_CALLBACK  # fsspec loaded: what reaches it is its own
+    cb = Counting()
+    store.save(tree, "p/s/counted", progress=cb)
+    assert (cb.value, cb.items) == (TREE_BYTES, 3), (cb.value, cb.items)
+    cb = Counting()
+    store.get_artifact_version("p/s/counted").download(tmp / "out", progress=cb)
+    assert (cb.value, cb.items) == (TREE_BYTES, 3), (cb.value, cb.items)
+    with cas.open_store(str(tmp / "copy")) as dst:
+        cb = Counting()
+        result = store.sync_to(dst, progress=cb)
+        assert cb.value == result.bytes_sent >= TREE_BYTES and cb.items == result.blobs_sent > 0, (cb.value, cb.items, result)
+print("ok")
+"""
+
+
+def test_a_fresh_process_reports_to_the_users_callback_and_loads_fsspec_only_for_it(tmp_path):
+    """No progress imports no fsspec; the Callback a user imports fsspec for still sees every
+    byte and item of save, download and sync."""
+    code = FRESH.replace("TREE_BYTES", str(TREE_BYTES))
+    done = subprocess.run([sys.executable, "-I", "-W", "error", "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_deprecated_function_still_works_in_a_process_without_fsspec(tmp_path):
+    code = (
+        "import sys, warnings\n"
+        "from pathlib import Path\n"
+        "import cas\n"
+        "seen = []\n"
+        "(Path(sys.argv[1]) / 'f').write_bytes(b'x' * 5000)\n"
+        "with cas.open_store(sys.argv[1] + '/store') as store, warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    store.save(Path(sys.argv[1]) / 'f', 'p/s/f', progress=lambda n, items=0: seen.append(n))\n"
+        "assert sum(seen) == 5000 and [x.category for x in w] == [DeprecationWarning], (seen, w)\n"
+    )
+    subprocess.run([sys.executable, "-I", "-c", code, str(tmp_path)], check=True, timeout=300)
+
+
+def test_no_progress_does_what_fsspecs_no_op_callback_does():
+    """Every method cas (or fsspec) calls on a progress, with fsspec's NoOpCallback's outcome."""
+    from fsspec.callbacks import NoOpCallback
+
+    ours, theirs = NoProgress(), NoOpCallback()
+    for cb in (ours, theirs):
+        with cb as entered:
+            assert entered is cb
+        cb.set_size(10)
+        cb.relative_update(3)
+        cb.relative_update()
+        assert (cb.size, cb.value) == (10, 4)
+        cb.absolute_update(7)
+        assert cb.value == 7
+        assert cb.call() is None and cb.call("item", n=1) is None
+        item_done(cb)
+        assert list(cb.wrap("abc")) == ["a", "b", "c"] and cb.value == 10
+        assert cb.branched("a", "b", callback=ours) is ours
+        assert cb.branched("a", "b").relative_update(1) is None  # a no-op child
+        assert cb.no_op(1, x=2) is None and cb.anything_else(1) is None
+        cb.close()
+    assert as_callback(ours) is as_callback(None) is as_callback(NO_PROGRESS)
+    assert as_callback(None) is DEFAULT_CALLBACK  # fsspec is loaded here: its own no-op

@@ -19,6 +19,7 @@ import struct
 import threading
 import time
 
+import msgpack
 import pytest
 from servers import azure_connection_string, free_port, s3_options_for
 from store_helpers import make_tree
@@ -214,8 +215,8 @@ def flaky(proxies, moto_server):
     return lambda drop_rate=0.0: proxies(moto_server.port, drop_rate)
 
 
-def open_via(proxy: FlakyProxy, url: str, index: str) -> cas.Store:
-    store = cas.open_store(url, index=index, **s3_options_for(proxy.endpoint, **NO_LIBRARY_RETRIES))
+def open_via(proxy: FlakyProxy, url: str, index: str, **kw) -> cas.Store:
+    store = cas.open_store(url, index=index, **kw, **s3_options_for(proxy.endpoint, **NO_LIBRARY_RETRIES))
     store.backend.fs.retries = 1  # s3fs's own retry loop (a class attribute, not an option)
     return store
 
@@ -233,6 +234,14 @@ CLAIM_V1 = {
     "gcs": r"^POST /upload.*\"name\": \"[^\"]*/refs/versions/p/s/a/1\"",  # the name is in the body
 }
 JOURNAL_PUT = {"s3": r"^PUT \S*/journal/", "azure": r"^PUT \S*/journal/", "gcs": r"^POST /upload.*\"name\": \"[^\"]*/journal/"}
+# Format 2: the create of any journal2 entry, and of a pack's index ref.
+JOURNAL2_PUT = {"s3": r"^PUT \S*/journal2/", "azure": r"^PUT \S*/journal2/", "gcs": r"^POST /upload.*\"name\": \"[^\"]*/journal2/"}
+CLAIM_PACK = {
+    "s3": r"^PUT \S*/refs/packs/",
+    "azure": r"^PUT \S*/refs/packs/",
+    "gcs": r"^POST /upload.*\"name\": \"[^\"]*/refs/packs/",
+}
+PACK_PUT = r"^PUT \S*/packs/[0-9a-f]{2}/"  # a pack itself (s3), not its ref refs/packs/<hex>
 
 
 def options_for(name: str, endpoint: str) -> dict:
@@ -243,7 +252,7 @@ def options_for(name: str, endpoint: str) -> dict:
     return {"connection_string": azure_connection_string(endpoint)}
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the _format2 test below it
 @pytest.mark.s3
 def test_save_and_sync_through_a_connection_that_drops(flaky, moto_server, s3_root, tmp_path):
     """A fifth of all requests reset, some answers to creates lost: a tree save,
@@ -294,7 +303,65 @@ def test_save_and_sync_through_a_connection_that_drops(flaky, moto_server, s3_ro
         s.close()
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+@pytest.mark.s3
+def test_save_and_sync_through_a_connection_that_drops_format2(flaky, moto_server, s3_root, tmp_path):
+    """Format 2: the same drops, and lost answers to a pack's upload, its index ref's claim and
+    journal2 entries.  The tree's 24 small files are one pack, retried, never doubled; a sync
+    copies a pack whole through the same proxy.  Every byte reads back, verified."""
+    setup = flaky()
+    open_via(setup, s3_root, str(tmp_path / "setup.sqlite"), format=2).close()
+    proxy = flaky(drop_rate=0.2)
+    proxy.lose(r"^PUT \S*/refs/versions/", 2)
+    proxy.lose(JOURNAL2_PUT["s3"], 2)
+    proxy.lose(PACK_PUT, 1)
+    proxy.lose(CLAIM_PACK["s3"], 1)
+    files = {f"dir{i % 3}/file{i}.bin": os.urandom(2048) + bytes([i]) for i in range(24)}
+    root = make_tree(tmp_path / "tree", files)
+    store = open_via(proxy, s3_root, str(tmp_path / "a.sqlite"))
+    assert store.format == 2
+    tree = store.save(root, "p/s/tree")
+    plain = [store.save(f"content {i}".encode(), "p/s/plain") for i in range(6)]
+    store.set_alias("p/s/plain", 3, "production")
+    assert proxy.dropped > 0
+    assert len(proxy.lost) == 6, proxy.lost  # every "answer lost" case happened
+    assert (tree.version, [v.version for v in plain]) == (1, [1, 2, 3, 4, 5, 6])
+
+    src = cas.open_store(tmp_path / "src", format=2)
+    src.save(make_tree(tmp_path / "src-tree", {f"f{i}": os.urandom(1000) + bytes([i]) for i in range(10)}), "q/s/tree")
+    for i in range(20):
+        src.save(os.urandom(4096) + bytes([i]), f"q/s/a{i % 4}")
+    src.set_alias("q/s/a1", 2, "production")
+    dst_root = s3_root + "-dst"
+    dst = open_via(proxy, dst_root, str(tmp_path / "dst.sqlite"), format=2)
+    proxy.lose(r"^PUT \S*/refs/", 3)
+    proxy.lose(PACK_PUT, 1)
+    lost_before = len(proxy.lost)
+    result = src.sync_to(dst, jobs=4)
+    assert len(proxy.lost) == lost_before + 4, proxy.lost
+    assert result.refs_sent == len(list(src.index.iter_records())) and not result.conflicts
+    assert proxy.dropped > 5
+
+    # Read back without the proxy, from fresh indexes: each version once, one pack each, every byte right.
+    with open_direct(moto_server, s3_root, str(tmp_path / "check.sqlite")) as check:
+        assert [v.version for v in check.list_versions("p/s/plain")] == [1, 2, 3, 4, 5, 6]
+        assert [v.version for v in check.list_versions("p/s/tree")] == [1]
+        assert len([e for e in check.backend.list("packs")]) == 1  # the lost answer did not make a second pack
+        assert len([e for e in check.backend.list("refs/packs")]) == 1
+        for i in range(6):
+            assert check.get_artifact_version("p/s/plain", i + 1).read_bytes() == f"content {i}".encode()
+        for rel, data in files.items():
+            assert check.get_artifact_version("p/s/tree").read_bytes(rel) == data
+        assert check.get_artifact_version("p/s/plain", "production").version == 3
+        assert check.verify(deep=True).ok
+    with open_direct(moto_server, dst_root, str(tmp_path / "dst-check.sqlite")) as check:
+        assert store_state(check) == store_state(src)
+        assert len([e for e in check.backend.list("packs")]) == 1
+        assert check.verify(deep=True).ok
+    for s in (store, src, dst):
+        s.close()
+
+
+@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the _format2 test below it
 @pytest.mark.parametrize("name", CLOUD)
 def test_a_lost_answer_to_a_version_claim_is_recognised_as_ours(proxies, request, name, tmp_path):
     """The claim of version 1 reaches the server, its answer is lost, the retry hears
@@ -314,6 +381,40 @@ def test_a_lost_answer_to_a_version_claim_is_recognised_as_ours(proxies, request
         assert [x.version for x in check.list_versions("p/s/a")] == [1]
         journal = [e.path for e in check.backend.list("journal")]
         assert len(journal) == 1, journal  # one entry, not a second for the same ref
+    store.close()
+
+
+@pytest.mark.parametrize("name", CLOUD)
+def test_a_lost_answer_to_a_claim_is_recognised_as_ours_format2(proxies, request, name, tmp_path):
+    """Format 2: the answers to the claim of version 1, to its journal2 entry and to a tree's
+    pack index ref are lost; each retry hears "already exists" over our own bytes.  So: one
+    version each, one pack ref, and three journal2 entries each announcing one ref once (the
+    blob's version; the tree's pack ref, journalled as soon as it is claimed, then the tree's
+    version) - not a duplicate version, entry or pack."""
+    server = request.getfixturevalue(SERVER[name])
+    url = request.getfixturevalue(f"{name}_root")
+    proxy = proxies(server.port)
+    store = cas.open_store(url, index=str(tmp_path / "a.sqlite"), format=2, **options_for(name, proxy.endpoint))
+    proxy.lose(CLAIM_V1[name])
+    proxy.lose(JOURNAL2_PUT[name])
+    v = store.save(b"only once", "p/s/a")
+    assert len(proxy.lost) == 2, b"\n".join(proxy.requests).decode()
+    assert v.version == 1
+    proxy.lose(CLAIM_PACK[name])
+    tree = store.save(make_tree(tmp_path / "tree", {f"f{i}": f"small {i}".encode() for i in range(3)}), "p/s/t")
+    assert len(proxy.lost) == 3, b"\n".join(proxy.requests).decode()
+    assert tree.version == 1
+    with cas.open_store(url, index=str(tmp_path / "check.sqlite"), **options_for(name, server.endpoint)) as check:
+        assert check.format == 2
+        assert [x.version for x in check.list_versions("p/s/a")] == [1]
+        assert [x.version for x in check.list_versions("p/s/t")] == [1]
+        assert check.get_artifact_version("p/s/t").read_bytes("f1") == b"small 1"
+        assert len(list(check.backend.list("refs/packs"))) == 1 and len(list(check.backend.list("packs"))) == 1
+        journal = sorted(e.path for e in check.backend.list("journal2"))
+        announced = [ref for key in journal for ref, _ in msgpack.unpackb(check.backend.read_bytes(key))["refs"]]
+        assert len(journal) == 3 and len(announced) == len(set(announced)) == 3, announced
+        assert not list(check.backend.list("journal"))  # format 1's journal is not written
+        assert check.verify(deep=True).ok
     store.close()
 
 

@@ -107,6 +107,60 @@ def test_quick_commands_import_nothing_heavy(store_url, argv):
     assert imported_after(setup, HEAVY) == []
 
 
+# what a long command on a local store that draws no bar has no use for: fsspec (no progress is
+# cas's own no-op), the bar (tqdm), the entry-point scan (put names its materializer), the chunker
+# (small files are never cut), the cloud backends
+NO_BAR = ("fsspec", "tqdm", "cas.cli.bars", "importlib.metadata", "pyfastcdc", "cas.backends.cloud", "cas.backends.fsspec")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-q", "put", "{tmp}/d", "p/s/put"],
+        ["put", "{tmp}/d", "p/s/put"],  # not a terminal: no bar either
+        ["put", "{tmp}/d/x.txt", "p/s/file", "--json"],
+        ["-q", "put", "-", "p/s/stdin"],
+        ["-q", "sync", "{store}", "{tmp}/other"],
+        ["cat", "p/s/a"],
+        ["cat", "p/s/tree", "x.txt"],
+        ["-q", "get", "p/s/tree", "{tmp}/got"],
+        ["get", "p/s/a", "{tmp}/got.bin", "--json"],
+        ["-q", "verify"],
+    ],
+    ids=["put-q", "put-piped", "put-json", "put-stdin", "sync-q", "cat", "cat-path", "get-q", "get-json", "verify-q"],
+)
+def test_long_commands_drawing_no_bar_import_no_fsspec(store_url, tmp_path, argv):
+    with cas.open_store(str(tmp_path / "other")) as other:
+        other.save(b"elsewhere", "q/s/x")
+    argv = [a.format(tmp=tmp_path, store=store_url) for a in argv]
+    setup = (
+        "import io, os\n"
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(b'piped bytes'))\n"
+        "sys.stdout = open(os.devnull, 'w')  # cat's bytes; the names are printed after\n"
+        "from cas.cli.main import cli\n"
+        f"try:\n    cli({['--store', store_url, *argv]!r}, prog_name='cas')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "sys.stdout = sys.__stdout__\n"
+    )
+    assert imported_after(setup, NO_BAR) == []
+    with cas.open_store(store_url) as store:  # and the command did its work
+        if "put" in argv:
+            assert store.get_artifact_version(argv[-1] if argv[-1] != "--json" else argv[-2]).size > 0
+    if "sync" in argv:
+        with cas.open_store(str(tmp_path / "other")) as other:
+            assert other.get_artifact_version("p/s/tree").read_bytes("x.txt") == b"x"
+
+
+def test_a_bar_still_loads_when_one_is_drawn(store_url, tmp_path):
+    """--progress draws on a pipe too: the bar (and fsspec, whose Callback it is) load then."""
+    setup = (
+        "from cas.cli.main import cli\n"
+        f"try:\n    cli({['--store', store_url, '--progress', 'put', str(tmp_path / 'd'), 'p/s/bar']!r}, prog_name='cas')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+    )
+    assert {"cas.cli.bars", "fsspec.callbacks", "tqdm"} <= set(imported_after(setup, ("fsspec.callbacks", "tqdm", "cas.cli.bars")))
+
+
 def test_a_save_still_finds_the_materializers_and_plugins(tmp_path):
     """The lazy imports are on the save path too: a Python object still saves and loads."""
     with cas.open_store(str(tmp_path / "s")) as store:

@@ -29,6 +29,7 @@ from cas.core.digest import hash_bytes
 from cas.index import statcache
 from cas.index.statcache import FileStat, resolution_ns, trusted
 from cas.storage.blobs import BlobStore, blob_path
+from cas.storage.packs import PackBuilder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,6 +126,33 @@ def store(tmp_path):
     s.close()
 
 
+class Packed:
+    """Format 2's counterpart of ``Reads.put_files``: a tree's small files are not put one
+    object each but added to a pack (``PackBuilder.add``); ``added`` counts the blobs a save
+    wrote into packs (the packs stored are counted from ``packs/``: :func:`packs_of`)."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.added = 0
+        real_add = PackBuilder.add
+
+        def add(builder, digest, data):
+            self.added += 0 if builder.holds(digest) else 1
+            return real_add(builder, digest, data)
+
+        monkeypatch.setattr(PackBuilder, "add", add)
+
+
+def packs_of(store_root: Path) -> set[Path]:
+    return {p for p in (store_root / "packs").rglob("*/*")}
+
+
+@pytest.fixture
+def store2(tmp_path):
+    s = cas.open_store(str(tmp_path / "store"), format=2)
+    yield s
+    s.close()
+
+
 # -- the racy rule ------------------------------------------------------------------------------
 
 
@@ -153,7 +181,7 @@ def test_racy_rule_margins():
 # -- unchanged files are not read ---------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the _format2 test below it
 def test_unchanged_tree_resave_reads_no_file(store, tmp_path, monkeypatch):
     tree = make_tree(tmp_path / "data")
     settle(tree)
@@ -170,6 +198,23 @@ def test_unchanged_tree_resave_reads_no_file(store, tmp_path, monkeypatch):
     assert third.digest == first.digest
 
 
+def test_unchanged_tree_resave_reads_no_file_format2(store2, tmp_path, monkeypatch):
+    """Format 2: the 12 small files are one pack.  A re-save opens none of them and packs
+    nothing; rehash opens all 12 again and still packs nothing (each is in the known pack)."""
+    tree = make_tree(tmp_path / "data")
+    settle(tree)
+    first = store2.save(tree, "p/s/tree")
+    assert len(rows(store2)) == 12 and len(packs_of(tmp_path / "store")) == 1
+    reads, packed = Reads(monkeypatch, tree), Packed(monkeypatch)
+    second = store2.save(tree, "p/s/tree")
+    assert reads.opened == [] and reads.put_files == 0 and packed.added == 0
+    assert second.digest == first.digest and second.version == 2
+    assert second.files() == first.files()
+    third = store2.save(tree, "p/s/tree", rehash=True)
+    assert len(set(reads.opened)) == 12 and packed.added == 0
+    assert third.digest == first.digest and len(packs_of(tmp_path / "store")) == 1
+
+
 def test_unchanged_single_file_resave_reads_nothing(store, tmp_path, monkeypatch):
     f = tmp_path / "model.bin"
     f.write_bytes(b"weights" * 1000)
@@ -181,7 +226,7 @@ def test_unchanged_single_file_resave_reads_nothing(store, tmp_path, monkeypatch
     assert again.version == first.version  # if_changed: same content, no new version
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the _format2 test below it
 def test_cli_put_uses_the_cache_and_rehash_reads(tmp_path, monkeypatch):
     tree = make_tree(tmp_path / "data", 6)
     settle(tree)
@@ -198,6 +243,28 @@ def test_cli_put_uses_the_cache_and_rehash_reads(tmp_path, monkeypatch):
     assert reads.opened == [] and reads.put_files == 0
     put("--rehash")
     assert reads.put_files == 6
+
+
+def test_cli_put_uses_the_cache_and_rehash_reads_format2(tmp_path, monkeypatch):
+    """Format 2 (the store is created so before `cas put`): the second put opens none of the
+    six files, --rehash opens all six; neither packs a blob again."""
+    tree = make_tree(tmp_path / "data", 6)
+    settle(tree)
+    cas.open_store(str(tmp_path / "store"), format=2).close()
+    runner = CliRunner()
+
+    def put(*extra: str) -> str:
+        result = runner.invoke(cli, ["--store", str(tmp_path / "store"), "put", str(tree), "p/s/t", *extra])
+        assert result.exit_code == 0, result.stderr
+        return result.stdout
+
+    put()
+    assert len(packs_of(tmp_path / "store")) == 1
+    reads, packed = Reads(monkeypatch, tree), Packed(monkeypatch)
+    put()
+    assert reads.opened == [] and packed.added == 0
+    put("--rehash")
+    assert len(set(reads.opened)) == 6 and packed.added == 0
 
 
 def test_cache_survives_reopening(tmp_path, monkeypatch):
@@ -225,7 +292,7 @@ def test_relative_and_absolute_paths_share_entries(store, tmp_path, monkeypatch)
 # -- changed files are read ---------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the _format2 test below it
 def test_changed_file_is_read_and_only_it(store, tmp_path, monkeypatch):
     tree = make_tree(tmp_path / "data")
     settle(tree)
@@ -236,6 +303,25 @@ def test_changed_file_is_read_and_only_it(store, tmp_path, monkeypatch):
     reads = Reads(monkeypatch, tree)
     v = store.save(tree, "p/s/tree")
     assert reads.put_files == 1 and set(reads.opened) == {str(changed)}
+    assert dict((p, d) for p, d, _ in v.files())["d1/f4.txt"].hex == hash_bytes(b"X" * size)
+    assert v.open("d1/f4.txt").read() == b"X" * size
+
+
+def test_changed_file_is_read_and_only_it_format2(store2, tmp_path, monkeypatch):
+    """Format 2: only the changed file is opened; being the save's only new small blob it is
+    stored loose (a pack of one blob would cost three more objects), the old pack untouched."""
+    tree = make_tree(tmp_path / "data")
+    settle(tree)
+    store2.save(tree, "p/s/tree")
+    before = packs_of(tmp_path / "store")
+    changed = tree / "d1" / "f4.txt"
+    size = changed.stat().st_size
+    changed.write_bytes(b"X" * size)
+    reads, packed = Reads(monkeypatch, tree), Packed(monkeypatch)
+    v = store2.save(tree, "p/s/tree")
+    assert set(reads.opened) == {str(changed)} and packed.added == 1
+    assert packs_of(tmp_path / "store") == before
+    assert (tmp_path / "store" / blob_path(hash_bytes(b"X" * size))).exists()
     assert dict((p, d) for p, d, _ in v.files())["d1/f4.txt"].hex == hash_bytes(b"X" * size)
     assert v.open("d1/f4.txt").read() == b"X" * size
 
@@ -337,7 +423,7 @@ def test_a_file_replaced_by_another_inode_is_read(store, tmp_path, monkeypatch):
 # -- a hit never commits a missing blob ---------------------------------------------------------
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the _format2 test below it
 def test_hit_whose_blob_was_removed_stores_it_again(store, tmp_path, monkeypatch):
     tree = make_tree(tmp_path / "data")
     settle(tree)
@@ -352,7 +438,25 @@ def test_hit_whose_blob_was_removed_stores_it_again(store, tmp_path, monkeypatch
     assert store.verify().ok
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+def test_hit_whose_pack_was_removed_stores_it_again_format2(store2, tmp_path, monkeypatch):
+    """Format 2: the files live in one pack; with the pack gone every cache hit names a blob
+    the store lacks, so all 12 files are read and packed again (the same bytes: the same pack)."""
+    tree = make_tree(tmp_path / "data")
+    settle(tree)
+    first = store2.save(tree, "p/s/tree")
+    (pack,) = packs_of(tmp_path / "store")
+    os.remove(pack)
+    reads, packed = Reads(monkeypatch, tree), Packed(monkeypatch)
+    second = store2.save(tree, "p/s/tree")
+    assert len(set(reads.opened)) == 12 and packed.added == 12
+    assert packs_of(tmp_path / "store") == {pack}
+    assert second.files() == first.files()
+    for path, _, _ in second.files():
+        assert second.open(path).read() == (tree / path).read_bytes()
+    assert store2.verify(deep=True).ok
+
+
+@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the _format2 test below it
 def test_hit_after_gc_collected_the_blobs_stores_them_again(store, tmp_path):
     tree = make_tree(tmp_path / "data")
     settle(tree)
@@ -365,6 +469,21 @@ def test_hit_after_gc_collected_the_blobs_stores_them_again(store, tmp_path):
     for path, digest, _ in v.files():
         assert v.open(path).read() == (tree / path).read_bytes()
         assert (tmp_path / "store" / blob_path(digest.hex)).exists()
+
+
+def test_hit_after_gc_collected_the_pack_stores_it_again_format2(store2, tmp_path):
+    """Format 2: gc removes the pack no live version needs; the cached stats must not vouch
+    for it, so the next save packs the content again and verifies."""
+    tree = make_tree(tmp_path / "data")
+    settle(tree)
+    store2.save(tree, "p/s/tree")
+    (pack,) = packs_of(tmp_path / "store")
+    store2.delete_version("p/s/tree", 1)
+    assert store2.gc(grace=0).removed >= 1 and not pack.exists()
+    v = store2.save(tree, "p/s/tree")
+    assert store2.verify(deep=True).ok and pack.exists()
+    for path, _, _ in v.files():
+        assert v.open(path).read() == (tree / path).read_bytes()
 
 
 def test_gc_during_a_cached_save_puts_the_blob_back(store, tmp_path, monkeypatch):

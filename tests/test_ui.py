@@ -25,7 +25,18 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
-from ui_helpers import BIG, TREE1, blob_file, build_store, corrupt, first_line, start_command, ui_server
+from ui_helpers import (
+    BIG,
+    TREE1,
+    blob_file,
+    build_store,
+    corrupt,
+    first_line,
+    last_chunk_file,
+    packed_at,
+    start_command,
+    ui_server,
+)
 
 import cas
 from cas.ui.content import SMALL
@@ -438,7 +449,16 @@ def damaged(tmp_path):
             yield client, refs, tmp_path / "store"
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+@pytest.fixture
+def damaged2(tmp_path):
+    """The same store, format 2: the trees' small files are in packs, the big blob is chunked."""
+    refs = build_store(tmp_path / "store", tmp_path, format=2)
+    with ui_server(tmp_path / "store", tmp=tmp_path) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            yield client, refs, tmp_path / "store"
+
+
+@pytest.mark.usefixtures("format1_stores")  # corrupts format 1's loose blobs; format 2: the _format2 test below it
 def test_a_corrupt_blob_is_an_error_page_never_its_bytes(damaged):
     client, refs, root = damaged
     corrupt(blob_file(root, refs.model.digest), 3)
@@ -456,7 +476,24 @@ def test_a_corrupt_blob_is_an_error_page_never_its_bytes(damaged):
     assert client.get(f"/v/churn/ingest/raw/{refs.raw1.version}/raw/data/part-0.csv").status_code == 500
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+def test_a_flipped_byte_in_a_pack_is_an_error_page_never_its_bytes_format2(damaged2):
+    """Format 2: data/part-0.csv is a range of a pack; one byte flipped inside that range is
+    an integrity error on its page and its raw route, not content (nor its neighbours')."""
+    client, refs, root = damaged2
+    with cas.open_store(root) as store:
+        assert store.format == 2
+        f = next(d for p, d, _ in store.get_artifact_version(refs.raw1.ref).files() if p == "data/part-0.csv")
+    pack, offset, length = packed_at(root, f)
+    assert length == len(TREE1["data/part-0.csv"])
+    corrupt(pack, offset + 10)
+    r = client.get(f"/v/churn/ingest/raw/{refs.raw1.version}/files/data/part-0.csv")
+    assert r.status_code == 500 and "Integrity error" in r.text and "customer" not in r.text
+    raw = client.get(f"/v/churn/ingest/raw/{refs.raw1.version}/raw/data/part-0.csv")
+    assert raw.status_code == 500 and b"customer" not in raw.content
+    assert client.get(f"/v/churn/ingest/raw/{refs.raw1.version}/raw/config.json").content == TREE1["config.json"]  # same pack, intact range
+
+
+@pytest.mark.usefixtures("format1_stores")  # corrupts format 1's loose blobs; format 2: the _format2 test below it
 def test_a_tree_with_a_corrupt_file_never_arrives_as_a_whole_archive(damaged):
     client, refs, root = damaged
     with cas.open_store(root) as store:
@@ -466,7 +503,17 @@ def test_a_tree_with_a_corrupt_file_never_arrives_as_a_whole_archive(damaged):
         client.get(f"/v/churn/ingest/raw/{refs.raw1.version}/raw")
 
 
-@pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2 counterpart to come
+def test_a_tree_with_a_flipped_byte_in_its_pack_never_arrives_as_a_whole_archive_format2(damaged2):
+    client, refs, root = damaged2
+    with cas.open_store(root) as store:
+        digest = next(d for p, d, _ in store.get_artifact_version(refs.raw1.ref).files() if p == "notes/readme.md")
+    pack, offset, _ = packed_at(root, digest)
+    corrupt(pack, offset + 2)
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.get(f"/v/churn/ingest/raw/{refs.raw1.version}/raw")
+
+
+@pytest.mark.usefixtures("format1_stores")  # corrupts format 1's loose blobs; format 2: the _format2 test below it
 def test_a_corrupt_big_blob_never_arrives_whole(damaged):
     """Streamed content holds its last block back until the digest checks out:
     a corrupt blob ends the response short of its Content-Length."""
@@ -478,6 +525,22 @@ def test_a_corrupt_big_blob_never_arrives_whole(damaged):
             assert int(r.headers["content-length"]) == BIG
             for chunk in r.iter_raw():
                 received += len(chunk)
+    assert received < BIG
+
+
+def test_a_corrupt_chunk_of_a_big_file_never_arrives_whole_format2(damaged2):
+    """Format 2: the 9 MiB blob is chunked (no blob is stored under its own digest); a byte
+    flipped near the end of its last chunk ends the response short of its Content-Length."""
+    client, refs, root = damaged2
+    assert not blob_file(root, refs.big.digest).exists()
+    chunk = last_chunk_file(root, refs.big.digest)
+    corrupt(chunk, chunk.stat().st_size - 100)
+    received = 0
+    with pytest.raises(httpx.RemoteProtocolError):
+        with client.stream("GET", f"/v/big/blob/file/{refs.big.version}/raw") as r:
+            assert int(r.headers["content-length"]) == BIG
+            for chunk_bytes in r.iter_raw():
+                received += len(chunk_bytes)
     assert received < BIG
 
 

@@ -70,13 +70,13 @@ TREE1 = {
 }
 
 
-def build_store(root: Path, work: Path) -> Refs:
+def build_store(root: Path, work: Path, format: int | None = None) -> Refs:
     """Two runs of a three-step pipeline (the second with a failed step), plus
     blobs of every previewable kind, an alias, a deleted version, 120 versions
     of one name (two pages) and a blob too big to read whole."""
     import pandas as pd
 
-    store = cas.open_store(root)
+    store = cas.open_store(root, format=format)  # None: the default of new stores
     tree1 = TREE1
     tree2 = dict(tree1)
     tree2["data/part-1.csv"] = csv_rows(61, 60)  # changed
@@ -116,6 +116,24 @@ def build_store(root: Path, work: Path) -> Refs:
 
 def blob_file(store_root: Path, digest: cas.Digest) -> Path:
     return store_root / "blobs" / digest.hex[:2] / digest.hex[2:]
+
+
+def packed_at(store_root: Path, digest: cas.Digest) -> tuple[Path, int, int]:
+    """Format 2: the pack file holding blob ``digest``, and the blob's offset and length in it."""
+    with cas.open_store(store_root) as store:
+        (entry,) = store.index.pack_locations(digest.hex)
+    return store_root / "packs" / entry.pack[:2] / entry.pack[2:], entry.offset, entry.length
+
+
+def last_chunk_file(store_root: Path, digest: cas.Digest) -> Path:
+    """Format 2: the loose blob of the last chunk of the chunked file ``digest``."""
+    from cas.core.chunks import decode_chunk_list
+
+    with cas.open_store(store_root) as store:
+        listed = store.index.chunk_list(digest.hex)
+        chunks = decode_chunk_list(store.blobs.read_bytes(listed), listed)
+    last = chunks.chunks[-1].digest
+    return store_root / "blobs" / last[:2] / last[2:]
 
 
 def corrupt(path: Path, at: int) -> None:

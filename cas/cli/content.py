@@ -63,15 +63,21 @@ def put(
     # one indexed MAX, not a version object per stored version (deleted ones count: a new
     # version's number is above them too, and --if-changed returns one at or below it)
     latest_before = store.next_version(name) - 1
+    # the command stores what it reads as it is, named: choosing among installed plugins would
+    # cost every put the scan of the entry points (importlib.metadata) for no other outcome
     if source == "-":
         with progress_bar(ctx, None, f"saving {name}", as_json=as_json) as progress:
-            v = store.save(sys.stdin.buffer, name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed)
+            v = store.save(
+                sys.stdin.buffer, name, materializer="bytes", metadata=metadata, aliases=aliases, progress=progress,
+                if_changed=if_changed,
+            )
     else:
         # A directory's bar gets its total from the walk the save does (Callback.set_size).
         total = None if path.is_dir() else path.stat().st_size
         with progress_bar(ctx, total, f"saving {name}", as_json=as_json) as progress:
             v = store.save(
-                path, name, metadata=metadata, aliases=aliases, progress=progress, if_changed=if_changed, rehash=rehash
+                path, name, materializer="path", metadata=metadata, aliases=aliases, progress=progress,
+                if_changed=if_changed, rehash=rehash,
             )
     unchanged = v.version <= latest_before
     # the bytes only this version's blobs hold (not two sums over the whole store around the save)

@@ -18,13 +18,15 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from itertools import accumulate
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgpack
-from pyfastcdc import FastCDC
 
 from cas.core.digest import is_hex_digest
 from cas.errors import CorruptRecordError
+
+if TYPE_CHECKING:
+    from pyfastcdc import FastCDC
 
 __all__ = [
     "CHUNK_THRESHOLD",
@@ -61,6 +63,10 @@ def wants_chunks(fmt: int, size: int) -> bool:
 
 def chunker() -> FastCDC:
     """A FastCDC chunker with the current parameters (not thread-safe: one per cut)."""
+    # imported by the first cut, not with the store: small files are never cut, and importing
+    # pyfastcdc (it pulls in typing_extensions) costs more than a small put's whole work
+    from pyfastcdc import FastCDC
+
     return FastCDC(CHUNK_AVG, min_size=CHUNK_MIN, max_size=CHUNK_MAX, normalized_chunking=_NORMALIZATION, seed=0)
 
 

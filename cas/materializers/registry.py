@@ -121,9 +121,14 @@ def reload_plugins() -> None:
 
 def get(name: str) -> Materializer:
     """The materializer registered as ``name``."""
-    _load_plugins()
     with _lock:
         found = _registry.get(name)
+    if found is None:
+        # only then the entry points: no plugin can take a registered name (see register), so
+        # `cas put` and every load of a built-in kind never pay for importlib.metadata's scan
+        _load_plugins()
+        with _lock:
+            found = _registry.get(name)
     if found is not None:
         return found
     if name in _plugin_errors:

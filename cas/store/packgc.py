@@ -124,6 +124,7 @@ class PackCheck:
     foreign: list[str] = field(default_factory=list)
     corrupt: list[str] = field(default_factory=list)  # packs and packed blobs that do not match
     checked: int = 0
+    rehashed: int = 0  # bytes read and hashed (deep), for progress
 
 
 def check_packs(pub: Publisher, deep: bool) -> PackCheck:
@@ -156,6 +157,7 @@ def check_packs(pub: Publisher, deep: bool) -> PackCheck:
             good = [e for e in entries if hash_bytes(data[e.offset : e.offset + e.length]) == e.digest]
             out.corrupt.extend(e.digest for e in entries if e not in good)
             out.checked += len(entries)
+            out.rehashed += len(data)
             entries = good
         out.present.update((e.digest, e.length) for e in entries)
     out.corrupt = sorted(set(out.corrupt))

@@ -44,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from cas.core.progress import as_callback, item_done
 from cas.core.refs import parse_ref_path, ref_order
 from cas.errors import InvalidNameError
 from cas.storage.blobs import BLOB_PREFIX, digest_from_path
@@ -221,7 +222,10 @@ def transfer(src: Store, dst: Store, plan: SyncPlan, *, jobs: int = DEFAULT_JOBS
     """Send what ``plan`` says is missing: blobs, then refs (invariant 4).  Bytes
     sent and blobs done go to ``progress``, from the worker threads."""
     # format 2 -> 2: packs whose index is sent go whole (verified); the rest as blobs
+    progress = as_callback(progress)
     covered = packing.send_packs(src.publisher, dst.publisher, plan.refs, plan.blobs)
+    progress.relative_update(sum(covered.values()))  # a whole pack's blobs are bytes sent and blobs done too
+    item_done(progress, len(covered))
     sent, sent_bytes = send_blobs(src, dst, {d: n for d, n in plan.blobs.items() if d not in covered}, jobs, progress)
     sent, sent_bytes = sent + len(covered), sent_bytes + sum(covered.values())  # content bytes, as a dry run counts
     already = len(plan.blobs) - sent

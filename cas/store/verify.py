@@ -74,6 +74,8 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
         bad.update(_check_whole(pub, chunked, bad, missing))
         corrupt = sorted(bad | set(packed.corrupt))
         checked += packed.checked
+        progress.relative_update(packed.rehashed)  # packed blobs were checked with their pack: report them too
+        item_done(progress, packed.checked)
     else:
         checked = len(needed)
         corrupt = sorted({*corrupt, *packed.corrupt})
