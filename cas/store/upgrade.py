@@ -162,13 +162,5 @@ def upgrade(pub: Publisher, *, dry_run: bool = False, progress: Callback | None 
 
 
 def upgrade_store(store: Store, *, dry_run: bool = False, progress: Callback | None = None) -> UpgradeReport:
-    """Convert this store in place to the newest format cas writes (format 1 -> 2).
-
-    Resumable: kill it, run it again, and it ends as one uninterrupted run
-    would.  Every version stays readable throughout, by this cas and by the
-    older one, until ``cas-format`` is rewritten, last; from then on a cas that
-    does not know the new format refuses the store.  A store already at the newest
-    format is left alone (``report.nothing_to_do``).  ``dry_run`` changes nothing
-    and reports what would run.  See docs/format.md, Upgrading.
-    """
+    """:meth:`cas.Store.upgrade` (its docstring says what an upgrade guarantees)."""
     return upgrade(store.publisher, dry_run=dry_run, progress=progress)
