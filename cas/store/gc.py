@@ -27,15 +27,7 @@ class GcReport:
 
 
 def gc(pub: Publisher, grace: float = DEFAULT_GC_GRACE, dry_run: bool = False) -> GcReport:
-    """Remove blobs no live version or record needs, once older than ``grace`` seconds.
-
-    What is needed is decided from the refs in the backend, not only from
-    this index: a ref no journal entry announced (its writer died after
-    claiming) is journalled first.  The grace period protects saves in
-    flight elsewhere, whose blobs land before their version is claimed; a
-    save that reuses a stored blob is protected by the sweep mark written
-    before the refs are listed (docs/format.md, gc).
-    """
+    """:meth:`cas.Store.gc` (its docstring says what gc keeps and why)."""
     if grace < 0:
         raise InvalidValueError("grace must be >= 0 seconds")
     backend = pub.backend
