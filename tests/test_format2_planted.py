@@ -265,3 +265,26 @@ def test_a_symlinked_packs_or_blobs_directory_is_never_written_through(victim, o
     assert tree_state(outside) == before
     assert "p/s/new" not in victim.list_artifacts()
     assert linked in victim.verify().foreign
+
+
+def test_a_save_into_a_symlinked_journal2_slot_is_refused_before_it_claims_anything(victim, outside, tmp_path):
+    """The refusal of its journal entry comes before any claim: a save that claimed its refs
+    (pack index and version) and then failed to announce them would leave orphans nobody
+    announces (invariant 14); here nothing is claimed, so nothing is half-done."""
+    keys = [journal2_key(now_us() + ahead * 1_000_000, "0" * 16, 0) for ahead in (0, 120)]
+    for n, rel in enumerate(sorted({k.rsplit("/", 1)[0] for k in keys})):  # this slot, and the next one
+        real = Path(victim.backend.abspath(rel))
+        real.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(real), outside / f"slot{n}")
+        real.symlink_to(outside / f"slot{n}")
+    refs_before = set(victim.records.list_refs())
+    before = tree_state(outside)
+    new = make_tree(tmp_path / "new", {f"n{i}": os.urandom(32) for i in range(4)})  # packed: a pack ref too
+    with cas.open_store(victim.backend.root) as other:
+        for data in (new, b"loose"):
+            with pytest.raises(errors.BackendError, match="symlink"):
+                other.save(data, "p/s/new")
+        with pytest.raises(errors.BackendError, match="symlink"):
+            other.set_alias("p/s/a", 1, "staging")
+    assert set(victim.records.list_refs()) == refs_before, "a refused save left a claimed ref"
+    assert tree_state(outside) == before

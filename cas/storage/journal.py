@@ -33,7 +33,7 @@ from cas.core.refs import (
     parse_journal_key,
 )
 from cas.errors import CorruptRecordError
-from cas.storage.objects import create_object, read_object
+from cas.storage.objects import create_object, read_object, refuse_linked
 
 __all__ = ["Journal", "Journal2", "SKEW", "LATE", "WINDOW"]
 
@@ -129,6 +129,12 @@ class Journal2:
         with self._lock:
             seq = next(self._seq)
         return journal2_key(now_us(), self.writer, seq)
+
+    def check_writable(self) -> None:
+        """BackendError if an entry written now would be refused (a local store whose slot
+        directory is a planted symlink): asked before a claim, not after it.  The slot of
+        this moment (the clock read directly: no name is taken here)."""
+        refuse_linked(self.backend, journal2_key(time.time_ns() // 1000, self.writer, 0))
 
     def append(self, pairs: Sequence[tuple[str, str]]) -> list[Journal2Key]:
         """Announce ``(ref, record digest)`` pairs: one object per :data:`MAX_ENTRY_REFS`.

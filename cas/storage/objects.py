@@ -6,7 +6,7 @@ from __future__ import annotations
 from cas.backends.base import Backend
 from cas.errors import BackendError, CorruptRecordError
 
-__all__ = ["create_object", "read_object"]
+__all__ = ["create_object", "read_object", "refuse_linked"]
 
 
 def create_object(backend: Backend, rel: str, data: bytes) -> bool:
@@ -19,6 +19,16 @@ def create_object(backend: Backend, rel: str, data: bytes) -> bool:
         if backend.capabilities.local and backend.is_symlink(rel):  # type: ignore[attr-defined]
             return False
         raise
+
+
+def refuse_linked(backend: Backend, rel: str) -> None:
+    """BackendError if a directory above ``rel`` in a local store is a planted symlink (a
+    write there would be refused): asked before a claim whose entry goes there, so the
+    refusal leaves no claimed ref unannounced.  Cheap: each clean directory is asked once."""
+    if backend.capabilities.local:
+        linked = backend.symlinked_dir(rel)  # type: ignore[attr-defined]
+        if linked is not None:
+            raise BackendError(f"refusing to follow a symlink inside the store: {linked}", linked)
 
 
 def read_object(backend: Backend, rel: str) -> bytes:

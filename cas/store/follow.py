@@ -18,7 +18,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from cas.core.progress import as_callback, item_done
-from cas.core.refs import Journal2Key, ref_order
+from cas.core.refs import Journal2Key, journal_path, parse_ref_path, ref_order
 from cas.errors import BlobNotFoundError, CasError, CorruptRecordError
 from cas.storage.journal import SKEW, WINDOW, now_us
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from cas.store.publish import Publisher
 
-__all__ = ["commit2", "refresh2", "reindex"]
+__all__ = ["claimed", "commit2", "refresh1", "refresh2", "reindex"]
 
 _US = 1_000_000
 
@@ -47,6 +47,34 @@ def commit2(pub: Publisher, items: list[Item]) -> None:
             pub.apply(c, ref, digest, record, entries)
 
 
+def refresh1(pub: Publisher) -> int:
+    """Apply the format-1 journal entries this index has not seen; returns how many were new.
+    One read per new entry and one per new ref (an entry announces a claim, it is not one),
+    plus one to find the end."""
+    start = seq = pub.index.journal_cursor().next
+    applied = 0
+    while True:
+        try:
+            entry = pub.records.read_journal(seq)
+            if entry is None:
+                break
+            ref, record_digest = entry.ref.path, entry.record
+            if not pub.index.has_record(ref):
+                claimed(pub, ref, record_digest, seq)
+                record, entries = pub.load_journalled(seq, ref, record_digest)
+                with pub.index.write() as c:
+                    pub.apply(c, ref, record_digest, record, entries)
+                applied += 1
+        except CorruptRecordError as e:
+            with pub.index.write() as c:
+                pub.reject(c, e)
+        seq += 1
+    if applied or seq != start:
+        with pub.index.write() as c:
+            pub.index.journal_applied(c, seq)
+    return applied
+
+
 def _entry_items(
     pub: Publisher, key: Journal2Key, rejected: list[CorruptRecordError], skip: frozenset[str] = frozenset()
 ) -> list[Item]:
@@ -63,7 +91,7 @@ def _entry_items(
         if pub.index.has_record(ref) or ref in skip:
             continue
         try:
-            _claimed(pub, ref, entry.record)
+            claimed(pub, ref, entry.record)
             record, tree = pub.load(ref, entry.record)
         except CorruptRecordError as e:
             rejected.append(CorruptRecordError(key.path, str(e)))
@@ -72,15 +100,18 @@ def _entry_items(
     return items
 
 
-def _claimed(pub: Publisher, ref: str, record_digest: str) -> None:
+def claimed(pub: Publisher, ref: str, record_digest: str, seq: int | None = None) -> None:
     """An entry announces a claim, it is not one: the ref must hold that record (the refs are
-    the truth, invariant 3), else a lie would show a version a reindex or a claimer contradicts."""
+    the truth, invariant 3), else a lie would show a version a reindex or a claimer contradicts.
+    ``seq``: a format-1 entry, named in the error (the file to look at)."""
     try:
         held = pub.records.read_ref(ref)
     except FileNotFoundError:
-        raise CorruptRecordError(ref, "announced, but never claimed") from None
-    if held != record_digest:
-        raise CorruptRecordError(ref, f"announced with record {record_digest}, it holds {held}")
+        held = None
+    if held == record_digest:
+        return
+    error = CorruptRecordError(ref, f"announced with record {record_digest}, it holds {held}" if held else "announced, but never claimed")
+    raise error if seq is None else CorruptRecordError(journal_path(seq), str(error))
 
 
 def _gather(
@@ -120,6 +151,13 @@ def refresh2(pub: Publisher) -> int:
     return len(items)
 
 
+def _learn_packs(pub: Publisher, found: list[Item]) -> None:
+    """Apply the pack index records among ``found`` (so far: only pack refs) to the index."""
+    with pub.index.write() as c:
+        for ref, record_digest, record, entries in found:
+            pub.apply(c, ref, record_digest, record, entries)
+
+
 def reindex(pub: Publisher, progress: Callback | None = None) -> int:
     """Rebuild the index from the backend alone (``Publisher.reindex`` says the rest)."""
     progress = as_callback(progress)
@@ -131,7 +169,14 @@ def reindex(pub: Publisher, progress: Callback | None = None) -> int:
     if pub.format >= 2:
         journalled |= pub.records.journal2.announced_refs(rejected.append)
     found, orphans = [], []
-    for ref, record_digest in refs:
+    packs_learned = False
+    for ref, record_digest in refs:  # pack refs first (ref_order)
+        if ref not in journalled and not packs_learned and parse_ref_path(ref).kind != "packs":
+            # An orphan's content is checked next, and packed content is found only through
+            # the pack indexes listed above (orphans too: a writer killed before the one entry
+            # announcing a pack and its version): made known first.  A pack row shows nothing.
+            _learn_packs(pub, found)
+            packs_learned = True
         if ref in journalled:
             try:
                 record, entries = pub.load(ref, record_digest)
@@ -169,6 +214,7 @@ def reindex(pub: Publisher, progress: Callback | None = None) -> int:
                 if entry is None:
                     break
                 if not pub.index.has_record(entry.ref.path):  # same connection: sees this transaction
+                    claimed(pub, entry.ref.path, entry.record, seq)
                     record, entries = pub.load_journalled(seq, entry.ref.path, entry.record)
                     pub.apply(c, entry.ref.path, entry.record, record, entries)
             except CorruptRecordError as e:

@@ -114,6 +114,8 @@ class Publisher:
             record[field] = number
             record_digest = self.records.put_record(record)
             ref = ref_for(number)
+            if self.format >= 2:
+                self.records.journal2.check_writable()  # a refused entry must come before the claim
             if self.records.claim(ref, record_digest):
                 return Claim(ref, record_digest, number, self.after_claim(record, record_digest, since, blobs))
             self.learn(ref)  # someone else's: learn it
@@ -200,7 +202,12 @@ class Publisher:
                 self.reject(c, e)
             return
         self.refresh()
-        if not self.index.has_record(ref):
+        if not self.index.has_record(ref) and not self.complete(ref, record_digest):
+            # Its content may be in a pack whose index is an orphan too (a writer killed before
+            # the one entry announcing both): those are completed, then it is checked again.
+            for pack, pack_record in self.unknown_refs("packs"):
+                if pack_record is not None:
+                    self.complete(pack, pack_record)
             self.complete(ref, record_digest)
 
     def load(self, ref: str, record_digest: str) -> tuple[dict[str, Any], list | None]:
@@ -259,13 +266,13 @@ class Publisher:
         self.commit(ref, record_digest, found[0], found[1])
         return True
 
-    def unknown_refs(self) -> list[tuple[str, str | None]]:
-        """(ref, record digest or None if unreadable) for every ref in the backend this
-        index does not know: orphans, and claims whose writer has not journalled yet."""
+    def unknown_refs(self, kind: str = "") -> list[tuple[str, str | None]]:
+        """(ref, record digest or None if unreadable) for every ref (of ``kind``) in the backend
+        this index does not know: orphans, and claims whose writer has not journalled yet."""
         self.refresh()
         known = {ref for ref, _ in self.index.iter_records()}
         out: list[tuple[str, str | None]] = []
-        for ref in self.records.list_refs(on_invalid=lambda e: None):  # bad keys: verify lists them as invalid
+        for ref in self.records.list_refs(kind, on_invalid=lambda e: None):  # bad keys: verify lists them as invalid
             if ref in known:
                 continue
             try:
@@ -328,26 +335,7 @@ class Publisher:
         """
         if not format_read:
             self.follow_format()
-        start = seq = self.index.journal_cursor().next
-        applied = 0
-        while True:
-            try:
-                entry = self.records.read_journal(seq)
-                if entry is None:
-                    break
-                ref, record_digest = entry.ref.path, entry.record
-                if not self.index.has_record(ref):
-                    record, entries = self.load_journalled(seq, ref, record_digest)
-                    with self.index.write() as c:
-                        self.apply(c, ref, record_digest, record, entries)
-                    applied += 1
-            except CorruptRecordError as e:
-                with self.index.write() as c:
-                    self.reject(c, e)
-            seq += 1
-        if applied or seq != start:
-            with self.index.write() as c:
-                self.index.journal_applied(c, seq)
+        applied = follow.refresh1(self)
         if self.format >= 2:
             # A format-2 store may have been upgraded: its format-1 journal is read too
             # (above: one read when nothing is new), then the format-2 one.
