@@ -13,7 +13,8 @@ import pytest
 
 import cas
 from cas.core.records import encode_journal_entry
-from cas.core.refs import journal_path, version_ref
+from cas.core.refs import journal_path, parse_journal_key, version_ref
+from cas.storage.records import RecordStore
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def _ghost(store: cas.Store, name: str) -> str:
 
 
 @pytest.mark.parametrize("lie", ["never claimed", "holds another record"])
-def test_an_entry_announcing_a_ref_that_does_not_hold_its_record_shows_nothing(pair, tmp_path, lie):
+def test_an_entry_announcing_a_ref_that_does_not_hold_its_record_shows_nothing(pair, tmp_path, monkeypatch, lie):
     writer, reader = pair
     writer.save(b"one", "j/s/a")
     if lie == "never claimed":
@@ -59,6 +60,16 @@ def test_an_entry_announcing_a_ref_that_does_not_hold_its_record_shows_nothing(p
     assert reader.get_artifact_version("j/s/c", later.version).read_bytes() == b"after"
     assert any(key in r for r in reader.index.rejected()), reader.index.rejected()
     assert any(key in line for line in reader.verify().invalid)
+    # A reindex lists the refs (the lie names none), then replays the entries written since
+    # its listing began: one that began just before the lie landed refuses it on the same terms.
+    with monkeypatch.context() as m:
+        m.setattr(RecordStore, "journal_end", lambda self: parse_journal_key(key))
+        rebuilt = cas.open_store(writer.backend.root, index=str(tmp_path / "rebuilt.sqlite"))
+    with rebuilt:
+        with pytest.raises(cas.errors.ArtifactNotFoundError):
+            rebuilt.get_artifact_version(name, 1)
+        assert rebuilt.get_artifact_version("j/s/c", later.version).read_bytes() == b"after"
+        assert any(key in r for r in rebuilt.index.rejected()), rebuilt.index.rejected()
     assert reader.save(b"real", name).version == 1  # the number was never taken
     with cas.open_store(writer.backend.root, index=str(tmp_path / "fresh.sqlite")) as fresh:
         assert fresh.get_artifact_version(name, 1).read_bytes() == b"real"
