@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 
+import kill_points
 import msgpack
 import pytest
 from chunk_helpers import SMALL, chunk_list_of, open_format2, small_chunks, stored
@@ -208,33 +209,21 @@ def test_gc_racing_a_save_that_reuses_chunks_never_commits_missing_chunks(s2):
 
 KILLED = textwrap.dedent(
     """
-    import os, random, signal, sys, threading
+    import random, sys
     from unittest import mock
-    import cas, cas.core.chunks, cas.backends.local
+    import cas, cas.core.chunks
+    import kill_points
     store_dir, params, crash_at, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     params = {k: int(v) for k, v in (kv.split("=") for kv in params.split(","))}
     rng = random.Random(seed)
     data = bytearray(rng.randbytes(60_000))  # fresh chunks every run, so they are really written
     with mock.patch.multiple(cas.core.chunks, **params):
         store = cas.open_store(store_dir, format=2)
-        calls = 0
-        counting = threading.Lock()  # a local batch fsyncs from a pool: count each call once
-        def counted(fn):
-            def wrapper(*a, **k):
-                global calls
-                with counting:
-                    calls += 1
-                    hit = calls == crash_at
-                if hit:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return fn(*a, **k)
-            return wrapper
-        for name in ("write", "fsync", "link", "rename", "replace", "unlink"):
-            setattr(os, name, counted(getattr(os, name)))
+        kill_points.arm(crash_at, index_writes=False)  # before and after each os call of the saves
         store.save(bytes(data), "kill/s/big")
         data[30_000:30_500] = rng.randbytes(500)  # and a re-save sharing most of them
         store.save(bytes(data), "kill/s/big")
-    print("calls", calls, flush=True)
+    print("calls", kill_points.calls(), flush=True)
     """
 )
 
@@ -245,7 +234,7 @@ def test_sigkill_mid_save_leaves_no_version_with_missing_chunks(tmp_path):
 
     def run(crash_at: int, seed: int) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-c", KILLED, str(store_dir), _params(), str(crash_at), str(seed)],
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, env=kill_points.child_env())
 
     done = run(0, 0)
     assert done.returncode == 0, done.stderr

@@ -31,8 +31,11 @@ INDEX_HEX = (
     "657100a473697a6527a474797065a47061636b"
 )
 INDEX_DIGEST = "a64ede72f9616cccc28f822908f271df77905cb72581409dfd172a99eb8db113"
-TREE = {"a.txt": b"alpha\n", "b/c.txt": b"charlie\n"}
-TREE_PACK = "42d422e7f043321400f0f591f741024eb46b608269ca88c38f04e65b7985841c"
+# MIN_PACK_BLOBS (4) files: the fewest a save packs (fewer go loose, see the test after this one)
+# one file per directory, so the walk order (a directory's files, then its subdirectory) is fixed
+TREE = {"a.txt": b"alpha\n", "b/c.txt": b"charlie\n", "b/d/e.txt": b"delta\n", "b/d/f/g.txt": b"echo\n"}
+TREE_PACK = "da4980172ee64f6b20c4fa3e142622ba2dee45c8ae01e29b9dc958977a6353b1"
+SMALL_TREE = {"a.txt": b"alpha\n", "b/c.txt": b"charlie\n", "d.txt": b"delta\n"}
 
 
 def _digest(data: bytes) -> str:
@@ -69,18 +72,37 @@ def test_pack_index_record_bytes_and_digest(tmp_path):
     assert [(e.digest, e.offset, e.length) for e in index.entries] == stored.blobs and index.size == 39
 
 
-def test_a_store_writes_this_pack_for_this_tree(tmp_path):
-    root = tmp_path / "tree"
-    for rel, data in TREE.items():
+def _write_tree(root, files):
+    for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
+
+
+def test_a_store_writes_this_pack_for_this_tree(tmp_path):
+    root = tmp_path / "tree"
+    _write_tree(root, TREE)
     with cas.open_store(str(tmp_path / "store"), format=2) as store:
         store.save(root, "golden/packs/tree")
         (entry,) = list(store.backend.list("packs"))
-        # walk order is sorted by path: a.txt, then b/c.txt
-        assert store.backend.read_bytes(entry.path) == PACK_MAGIC + TREE["a.txt"] + TREE["b/c.txt"]
+        # walk order: a.txt, b/c.txt, b/d/e.txt, b/d/f/g.txt
+        assert store.backend.read_bytes(entry.path) == PACK_MAGIC + b"alpha\ncharlie\ndelta\necho\n"
         assert entry.path == pack_path(TREE_PACK)
         record_digest = store.records.read_ref(pack_ref(TREE_PACK))
         assert store.blobs.read_bytes(record_digest) == encode(
-            pack_index_record(TREE_PACK, 8 + 6 + 8, [(_digest(TREE["a.txt"]), 8, 6), (_digest(TREE["b/c.txt"]), 14, 8)])
+            pack_index_record(TREE_PACK, 8 + 6 + 8 + 6 + 5, [
+                (_digest(b"alpha\n"), 8, 6), (_digest(b"charlie\n"), 14, 8),
+                (_digest(b"delta\n"), 22, 6), (_digest(b"echo\n"), 28, 5),
+            ])
         )
+
+
+def test_a_tree_of_fewer_small_files_than_min_pack_blobs_is_stored_loose(tmp_path):
+    root = tmp_path / "tree"
+    _write_tree(root, SMALL_TREE)
+    with cas.open_store(str(tmp_path / "store"), format=2) as store:
+        v = store.save(root, "golden/packs/small")
+        assert list(store.backend.list("packs")) == [] and list(store.backend.list("refs/packs")) == []
+        for rel, data in SMALL_TREE.items():
+            d = _digest(data)
+            assert store.backend.read_bytes(f"blobs/{d[:2]}/{d[2:]}") == data
+            assert v.read_bytes(rel) == data

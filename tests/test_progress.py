@@ -15,6 +15,7 @@ import pytest
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
 import cas
+from cas.core.packs import MIN_PACK_BLOBS
 from cas.core.progress import NO_PROGRESS, NoProgress, as_callback, item_done
 
 
@@ -84,18 +85,47 @@ def test_sync_reports_bytes_sent_and_blobs_done(local_store, tree, tmp_path):
         assert cb.items == result.blobs_sent == 5  # three files, the manifest and the version record
 
 
-def test_sync_reports_bytes_sent_and_blobs_done_format2(tree, tmp_path):
-    """Format 2: b.txt and sub/c.bin (under PACK_THRESHOLD) are one pack, copied whole with its
+@pytest.fixture
+def packed_tree(tree) -> Path:
+    """``tree`` with two more small files: its four small files (MIN_PACK_BLOBS) are one
+    format-2 pack, where ``tree``'s two alone would be stored loose (docs/format.md, Packs)."""
+    for rel, size in {"sub/d.txt": 300, "sub/e.bin": 7000}.items():
+        (tree / rel).write_bytes(os.urandom(size))
+    return tree
+
+
+PACKED_TREE_BYTES = TREE_BYTES + 300 + 7000
+
+
+def test_sync_reports_bytes_sent_and_blobs_done_format2(packed_tree, tmp_path):
+    """Format 2: the four files under PACK_THRESHOLD are one pack, copied whole with its
     index ref; every blob it carries is still a blob done and its bytes are bytes sent."""
+    assert MIN_PACK_BLOBS <= 4  # packed_tree's four small files must be packed
+    with cas.open_store(str(tmp_path / "src"), format=2) as src, cas.open_store(str(tmp_path / "copy"), format=2) as dst:
+        src.save(packed_tree, "p/s/tree")
+        cb = Counting()
+        result = src.sync_to(dst, progress=cb)
+        assert cb.value == result.bytes_sent >= PACKED_TREE_BYTES
+        # five files (four of them in the pack), the manifest, the version record and the pack's index record
+        assert cb.items == result.blobs_sent == 8
+        assert result.refs_sent == 2  # refs/packs/<pack> and refs/versions/p/s/tree/1
+        assert len(list((tmp_path / "copy" / "packs").rglob("*/*"))) == 1  # the pack went whole, not unpacked
+        for rel in ("a.bin", "b.txt", "sub/c.bin", "sub/d.txt", "sub/e.bin"):
+            assert dst.get_artifact_version("p/s/tree").read_bytes(rel) == (packed_tree / rel).read_bytes()
+
+
+def test_sync_reports_bytes_sent_and_blobs_done_format2_small_tree(tree, tmp_path):
+    """Format 2, a tree of fewer small files than MIN_PACK_BLOBS: they are stored loose, so
+    sync sends what format 1 would - three files, the manifest, the version record."""
+    assert MIN_PACK_BLOBS > 2  # tree's two small files must go loose
     with cas.open_store(str(tmp_path / "src"), format=2) as src, cas.open_store(str(tmp_path / "copy"), format=2) as dst:
         src.save(tree, "p/s/tree")
         cb = Counting()
         result = src.sync_to(dst, progress=cb)
         assert cb.value == result.bytes_sent >= TREE_BYTES
-        # three files (two of them in the pack), the manifest, the version record and the pack's index record
-        assert cb.items == result.blobs_sent == 6
-        assert result.refs_sent == 2  # refs/packs/<pack> and refs/versions/p/s/tree/1
-        assert len(list((tmp_path / "copy" / "packs").rglob("*/*"))) == 1  # the pack went whole, not unpacked
+        assert cb.items == result.blobs_sent == 5
+        assert result.refs_sent == 1  # refs/versions/p/s/tree/1 only: no pack
+        assert not list((tmp_path / "copy" / "packs").rglob("*/*")) and not list((tmp_path / "src" / "packs").rglob("*/*"))
         for rel in ("a.bin", "b.txt", "sub/c.bin"):
             assert dst.get_artifact_version("p/s/tree").read_bytes(rel) == (tree / rel).read_bytes()
 
@@ -110,18 +140,35 @@ def test_verify_and_reindex_report_items(local_store, tree):
     assert local_store.reindex(progress=cb) == cb.items == 1
 
 
-def test_verify_and_reindex_report_items_format2(tree, tmp_path):
-    """Format 2: verify checks six blobs (a.bin, the two packed files, the manifest, the version
-    record, the pack's index record) and reindex applies two refs (the pack's, then the version's)."""
+def test_verify_and_reindex_report_items_format2(packed_tree, tmp_path):
+    """Format 2: verify checks eight blobs (a.bin, the four packed files, the manifest, the
+    version record, the pack's index record) and reindex applies two refs (the pack's, then
+    the version's)."""
+    assert MIN_PACK_BLOBS <= 4  # packed_tree's four small files must be packed
     with cas.open_store(str(tmp_path / "store"), format=2) as store:
-        store.save(tree, "p/s/tree")
+        store.save(packed_tree, "p/s/tree")
         (pack,) = (tmp_path / "store" / "packs").rglob("*/*")
         cb = Counting()
         report = store.verify(deep=True, progress=cb)
-        assert report.ok and cb.items == report.checked == 6
+        assert report.ok and cb.items == report.checked == 8
         assert cb.value >= (3 << 20) + pack.stat().st_size  # a.bin (loose) and the whole pack were rehashed
         cb = Counting()
         assert store.reindex(progress=cb) == cb.items == 2
+
+
+def test_verify_and_reindex_report_items_format2_small_tree(tree, tmp_path):
+    """Format 2, a tree of fewer small files than MIN_PACK_BLOBS: no pack, so verify checks
+    five loose blobs (three files, the manifest, the version record) and reindex applies
+    the version's ref alone."""
+    assert MIN_PACK_BLOBS > 2  # tree's two small files must go loose
+    with cas.open_store(str(tmp_path / "store"), format=2) as store:
+        store.save(tree, "p/s/tree")
+        assert not list((tmp_path / "store" / "packs").rglob("*/*"))
+        cb = Counting()
+        report = store.verify(deep=True, progress=cb)
+        assert report.ok and cb.items == report.checked == 5 and cb.value >= TREE_BYTES
+        cb = Counting()
+        assert store.reindex(progress=cb) == cb.items == 1
 
 
 def test_a_plain_function_still_works_one_release_with_a_warning(lstore, tree):

@@ -27,6 +27,7 @@ from sync_helpers import store_state
 
 import cas
 from cas.backends.retry import RetryPolicy, is_transient
+from cas.core.packs import MIN_PACK_BLOBS
 from cas.errors import BackendError, BlobNotFoundError
 
 NO_LIBRARY_RETRIES = {"config_kwargs": {"retries": {"total_max_attempts": 1}, "connect_timeout": 5, "read_timeout": 20}}
@@ -401,7 +402,8 @@ def test_a_lost_answer_to_a_claim_is_recognised_as_ours_format2(proxies, request
     assert len(proxy.lost) == 2, b"\n".join(proxy.requests).decode()
     assert v.version == 1
     proxy.lose(CLAIM_PACK[name])
-    tree = store.save(make_tree(tmp_path / "tree", {f"f{i}": f"small {i}".encode() for i in range(3)}), "p/s/t")
+    # MIN_PACK_BLOBS small files: the fewest a save packs (fewer go loose and claim no pack ref)
+    tree = store.save(make_tree(tmp_path / "tree", {f"f{i}": f"small {i}".encode() for i in range(MIN_PACK_BLOBS)}), "p/s/t")
     assert len(proxy.lost) == 3, b"\n".join(proxy.requests).decode()
     assert tree.version == 1
     with cas.open_store(url, index=str(tmp_path / "check.sqlite"), **options_for(name, server.endpoint)) as check:

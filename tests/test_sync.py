@@ -9,6 +9,7 @@ from store_helpers import make_tree
 from sync_helpers import CountingBackend, counting_store, store_state
 
 import cas
+from cas.core.packs import MIN_PACK_BLOBS
 from cas.core.refs import pack_ref, run_ref
 from cas.errors import IntegrityError, InvalidNameError
 from cas.storage.blobs import blob_path
@@ -90,53 +91,60 @@ def _non_blob_bytes(counter: CountingBackend) -> int:
     return sum(n if not p.startswith("packs/") else 8 for p, n in counter.written.items() if not p.startswith("blobs/"))
 
 
-def test_sync_sends_only_new_blobs_of_versions_that_share_content(tmp_path):
-    """N versions of a 40-file tree, each changing 2 files: only the changed files travel."""
+# Each of the 5 new versions changes `changed` files and adds as many: 2 new blobs per save go
+# loose in format 2 (fewer than MIN_PACK_BLOBS), 4 are one pack per save, sent whole.
+@pytest.mark.parametrize("changed", [1, 2])
+def test_sync_sends_only_new_blobs_of_versions_that_share_content(tmp_path, changed):
+    """N versions of a 40-file tree, each changing a few files: only the changed files travel."""
     files = {f"part-{i:02d}.bin": os.urandom(4096) for i in range(40)}
     with cas.open_store(tmp_path / "src") as src:
         src.save(make_tree(tmp_path / "v0", files), "ds/prep/table")
         dst, counter = counting_store(str(tmp_path / "dst"))
         src.sync_to(dst)
         for n in range(1, 6):
-            files[f"part-{n:02d}.bin"] = os.urandom(4096)
-            files[f"new-{n:02d}.bin"] = os.urandom(4096)
+            for j in range(changed):
+                files[f"part-{n * changed + j:02d}.bin"] = os.urandom(4096)
+                files[f"new-{n:02d}-{j}.bin"] = os.urandom(4096)
             src.save(make_tree(tmp_path / f"v{n}", files), "ds/prep/table")
         counter.reset()
         result = src.sync_to(dst)
+        new_count = 5 * 2 * changed
         # format 2 -> 2: a save's small files travel in its pack, whole, with the pack's index
         # (a record claimed by refs/packs/<pack>); elsewhere each file is a loose blob
         whole_packs = src.format >= 2 and dst.format >= 2
+        packed_saves = src.format >= 2 and 2 * changed >= MIN_PACK_BLOBS
 
         def where(d: str) -> str:
             entry = src.blobs.packs.where(d) if whole_packs else None
             return blob_path(d) if entry is None else pack_path(entry.pack)
 
         sent_blobs = {p for p in counter.written if p.startswith(("blobs/", "packs/"))}
-        # exactly: 10 new files + 5 manifests + 5 version records, no old file again
+        # exactly: the new files + 5 manifests + 5 version records, no old file again
         old_digests = {d.hex for _, d, _ in src.get_artifact_version("ds/prep/table", 1).files()}
         new_digests = {d.hex for n in range(2, 7) for _, d, _ in src.get_artifact_version("ds/prep/table", n).files()} - old_digests
-        assert len(new_digests) == 10
+        assert len(new_digests) == new_count
         new_files = {where(d) for d in new_digests}
         assert sent_blobs.isdisjoint({where(d) for d in old_digests})
         content = {p for p in sent_blobs if p in new_files}
         assert content == new_files
         packs = [p.split("/", 1)[1].replace("/", "") for p in content if p.startswith("packs/")]
+        assert len(packs) == (5 if whole_packs and packed_saves else 0)  # one pack per save, or all loose
         packed = [e for pack in packs for e in src.index.pack_entries(pack)]
-        assert {e.digest for e in packed} == (new_digests if whole_packs else set())  # nothing old in a sent pack
-        assert len(content) == (len(packs) if whole_packs else 10)
+        assert {e.digest for e in packed} == (new_digests if whole_packs and packed_saves else set())  # nothing old in a sent pack
+        assert len(content) == (len(packs) if whole_packs and packed_saves else new_count)
         pack_indexes = {blob_path(src.backend.read_bytes(pack_ref(pack)).decode()) for pack in packs}
-        assert result.blobs_sent == 10 + 5 + 5 + len(pack_indexes)
+        assert result.blobs_sent == new_count + 5 + 5 + len(pack_indexes)
         assert len(sent_blobs) == len(content) + 5 + 5 + len(pack_indexes)
         loose_bytes = sum(counter.written[p] for p in sent_blobs if p.startswith("blobs/"))
         assert result.bytes_sent == loose_bytes + sum(e.length for e in packed)  # a pack counts its content bytes
-        assert sum(counter.written[p] for p in content if p.startswith("blobs/")) + sum(e.length for e in packed) == 10 * 4096
+        assert sum(counter.written[p] for p in content if p.startswith("blobs/")) + sum(e.length for e in packed) == new_count * 4096
         versions = [src.get_artifact_version("ds/prep/table", n) for n in range(2, 7)]
         manifests_and_records = {blob_path(v.digest.hex) for v in versions}
         manifests_and_records |= {blob_path(src.index.get_version(v.name, v.version).record) for v in versions}
         assert sent_blobs - content == manifests_and_records | pack_indexes
         assert result.bytes_sent < 40 * 4096  # less than one copy of the tree: only what is new
         assert result.refs_sent == 5 + len(packs)  # format 2: each pack's index ref too
-        assert dst.get_artifact_version("ds/prep/table").read_bytes("new-05.bin") == files["new-05.bin"]
+        assert dst.get_artifact_version("ds/prep/table").read_bytes("new-05-0.bin") == files["new-05-0.bin"]
         dst.close()
 
 

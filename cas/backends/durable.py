@@ -86,11 +86,16 @@ class FsyncBatch:
         self._pending: list[tuple[str, str]] = []  # (temp file, final path)
         self._names: set[str] = set()
         self._futures: list[Future] = []
+        self._first_fd: int | None = None  # the first file's fd, its fsync not started (see add)
         self._slots = threading.BoundedSemaphore(_IN_FLIGHT)
         self._pool: ThreadPoolExecutor | None = None
 
     def add(self, tmp: str, rel: str, fd: int) -> bool:
-        """Take over ``tmp`` (and close ``fd``); False if this batch already holds ``rel``."""
+        """Take over ``tmp`` (and close ``fd``); False if this batch already holds ``rel``.
+
+        The first file's fsync waits (its fd held) until a second file comes: a batch of
+        one file - a small save - then fsyncs it in this thread at publish, as no fsync
+        would overlap it, instead of starting a pool thread per save."""
         with self.lock:
             if rel in self._names:
                 os.close(fd)
@@ -98,9 +103,19 @@ class FsyncBatch:
                 return False
             self._names.add(rel)
             self._pending.append((tmp, rel))
+            if self._first_fd is None and self._pool is None:
+                self._first_fd = fd
+                return True
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="cas-fsync")
             pool = self._pool
+            held, self._first_fd = self._first_fd, None
+        if held is not None:
+            self._submit(pool, held)
+        self._submit(pool, fd)
+        return True
+
+    def _submit(self, pool: ThreadPoolExecutor, fd: int) -> None:
         self._slots.acquire()
         try:
             fut = pool.submit(_fsync_close, fd)
@@ -111,12 +126,17 @@ class FsyncBatch:
         fut.add_done_callback(lambda _: self._slots.release())
         with self.lock:
             self._futures.append(fut)
-        return True
 
     def _wait(self) -> None:
         with self.lock:
             futures, self._futures = self._futures, []
+            held, self._first_fd = self._first_fd, None
         error = None
+        if held is not None:  # the batch's only file: fsynced here, before any rename
+            try:
+                _fsync_close(held)
+            except BaseException as e:  # noqa: BLE001 - re-raised below
+                error = e
         for fut in futures:  # every one, so no fd is left open; the first error wins
             try:
                 fut.result()

@@ -25,6 +25,7 @@ from cas.errors import CorruptRecordError
 __all__ = [
     "MAX_PACK_BLOBS",
     "MAX_PACK_SIZE",
+    "MIN_PACK_BLOBS",
     "PACK_MAGIC",
     "PACK_THRESHOLD",
     "PACK_TYPE",
@@ -40,6 +41,9 @@ PACK_THRESHOLD = 512 << 10
 #: a pack is closed once it holds this many bytes of blobs, or this many blobs
 MAX_PACK_SIZE = 16 << 20
 MAX_PACK_BLOBS = 8192
+#: a save's last pack holding fewer blobs than this is not written: they go loose, as that writes
+#: fewer objects than a pack, its index record, ref and journal entry (and, locally, no serial claims)
+MIN_PACK_BLOBS = 4
 #: every pack starts with these bytes (so a pack can never be mistaken for a blob it holds)
 PACK_MAGIC = b"CASPACK1"
 #: gc repacks a pack (old enough) whose live bytes are less than this share of its blob bytes

@@ -78,16 +78,16 @@ class PackBuilder:
             full = self._size - len(PACK_MAGIC) >= MAX_PACK_SIZE or len(self._blobs) >= MAX_PACK_BLOBS
             return self._store_locked() if full else None
 
-    def take_single(self) -> tuple[str, bytes] | None:
-        """The one blob gathered, removed, when there is exactly one: a pack of one
-        blob costs more objects than the blob stored loose."""
+    def take_few(self, below: int) -> list[tuple[str, bytes]]:
+        """The blobs gathered, removed, when there are fewer than ``below`` of them: such
+        a pack would cost more objects (pack, index record, ref, journal entry) than the
+        blobs stored loose."""
         with self._lock:
-            if len(self._blobs) != 1:
-                return None
-            digest = self._blobs[0][0]
-            data = self._held[digest]
+            if len(self._blobs) >= below:
+                return []
+            few = [(digest, self._held[digest]) for digest, _, _ in self._blobs]
             self._reset()
-            return digest, data
+            return few
 
     def store(self) -> StoredPack | None:
         """Store what is gathered as one pack (None if nothing is)."""

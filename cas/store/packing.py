@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from cas.core.digest import CHUNK, Hasher, hash_bytes
-from cas.core.packs import PACK_THRESHOLD, PACK_TYPE, PackEntry, PackIndex, pack_index_record
+from cas.core.packs import MIN_PACK_BLOBS, PACK_THRESHOLD, PACK_TYPE, PackEntry, PackIndex, pack_index_record
 from cas.core.progress import as_callback
 from cas.core.refs import pack_ref, parse_ref_path
 from cas.errors import IntegrityError
@@ -133,10 +133,12 @@ class PackSession:
         return False
 
     def finish(self) -> None:
-        """Store the last pack (a single blob goes loose) and publish every pack's index."""
-        single = self.builder.take_single()
-        if single is not None:
-            self.blobs.put_bytes(single[1])
+        """Store the last pack (a few blobs go loose) and publish every pack's index."""
+        few = self.builder.take_few(MIN_PACK_BLOBS)
+        if few:
+            with self.pub.backend.batch():  # fsynced together, durable before any claim
+                for _, data in few:
+                    self.blobs.put_bytes(data)
         last = self.builder.store()
         if last is not None:
             self.stored.append(last)
