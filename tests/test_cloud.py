@@ -49,9 +49,14 @@ def test_protocol_picks_the_object_store_backend(cloud, name):
 @pytest.mark.parametrize("name", CLOUD)
 def test_object_stores_declare_their_capabilities(cloud, name):
     url, options = cloud(name)
-    caps = open_backend(url, **options).capabilities
+    backend = open_backend(url, **options)
+    caps = backend.capabilities
     assert caps.atomic_create and caps.retries and not caps.local and not caps.in_process
     assert caps.stale_uploads == (name == "s3")  # only S3 keeps unfinished uploads gc must abort
+    # an object store holds no symlink, FIFO or device: the planted-object checks find none
+    assert backend.create_bytes("journal2/d/s/e", b"entry")
+    assert not backend.is_symlink("journal2/d/s/e") and backend.symlinked_dir("journal2/d/s/e") is None
+    assert backend.planted("journal2/d/s/e") is None
 
 
 def test_memory_keeps_the_generic_backend():

@@ -47,8 +47,8 @@ class Capabilities:
     #: it, the backend holds a writer lease (cas.backends.lease) and a second writing
     #: process is refused with ConcurrentWriterError instead of racing.
     atomic_create: bool = False
-    #: paths are plain files on this machine (fsync batches, hard links, symlink checks,
-    #: ``abspath``/``is_symlink``/``root`` are available)
+    #: paths are plain files on this machine (fsync batches, hard links, ``abspath`` and
+    #: ``root`` are available, and the planted-object checks can find something)
     local: bool = False
     #: transient failures are retried by the backend itself (cas.backends.retry)
     retries: bool = False
@@ -171,6 +171,23 @@ class Backend(ABC):
         meanwhile, by any thread, is published at once with its create-only answer.
         Nested batches join the outer one."""
         yield None
+
+    # -- planted objects: only a store on a real filesystem (``capabilities.local``) can hold
+    # a symlink, FIFO or device that cas never wrote; elsewhere every answer is "none".
+
+    def is_symlink(self, rel: str) -> bool:
+        """Whether ``rel`` is a symlink planted in the store (cas never follows one)."""
+        return False
+
+    def symlinked_dir(self, rel: str) -> str | None:
+        """The first directory above ``rel`` that is a planted symlink, relative to the
+        root; None if there is none."""
+        return None
+
+    def planted(self, rel: str) -> str | None:
+        """Why ``rel`` is refused if it is an object cas never writes (a symlink, FIFO,
+        socket or device); None for a file cas could have written, or nothing."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections and leases; the default backend holds none.  Calling it

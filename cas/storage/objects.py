@@ -16,7 +16,7 @@ def create_object(backend: Backend, rel: str, data: bytes) -> bool:
     try:
         return backend.create_bytes(rel, data)
     except BackendError:
-        if backend.capabilities.local and backend.is_symlink(rel):  # type: ignore[attr-defined]
+        if backend.is_symlink(rel):
             return False
         raise
 
@@ -25,23 +25,21 @@ def refuse_linked(backend: Backend, rel: str) -> None:
     """BackendError if a directory above ``rel`` in a local store is a planted symlink (a
     write there would be refused): asked before a claim whose entry goes there, so the
     refusal leaves no claimed ref unannounced.  Cheap: each clean directory is asked once."""
-    if backend.capabilities.local:
-        linked = backend.symlinked_dir(rel)  # type: ignore[attr-defined]
-        if linked is not None:
-            raise BackendError(f"refusing to follow a symlink inside the store: {linked}", linked)
+    linked = backend.symlinked_dir(rel)
+    if linked is not None:
+        raise BackendError(f"refusing to follow a symlink inside the store: {linked}", linked)
 
 
 def read_object(backend: Backend, rel: str) -> bytes:
     """Bytes of a small metadata object; a symlink (or FIFO, socket, device) planted in a
     local store is a bad object (reported), not an I/O failure (which stops the command)."""
-    if backend.capabilities.local:
-        linked = backend.symlinked_dir(rel)  # type: ignore[attr-defined]
-        if linked is not None:
-            raise CorruptRecordError(rel, f"under a symlink ({linked}), refused (not followed)")
+    linked = backend.symlinked_dir(rel)
+    if linked is not None:
+        raise CorruptRecordError(rel, f"under a symlink ({linked}), refused (not followed)")
     try:
         return backend.read_bytes(rel)
     except BackendError:
-        planted = backend.planted(rel) if backend.capabilities.local else None  # type: ignore[attr-defined]
+        planted = backend.planted(rel)
         if planted is not None:
             raise CorruptRecordError(rel, planted) from None
         raise

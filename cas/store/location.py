@@ -35,8 +35,6 @@ def default_index_path(backend: Backend) -> str:
 
 def refuse_planted_index(backend: Backend) -> None:
     """BackendError if the index file (or a companion) inside a local store is a symlink."""
-    if not backend.capabilities.local:
-        return
     for name in _INDEX_FILES:
-        if backend.is_symlink(name):  # type: ignore[attr-defined]
+        if backend.is_symlink(name):
             raise BackendError(f"refusing to follow a symlink inside the store: {name}", name)

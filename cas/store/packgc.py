@@ -136,7 +136,7 @@ def check_packs(pub: Publisher, deep: bool) -> PackCheck:
     known = pub.index.known_packs()
     held: dict[str, int] = {}
     for pack, path, size, _ in iter_packs(pub.backend):
-        if pack is None or (pub.backend.capabilities.local and pub.backend.is_symlink(path)):  # type: ignore[attr-defined]
+        if pack is None or pub.backend.is_symlink(path):
             out.foreign.append(path)
         else:
             held[pack] = size

@@ -43,9 +43,8 @@ def verify(pub: Publisher, deep: bool = False, progress: Callback | None = None)
     orphans, dangling = pub.complete_orphans()
     present: dict[str, int] = {}
     foreign: list[str] = []
-    local = pub.backend.capabilities.local
     for digest, path, size, _ in pub.blobs.iter_digests():
-        if digest is None or (local and pub.backend.is_symlink(path)):  # type: ignore[attr-defined]
+        if digest is None or pub.backend.is_symlink(path):
             foreign.append(path)
         else:
             present[digest] = size
