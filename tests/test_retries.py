@@ -245,6 +245,18 @@ CLAIM_PACK = {
 PACK_PUT = r"^PUT \S*/packs/[0-9a-f]{2}/"  # a pack itself (s3), not its ref refs/packs/<hex>
 
 
+def check_saved(check: cas.Store, files: dict[str, bytes]) -> None:
+    """What both drop tests saved through the proxy, read back: each version once, every byte right."""
+    assert [v.version for v in check.list_versions("p/s/plain")] == [1, 2, 3, 4, 5, 6]
+    assert [v.version for v in check.list_versions("p/s/tree")] == [1]
+    for i in range(6):
+        assert check.get_artifact_version("p/s/plain", i + 1).read_bytes() == f"content {i}".encode()
+    for rel, data in files.items():
+        assert check.get_artifact_version("p/s/tree").read_bytes(rel) == data
+    assert check.get_artifact_version("p/s/plain", "production").version == 3
+    assert check.verify(deep=True).ok
+
+
 def options_for(name: str, endpoint: str) -> dict:
     if name == "s3":
         return s3_options_for(endpoint)
@@ -289,14 +301,7 @@ def test_save_and_sync_through_a_connection_that_drops(flaky, moto_server, s3_ro
 
     # Read back without the proxy, from fresh indexes: each version once, every byte right.
     with open_direct(moto_server, s3_root, str(tmp_path / "check.sqlite")) as check:
-        assert [v.version for v in check.list_versions("p/s/plain")] == [1, 2, 3, 4, 5, 6]
-        assert [v.version for v in check.list_versions("p/s/tree")] == [1]
-        for i in range(6):
-            assert check.get_artifact_version("p/s/plain", i + 1).read_bytes() == f"content {i}".encode()
-        for rel, data in files.items():
-            assert check.get_artifact_version("p/s/tree").read_bytes(rel) == data
-        assert check.get_artifact_version("p/s/plain", "production").version == 3
-        assert check.verify(deep=True).ok
+        check_saved(check, files)
     with open_direct(moto_server, dst_root, str(tmp_path / "dst-check.sqlite")) as check:
         assert store_state(check) == store_state(src)
         assert check.verify(deep=True).ok
@@ -344,16 +349,9 @@ def test_save_and_sync_through_a_connection_that_drops_format2(flaky, moto_serve
 
     # Read back without the proxy, from fresh indexes: each version once, one pack each, every byte right.
     with open_direct(moto_server, s3_root, str(tmp_path / "check.sqlite")) as check:
-        assert [v.version for v in check.list_versions("p/s/plain")] == [1, 2, 3, 4, 5, 6]
-        assert [v.version for v in check.list_versions("p/s/tree")] == [1]
         assert len([e for e in check.backend.list("packs")]) == 1  # the lost answer did not make a second pack
         assert len([e for e in check.backend.list("refs/packs")]) == 1
-        for i in range(6):
-            assert check.get_artifact_version("p/s/plain", i + 1).read_bytes() == f"content {i}".encode()
-        for rel, data in files.items():
-            assert check.get_artifact_version("p/s/tree").read_bytes(rel) == data
-        assert check.get_artifact_version("p/s/plain", "production").version == 3
-        assert check.verify(deep=True).ok
+        check_saved(check, files)
     with open_direct(moto_server, dst_root, str(tmp_path / "dst-check.sqlite")) as check:
         assert store_state(check) == store_state(src)
         assert len([e for e in check.backend.list("packs")]) == 1
