@@ -9,6 +9,7 @@ saved files, not a timing.
 from __future__ import annotations
 
 import builtins
+import functools
 import io
 import os
 import sqlite3
@@ -226,17 +227,18 @@ def test_unchanged_single_file_resave_reads_nothing(store, tmp_path, monkeypatch
     assert again.version == first.version  # if_changed: same content, no new version
 
 
+def cli_put(store: Path, tree: Path, *extra: str) -> str:
+    """``cas put TREE p/s/t`` into ``store`` through the CLI; its stdout (it must succeed)."""
+    result = CliRunner().invoke(cli, ["--store", str(store), "put", str(tree), "p/s/t", *extra])
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
 @pytest.mark.usefixtures("format1_stores")  # counts format 1's objects; format 2: the _format2 test below it
 def test_cli_put_uses_the_cache_and_rehash_reads(tmp_path, monkeypatch):
     tree = make_tree(tmp_path / "data", 6)
     settle(tree)
-    runner = CliRunner()
-
-    def put(*extra: str) -> str:
-        result = runner.invoke(cli, ["--store", str(tmp_path / "store"), "put", str(tree), "p/s/t", *extra])
-        assert result.exit_code == 0, result.stderr
-        return result.stdout
-
+    put = functools.partial(cli_put, tmp_path / "store", tree)
     put()
     reads = Reads(monkeypatch, tree)
     put()
@@ -251,13 +253,7 @@ def test_cli_put_uses_the_cache_and_rehash_reads_format2(tmp_path, monkeypatch):
     tree = make_tree(tmp_path / "data", 6)
     settle(tree)
     cas.open_store(str(tmp_path / "store"), format=2).close()
-    runner = CliRunner()
-
-    def put(*extra: str) -> str:
-        result = runner.invoke(cli, ["--store", str(tmp_path / "store"), "put", str(tree), "p/s/t", *extra])
-        assert result.exit_code == 0, result.stderr
-        return result.stdout
-
+    put = functools.partial(cli_put, tmp_path / "store", tree)
     put()
     assert len(packs_of(tmp_path / "store")) == 1
     reads, packed = Reads(monkeypatch, tree), Packed(monkeypatch)
